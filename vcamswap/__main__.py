@@ -1,0 +1,3 @@
+from vcamswap.cli import main
+
+raise SystemExit(main())

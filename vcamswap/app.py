@@ -1,0 +1,133 @@
+"""Builds the live stages from settings; shared by `run`, the daemon and the benchmark."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from vcamswap.capture import Capture, CaptureError
+from vcamswap.config import Settings
+from vcamswap.controls import ControlState, Controls
+from vcamswap.detector import BlazeFaceDetector
+from vcamswap.engines import Engine, EngineUnavailable, create_engine
+from vcamswap.faces import FaceError, FaceLibrary
+from vcamswap.landmarker import FaceMesh, geometry_from_mesh
+from vcamswap.pipeline import Pipeline
+from vcamswap.presets import get_preset
+from vcamswap.stats import Stats
+from vcamswap.tracker import Tracker, pick_face
+from vcamswap.types import FaceGeometry
+
+log = logging.getLogger("vcamswap")
+
+DEMO_DIR = Path(__file__).parent / "data" / "demo"
+
+
+def demo_input() -> Path:
+    return DEMO_DIR / "demo_target.mp4"
+
+
+def demo_face() -> Path:
+    return DEMO_DIR / "demo_source.jpg"
+
+
+class FaceAnalyzer:
+    """Finds the main face of a still photo with the embedded detector + landmarker."""
+
+    def __init__(self, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+        self.detector, self.mesh = detector, mesh
+
+    def __call__(self, image) -> FaceGeometry | None:  # type: ignore[no-untyped-def]
+        det = pick_face(self.detector.detect(image), image.shape)
+        if det is None:
+            return None
+        res = self.mesh.run(image, self.mesh.roi_from_detection(det))
+        # A second pass from the landmarks themselves tightens the crop on photos where the box was loose.
+        res = self.mesh.run(image, self.mesh.roi_from_points(res.points))
+        return geometry_from_mesh(res.points, res.presence) if res.presence >= 0.5 else None
+
+
+def load_engine(settings: Settings, warn: bool = True) -> Engine:
+    """The asked engine, or `lite` with a one-line hint when it cannot run here."""
+    try:
+        return create_engine(settings.engine, **_engine_options(settings))
+    except EngineUnavailable as e:
+        if settings.engine == "lite":
+            raise
+        if warn:
+            log.warning("%s; using the lite engine", e)
+        return create_engine("lite")
+
+
+def _engine_options(settings: Settings) -> dict[str, object]:
+    if settings.engine == "lite":
+        return {}
+    return {"models_dir": settings.models_dir(), "provider": settings.provider}
+
+
+@dataclass
+class Live:
+    capture: Capture
+    pipeline: Pipeline
+    controls: Controls
+    library: FaceLibrary
+    used_demo: bool
+
+
+def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) -> tuple[Capture, bool]:
+    """The asked source; with neither --camera nor --input and no camera present, the shipped demo clip."""
+    try:
+        return Capture(
+            camera=settings.camera,
+            input=settings.input,
+            width=settings.width,
+            height=settings.height,
+            fps=settings.fps,
+            realtime=realtime,
+        ), False
+    except CaptureError as e:
+        if settings.input or settings.camera is not None or not allow_demo:
+            raise
+        log.warning("%s; playing the demo clip instead", e)
+        return Capture(input=str(demo_input()), fps=settings.fps, realtime=realtime), True
+
+
+def build_pipeline(settings: Settings, controls: Controls, engine: Engine | None = None) -> Pipeline:
+    detector = BlazeFaceDetector()
+    mesh = FaceMesh()
+    engine = engine or load_engine(settings)
+    library = FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
+    preset = get_preset(controls.snapshot().preset)
+    track_detector = engine.make_detector(preset) or detector
+    tracker = Tracker(track_detector, mesh, preset.detect_interval)
+    return Pipeline(engine, tracker, library, controls, Stats())
+
+
+def initial_face(settings: Settings, library: FaceLibrary, used_demo: bool) -> str | None:
+    """The face to start with: --face, else the first in the folder, else the demo face."""
+    if settings.face:
+        return library.resolve(settings.face)
+    names = library.names()
+    if names:
+        return names[0]
+    if used_demo or settings.input is not None:
+        return library.resolve(str(demo_face()))
+    return None
+
+
+def build_live(settings: Settings, realtime: bool = True) -> Live:
+    controls = Controls(ControlState(swap_enabled=settings.swap, preset=settings.preset))
+    get_preset(settings.preset)
+    capture, used_demo = open_capture(settings, realtime)
+    try:
+        pipeline = build_pipeline(settings, controls)
+        library = pipeline.library
+        face = initial_face(settings, library, used_demo)
+    except (FaceError, EngineUnavailable):
+        capture.stop()
+        raise
+    controls.set_faces(library.names())
+    if face is not None:
+        controls.set_face(face)
+    return Live(capture, pipeline, controls, library, used_demo)

@@ -1,0 +1,195 @@
+"""Command line: `vcamswap run`, `faces`, and the commands each module registers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vcamswap import __version__
+from vcamswap.config import Settings, load_settings
+
+# Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+log = logging.getLogger("vcamswap")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of `run`; the daemon and the benchmark take the same ones. Each maps to a setting."""
+    p.add_argument("--camera", help="camera index or device path (default 0)")
+    p.add_argument("--input", help="a video, image or URL instead of a camera")
+    p.add_argument("--face", help="source face: a name in the faces folder or an image path")
+    p.add_argument("--faces", help="faces folder (default: the platform's data dir)")
+    p.add_argument("--engine", choices=["lite", "inswapper"], help="swap engine (default lite)")
+    p.add_argument(
+        "--output", action="append", help="vcam | preview | mjpeg[:PORT] | FILE.mp4 (repeatable; default vcam)"
+    )
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--fps", type=float)
+    p.add_argument("--preset", choices=["fast", "balanced", "quality"])
+    p.add_argument("--target-fps", type=float, help="adaptive quality keeps this fps (default: the camera's)")
+    p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
+    p.add_argument("--vcam-backend", help="pyvirtualcam backend name (default: any present)")
+    p.add_argument("--vcam-device", help="virtual camera device (e.g. /dev/video10)")
+    p.add_argument("--swap", action=argparse.BooleanOptionalAction, default=None, help="start with the swap on")
+    p.add_argument("--models", help="models folder")
+    p.add_argument("--stats", action="store_true", default=None, help="print stats every few seconds")
+    p.add_argument("--settings", type=Path, help="settings file (default: the platform's config dir)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings, problem = load_settings(getattr(args, "settings", None))
+    if problem:
+        log.warning("%s", problem)
+    for name in vars(settings):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vcamswap.app import build_live
+    from vcamswap.outputs import SinkSet, parse_output
+    from vcamswap.runner import LiveLoop
+
+    settings = settings_from_args(args)
+    try:
+        sinks = SinkSet(
+            [parse_output(s, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device)
+             for s in settings.output]
+        )
+    except ValueError as e:
+        return _fail(str(e))
+    live_sink = any(not _is_file_output(s) for s in settings.output)
+    live = build_live(settings, realtime=live_sink)
+    info = live.capture.info
+    log.info(
+        "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
+        info.kind, info.name, info.width, info.height, info.fps,
+        live.pipeline.engine.name, live.controls.snapshot().face or "none", ", ".join(settings.output),
+    )
+    max_frames = args.max_frames
+    if max_frames is None and not live_sink and info.kind == "file" and info.frame_count:
+        max_frames = info.frame_count  # file to file: one pass, not a loop
+    loop = LiveLoop(
+        live.capture, live.pipeline, sinks, live.controls,
+        max_frames=max_frames, stats_every=5.0 if settings.stats else 0.0, emit=_emit,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: live.controls.stop())
+    sinks.open(info.width, info.height, info.fps)
+    live.capture.start()
+    try:
+        result = loop.run()
+    except KeyboardInterrupt:
+        result = None
+    finally:
+        live.capture.stop()
+        sinks.close()
+    snap = live.pipeline.stats.snapshot()
+    _emit(f"done: {snap.line()}")
+    if result is not None and result.frames == 0:
+        return _fail("no frame was read from the source")
+    return 0
+
+
+def _is_file_output(spec: str) -> bool:
+    return Path(spec).suffix.lower() in (".mp4", ".avi", ".mkv")
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    from vcamswap.faces import FaceError, add_face, list_faces, remove_face
+
+    settings = settings_from_args(args)
+    folder = settings.faces_dir()
+    try:
+        if args.action == "list":
+            entries = list_faces(folder)
+            if not entries:
+                _emit(f"no faces in {folder}; add one with 'vcamswap faces add IMAGE'")
+            for e in entries:
+                _emit(f"{e.name}\t{e.path}")
+        elif args.action == "add":
+            dest = add_face(folder, Path(args.target), args.name)
+            _check_face(settings, dest)
+            _emit(f"added {dest.stem} ({dest})")
+        elif args.action == "remove":
+            _emit(f"removed {remove_face(folder, args.target)}")
+    except FaceError as e:
+        return _fail(str(e))
+    return 0
+
+
+def _check_face(settings: Settings, path: Path) -> None:
+    """Warn at once when an added photo has no usable face, rather than at the first swap."""
+    from vcamswap.app import FaceAnalyzer
+    from vcamswap.detector import BlazeFaceDetector
+    from vcamswap.landmarker import FaceMesh
+
+    import cv2
+
+    image = cv2.imread(str(path))
+    if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:
+        log.warning("no face found in %s; it stays in the folder but will be skipped", path)
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
+def _fail(message: str) -> int:
+    print(f"vcamswap: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcamswap", description="Live face swap into the Swap Cam virtual camera")
+    parser.add_argument("--version", action="version", version=f"vcamswap {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="swap faces live from a camera or file into the outputs")
+    add_run_options(run)
+    run.add_argument("--max-frames", type=int, help="stop after N published frames")
+    run.set_defaults(func=cmd_run)
+
+    faces = sub.add_parser("faces", help="list, add or remove source faces")
+    faces.add_argument("action", choices=["list", "add", "remove"])
+    faces.add_argument("target", nargs="?", help="IMAGE for add, NAME for remove")
+    faces.add_argument("--name", help="name for an added face (default: the file's name)")
+    faces.add_argument("--faces", help="faces folder")
+    faces.add_argument("--settings", type=Path)
+    faces.set_defaults(func=cmd_faces)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "faces" and args.action in ("add", "remove") and not args.target:
+        parser.error(f"faces {args.action} needs {'IMAGE' if args.action == 'add' else 'NAME'}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="vcamswap: %(message)s",
+        stream=sys.stderr,
+    )
+    from vcamswap.capture import CaptureError
+    from vcamswap.engines import EngineUnavailable
+    from vcamswap.faces import FaceError
+
+    try:
+        result: Any = args.func(args)
+    except (CaptureError, EngineUnavailable, FaceError) as e:
+        return _fail(str(e))
+    return int(result or 0)

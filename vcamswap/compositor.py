@@ -1,0 +1,100 @@
+"""Alignment into the engine's crop and paste-back into the frame.
+
+Only the face's region of the frame is touched: the crop is warped back into the bounding box of its
+corners, never over the whole frame. Masks for a given size and feather are built once and reused.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from vcamswap.types import SwapOutput
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src points onto dst (Umeyama)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s_c, d_c = src - mu_s, dst - mu_d
+    cov = d_c.T @ s_c / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1
+    r = u @ np.diag(d) @ vt
+    var_s = (s_c**2).sum() / len(src)
+    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
+    t = mu_d - scale * r @ mu_s
+    return np.hstack([scale * r, t[:, None]]).astype(np.float32)
+
+
+def align(frame: np.ndarray, kps: np.ndarray, template: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned crop and the 2x3 matrix frame -> crop."""
+    m = similarity(kps, template)
+    crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop, m
+
+
+@lru_cache(maxsize=16)
+def feathered_square(size: int, feather: float) -> np.ndarray:
+    """A soft-edged square mask, built once per (size, feather)."""
+    f = max(1, int(round(size * feather)))
+    mask = np.zeros((size, size), np.float32)
+    mask[f:-f, f:-f] = 1.0
+    k = 2 * f + 1
+    out = cv2.GaussianBlur(mask, (k, k), 0)
+    out.setflags(write=False)
+    return out
+
+
+def feather(mask: np.ndarray, amount: float) -> np.ndarray:
+    """Erode then blur a hard mask so its soft edge stays inside the original region (no halo)."""
+    size = mask.shape[0]
+    f = max(1, int(round(size * amount)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (f, f))
+    eroded = cv2.erode(mask, kernel)
+    k = 2 * f + 1
+    return cv2.GaussianBlur(eroded, (k, k), 0)
+
+
+def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Move src's LAB mean/std inside the mask to ref's, so the pasted skin matches the lighting in the frame."""
+    sel = mask > 0.5
+    if sel.sum() < 16:
+        return src
+    s_lab = cv2.cvtColor(src, cv2.COLOR_BGR2LAB).astype(np.float32)
+    r_lab = cv2.cvtColor(ref, cv2.COLOR_BGR2LAB).astype(np.float32)
+    s_px, r_px = s_lab[sel], r_lab[sel]
+    s_mean, s_std = s_px.mean(0), s_px.std(0) + 1e-3
+    r_mean, r_std = r_px.mean(0), r_px.std(0) + 1e-3
+    gain = np.clip(r_std / s_std, 0.5, 2.0)  # bounded: a shadowed frame must not blow up the texture
+    out = (s_lab - s_mean) * gain + r_mean
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+
+
+def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:
+    """Blend the swapped crop into `frame` in place, within the face's bounding region only."""
+    size = swap.crop.shape[0]
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float32)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    h, w = frame.shape[:2]
+    x0, y0 = np.floor(pts.min(0)).astype(int)
+    x1, y1 = np.ceil(pts.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return frame
+    inv_roi = inv.copy()
+    inv_roi[:, 2] -= (x0, y0)
+    dsize = (x1 - x0, y1 - y0)
+    face = cv2.warpAffine(swap.crop, inv_roi, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(swap.mask, inv_roi, dsize, flags=cv2.INTER_LINEAR, borderValue=0.0)
+    roi = frame[y0:y1, x0:x1]
+    a = alpha[..., None]
+    blended = roi.astype(np.float32) * (1.0 - a) + face.astype(np.float32) * a
+    frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return frame

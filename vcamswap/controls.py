@@ -1,0 +1,128 @@
+"""The one mutable object shared by the pipeline, tray, hotkeys and control socket.
+
+Everyone changes state through these methods; the pipeline reads an immutable snapshot once per frame,
+so a change applies at the next frame and never half-way through one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from vcamswap.presets import PRESETS, next_preset
+
+
+@dataclass(frozen=True)
+class ControlState:
+    swap_enabled: bool = True
+    face: str | None = None  # name of the source face in the faces folder
+    preset: str = "balanced"
+    bypass: bool = False  # held hotkey: show the real face while held
+    paused: bool = False  # camera released, a still "paused" frame is published
+    preview: bool = False
+    running: bool = True
+    faces: tuple[str, ...] = field(default_factory=tuple)  # the faces available, for next/prev and menus
+
+    @property
+    def swapping(self) -> bool:
+        return self.swap_enabled and not self.bypass and not self.paused and self.face is not None
+
+
+Listener = Callable[[ControlState, ControlState], None]
+
+
+class Controls:
+    def __init__(self, state: ControlState | None = None) -> None:
+        self._lock = threading.Lock()
+        self._state = state or ControlState()
+        self._listeners: list[Listener] = []
+        self._stopped = threading.Event()
+
+    def snapshot(self) -> ControlState:
+        with self._lock:
+            return self._state
+
+    def subscribe(self, listener: Listener) -> None:
+        """listener(old, new) runs on the changing thread after each change; keep it short."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _update(self, **changes: object) -> ControlState:
+        with self._lock:
+            old = self._state
+            new = replace(old, **changes)  # type: ignore[arg-type]
+            self._state = new
+            listeners = list(self._listeners)
+        if new != old:
+            for listener in listeners:
+                listener(old, new)
+        if not new.running:
+            self._stopped.set()
+        return new
+
+    def toggle(self) -> ControlState:
+        with self._lock:
+            enabled = not self._state.swap_enabled
+        return self._update(swap_enabled=enabled)
+
+    def set_swap(self, enabled: bool) -> ControlState:
+        return self._update(swap_enabled=enabled)
+
+    def set_bypass(self, held: bool) -> ControlState:
+        return self._update(bypass=held)
+
+    def set_paused(self, paused: bool) -> ControlState:
+        return self._update(paused=paused)
+
+    def set_preview(self, on: bool) -> ControlState:
+        return self._update(preview=on)
+
+    def set_preset(self, name: str) -> ControlState:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return self._update(preset=name)
+
+    def cycle_preset(self, step: int = 1) -> ControlState:
+        return self._update(preset=next_preset(self.snapshot().preset, step))
+
+    def set_faces(self, names: Sequence[str]) -> ControlState:
+        """The faces folder changed: keep the current face if it is still there, else take the next one."""
+        names = tuple(names)
+        with self._lock:
+            cur = self._state.face
+            old_names = self._state.faces
+        face = cur if cur in names else _successor(cur, old_names, names)
+        return self._update(faces=names, face=face)
+
+    def set_face(self, name: str) -> ControlState:
+        faces = self.snapshot().faces
+        if faces and name not in faces:
+            raise ValueError(f"no face named {name!r}; faces: {', '.join(faces)}")
+        return self._update(face=name)
+
+    def next_face(self, step: int = 1) -> ControlState:
+        with self._lock:
+            faces, cur = self._state.faces, self._state.face
+        if not faces:
+            return self.snapshot()
+        i = faces.index(cur) if cur in faces else -step if step > 0 else 0
+        return self._update(face=faces[(i + step) % len(faces)])
+
+    def stop(self) -> ControlState:
+        return self._update(running=False)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+
+def _successor(cur: str | None, old: Sequence[str], new: Sequence[str]) -> str | None:
+    """The face that followed `cur` in the old list and still exists; else the first face."""
+    if not new:
+        return None
+    if cur in old:
+        i = list(old).index(cur)
+        for name in list(old[i + 1 :]) + list(old[:i]):
+            if name in new:
+                return name
+    return new[0]

@@ -1,0 +1,64 @@
+"""Swap engines behind one small interface.
+
+An engine works in an aligned crop: the pipeline warps the frame so the face's 5 keypoints land on the
+engine's template, the engine returns the swapped crop and its blend mask in the same coordinates, and the
+compositor pastes it back. Because the crop is face-aligned, a skipped frame can re-paste the last swap at
+the current pose.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+import numpy as np
+
+from vcamswap.presets import Preset
+from vcamswap.types import FaceGeometry, SwapOutput
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot run here (models missing, runtime absent); the message says how to fix it."""
+
+
+class FaceDetectorLike(Protocol):
+    def detect(self, image_bgr: np.ndarray) -> list: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def crop_size(self, preset: Preset) -> int:
+        """Side of the square aligned crop the engine works in."""
+        ...
+
+    def template(self, size: int) -> np.ndarray:
+        """(5, 2) keypoint positions in a crop of `size` pixels, in types.Detection.kps order."""
+        ...
+
+    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> object:
+        """Analyse a source face once; the result is cached with the faces cache and passed to swap()."""
+        ...
+
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
+        """Swap the face in an aligned crop (face given in crop coordinates)."""
+        ...
+
+    def make_detector(self, preset: Preset) -> FaceDetectorLike | None:
+        """A detector of the engine's own, or None to use the embedded BlazeFace."""
+        ...
+
+
+ENGINES: dict[str, str] = {
+    "lite": "vcamswap.engines.lite:LiteEngine",
+    "inswapper": "vcamswap.engines.inswapper:InswapperEngine",
+}
+
+
+def create_engine(name: str, **options: object) -> Engine:
+    if name not in ENGINES:
+        raise EngineUnavailable(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    module_name, cls_name = ENGINES[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    engine: Engine = cls(**options)
+    return engine

@@ -1,0 +1,145 @@
+"""Source faces: a folder of photos, each analysed once and cached by the hash of its content.
+
+An unreadable file or a photo with no face is reported in one line and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcamswap.types import FaceGeometry, SourceFace
+
+log = logging.getLogger("vcamswap.faces")
+
+FACE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+Analyzer = Callable[[np.ndarray], FaceGeometry | None]
+
+
+class FaceError(Exception):
+    """A source face cannot be used; one-line message naming the file and why."""
+
+
+@dataclass(frozen=True)
+class FaceEntry:
+    name: str
+    path: Path
+
+
+def digest_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_faces(folder: Path) -> list[FaceEntry]:
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FACE_EXTS and p.is_file())
+    return [FaceEntry(p.stem, p) for p in files]
+
+
+def add_face(folder: Path, image: Path, name: str | None = None) -> Path:
+    """Copy a photo into the faces folder; refuses to replace an existing face."""
+    if not image.is_file():
+        raise FaceError(f"no such file: {image}")
+    if cv2.imread(str(image)) is None:
+        raise FaceError(f"{image}: not a readable image")
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{name or image.stem}{image.suffix.lower()}"
+    clash = [e for e in list_faces(folder) if e.name == dest.stem]
+    if clash:
+        raise FaceError(f"a face named {dest.stem!r} exists already ({clash[0].path}); pass --name to pick another")
+    shutil.copy2(image, dest)
+    return dest
+
+
+def remove_face(folder: Path, name: str) -> Path:
+    for entry in list_faces(folder):
+        if entry.name == name:
+            entry.path.unlink()
+            return entry.path
+    raise FaceError(f"no face named {name!r} in {folder}")
+
+
+class FaceLibrary:
+    """Resolves a face name or image path to an analysed SourceFace, caching by content digest."""
+
+    def __init__(self, folder: Path, analyzer: Analyzer) -> None:
+        self.folder = folder
+        self._analyze = analyzer
+        self._lock = threading.Lock()
+        self._by_digest: dict[str, SourceFace | None] = {}
+        self._errors: dict[str, str] = {}  # digest -> reason, so a bad file is reported once
+        self._extra: dict[str, Path] = {}  # faces given as a path outside the folder
+
+    def names(self) -> list[str]:
+        names = [e.name for e in list_faces(self.folder)]
+        return names + [n for n in self._extra if n not in names]
+
+    def resolve(self, name_or_path: str) -> str:
+        """A name usable with get(): an image path is registered under its stem."""
+        p = Path(name_or_path).expanduser()
+        if p.suffix.lower() in FACE_EXTS or p.is_file():
+            if not p.is_file():
+                raise FaceError(f"face image not found: {p}")
+            self._extra[p.stem] = p.resolve()
+            return p.stem
+        if name_or_path not in self.names():
+            known = ", ".join(self.names()) or f"none yet: add one with 'vcamswap faces add IMAGE' ({self.folder})"
+            raise FaceError(f"no face named {name_or_path!r}; faces: {known}")
+        return name_or_path
+
+    def path_of(self, name: str) -> Path | None:
+        for e in list_faces(self.folder):
+            if e.name == name:
+                return e.path
+        return self._extra.get(name)
+
+    def get(self, name: str) -> SourceFace | None:
+        """The analysed face, or None (reported once) when the file is gone, unreadable or has no face."""
+        path = self.path_of(name)
+        if path is None or not path.is_file():
+            return None
+        try:
+            digest = digest_file(path)
+        except OSError as e:
+            log.warning("face %s: cannot read %s (%s)", name, path, e.strerror)
+            return None
+        with self._lock:
+            if digest in self._by_digest:
+                return self._by_digest[digest]
+        face = self._load(name, path, digest)
+        with self._lock:
+            self._by_digest[digest] = face
+        return face
+
+    def _load(self, name: str, path: Path, digest: str) -> SourceFace | None:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.warning("face %s: %s is not a readable image; skipped", name, path)
+            return None
+        geometry = self._analyze(image)
+        if geometry is None:
+            log.warning("face %s: no face found in %s; skipped", name, path)
+            return None
+        return SourceFace(name, str(path), digest, image, geometry)
+
+    def check_all(self) -> dict[str, str]:
+        """Analyse every face in the folder; returns name -> problem for the ones that cannot be used."""
+        problems: dict[str, str] = {}
+        for name in self.names():
+            if self.get(name) is None:
+                problems[name] = "unreadable or no face found"
+        return problems

@@ -1,0 +1,45 @@
+"""Runtime quality presets. Every knob here can change between two frames without a restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+PresetName = Literal["fast", "balanced", "quality"]
+PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    det_size: int  # detector input size (SCRFD); BlazeFace is fixed at 128
+    detect_interval: int  # run the detector every N frames (or at once when the track is lost)
+    swap_interval: int  # run the engine every k-th frame, re-paste the last swap in between
+    color_match: bool
+    mask_feather: float  # feather width as a fraction of the aligned crop size
+    crop_size: int  # aligned crop size for the lite engine (the neural engine is fixed at 128)
+    smoothing: float  # 0 = raw keypoints, 1 = heavy smoothing (Kalman measurement-noise scale)
+    mouth_mask: bool  # let the real mouth show through (neural engine)
+
+    def with_knobs(self, **knobs: object) -> Preset:
+        return replace(self, **knobs)  # type: ignore[arg-type]
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset("fast", 320, 8, 2, True, 0.06, 192, 0.6, False),
+    "balanced": Preset("balanced", 320, 4, 1, True, 0.08, 256, 0.5, False),
+    "quality": Preset("quality", 640, 2, 1, True, 0.10, 320, 0.4, True),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def next_preset(name: str, step: int = 1) -> str:
+    names = list(PRESETS)
+    i = names.index(name) if name in names else 0
+    return names[(i + step) % len(names)]

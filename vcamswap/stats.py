@@ -1,0 +1,101 @@
+"""Per-stage timings, output fps and capture-to-publish latency, kept in small rolling windows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+STAGES = ("capture", "track", "swap", "paste", "output")
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    fps: float
+    latency_ms: float  # median capture -> publish
+    latency_p95_ms: float
+    stage_ms: dict[str, float]  # median per stage
+    frames: int
+    swapped: int  # frames in which a face was swapped (engine run or re-paste)
+    dropped: int  # camera frames never processed (newest-frame-wins)
+
+    def line(self) -> str:
+        stages = " ".join(f"{k}={v:.1f}" for k, v in self.stage_ms.items())
+        return (
+            f"fps={self.fps:.1f} latency={self.latency_ms:.0f}ms (p95 {self.latency_p95_ms:.0f}) "
+            f"ms: {stages} frames={self.frames} swapped={self.swapped} dropped={self.dropped}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "fps": round(self.fps, 2),
+            "latency_ms": round(self.latency_ms, 2),
+            "latency_p95_ms": round(self.latency_p95_ms, 2),
+            "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
+            "frames": self.frames,
+            "swapped": self.swapped,
+            "dropped": self.dropped,
+        }
+
+
+class Stats:
+    def __init__(self, window: int = 120) -> None:
+        self._lock = threading.Lock()
+        self._stage: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
+        self._latency: deque[float] = deque(maxlen=window)
+        self._publish_t: deque[float] = deque(maxlen=window)
+        self.frames = 0
+        self.swapped = 0
+        self.dropped = 0
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._stage.setdefault(stage, deque(maxlen=self._latency.maxlen)).append(seconds * 1000.0)
+
+    def frame_published(self, t_capture: float, swapped: bool, t_now: float | None = None) -> None:
+        now = time.perf_counter() if t_now is None else t_now
+        with self._lock:
+            self._latency.append((now - t_capture) * 1000.0)
+            self._publish_t.append(now)
+            self.frames += 1
+            self.swapped += int(swapped)
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            ts = list(self._publish_t)
+            fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else 0.0
+            lat = np.array(self._latency) if self._latency else np.zeros(1)
+            stage_ms = {k: float(np.median(v)) if v else 0.0 for k, v in self._stage.items()}
+            return StatsSnapshot(
+                fps=fps,
+                latency_ms=float(np.median(lat)),
+                latency_p95_ms=float(np.percentile(lat, 95)),
+                stage_ms=stage_ms,
+                frames=self.frames,
+                swapped=self.swapped,
+                dropped=self.dropped,
+            )
+
+
+class StageTimer:
+    """`with timer("swap"):` adds the block's wall time to a stage."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def __call__(self, stage: str) -> _Block:
+        return _Block(self.stats, stage)
+
+
+class _Block:
+    def __init__(self, stats: Stats, stage: str) -> None:
+        self.stats, self.stage, self.t0 = stats, stage, 0.0
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stats.add_stage(self.stage, time.perf_counter() - self.t0)

@@ -1,0 +1,81 @@
+"""Data that crosses stage boundaries. Arrays are float32 pixel coordinates of the frame they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Detection(NamedTuple):
+    """One face from a detector.
+
+    kps order (image left to right as seen on screen): the eye on the image's left, the eye on the
+    image's right, nose tip, mouth corner on the image's left, mouth corner on the image's right.
+    This is insightface's order, so SCRFD output maps one to one.
+    """
+
+    bbox: np.ndarray  # (4,) x1, y1, x2, y2
+    kps: np.ndarray  # (5, 2)
+    score: float
+
+
+class FaceGeometry(NamedTuple):
+    """Where a face is in one image: box, 5 keypoints, and the dense mesh when a landmarker ran."""
+
+    bbox: np.ndarray  # (4,) x1, y1, x2, y2
+    kps: np.ndarray  # (5, 2), same order as Detection.kps
+    points: np.ndarray | None  # (468, 2) FaceMesh points, or None
+    score: float
+
+    def transformed(self, m: np.ndarray) -> FaceGeometry:
+        """The same face after a 2x3 affine `m` (e.g. into an aligned crop)."""
+        kps = apply_affine(self.kps, m)
+        pts = None if self.points is None else apply_affine(self.points, m)
+        corners = apply_affine(
+            np.array([[self.bbox[0], self.bbox[1]], [self.bbox[2], self.bbox[3]]], np.float32), m
+        )
+        bbox = np.array([*corners.min(0), *corners.max(0)], np.float32)
+        return FaceGeometry(bbox, kps, pts, self.score)
+
+
+class TrackedFace(NamedTuple):
+    """The face the tracker follows in the current frame."""
+
+    geometry: FaceGeometry
+    track_id: int
+    detected: bool  # True when the detector ran on this frame, False when followed
+
+
+class SwapOutput(NamedTuple):
+    """What an engine returns, in the aligned crop's coordinates."""
+
+    crop: np.ndarray  # (S, S, 3) uint8 BGR
+    mask: np.ndarray  # (S, S) float32 in [0, 1]; 0 keeps the camera's pixel
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A captured frame with its capture timestamp (time.perf_counter seconds)."""
+
+    image: np.ndarray
+    index: int
+    t_capture: float
+
+
+@dataclass
+class SourceFace:
+    """A source face from the faces folder, analysed once and cached by content."""
+
+    name: str
+    path: str
+    digest: str
+    image: np.ndarray
+    geometry: FaceGeometry
+    payload: dict[str, object] = field(default_factory=dict)  # per-engine cached data (embedding, texture)
+
+
+def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, np.float32)
+    return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
