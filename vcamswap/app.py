@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-
 from vcamswap.capture import Capture, CaptureError
 from vcamswap.config import Settings
 from vcamswap.controls import ControlState, Controls
+from vcamswap.demo import demo_clip, demo_face
 from vcamswap.detector import BlazeFaceDetector
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces import FaceError, FaceLibrary
@@ -20,17 +19,6 @@ from vcamswap.tracker import Tracker, pick_face
 from vcamswap.types import FaceGeometry
 
 log = logging.getLogger("vcamswap")
-
-DEMO_DIR = Path(__file__).parent / "data" / "demo"
-
-
-def demo_input() -> Path:
-    return DEMO_DIR / "demo_target.mp4"
-
-
-def demo_face() -> Path:
-    return DEMO_DIR / "demo_source.jpg"
-
 
 class FaceAnalyzer:
     """Finds the main face of a still photo with the embedded detector + landmarker."""
@@ -90,7 +78,7 @@ def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) ->
         if settings.input or settings.camera is not None or not allow_demo:
             raise
         log.warning("%s; playing the demo clip instead", e)
-        return Capture(input=str(demo_input()), fps=settings.fps, realtime=realtime), True
+        return Capture(input=str(demo_clip()), fps=settings.fps, realtime=realtime), True
 
 
 def build_pipeline(settings: Settings, controls: Controls, engine: Engine | None = None) -> Pipeline:
@@ -111,9 +99,10 @@ def initial_face(settings: Settings, library: FaceLibrary, used_demo: bool) -> s
     names = library.names()
     if names:
         return names[0]
-    if used_demo or settings.input is not None:
-        return library.resolve(str(demo_face()))
-    return None
+    # First run with an empty faces folder: the shipped demo face, so the swap is visible at once.
+    log.info("no faces in %s yet; using the demo face (add yours with 'vcamswap faces add IMAGE')",
+             library.folder)
+    return library.resolve(str(demo_face()))
 
 
 def build_live(settings: Settings, realtime: bool = True) -> Live:

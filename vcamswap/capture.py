@@ -180,6 +180,7 @@ class Capture:
                 self._cond.wait(left)
             frame = self._latest
             self._consumed = frame.index
+            self._cond.notify_all()  # a non-realtime reader is waiting for the frame to be taken
             return frame
 
     def _publish(self, image: np.ndarray) -> None:

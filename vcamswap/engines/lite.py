@@ -1,0 +1,169 @@
+"""The embedded `lite` engine: a FaceMesh-driven triangle-mesh warp of the source face onto the target.
+
+Everything happens in the aligned crop. The source photo is analysed once: its texture is aligned to the
+same template and its mesh triangulated. Per frame, one piecewise-affine map (target triangle -> source
+triangle) is built for the whole crop and applied with a single cv2.remap, so the cost does not grow with
+the number of triangles drawn. The target's eyes and mouth interior are left out of the mask, so blinks
+and speech come through; skin colour is matched by the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from vcamswap.compositor import feather, similarity
+from vcamswap.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, RIGHT_EYE
+from vcamswap.presets import Preset
+from vcamswap.types import FaceGeometry, SwapOutput
+
+# insightface's ArcFace 5-point template for a 112 px crop (eyes, nose, mouth corners).
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    np.float32,
+)
+# The lite crop must hold the whole face from the hairline to the chin plus a margin for feathering, so
+# the ArcFace layout is shrunk about the crop's centre and lifted a little.
+LITE_SCALE = 0.56
+LITE_SHIFT_Y = 0.03
+SOURCE_SIZE = 512  # the source texture is kept at this size and resized once per crop size
+
+
+def lite_template(size: int) -> np.ndarray:
+    t = (ARCFACE_112 / 112.0 - 0.5) * LITE_SCALE + 0.5
+    t[:, 1] += LITE_SHIFT_Y
+    return (t * size).astype(np.float32)
+
+
+@dataclass
+class LiteSource:
+    """A source face prepared once: aligned texture, its mesh points (0..1 of the crop) and triangles."""
+
+    texture: np.ndarray  # (SOURCE_SIZE, SOURCE_SIZE, 3)
+    points: np.ndarray  # (468, 2) in [0, 1] crop units
+    triangles: np.ndarray  # (T, 3) int32 indices into points
+    _scaled: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def texture_at(self, size: int) -> np.ndarray:
+        if size not in self._scaled:
+            interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
+            self._scaled[size] = cv2.resize(self.texture, (size, size), interpolation=interp)
+        return self._scaled[size]
+
+
+def triangulate(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles of the mesh points, as index triples."""
+    pts = np.asarray(points, np.float32)
+    lo, hi = pts.min(0) - 1.0, pts.max(0) + 1.0
+    subdiv = cv2.Subdiv2D((float(lo[0]), float(lo[1]), float(hi[0] - lo[0] + 1), float(hi[1] - lo[1] + 1)))
+    subdiv.insert([(float(x), float(y)) for x, y in pts])
+    tris = subdiv.getTriangleList().reshape(-1, 3, 2)
+    # Map vertex coordinates back to indices (Subdiv2D returns coordinates, not indices).
+    d = np.linalg.norm(tris[:, :, None, :] - pts[None, None, :, :], axis=-1)
+    idx = d.argmin(-1)
+    ok = (d.min(-1) < 1e-3).all(1) & (idx[:, 0] != idx[:, 1]) & (idx[:, 1] != idx[:, 2]) & (idx[:, 0] != idx[:, 2])
+    return idx[ok].astype(np.int32)
+
+
+def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) affines mapping each destination triangle onto its source triangle."""
+    d = dst[tris]  # (T, 3, 2)
+    s = src[tris]
+    dm = np.concatenate([d, np.ones((len(tris), 3, 1), np.float32)], axis=2)  # (T, 3, 3) rows [x y 1]
+    det = np.linalg.det(dm)
+    good = np.abs(det) > 1e-6
+    a = np.zeros((len(tris), 2, 3), np.float32)
+    # Solve dm @ X = s for X (3x2): X^T is the 2x3 affine.
+    a[good] = np.transpose(np.linalg.solve(dm[good], s[good]), (0, 2, 1))
+    return a
+
+
+def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
+    """An int32 map of which triangle covers each pixel (-1 = none)."""
+    index = np.full((size, size), -1, np.int32)
+    polys = np.round(dst[tris] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel edges
+    for i, poly in enumerate(polys):
+        cv2.fillConvexPoly(index, poly, int(i), lineType=cv2.LINE_8, shift=4)
+    return index
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    return xs, ys
+
+
+def mesh_warp(texture: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    size = texture.shape[0]
+    affines = triangle_affines(dst_pts, src_pts, tris)
+    index = rasterize_indices(dst_pts, tris, size)
+    xs, ys = _pixel_grid(size)
+    covered = index >= 0
+    a = affines[index[covered]]  # (N, 2, 3)
+    x, y = xs[covered], ys[covered]
+    map_x = np.full((size, size), -1.0, np.float32)
+    map_y = np.full((size, size), -1.0, np.float32)
+    map_x[covered] = a[:, 0, 0] * x + a[:, 0, 1] * y + a[:, 0, 2]
+    map_y[covered] = a[:, 1, 0] * x + a[:, 1, 1] * y + a[:, 1, 2]
+    return cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
+    return np.round(points[list(indices)] * 16).astype(np.int32)
+
+
+def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
+    """Face oval minus the eyes and the mouth opening, feathered inwards."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
+    holes = np.zeros_like(mask)
+    cv2.fillPoly(
+        holes,
+        [polygon(points, LEFT_EYE), polygon(points, RIGHT_EYE), polygon(points, LIPS_INNER)],
+        255,
+        lineType=cv2.LINE_AA,
+        shift=4,
+    )
+    # Grow the holes a little so the eyelid edge and lip line come from the camera too.
+    grow = max(1, size // 96)
+    holes = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    holes = cv2.GaussianBlur(holes, (2 * grow + 1, 2 * grow + 1), 0)
+    outer = feather(mask.astype(np.float32) / 255.0, feather_amount)
+    return np.clip(outer * (1.0 - holes.astype(np.float32) / 255.0), 0.0, 1.0)
+
+
+class LiteEngine:
+    name = "lite"
+
+    def crop_size(self, preset: Preset) -> int:
+        return preset.crop_size
+
+    def template(self, size: int) -> np.ndarray:
+        return lite_template(size)
+
+    def make_detector(self, preset: Preset) -> None:
+        return None  # the embedded BlazeFace
+
+    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
+        if face.points is None:
+            raise ValueError("the lite engine needs FaceMesh points for the source face")
+        m = similarity(face.kps, lite_template(SOURCE_SIZE))
+        texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                                 borderMode=cv2.BORDER_REPLICATE)
+        pts = face.transformed(m).points
+        assert pts is not None
+        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts))
+
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
+        assert isinstance(source, LiteSource)
+        if face.points is None:
+            raise ValueError("the lite engine needs FaceMesh points for the target face")
+        size = crop.shape[0]
+        src_pts = source.points * size
+        dst_pts = face.points.astype(np.float32)
+        warped = mesh_warp(source.texture_at(size), src_pts, dst_pts, source.triangles)
+        mask = face_mask(dst_pts, size, preset.mask_feather)
+        return SwapOutput(warped, mask)
