@@ -22,3 +22,14 @@ def media() -> Path:
     if not (root / "MANIFEST.md").is_file():
         pytest.fail(f"test media not found at {root} (set VCAMSWAP_MEDIA)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own config, data, cache and runtime dirs: the user's real ones are never touched."""
+    root = tmp_path_factory.mktemp("vcamswap-home")
+    for name in ("CONFIG", "DATA", "CACHE", "RUNTIME"):
+        d = root / name.lower()
+        d.mkdir()
+        monkeypatch.setenv(f"VCAMSWAP_{name}_DIR", str(d))
+    return root

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+
+import numpy as np
+
 from vcamswap.capture import Capture, CaptureError
 from vcamswap.config import Settings
-from vcamswap.controls import ControlState, Controls
+from vcamswap.controls import Controls, ControlState
 from vcamswap.demo import demo_clip, demo_face
 from vcamswap.detector import BlazeFaceDetector
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
@@ -26,7 +29,7 @@ class FaceAnalyzer:
     def __init__(self, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
         self.detector, self.mesh = detector, mesh
 
-    def __call__(self, image) -> FaceGeometry | None:  # type: ignore[no-untyped-def]
+    def __call__(self, image: np.ndarray) -> FaceGeometry | None:
         det = pick_face(self.detector.detect(image), image.shape)
         if det is None:
             return None

@@ -106,7 +106,7 @@ class Controls:
             faces, cur = self._state.faces, self._state.face
         if not faces:
             return self.snapshot()
-        i = faces.index(cur) if cur in faces else -step if step > 0 else 0
+        i = faces.index(cur) if cur is not None and cur in faces else (-step if step > 0 else 0)
         return self._update(face=faces[(i + step) % len(faces)])
 
     def stop(self) -> ControlState:
@@ -120,7 +120,7 @@ def _successor(cur: str | None, old: Sequence[str], new: Sequence[str]) -> str |
     """The face that followed `cur` in the old list and still exists; else the first face."""
     if not new:
         return None
-    if cur in old:
+    if cur is not None and cur in old:
         i = list(old).index(cur)
         for name in list(old[i + 1 :]) + list(old[:i]):
             if name in new:

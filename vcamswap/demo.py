@@ -34,7 +34,10 @@ def demo_clip(width: int = 640, height: int = 480, fps: float = 30.0, seconds: f
     cache = Path(os.environ.get("VCAMSWAP_CACHE_DIR") or platformdirs.user_cache_dir("vcamswap"))
     path = cache / f"demo_clip_v{CLIP_VERSION}_{width}x{height}_{fps:g}.mp4"
     if not path.exists():
-        write_clip(path, cv2.imread(str(demo_still())), width, height, fps, int(seconds * fps))
+        still = cv2.imread(str(demo_still()))
+        if still is None:
+            raise FileNotFoundError(f"demo photo missing from the package: {demo_still()}")
+        write_clip(path, still, width, height, fps, int(seconds * fps))
     return path
 
 

@@ -60,7 +60,7 @@ def triangulate(points: np.ndarray) -> np.ndarray:
     lo, hi = pts.min(0) - 1.0, pts.max(0) + 1.0
     subdiv = cv2.Subdiv2D((float(lo[0]), float(lo[1]), float(hi[0] - lo[0] + 1), float(hi[1] - lo[1] + 1)))
     subdiv.insert([(float(x), float(y)) for x, y in pts])
-    tris = subdiv.getTriangleList().reshape(-1, 3, 2)
+    tris = np.asarray(subdiv.getTriangleList(), np.float32).reshape(-1, 3, 2)
     # Map vertex coordinates back to indices (Subdiv2D returns coordinates, not indices).
     d = np.linalg.norm(tris[:, :, None, :] - pts[None, None, :, :], axis=-1)
     idx = d.argmin(-1)
@@ -129,10 +129,10 @@ def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarra
     )
     # Grow the holes a little so the eyelid edge and lip line come from the camera too.
     grow = max(1, size // 96)
-    holes = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    holes = cv2.GaussianBlur(holes, (2 * grow + 1, 2 * grow + 1), 0)
+    k = 2 * grow + 1
+    hole_alpha = cv2.GaussianBlur(cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
     outer = feather(mask.astype(np.float32) / 255.0, feather_amount)
-    return np.clip(outer * (1.0 - holes.astype(np.float32) / 255.0), 0.0, 1.0)
+    return np.clip(outer * (1.0 - hole_alpha.astype(np.float32) / 255.0), 0.0, 1.0)
 
 
 class LiteEngine:

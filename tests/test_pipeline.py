@@ -1,0 +1,203 @@
+"""The live path on the lite engine: real video, real models, real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vcamswap.app import FaceAnalyzer
+from vcamswap.compositor import align
+from vcamswap.controls import Controls, ControlState
+from vcamswap.detector import BlazeFaceDetector
+from vcamswap.engines.lite import LiteEngine, LiteSource, face_mask, lite_template, mesh_warp
+from vcamswap.faces import FaceLibrary
+from vcamswap.landmarker import FaceMesh, kps5_from_mesh
+from vcamswap.pipeline import Pipeline
+from vcamswap.tracker import Tracker
+from vcamswap.types import Frame, apply_affine
+
+WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
+SOURCE = "faces/single/obama_official_portrait.jpg"
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[BlazeFaceDetector, FaceMesh]:
+    return BlazeFaceDetector(), FaceMesh()
+
+
+def make_pipeline(models: tuple[BlazeFaceDetector, FaceMesh], faces_dir: Path, face: str) -> Pipeline:
+    detector, mesh = models
+    library = FaceLibrary(faces_dir, FaceAnalyzer(detector, mesh))
+    controls = Controls(ControlState())
+    name = library.resolve(face)
+    controls.set_faces(library.names())
+    controls.set_face(name)
+    return Pipeline(LiteEngine(), Tracker(detector, mesh, 4), library, controls)
+
+
+def read_frames(path: Path, count: int, step: int = 1) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    i = 0
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            frames.append(frame)
+        i += 1
+    cap.release()
+    assert len(frames) == count, f"could read only {len(frames)} frames of {path}"
+    return frames
+
+
+def canonical_view(image: np.ndarray, points: np.ndarray, src: LiteSource, size: int = 256) -> np.ndarray:
+    """The face of `image` (given its mesh points) unwarped onto the source photo's mesh, grey and normalised."""
+    crop, m = align(image, kps5_from_mesh(points), lite_template(size), size)
+    pts = apply_affine(points[:, :2], m)
+    grey = cv2.cvtColor(mesh_warp(crop, pts, src.points * size, src.triangles), cv2.COLOR_BGR2GRAY)
+    return grey.astype(np.float32)
+
+
+def skin_mask(src: LiteSource, size: int = 256) -> np.ndarray:
+    """Where the swap replaces the face: the oval minus eyes and mouth (kept from the camera), eroded."""
+    return face_mask(src.points * size, size, 0.08) > 0.9
+
+
+def distance(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    a, b = a[mask], b[mask]
+    a = (a - a.mean()) / (a.std() + 1e-6)
+    b = (b - b.mean()) / (b.std() + 1e-6)
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def test_face_in_real_video_is_swapped(media: Path, models: tuple[BlazeFaceDetector, FaceMesh], tmp_path: Path) -> None:
+    pipe = make_pipeline(models, tmp_path, str(media / SOURCE))
+    name = pipe.controls.snapshot().face
+    assert name is not None
+    source = pipe.source(name)
+    assert source is not None
+    src = source[1]
+    assert isinstance(src, LiteSource)
+    ref = cv2.cvtColor(src.texture_at(256), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    mask = skin_mask(src)
+    frames = read_frames(media / WEBCAM, 12, step=20)
+    for i, image in enumerate(frames):
+        result = pipe.process(Frame(image, i, 0.0))
+        assert result.swapped and result.face is not None, f"frame {i}: no swap"
+        pts = result.face.geometry.points
+        assert pts is not None
+        before = distance(canonical_view(image, pts, src), ref, mask)
+        after = distance(canonical_view(result.image, pts, src), ref, mask)
+        # Unswapped, the camera's face and the source photo are unrelated (distance ~1.4 for normalised
+        # pixels); swapped, the source's texture sits on the tracked face.
+        assert after < 0.6 * before, f"frame {i}: distance to the source {after:.2f}, before the swap {before:.2f}"
+        # Only the face's region changes: the frame's corners are the camera's pixels.
+        x0, y0, x1, y1 = result.face.geometry.bbox.astype(int)
+        outside = np.ones(image.shape[:2], bool)
+        outside[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = False
+        assert np.array_equal(result.image[outside], image[outside])
+
+
+def test_no_face_passes_through(models: tuple[BlazeFaceDetector, FaceMesh], media: Path, tmp_path: Path) -> None:
+    pipe = make_pipeline(models, tmp_path, str(media / SOURCE))
+    rng = np.random.default_rng(0)
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    noise = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    for i, image in enumerate([blank, noise]):
+        result = pipe.process(Frame(image, i, 0.0))
+        assert not result.swapped
+        assert result.image is image or np.array_equal(result.image, image)
+
+
+def test_swap_off_and_face_switch_apply_at_next_frame(
+    models: tuple[BlazeFaceDetector, FaceMesh], media: Path, tmp_path: Path
+) -> None:
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in ("obama_official_portrait.jpg", "tom_cruise.jpg"):
+        (faces / name).write_bytes((media / "faces/single" / name).read_bytes())
+    pipe = make_pipeline(models, faces, "obama_official_portrait")
+    image = read_frames(media / WEBCAM, 1)[0]
+    first = pipe.process(Frame(image, 0, 0.0))
+    assert first.swapped
+    pipe.controls.toggle()
+    off = pipe.process(Frame(image, 1, 0.0))
+    assert not off.swapped and np.array_equal(off.image, image)
+    pipe.controls.toggle()
+    pipe.controls.next_face()
+    assert pipe.controls.snapshot().face == "tom_cruise"
+    other = pipe.process(Frame(image, 2, 0.0))
+    assert other.swapped and not np.array_equal(other.image, first.image)
+
+
+def test_unusable_faces_are_skipped_not_fatal(models: tuple[BlazeFaceDetector, FaceMesh], tmp_path: Path) -> None:
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "broken.jpg").write_bytes(b"not a jpeg at all")
+    cv2.imwrite(str(faces / "noface.png"), np.full((200, 200, 3), 90, np.uint8))
+    library = FaceLibrary(faces, FaceAnalyzer(*models))
+    assert library.get("broken") is None
+    assert library.get("noface") is None
+    assert library.check_all() == {"broken": "unreadable or no face found", "noface": "unreadable or no face found"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vcamswap", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def test_cli_swaps_a_real_video_into_a_file(media: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    proc = run_cli("run", "--input", str(media / WEBCAM), "--face", str(media / SOURCE),
+                   "--output", str(out), "--max-frames", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert "swapped=30" in proc.stdout
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (640, 480)
+
+
+def test_cli_without_camera_plays_the_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo.mp4"
+    proc = run_cli("run", "--output", str(out), "--max-frames", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "no camera found" in proc.stderr and "demo" in proc.stderr
+    assert "swapped=20" in proc.stdout
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--camera", "7"], "no camera found (camera 7)"),
+        (["--camera", "/dev/video99"], "no camera at /dev/video99"),
+        (["--input", "/nonexistent/clip.mp4"], "input not found: /nonexistent/clip.mp4"),
+        (["--face", "nobody"], "no face named 'nobody'"),
+        (["--output", "weird:thing"], "weird:thing"),
+    ],
+)
+def test_bad_input_gives_one_line_error(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = run_cli("run", *args, "--max-frames", "1", "--output", str(tmp_path / "x.mp4"), timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("vcamswap: error:"), proc.stderr
+    assert message in lines[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_face_without_a_face_keeps_running(media: Path, tmp_path: Path) -> None:
+    noface = tmp_path / "wall.png"
+    cv2.imwrite(str(noface), np.full((300, 300, 3), 200, np.uint8))
+    out = tmp_path / "out.mp4"
+    proc = run_cli("run", "--input", str(media / WEBCAM), "--face", str(noface), "--output", str(out),
+                   "--max-frames", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "no face found in" in proc.stderr
+    assert "frames=10 swapped=0" in proc.stdout
