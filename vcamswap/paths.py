@@ -1,0 +1,35 @@
+"""Where the files shipped with the product live."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+# Wheels install the repository's top-level models/ folder as the package vcamswap._models;
+# a source checkout (editable install, tests) has it next to the package instead.
+_MODELS_PACKAGE = "vcamswap._models"
+_REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+class EmbeddedModelNotFoundError(FileNotFoundError):
+    """An embedded model file is missing from the installation."""
+
+
+def embedded_model(name: str) -> Path:
+    """Path of `models/lite/<name>`, one of the small models shipped inside the package."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"embedded model name must be a plain file name, got {name!r}")
+    candidates = []
+    try:
+        packaged = importlib.resources.files(_MODELS_PACKAGE) / "lite" / name
+    except ModuleNotFoundError:
+        packaged = None
+    # Only a real file helps: onnxruntime needs a path, not a zip member.
+    if isinstance(packaged, Path):
+        candidates.append(packaged)
+    candidates.append(_REPO_MODELS / "lite" / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise EmbeddedModelNotFoundError(f"embedded model {name!r} not found (looked in {tried})")
