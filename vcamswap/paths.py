@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 # Wheels install the repository's top-level models/ folder as the package vcamswap._models;
@@ -19,14 +19,11 @@ def embedded_model(name: str) -> Path:
     """Path of `models/lite/<name>`, one of the small models shipped inside the package."""
     if not name or Path(name).name != name:
         raise ValueError(f"embedded model name must be a plain file name, got {name!r}")
-    candidates = []
-    try:
-        packaged = importlib.resources.files(_MODELS_PACKAGE) / "lite" / name
-    except ModuleNotFoundError:
-        packaged = None
-    # Only a real file helps: onnxruntime needs a path, not a zip member.
-    if isinstance(packaged, Path):
-        candidates.append(packaged)
+    # The package's folders, found without importing it: it may be a namespace package (models/ has no
+    # __init__.py), and onnxruntime needs a real file path, which its search locations give directly.
+    spec = importlib.util.find_spec(_MODELS_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    candidates = [Path(loc) / "lite" / name for loc in locations]
     candidates.append(_REPO_MODELS / "lite" / name)
     for path in candidates:
         if path.is_file():
