@@ -606,16 +606,22 @@ def read_xwd(path: Path) -> np.ndarray:
 
 
 PREVIEW_CHILD = """
-import sys, numpy as np
+import sys, threading, numpy as np
 from vcamswap.outputs import PreviewSink
-frame = np.load(sys.argv[1])
-sink = PreviewSink()
-sink.open(frame.shape[1], frame.shape[0], 30)
-while sys.stdin.readline().strip() == "more":
-    for _ in range(10):
-        sink.send(frame)
-    print("shown", flush=True)
-sink.close()
+
+def run():  # in a worker thread, as the daemon's pipeline does
+    frame = np.load(sys.argv[1])
+    sink = PreviewSink()
+    sink.open(frame.shape[1], frame.shape[0], 30)
+    while sys.stdin.readline().strip() == "more":
+        for _ in range(10):
+            sink.send(frame)
+        print("shown", flush=True)
+    sink.close()
+
+t = threading.Thread(target=run)
+t.start()
+t.join()
 """
 
 

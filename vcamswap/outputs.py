@@ -235,7 +235,12 @@ class VirtualCamSink:
         for backend, device in self._attempts(system, BACKENDS):
             try:
                 cam = pyvirtualcam.Camera(
-                    width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR, device=device, backend=backend
+                    width,
+                    height,
+                    fps if fps > 0 else 30.0,  # a camera that reports no rate
+                    fmt=pyvirtualcam.PixelFormat.BGR,
+                    device=device,
+                    backend=backend,
                 )
             except (RuntimeError, ValueError, OSError) as e:
                 error = _vcam_unavailable(str(e), device, system)
