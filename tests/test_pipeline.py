@@ -14,7 +14,7 @@ from vcamswap.app import FaceAnalyzer
 from vcamswap.compositor import align
 from vcamswap.controls import Controls, ControlState
 from vcamswap.detector import BlazeFaceDetector
-from vcamswap.engines.lite import LiteEngine, LiteSource, face_mask, lite_template, mesh_warp
+from vcamswap.engines.lite import LiteEngine, LiteSource, face_mask, lite_template, mesh_warp, morph_points
 from vcamswap.faces import FaceLibrary
 from vcamswap.landmarker import FaceMesh, kps5_from_mesh
 from vcamswap.pipeline import Pipeline
@@ -59,7 +59,8 @@ def read_frames(path: Path, count: int, step: int = 1) -> list[np.ndarray]:
 def canonical_view(image: np.ndarray, points: np.ndarray, src: LiteSource, size: int = 256) -> np.ndarray:
     """The face of `image` (given its mesh points) unwarped onto the source photo's mesh, grey and normalised."""
     crop, m = align(image, kps5_from_mesh(points), lite_template(size), size)
-    pts = apply_affine(points[:, :2], m)
+    # Where the engine put the source's texture: the tracked points reshaped toward the source's proportions.
+    pts = morph_points(apply_affine(points[:, :2], m), src.points * size, src.blend)
     grey = cv2.cvtColor(mesh_warp(crop, pts, src.points * size, src.triangles), cv2.COLOR_BGR2GRAY)
     return grey.astype(np.float32)
 

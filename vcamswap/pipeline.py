@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from vcamswap.compositor import align, color_match, paste_back
-from vcamswap.controls import ControlState, Controls
+from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine
 from vcamswap.faces import FaceLibrary
 from vcamswap.presets import Preset, get_preset
-from vcamswap.stats import Stats, StageTimer
+from vcamswap.stats import StageTimer, Stats
 from vcamswap.tracker import Tracker
 from vcamswap.types import Frame, SourceFace, SwapOutput, TrackedFace
 
@@ -94,7 +94,7 @@ class Pipeline:
         if self._last is None or key != self._last_key or self._since_swap + 1 >= preset.swap_interval:
             with self.timer("swap"):
                 out = self.engine.swap(crop, face.geometry.transformed(m), src[1], preset)
-                if preset.color_match:
+                if preset.color_match and not getattr(self.engine, "matches_color", False):
                     out = SwapOutput(color_match(out.crop, crop, out.mask), out.mask)
             if not _valid(out):
                 log.warning("engine %s returned an invalid image; passing the frame through", self.engine.name)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from vcamswap.compositor import feather, similarity
+from vcamswap.compositor import color_match, feather, similarity
 from vcamswap.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, SwapOutput
@@ -30,6 +30,9 @@ ARCFACE_112 = np.array(
 LITE_SCALE = 0.56
 LITE_SHIFT_Y = 0.03
 SOURCE_SIZE = 512  # the source texture is kept at this size and resized once per crop size
+# How far the inner face (brows, eyes, nose, lips) moves toward the source's proportions. Identity lives
+# as much in those proportions as in the skin; the outline stays the camera's so the seam does not move.
+SHAPE_BLEND = 0.6
 
 
 def lite_template(size: int) -> np.ndarray:
@@ -45,6 +48,7 @@ class LiteSource:
     texture: np.ndarray  # (SOURCE_SIZE, SOURCE_SIZE, 3)
     points: np.ndarray  # (468, 2) in [0, 1] crop units
     triangles: np.ndarray  # (T, 3) int32 indices into points
+    blend: np.ndarray  # (468,) per-point weight of the source's shape: 0 on the outline, up to SHAPE_BLEND inside
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
 
     def texture_at(self, size: int) -> np.ndarray:
@@ -111,15 +115,30 @@ def mesh_warp(texture: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, tri
     return cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def shape_weights(points: np.ndarray, strength: float = SHAPE_BLEND) -> np.ndarray:
+    """0 on the face outline rising to `strength` a fifth of the face's width inside it."""
+    oval = points[list(FACE_OVAL)]
+    d = np.linalg.norm(points[:, None, :] - oval[None, :, :], axis=-1).min(1)
+    width = float(np.ptp(oval[:, 0])) or 1.0
+    return (np.clip(d / (0.2 * width), 0.0, 1.0) * strength).astype(np.float32)
+
+
+def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The target's points moved toward the source's shape, posed like the target (affine fit)."""
+    m, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
+    if m is None:
+        return dst
+    posed = src @ m[:, :2].T + m[:, 2]
+    return (dst + (posed - dst) * weights[:, None]).astype(np.float32)
+
+
 def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
     return np.round(points[list(indices)] * 16).astype(np.int32)
 
 
-def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
-    """Face oval minus the eyes and the mouth opening, feathered inwards."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
-    holes = np.zeros_like(mask)
+def hole_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Eyes and mouth opening, slightly grown and softened: where the camera's own pixels show."""
+    holes = np.zeros((size, size), np.uint8)
     cv2.fillPoly(
         holes,
         [polygon(points, LEFT_EYE), polygon(points, RIGHT_EYE), polygon(points, LIPS_INNER)],
@@ -131,12 +150,23 @@ def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarra
     grow = max(1, size // 96)
     k = 2 * grow + 1
     hole_alpha = cv2.GaussianBlur(cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
-    outer = feather(mask.astype(np.float32) / 255.0, feather_amount)
-    return np.clip(outer * (1.0 - hole_alpha.astype(np.float32) / 255.0), 0.0, 1.0)
+    return hole_alpha.astype(np.float32) / 255.0
+
+
+def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
+    return feather(mask.astype(np.float32) / 255.0, feather_amount)
+
+
+def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
+    """Face oval minus the eyes and the mouth opening, feathered inwards."""
+    return np.clip(oval_mask(points, size, feather_amount) * (1.0 - hole_mask(points, size)), 0.0, 1.0)
 
 
 class LiteEngine:
     name = "lite"
+    matches_color = True  # skin is colour-matched before the camera's eyes and mouth are put back
 
     def crop_size(self, preset: Preset) -> int:
         return preset.crop_size
@@ -155,7 +185,7 @@ class LiteEngine:
                                  borderMode=cv2.BORDER_REPLICATE)
         pts = face.transformed(m).points
         assert pts is not None
-        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts))
+        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts))
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
         assert isinstance(source, LiteSource)
@@ -164,6 +194,14 @@ class LiteEngine:
         size = crop.shape[0]
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
-        warped = mesh_warp(source.texture_at(size), src_pts, dst_pts, source.triangles)
-        mask = face_mask(dst_pts, size, preset.mask_feather)
-        return SwapOutput(warped, mask)
+        shaped = morph_points(dst_pts, src_pts, source.blend)
+        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles)
+        outer = oval_mask(shaped, size, preset.mask_feather)
+        holes = hole_mask(shaped, size)
+        if preset.color_match:
+            skin = color_match(skin, crop, outer * (1.0 - holes))
+        # The camera's eyes and mouth, moved with the reshaped face, so blinks and speech come through.
+        own = mesh_warp(crop, dst_pts, shaped, source.triangles)
+        h = holes[..., None]
+        out = skin.astype(np.float32) * (1.0 - h) + own.astype(np.float32) * h
+        return SwapOutput(np.clip(out + 0.5, 0, 255).astype(np.uint8), outer)
