@@ -1,0 +1,360 @@
+"""The neural engine: SCRFD detection, ArcFace source identity, inswapper_128 swap, on onnxruntime.
+
+insightface's own SCRFD and ArcFaceONNX classes do detection decoding and embedding (built on sessions made
+here, from absolute paths, so no code path of theirs can download); the swap session is driven directly so
+that on CUDA it can use I/O binding. Alignment follows insightface's `norm_crop` for a 128 px crop: the
+112 px ArcFace template unscaled, shifted 8 px right, which is what inswapper_128 was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from vcamswap import providers
+from vcamswap.compositor import feather, similarity
+from vcamswap.config import default_models_dir
+from vcamswap.engines import EngineUnavailable
+from vcamswap.modelmanager import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
+from vcamswap.presets import Preset
+from vcamswap.types import Detection, FaceGeometry, SwapOutput
+
+log = logging.getLogger("vcamswap.inswapper")
+
+SWAP_SIZE = 128
+EMBED_SIZE = 512
+DET_THRESHOLD = 0.5
+# insightface's ArcFace 5-point template in a 112 px crop, in types.Detection.kps order.
+ARCFACE_DST = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    np.float32,
+)
+# FaceMesh's outer lip contour, for the mouth mask when the landmarker's points are at hand.
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+
+
+class SwapOutputError(RuntimeError):
+    """The swap model returned no usable image (NaN/inf, empty or flat); pass the frame through instead."""
+
+
+class InswapperSource(NamedTuple):
+    """A source face analysed once: its identity and the latent the swap model takes."""
+
+    embedding: np.ndarray  # (512,) L2-normalised ArcFace embedding
+    latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap)
+
+
+def swap_template(size: int = SWAP_SIZE) -> np.ndarray:
+    """5 keypoints in a `size` crop: insightface's estimate_norm for 128 (ratio 1, +8 px in x), scaled."""
+    dst = ARCFACE_DST + np.array([8.0, 0.0], np.float32)
+    return (dst * (size / SWAP_SIZE)).astype(np.float32)
+
+
+def arcface_template(size: int = 112) -> np.ndarray:
+    return (ARCFACE_DST * (size / 112.0)).astype(np.float32)
+
+
+def check_bgr(image: Any, what: str = "image") -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{what}: expected an HxWx3 uint8 BGR image, got {desc}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"{what}: too small ({image.shape[1]}x{image.shape[0]})")
+    return image
+
+
+# ----------------------------------------------------------------------------------------------- masks
+
+
+@lru_cache(maxsize=16)
+def face_mask(size: int, amount: float) -> np.ndarray:
+    """The blend mask of the swapped face: an oval over the face in the aligned crop, feathered inward.
+
+    Built once per (size, feather); the oval spans brows to chin and cheek to cheek of the template, so
+    hair and background corners of the model's output never reach the frame.
+    """
+    t = swap_template(size)
+    eyes_y = float(t[:2, 1].mean())
+    mouth_y = float(t[3:, 1].mean())
+    cx = float(t[2, 0])
+    half_w = 0.37 * size
+    top = eyes_y - 0.75 * (mouth_y - eyes_y)
+    bottom = mouth_y + 0.62 * (mouth_y - eyes_y)
+    cy, half_h = (top + bottom) / 2, (bottom - top) / 2
+    hard = np.zeros((size, size), np.float32)
+    cv2.ellipse(hard, (round(cx), round(cy)), (round(half_w), round(half_h)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    out = np.clip(feather(hard, amount), 0.0, 1.0)  # the blur can overshoot 1 by a rounding step
+    out.setflags(write=False)
+    return out
+
+
+def mouth_mask(face: FaceGeometry, size: int) -> np.ndarray:
+    """1 over the mouth (soft edge), from FaceMesh lips when present, else from the 5 keypoints' corners."""
+    hard: np.ndarray = np.zeros((size, size), np.float32)
+    left, right = face.kps[3].astype(np.float64), face.kps[4].astype(np.float64)
+    width = float(np.hypot(*(right - left)))
+    if face.points is not None and len(face.points) > max(LIPS_OUTER):
+        poly = np.round(face.points[list(LIPS_OUTER)]).astype(np.int32)
+        cv2.fillPoly(hard, [poly], 1.0, cv2.LINE_AA)
+        grow = max(1, round(0.12 * width))
+        hard = cv2.dilate(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    else:
+        centre = (left + right) / 2
+        angle = float(np.degrees(np.arctan2(*(right - left)[::-1])))
+        axes = (max(1, round(0.65 * width)), max(1, round(0.32 * width)))
+        cv2.ellipse(hard, (round(centre[0]), round(centre[1])), axes, angle, 0, 360, 1.0, -1, cv2.LINE_AA)
+    k = 2 * max(1, round(0.15 * width)) + 1
+    return np.clip(cv2.GaussianBlur(hard, (k, k), 0), 0.0, 1.0)
+
+
+def check_output(pred: np.ndarray) -> None:
+    """Refuse outputs that would paste a black, green or grey box over the face."""
+    if pred.size == 0:
+        raise SwapOutputError("the swap model returned an empty image")
+    if not np.isfinite(pred).all():
+        raise SwapOutputError("the swap model returned NaN/inf values")
+    if float(pred.max() - pred.min()) < 1e-3:
+        raise SwapOutputError("the swap model returned a flat image")
+
+
+# ----------------------------------------------------------------------------------------------- runners
+
+
+class PlainRunner:
+    """session.run: inputs and outputs through host memory (CPU, CoreML, DirectML, OpenVINO)."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.output = session.get_outputs()[0].name
+
+    def run(self, blob: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.session.run([self.output], {"target": blob, "source": latent})[0]
+        return out
+
+
+class BoundRunner:
+    """I/O binding: the output buffer and the source latent stay on the device between frames.
+
+    Per frame only the 128x128 crop goes up and the swapped crop comes down; the latent is uploaded once
+    per source face.
+    """
+
+    def __init__(self, session: ort.InferenceSession, device: str, device_id: int = 0) -> None:
+        self.session = session
+        self.device, self.device_id = device, device_id
+        shape = [1, 3, SWAP_SIZE, SWAP_SIZE]
+        self.target = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, device_id)
+        self.output = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, device_id)
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input("target", self.target)
+        self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
+        self._latent_host: np.ndarray | None = None
+        self._latent_dev: ort.OrtValue | None = None
+        self.latent_uploads = 0
+
+    def run(self, blob: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        self.target.update_inplace(np.ascontiguousarray(blob, np.float32))
+        if latent is not self._latent_host:
+            self._latent_dev = ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(latent, np.float32), self.device, self.device_id
+            )
+            self.binding.bind_ortvalue_input("source", self._latent_dev)
+            self._latent_host = latent
+            self.latent_uploads += 1
+        self.session.run_with_iobinding(self.binding)
+        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- detector
+
+
+class ScrfdDetector:
+    """SCRFD at one input size; `detect` returns types.Detection, best score first."""
+
+    def __init__(self, model: Any, det_size: int, threshold: float = DET_THRESHOLD) -> None:
+        if det_size < 32 or det_size % 32:
+            raise ValueError(f"detector size must be a multiple of 32, got {det_size}")
+        self.model, self.det_size, self.threshold = model, det_size, threshold
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        check_bgr(image_bgr)
+        # input_size given: insightface 2.1 otherwise runs every default size (128 and 640) per frame.
+        boxes, kpss = self.model.detect(image_bgr, input_size=(self.det_size, self.det_size),
+                                        det_thresh=self.threshold)
+        if kpss is None:
+            return []
+        dets = [
+            Detection(b[:4].astype(np.float32), k.astype(np.float32), float(b[4]))
+            for b, k in zip(boxes, kpss, strict=True)
+        ]
+        return sorted(dets, key=lambda d: -d.score)
+
+
+# ----------------------------------------------------------------------------------------------- engine
+
+
+class InswapperEngine:
+    name = "inswapper"
+
+    def __init__(
+        self,
+        models_dir: Path | str | None = None,
+        provider: str | None = None,
+        threads: int | None = None,
+        io_binding: bool | None = None,
+    ) -> None:
+        self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
+        missing = missing_models(NEURAL_MODELS, self.models_dir)
+        if missing:
+            raise EngineUnavailable(
+                f"inswapper: model{'s' if len(missing) > 1 else ''} {', '.join(missing)} not installed in "
+                f"{self.models_dir}; {install_hint(missing)}"
+            )
+        try:
+            from insightface.model_zoo import SCRFD, ArcFaceONNX
+        except ImportError as e:
+            raise EngineUnavailable(
+                f"inswapper: insightface is not importable ({e}); pip install 'vcamswap[neural]'"
+            ) from None
+        try:
+            self.choice = providers.choose(provider)
+        except providers.ProviderError as e:
+            raise EngineUnavailable(f"inswapper: {e}") from None
+        if self.choice.note:
+            log.warning("%s", self.choice.note)
+        self.threads = threads or providers.default_threads()
+        det_session = self._session("det_10g")
+        self._scrfd = self._load("det_10g", lambda p: SCRFD(model_file=str(p), session=det_session))
+        arc_session = self._session("w600k_r50")
+        self._arcface = self._load("w600k_r50", lambda p: ArcFaceONNX(model_file=str(p), session=arc_session))
+        self.swap_session = self._session("inswapper_128")
+        self.emap = self._load("inswapper_128", read_emap)
+        self._check_interfaces()
+        device = providers.device_of(self.swap_session)
+        use_binding = device != "cpu" if io_binding is None else io_binding
+        self.runner: PlainRunner | BoundRunner = (
+            BoundRunner(self.swap_session, device) if use_binding else PlainRunner(self.swap_session)
+        )
+        self._detectors: dict[int, ScrfdDetector] = {}
+        log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
+
+    # -- loading
+
+    def path(self, name: str) -> Path:
+        return (self.models_dir / f"{name}.onnx").resolve()
+
+    def _session(self, name: str) -> ort.InferenceSession:
+        return self._load(
+            name,
+            lambda p: providers.create_session(p, self.choice, self.threads, self.models_dir / "trt-cache"),
+        )
+
+    def _load(self, name: str, loader: Any) -> Any:
+        path = self.path(name)
+        try:
+            return loader(path)
+        except Exception as e:  # onnxruntime/onnx/insightface raise many types for a bad file
+            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise EngineUnavailable(
+                f"inswapper: {path} cannot be loaded ({reason}); it may be corrupt: check it with "
+                f"'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
+                f"({OFFLINE_HINT})"
+            ) from None
+
+    def _check_interfaces(self) -> None:
+        ins = {i.name: i.shape for i in self.swap_session.get_inputs()}
+        outs = self.swap_session.get_outputs()
+        ok = (
+            list(ins) == ["target", "source"]
+            and list(ins["target"])[1:] == [3, SWAP_SIZE, SWAP_SIZE]
+            and list(ins["source"])[-1] == EMBED_SIZE
+            and len(outs) == 1
+            and self.emap.shape == (EMBED_SIZE, EMBED_SIZE)
+        )
+        if not ok:
+            raise EngineUnavailable(
+                f"inswapper: {self.path('inswapper_128')} is not an inswapper_128 model (inputs {ins}, "
+                f"emap {self.emap.shape}); {install_hint(['inswapper_128'])}"
+            )
+        if getattr(self._arcface, "output_shape", [None, EMBED_SIZE])[-1] != EMBED_SIZE:
+            raise EngineUnavailable(
+                f"inswapper: {self.path('w600k_r50')} does not give 512-d embeddings; {install_hint(['w600k_r50'])}"
+            )
+        if getattr(self._scrfd, "use_kps", False) is not True:
+            raise EngineUnavailable(
+                f"inswapper: {self.path('det_10g')} is not a SCRFD model with keypoints; {install_hint(['det_10g'])}"
+            )
+
+    def placement(self) -> dict[str, str]:
+        """Which provider each model runs on."""
+        return {
+            "det_10g": providers.runs_on(self._scrfd.session),
+            "w600k_r50": providers.runs_on(self._arcface.session),
+            "inswapper_128": providers.runs_on(self.swap_session),
+        }
+
+    # -- Engine protocol
+
+    def crop_size(self, preset: Preset) -> int:
+        return SWAP_SIZE  # the model's input; the preset's crop_size is for the lite engine
+
+    def template(self, size: int) -> np.ndarray:
+        return swap_template(size)
+
+    def make_detector(self, preset: Preset) -> ScrfdDetector:
+        size = preset.det_size
+        if size not in self._detectors:
+            self._detectors[size] = ScrfdDetector(self._scrfd, size)
+        return self._detectors[size]
+
+    def embed(self, image: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """The L2-normalised ArcFace embedding of the face at `kps` (insightface's norm_crop + get_feat)."""
+        size = int(self._arcface.input_size[0])
+        m = similarity(kps, arcface_template(size))
+        aligned = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        feat = np.asarray(self._arcface.get_feat(aligned), np.float32).reshape(-1)
+        norm = float(np.linalg.norm(feat))
+        if feat.size != EMBED_SIZE or not np.isfinite(feat).all() or norm < 1e-6:
+            raise ValueError("the face recogniser gave no usable embedding for this source face")
+        return feat / norm
+
+    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> InswapperSource:
+        check_bgr(image, "source face")
+        embedding = self.embed(image, face.kps)
+        latent = (embedding.reshape(1, -1) @ self.emap).astype(np.float32)
+        latent /= np.linalg.norm(latent)
+        return InswapperSource(embedding, np.ascontiguousarray(latent))
+
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
+        check_bgr(crop, "aligned crop")
+        if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
+            raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
+        if not isinstance(source, InswapperSource):
+            raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
+        blob = cv2.dnn.blobFromImage(crop, 1.0 / 255.0, (SWAP_SIZE, SWAP_SIZE), (0, 0, 0), swapRB=True)
+        pred = self.runner.run(blob, source.latent)
+        check_output(pred)
+        rgb = pred[0].transpose(1, 2, 0)
+        bgr = np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])
+        mask = face_mask(SWAP_SIZE, preset.mask_feather)
+        if preset.mouth_mask:
+            mask = mask * (1.0 - mouth_mask(face, SWAP_SIZE))
+        return SwapOutput(bgr, mask)
+
+
+def read_emap(path: Path) -> np.ndarray:
+    """The 512x512 matrix stored as the swap model's last initializer (as insightface's INSwapper reads it)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    emap = numpy_helper.to_array(model.graph.initializer[-1]).astype(np.float32)
+    del model  # the graph holds the whole model's weights; only emap is kept
+    return emap
