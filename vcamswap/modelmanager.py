@@ -402,7 +402,7 @@ class Installer:
         if not spec.sources:
             raise ModelError(f"{spec.name}: the manifest lists no source; {OFFLINE_HINT}")
         errors: list[ModelError] = []
-        for src in spec.sources:
+        for i, src in enumerate(spec.sources):
             try:
                 if src.member is None:
                     self._download_file(spec, src)
@@ -410,7 +410,8 @@ class Installer:
                     self._install_member(spec, self._archive(src), src.member, src.url)
                 return final
             except (DownloadError, ChecksumError) as e:
-                log.warning("%s", e)
+                if i + 1 < len(spec.sources):
+                    log.warning("%s; trying the next source", e)
                 errors.append(e)
         if len(errors) == 1:
             raise errors[0]
