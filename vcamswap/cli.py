@@ -15,7 +15,7 @@ from vcamswap import __version__
 from vcamswap.config import Settings, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("vcamswap.modelmanager", "vcamswap.doctor")
 
 log = logging.getLogger("vcamswap")
 
