@@ -62,18 +62,24 @@ def feather(mask: np.ndarray, amount: float) -> np.ndarray:
 
 
 def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Move src's LAB mean/std inside the mask to ref's, so the pasted skin matches the lighting in the frame."""
-    sel = mask > 0.5
+    """Move src's LAB mean/std inside the mask to ref's, so the pasted skin matches the lighting in the frame.
+
+    Statistics come from every 4th pixel (plenty for a mean and a spread) and the per-channel affine is
+    applied as a lookup table on the 8-bit LAB image: about a third of the cost of float arithmetic.
+    """
+    sel = mask[::4, ::4] > 0.5
     if sel.sum() < 16:
         return src
-    s_lab = cv2.cvtColor(src, cv2.COLOR_BGR2LAB).astype(np.float32)
-    r_lab = cv2.cvtColor(ref, cv2.COLOR_BGR2LAB).astype(np.float32)
-    s_px, r_px = s_lab[sel], r_lab[sel]
+    s_lab = cv2.cvtColor(src, cv2.COLOR_BGR2LAB)
+    r_lab = cv2.cvtColor(np.ascontiguousarray(ref[::4, ::4]), cv2.COLOR_BGR2LAB)
+    s_px = s_lab[::4, ::4][sel].astype(np.float32)
+    r_px = r_lab[sel].astype(np.float32)
     s_mean, s_std = s_px.mean(0), s_px.std(0) + 1e-3
     r_mean, r_std = r_px.mean(0), r_px.std(0) + 1e-3
     gain = np.clip(r_std / s_std, 0.5, 2.0)  # bounded: a shadowed frame must not blow up the texture
-    out = (s_lab - s_mean) * gain + r_mean
-    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    lut = np.clip((levels - s_mean) * gain + r_mean + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2BGR)
 
 
 def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:

@@ -100,10 +100,18 @@ def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def mesh_warp(texture: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+def mesh_warp(
+    texture: np.ndarray,
+    src_pts: np.ndarray,
+    dst_pts: np.ndarray,
+    tris: np.ndarray,
+    index: np.ndarray | None = None,
+) -> np.ndarray:
+    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts) may be reused."""
     size = texture.shape[0]
     affines = triangle_affines(dst_pts, src_pts, tris)
-    index = rasterize_indices(dst_pts, tris, size)
+    if index is None:
+        index = rasterize_indices(dst_pts, tris, size)
     xs, ys = _pixel_grid(size)
     covered = index >= 0
     a = affines[index[covered]]  # (N, 2, 3)
@@ -195,13 +203,14 @@ class LiteEngine:
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
         shaped = morph_points(dst_pts, src_pts, source.blend)
-        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles)
+        index = rasterize_indices(shaped, source.triangles, size)  # shared by both warps below
+        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index)
         outer = oval_mask(shaped, size, preset.mask_feather)
         holes = hole_mask(shaped, size)
         if preset.color_match:
             skin = color_match(skin, crop, outer * (1.0 - holes))
         # The camera's eyes and mouth, moved with the reshaped face, so blinks and speech come through.
-        own = mesh_warp(crop, dst_pts, shaped, source.triangles)
+        own = mesh_warp(crop, dst_pts, shaped, source.triangles, index)
         h = holes[..., None]
         out = skin.astype(np.float32) * (1.0 - h) + own.astype(np.float32) * h
         return SwapOutput(np.clip(out + 0.5, 0, 255).astype(np.uint8), outer)
