@@ -15,7 +15,9 @@ from vcamswap import __version__
 from vcamswap.config import Settings, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES: tuple[str, ...] = ("vcamswap.modelmanager", "vcamswap.doctor")
+COMMAND_MODULES: tuple[str, ...] = (
+    "vcamswap.daemon", "vcamswap.ipc", "vcamswap.service", "vcamswap.modelmanager", "vcamswap.doctor",
+)
 
 log = logging.getLogger("vcamswap")
 

@@ -10,12 +10,15 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 import tomli_w
+
+from vcamswap.presets import PRESET_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,27 +112,60 @@ def parse_settings(text: str, origin: str = "settings") -> Settings:
     return settings_from_dict(data, origin)
 
 
+# What each setting holds in the file (None is written by leaving the key out).
+_KINDS: dict[str, type] = {
+    "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
+    "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
+    "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
+}
+_KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+               list: "a list of strings", dict: "a table of strings"}
+
+
+def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
+    kind = _KINDS[name]
+    if name == "camera" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # camera = 0
+    if name == "output" and isinstance(value, str):
+        return [value]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is list:
+        ok = ok and all(isinstance(v, str) for v in value)
+    if kind is dict:
+        ok = ok and all(isinstance(v, str) for v in value.values())
+    if not ok:
+        raise SettingsError(f"{origin}: {key!r} must be {_KIND_WORDS[kind]}")
+    if name == "preset" and value not in PRESET_NAMES:
+        raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return value
+
+
 def settings_from_dict(data: dict[str, Any], origin: str = "settings") -> Settings:
     s = Settings()
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in FIELDS:
             raise SettingsError(f"{origin}: unknown setting {key!r}")
-        default = getattr(s, name)
+        value = _coerce(name, key, value, origin)
         if name == "hotkeys":
-            if not isinstance(value, dict):
-                raise SettingsError(f"{origin}: 'hotkeys' must be a table")
             merged = dict(DEFAULT_HOTKEYS)
             merged.update({str(k): str(v) for k, v in value.items()})
             value = merged
-        elif name == "output" and isinstance(value, str):
-            value = [value]
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise SettingsError(f"{origin}: {key!r} must be true or false")
-        elif isinstance(default, float) and isinstance(value, int):
-            value = float(value)
         setattr(s, name, value)
     return s
+
+
+def settings_problem(path: Path) -> str | None:
+    """Why the settings file cannot be used (one line with file, line and column), or None."""
+    if not path.exists():
+        return None
+    try:
+        parse_settings(path.read_text(encoding="utf-8"), str(path))
+    except (SettingsError, OSError, UnicodeDecodeError) as e:
+        return str(e)
+    return None
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
@@ -150,16 +186,67 @@ def settings_to_dict(s: Settings) -> dict[str, Any]:
 def save_settings(s: Settings, path: Path | None = None) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
     path = path or settings_path()
+    write_atomic(path, tomli_w.dumps(settings_to_dict(s)))
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder + fsync + rename: readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = tomli_w.dumps(settings_to_dict(s))
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".toml", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)  # keep the user's permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+class SettingsFile:
+    """Saves what the user changes at run time (face, preset, swap) into their settings file.
+
+    Only the changed keys are written; the user's other keys stay as they are (comments are lost, as with
+    any TOML rewrite). A file that was broken when the daemon started is never written: it is the user's
+    to fix, and saving defaults over it would lose their settings. The reason is reported once.
+    """
+
+    def __init__(self, path: Path | None = None, announced: bool = False) -> None:
+        """`announced`: the caller already told the user the file is broken; do not say it again."""
+        self.path = path or settings_path()
+        self.broken_at_start = settings_problem(self.path)
+        self._reported = announced and self.broken_at_start is not None
+        self._lock = threading.Lock()
+
+    def save_changes(self, changes: dict[str, Any]) -> bool:
+        """Merge `changes` into the file atomically; False (reported once) when it must be left alone."""
+        if not changes:
+            return True
+        with self._lock:
+            problem = self.broken_at_start or self._merge_and_write(changes)
+            if problem is None:
+                return True
+            if not self._reported:
+                log.warning("settings not saved: %s (the file is left as it is)", problem)
+                self._reported = True
+            return False
+
+    def _merge_and_write(self, changes: dict[str, Any]) -> str | None:
+        try:
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+            data = tomllib.loads(text)
+            merged = {**data, **changes}
+            settings_from_dict(merged, str(self.path))  # never write a file that would not load
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, SettingsError) as e:
+            return str(e)
+        if merged == data:
+            return None
+        try:
+            write_atomic(self.path, tomli_w.dumps(merged))
+        except OSError as e:
+            return f"cannot write {self.path}: {e.strerror or e}"
+        return None

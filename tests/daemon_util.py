@@ -1,0 +1,298 @@
+"""Helpers for tests that run real daemon processes, a virtual X screen and a desktop tray host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from vcamswap.ipc import IpcError, request
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+T = TypeVar("T")
+
+# Liveness bounds, not timing assertions: generous so a loaded CI machine never trips them.
+STARTUP_S = 90.0
+EVENT_S = 45.0
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = EVENT_S, interval: float = 0.1) -> T:
+    """Poll until check() is truthy and return it; fail naming `what` if it never happens."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except (IpcError, OSError, ValueError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout:.0f} s (last: {last!r})")
+        time.sleep(interval)
+
+
+def media_path(rel: str) -> Path:
+    env = os.environ.get("VCAMSWAP_MEDIA")
+    root = Path(env) if env else REPO.parent / "shared" / "media"
+    path = root / rel
+    if not path.exists():
+        pytest.fail(f"test media not found: {path} (set VCAMSWAP_MEDIA)")
+    return path
+
+
+WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# X server, session bus, tray host
+
+
+def need(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt install xvfb xdotool trayer dunst dbus)")
+
+
+@contextmanager
+def xvfb(size: str = "1024x768x24") -> Iterator[str]:
+    """A private X server; yields its DISPLAY. Xvfb picks a free display number itself (-displayfd)."""
+    need("Xvfb")
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(w), "-screen", "0", size, "-nolisten", "tcp", "-noreset"],
+        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        if not number.isdigit():
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def session_bus() -> Iterator[str]:
+    """A private D-Bus session bus; yields DBUS_SESSION_BUS_ADDRESS."""
+    need("dbus-daemon")
+    proc = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    address = proc.stdout.readline().strip()
+    try:
+        if not address:
+            pytest.fail("dbus-daemon did not start")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def x_env(display: str, bus: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("WAYLAND_DISPLAY", None)
+    env["DISPLAY"] = display
+    if bus:
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus
+    env["NO_AT_BRIDGE"] = "1"  # no accessibility bus: GTK would start one per process
+    return env
+
+
+@contextmanager
+def tray_host(env: dict[str, str]) -> Iterator[None]:
+    """trayer (a system tray panel at the top right, 200x32) and dunst (notifications) on the display."""
+    need("trayer", "xdotool")
+    procs = [subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200",
+         "--heighttype", "pixel", "--height", "32", "--transparent", "false"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )]
+    if shutil.which("dunst"):
+        procs.append(subprocess.Popen(["dunst"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        wait_until(lambda: xdotool(env, "search", "--name", "^panel$"), "trayer's panel window")
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+
+
+def xdotool(env: dict[str, str], *args: str) -> str:
+    r = subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def screenshot(env: dict[str, str], path: Path) -> bool:
+    """Root window to PNG with ImageMagick's import, where installed (for looking at, not asserting)."""
+    if shutil.which("import") is None:
+        return False
+    return subprocess.run(["import", "-window", "root", str(path)], env=env, timeout=30).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Daemon processes
+
+
+class DaemonProcess:
+    """`python -m vcamswap daemon` in its own config/data/runtime dirs, outputs to the recording camera."""
+
+    def __init__(self, home: Path, args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.runtime, self.config, self.data = home / "runtime", home / "config", home / "data"
+        self.vcam = home / "vcam"
+        for d in (self.runtime, self.config, self.data, self.vcam, self.faces):
+            d.mkdir(parents=True, exist_ok=True)
+        base = dict(env if env is not None else os.environ)
+        if env is None:
+            base.pop("DISPLAY", None)
+            base.pop("WAYLAND_DISPLAY", None)
+        base.update({
+            "VCAMSWAP_RUNTIME_DIR": str(self.runtime),
+            "VCAMSWAP_CONFIG_DIR": str(self.config),
+            "VCAMSWAP_DATA_DIR": str(self.data),
+            "VCAMSWAP_TEST_VCAM_BACKEND": "recorder=recording_vcam:RecordingCamera",
+            "RECORDING_VCAM_DIR": str(self.vcam),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), base.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.env = base
+        self.args = args if args is not None else default_args()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "daemon.log"
+
+    @property
+    def faces(self) -> Path:
+        return self.home / "data" / "faces"
+
+    @property
+    def settings(self) -> Path:
+        return self.config / "settings.toml"
+
+    @property
+    def address(self) -> str:
+        return str(self.runtime / "control.sock")
+
+    def start(self, wait: bool = True) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vcamswap", "daemon", *self.args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home),
+        )
+        log.close()
+        if wait:
+            self.wait_streaming()
+        return self
+
+    def wait_streaming(self) -> dict[str, Any]:
+        def streaming() -> dict[str, Any] | None:
+            self.check_alive()
+            st = self.status()
+            return st if st.get("frames", 0) > 0 else None
+
+        return wait_until(streaming, "daemon publishing frames", STARTUP_S, 0.2)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+
+    def request(self, cmd: str, arg: str | None = None) -> dict[str, Any]:
+        req: dict[str, Any] = {"cmd": cmd}
+        if arg is not None:
+            req["arg"] = arg
+        return request(req, self.address, timeout=20.0)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vcamswap", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, cwd=str(self.home))
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            try:
+                self.request("stop")
+            except IpcError:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"daemon did not stop within {timeout} s:\n{self.log()}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def vcam_frames(self) -> int:
+        from recording_vcam import read_state
+
+        return int(read_state(self.vcam).get("frames", 0))
+
+    def rss_kib(self) -> int:
+        return _proc_status_field(self.pid, "VmRSS")
+
+    def threads(self) -> int:
+        return _proc_status_field(self.pid, "Threads")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+def _proc_status_field(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise ValueError(f"{name} not in /proc/{pid}/status")
+
+
+def default_args(input_rel: str = WEBCAM, *extra: str) -> list[str]:
+    return ["--input", str(media_path(input_rel)), "--output", "vcam", "--vcam-backend", "recorder",
+            "--no-tray", "--no-hotkeys", *extra]
+
+
+@contextmanager
+def running_daemon(home: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
+                   ) -> Iterator[DaemonProcess]:
+    d = DaemonProcess(home, args, env)
+    try:
+        d.start()
+        yield d
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            try:
+                d.stop(timeout=30)
+            except BaseException:  # keep the test's own failure, never leave a process behind
+                d.kill()

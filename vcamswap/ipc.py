@@ -1,0 +1,537 @@
+"""The control socket: the CLI talks to a running daemon with one JSON object per line each way.
+
+POSIX: a Unix domain socket, mode 0600, in a 0700 runtime dir; on Linux the peer's uid is also checked
+(SO_PEERCRED), so only the user who started the daemon can drive it. A lock file next to it makes a
+second daemon refuse to start (naming the running one's pid) and tells a crashed daemon's leftover socket
+from a live one. Windows: a named pipe through multiprocessing.connection with a per-user auth key.
+
+Request:  {"cmd": "status"}  or  {"cmd": "face", "arg": "next"}
+Reply:    {"ok": true, ...}  or  {"ok": false, "error": "one line"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import secrets
+import selectors
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcamswap.config import runtime_dir
+
+log = logging.getLogger("vcamswap.ipc")
+
+Request = dict[str, Any]
+Reply = dict[str, Any]
+Handler = Callable[[Request], Reply]
+
+SOCKET_NAME = "control.sock"
+LOCK_NAME = "daemon.lock"
+MAX_LINE = 64 * 1024  # a request is a few dozen bytes; anything this long is not one of ours
+MAX_CLIENTS = 32
+IDLE_TIMEOUT_S = 60.0
+IS_WINDOWS = sys.platform == "win32"
+
+
+class IpcError(Exception):
+    """Talking to the daemon failed; one-line message."""
+
+
+class NotRunning(IpcError):
+    """No daemon answers on the control socket."""
+
+
+class DaemonRunning(Exception):
+    """Another daemon owns the control socket."""
+
+    def __init__(self, pid: int | None, address: str) -> None:
+        who = f"pid {pid}" if pid else "pid unknown"
+        super().__init__(
+            f"another vcamswap daemon is running ({who}, control socket {address}); "
+            "stop it with 'vcamswap stop' first"
+        )
+        self.pid = pid
+
+
+def socket_path() -> Path:
+    return runtime_dir() / SOCKET_NAME
+
+
+def default_address() -> str:
+    if IS_WINDOWS:
+        user = os.environ.get("USERNAME", "user")
+        return rf"\\.\pipe\vcamswap-{user}"
+    return str(socket_path())
+
+
+def error_reply(message: str) -> Reply:
+    return {"ok": False, "error": message}
+
+
+def decode_request(line: bytes) -> Request:
+    """One request line -> dict with a string "cmd"; ValueError with a one-line reason otherwise."""
+    try:
+        req = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"malformed request (expected one JSON object per line): {e}") from None
+    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+        raise ValueError('malformed request: expected {"cmd": "...", ...}')
+    return req
+
+
+def answer(handler: Handler, line: bytes) -> bytes:
+    """The reply line for one request line. Never raises: a handler bug becomes an error reply."""
+    try:
+        reply = handler(decode_request(line))
+    except ValueError as e:
+        reply = error_reply(str(e))
+    except Exception as e:  # the daemon must outlive any request
+        log.exception("control request failed")
+        reply = error_reply(f"internal error: {type(e).__name__}: {e}")
+    return (json.dumps(reply, default=str) + "\n").encode("utf-8")
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The connecting process's uid (Linux SO_PEERCRED); None where the OS does not tell."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:
+        return None
+    fmt = "3i"  # struct ucred: pid, uid, gid
+    try:
+        _pid, uid, _gid = struct.unpack(fmt, sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize(fmt)))
+    except OSError:
+        return None
+    return int(uid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Server
+
+
+@dataclass
+class _Client:
+    sock: socket.socket
+    buf: bytearray = field(default_factory=bytearray)
+    last: float = field(default_factory=time.monotonic)
+
+
+class ControlServer:
+    """Serves `handler` on the control socket from one thread; start() refuses when a daemon is running."""
+
+    def __init__(self, handler: Handler, address: str | None = None) -> None:
+        self.handler = handler
+        self.address = address or default_address()
+        self._impl: _UnixServer | _PipeServer | None = None
+
+    def start(self) -> None:
+        impl: _UnixServer | _PipeServer = (
+            _PipeServer(self.handler, self.address) if IS_WINDOWS else _UnixServer(self.handler, Path(self.address))
+        )
+        impl.start()
+        self._impl = impl
+
+    def close(self) -> None:
+        impl, self._impl = self._impl, None
+        if impl is not None:
+            impl.close()
+
+
+def _private_dir(folder: Path) -> None:
+    """The runtime folder, ours alone (0700): refuse one that belongs to someone else."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = folder.stat()
+    if st.st_uid != os.getuid():
+        raise IpcError(f"{folder} belongs to another user; set VCAMSWAP_RUNTIME_DIR to a folder of yours")
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
+class _UnixServer:
+    def __init__(self, handler: Handler, path: Path) -> None:
+        self.handler = handler
+        self.path = path
+        self.lock_path = path.with_name(LOCK_NAME)
+        self._lock_fd: int | None = None
+        self._sock: socket.socket | None = None
+        self._sel = selectors.DefaultSelector()
+        self._clients: dict[int, _Client] = {}
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name="vcamswap-control", daemon=True)
+        self._uid = os.getuid()
+
+    def start(self) -> None:
+        _private_dir(self.path.parent)
+        self._take_lock()
+        try:
+            self._replace_stale()
+            self._bind()
+        except BaseException:
+            self._release_lock()
+            raise
+        self._thread.start()
+
+    def _take_lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise DaemonRunning(pid, str(self.path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing drops the flock; the file stays, its pid is stale and harmless
+
+    def _replace_stale(self) -> None:
+        """We hold the lock, so a socket left here is a crashed daemon's: unless it still answers."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        try:
+            reply = request({"cmd": "ping"}, str(self.path), timeout=1.0)
+        except IpcError:
+            log.info("removed a stale control socket %s left by a daemon that did not stop cleanly", self.path)
+            self.path.unlink(missing_ok=True)
+            return
+        # Someone removed the lock file under a live daemon: still refuse to run two.
+        pid = reply.get("pid")
+        raise DaemonRunning(pid if isinstance(pid, int) else None, str(self.path))
+
+    def _bind(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(self.path))
+            os.chmod(self.path, 0o600)  # the 0700 folder already keeps others out; this says so on the node
+            sock.listen(8)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._sel.register(sock, selectors.EVENT_READ, "listen")
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        for c in list(self._clients.values()):
+            self._drop(c)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self.path.unlink(missing_ok=True)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self._release_lock()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                events = self._sel.select(timeout=5.0)
+            except OSError as e:  # never expected; do not spin
+                log.warning("control socket: %s", e)
+                time.sleep(0.5)
+                continue
+            for key, _ in events:
+                if key.data == "listen":
+                    self._accept()
+                elif key.data == "wake":
+                    try:
+                        self._wake_r.recv(64)
+                    except OSError:
+                        pass
+                else:
+                    self._read(key.data)
+            self._reap_idle()
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        uid = peer_uid(conn)
+        if uid is not None and uid != self._uid:
+            log.warning("control socket: refused a connection from uid %d", uid)
+            _send_quietly(conn, error_reply("permission denied: this daemon belongs to another user"))
+            conn.close()
+            return
+        if len(self._clients) >= MAX_CLIENTS:
+            _send_quietly(conn, error_reply("too many connections"))
+            conn.close()
+            return
+        conn.setblocking(False)
+        client = _Client(conn)
+        self._clients[conn.fileno()] = client
+        self._sel.register(conn, selectors.EVENT_READ, client)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(client)
+            return
+        if not data:
+            self._drop(client)
+            return
+        client.last = time.monotonic()
+        client.buf += data
+        while b"\n" in client.buf:
+            line, _, rest = bytes(client.buf).partition(b"\n")
+            client.buf = bytearray(rest)
+            if line.strip() and not self._reply(client, answer(self.handler, line)):
+                return
+        if len(client.buf) > MAX_LINE:
+            self._reply(client, (json.dumps(error_reply("request too long")) + "\n").encode())
+            self._drop(client)
+
+    def _reply(self, client: _Client, data: bytes) -> bool:
+        try:
+            client.sock.sendall(data)
+        except OSError:  # the client went away or never reads: its problem, not ours
+            self._drop(client)
+            return False
+        return True
+
+    def _drop(self, client: _Client) -> None:
+        fd = client.sock.fileno()
+        if fd >= 0 and fd in self._clients:
+            del self._clients[fd]
+            try:
+                self._sel.unregister(client.sock)
+            except (KeyError, ValueError):
+                pass
+        client.sock.close()
+
+    def _reap_idle(self) -> None:
+        limit = time.monotonic() - IDLE_TIMEOUT_S
+        for c in [c for c in self._clients.values() if c.last < limit]:
+            self._drop(c)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _send_quietly(conn: socket.socket, reply: Reply) -> None:
+    try:
+        conn.settimeout(1.0)
+        conn.sendall((json.dumps(reply) + "\n").encode())
+    except OSError:
+        pass
+
+
+class _PipeServer:
+    """Windows: a named pipe; the auth key in the user's runtime folder keeps other users out."""
+
+    def __init__(self, handler: Handler, address: str) -> None:
+        self.handler = handler
+        self.address = address
+        self._listener: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="vcamswap-control", daemon=True)
+
+    def start(self) -> None:
+        from multiprocessing.connection import Listener
+
+        try:
+            reply = request({"cmd": "ping"}, self.address, timeout=1.0)
+        except IpcError:
+            pass
+        else:
+            pid = reply.get("pid")
+            raise DaemonRunning(pid if isinstance(pid, int) else None, self.address)
+        self._listener = Listener(self.address, family="AF_PIPE", authkey=_auth_key(create=True))
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = self._listener.accept()
+            except Exception:  # a client that failed the auth handshake, or close()
+                continue
+            threading.Thread(target=self._client, args=(conn,), name="vcamswap-control-client", daemon=True).start()
+
+    def _client(self, conn: Any) -> None:
+        with conn:
+            try:
+                while not self._stop.is_set():
+                    line = conn.recv_bytes(MAX_LINE)
+                    conn.send_bytes(answer(self.handler, line))
+            except (EOFError, OSError):
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+
+
+def _auth_key(create: bool = False) -> bytes:
+    path = runtime_dir() / "control.key"
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Client
+
+
+def request(req: Request, address: str | None = None, timeout: float = 10.0) -> Reply:
+    """Send one request and return the daemon's reply; NotRunning / IpcError with one line otherwise."""
+    address = address or default_address()
+    line = (json.dumps(req) + "\n").encode("utf-8")
+    raw = _pipe_request(address, line) if IS_WINDOWS else _unix_request(address, line, timeout)
+    try:
+        reply = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise IpcError(f"the daemon sent a reply that is not JSON: {raw[:80]!r}") from None
+    if not isinstance(reply, dict):
+        raise IpcError("the daemon sent a reply that is not a JSON object")
+    return reply
+
+
+def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
+        except PermissionError:
+            raise IpcError(f"cannot connect to {address}: permission denied (another user's daemon?)") from None
+        except OSError as e:
+            raise IpcError(f"cannot connect to {address}: {e.strerror or e}") from None
+        try:
+            s.sendall(line)
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except TimeoutError:
+            raise IpcError(f"the daemon did not answer within {timeout:.0f} s") from None
+        except OSError as e:
+            raise IpcError(f"the control connection failed: {e.strerror or e}") from None
+    if not buf:
+        raise IpcError("the daemon closed the connection without a reply")
+    return buf
+
+
+def _pipe_request(address: str, line: bytes) -> bytes:
+    from multiprocessing.connection import Client
+
+    try:
+        conn = Client(address, family="AF_PIPE", authkey=_auth_key())
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
+    except Exception as e:
+        raise IpcError(f"cannot connect to {address}: {e}") from None
+    with conn:
+        conn.send_bytes(line)
+        return bytes(conn.recv_bytes())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI: status, toggle, face, preset, pause, resume, stop
+
+
+def _print_summary(reply: Reply) -> None:
+    swap = "on" if reply.get("swap") else "off"
+    extra = " (paused)" if reply.get("paused") else ""
+    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}{extra}", flush=True)
+
+
+def _send(req: Request) -> tuple[Reply | None, int]:
+    try:
+        reply = request(req)
+    except IpcError as e:
+        print(f"vcamswap: {e}", file=sys.stderr, flush=True)
+        return None, 1
+    if not reply.get("ok"):
+        print(f"vcamswap: error: {reply.get('error', 'the daemon refused the request')}", file=sys.stderr, flush=True)
+        return reply, 2
+    return reply, 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reply, rc = _send({"cmd": "status"})
+    if reply is not None and rc == 0:
+        print(json.dumps(reply, indent=2, sort_keys=True), flush=True)
+    return rc
+
+
+def _control(cmd: str, arg_name: str | None = None) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        req: Request = {"cmd": cmd}
+        if arg_name is not None:
+            req["arg"] = getattr(args, arg_name)
+        reply, rc = _send(req)
+        if reply is not None and rc == 0:
+            if cmd == "stop":
+                print(f"stopping the daemon (pid {reply.get('pid')})", flush=True)
+            else:
+                _print_summary(reply)
+        return rc
+
+    return run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="the running daemon's state, face, preset, fps and outputs, as JSON")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("toggle", help="turn the swap on or off in the running daemon")
+    p.set_defaults(func=_control("toggle"))
+    p = sub.add_parser("face", help="choose the source face in the running daemon")
+    p.add_argument("which", metavar="next|prev|NAME")
+    p.set_defaults(func=_control("face", "which"))
+    p = sub.add_parser("preset", help="choose the quality preset in the running daemon")
+    p.add_argument("name", metavar="fast|balanced|quality")
+    p.set_defaults(func=_control("preset", "name"))
+    p = sub.add_parser("pause", help="release the camera; the virtual camera shows a still 'paused' frame")
+    p.set_defaults(func=_control("pause"))
+    p = sub.add_parser("resume", help="take the camera again after pause")
+    p.set_defaults(func=_control("resume"))
+    p = sub.add_parser("stop", help="stop the running daemon")
+    p.set_defaults(func=_control("stop"))

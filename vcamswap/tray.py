@@ -1,0 +1,343 @@
+"""The tray icon: a menu over the shared Controls, an icon that shows the state, fps in the tooltip.
+
+pystray runs its loop on the main thread (required on macOS). The menu is built from callables that read
+Controls, and rebuilt when Controls change, so a change from a hotkey or the socket shows up in the menu.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image, ImageDraw
+
+from vcamswap.controls import Controls, ControlState
+from vcamswap.presets import PRESET_NAMES
+
+log = logging.getLogger("vcamswap.tray")
+
+TrayState = Literal["starting", "swapping", "off", "no-face", "paused", "error"]
+
+APP_TITLE = "Swap Cam"
+
+# Fill colour and glyph per state; the glyph keeps states apart for colour-blind users too.
+_LOOK: dict[str, tuple[tuple[int, int, int], str]] = {
+    "starting": ((120, 120, 120), "ring"),
+    "swapping": ((30, 160, 70), "swap"),
+    "off": ((110, 110, 110), "slash"),
+    "no-face": ((230, 160, 20), "question"),
+    "paused": ((60, 110, 200), "pause"),
+    "error": ((210, 40, 40), "bang"),
+}
+
+
+class TrayUnavailable(Exception):
+    """No tray icon can be shown here (no display, no tray backend); one-line reason."""
+
+
+@dataclass(frozen=True)
+class TrayView:
+    """What the icon and tooltip show; computed by the daemon about once a second."""
+
+    state: str
+    fps: float = 0.0
+    face: str | None = None
+    preset: str = "balanced"
+    detail: str | None = None  # why: "camera lost", "no face in the picture", ...
+
+
+def tooltip(view: TrayView) -> str:
+    words = {
+        "starting": "starting",
+        "swapping": "swapping",
+        "off": "swap off",
+        "no-face": "no face found",
+        "paused": "camera paused",
+        "error": "problem",
+    }
+    head = f"{APP_TITLE}: {words.get(view.state, view.state)}"
+    if view.state in ("swapping", "off", "no-face"):
+        head += f" · {view.fps:.1f} fps"
+    parts = [head]
+    if view.face:
+        parts.append(f"face {view.face}")
+    parts.append(view.preset)
+    if view.detail:
+        parts.append(view.detail)
+    text = " · ".join(parts)
+    return text if len(text) <= 120 else text[:117] + "..."  # Windows cuts tooltips at 127 characters
+
+
+def state_icon(state: str, size: int = 64) -> Image.Image:
+    """A small round icon: colour and glyph per state."""
+    color, glyph = _LOOK.get(state, _LOOK["error"])
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    m = max(1, size // 16)
+    d.ellipse((m, m, size - m - 1, size - m - 1), fill=(*color, 255), outline=(255, 255, 255, 255), width=m)
+    w = max(2, size // 10)
+    c, r = size / 2, size * 0.28
+    white = (255, 255, 255, 255)
+    if glyph == "swap":  # two opposite arrows
+        d.line((c - r, c - r / 2, c + r, c - r / 2), fill=white, width=w)
+        d.polygon([(c + r, c - r), (c + r + w, c - r / 2), (c + r, c)], fill=white)
+        d.line((c - r, c + r / 2, c + r, c + r / 2), fill=white, width=w)
+        d.polygon([(c - r, c), (c - r - w, c + r / 2), (c - r, c + r)], fill=white)
+    elif glyph == "slash":
+        d.line((c - r, c + r, c + r, c - r), fill=white, width=w)
+    elif glyph == "pause":
+        d.rectangle((c - r * 0.7, c - r, c - r * 0.7 + w, c + r), fill=white)
+        d.rectangle((c + r * 0.7 - w, c - r, c + r * 0.7, c + r), fill=white)
+    elif glyph == "bang":
+        d.rectangle((c - w / 2, c - r, c + w / 2, c + r * 0.35), fill=white)
+        d.ellipse((c - w * 0.7, c + r * 0.6, c + w * 0.7, c + r * 0.6 + w * 1.4), fill=white)
+    elif glyph == "question":
+        d.arc((c - r * 0.7, c - r, c + r * 0.7, c + r * 0.2), 180, 90, fill=white, width=w)
+        d.line((c, c + r * 0.2, c, c + r * 0.45), fill=white, width=w)
+        d.ellipse((c - w * 0.7, c + r * 0.65, c + w * 0.7, c + r * 0.65 + w * 1.4), fill=white)
+    else:  # ring
+        d.ellipse((c - r, c - r, c + r, c + r), outline=white, width=w)
+    return img
+
+
+def tray_problem(env: dict[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why there can be no tray icon here, before trying (X and GTK fail noisily without a display)."""
+    env = dict(os.environ) if env is None else env
+    platform = sys.platform if platform is None else platform
+    if platform in ("darwin", "win32"):
+        return None
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return None
+
+
+def _linux_backend() -> str:
+    """pystray's backend: AppIndicator where its typelib is present, else GTK, else bare X.
+
+    pystray's own probing raises ValueError (not ImportError) when PyGObject is installed without the
+    AppIndicator typelib, so it never reaches the GTK backend; pick it here instead.
+    """
+    try:
+        import gi
+    except ImportError:
+        return "xorg"
+    try:
+        gi.require_version("Gtk", "3.0")
+    except ValueError:
+        return "xorg"
+    for namespace in ("AppIndicator3", "AyatanaAppIndicator3"):
+        try:
+            gi.require_version(namespace, "0.1")
+            return "appindicator"
+        except ValueError:
+            continue
+    return "gtk"
+
+
+def load_pystray() -> Any:
+    """The pystray module with a working backend, or TrayUnavailable with the reason."""
+    problem = tray_problem()
+    if problem:
+        raise TrayUnavailable(problem)
+    if sys.platform.startswith("linux") and not os.environ.get("PYSTRAY_BACKEND"):
+        os.environ["PYSTRAY_BACKEND"] = _linux_backend()
+    try:
+        import pystray
+    except Exception as e:  # ImportError, Xlib.error.DisplayNameError, ValueError from gi
+        raise TrayUnavailable(f"no tray backend ({_one_line(e)})") from None
+    return pystray
+
+
+def backend_name(pystray: Any) -> str:
+    return str(getattr(pystray.Icon, "__module__", "?")).rsplit("_", 1)[-1]
+
+
+def open_folder(path: Path) -> None:
+    """Show a folder in the desktop's file manager (created first); never blocks, never raises."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.warning("cannot create %s: %s", path, e.strerror or e)
+        return
+    if sys.platform == "win32":
+        os.startfile(path)  # type: ignore[attr-defined]  # Windows only
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    exe = shutil.which(opener)
+    if exe is None:
+        log.warning("cannot open the faces folder (%s not found); it is %s", opener, path)
+        return
+    try:
+        proc = subprocess.Popen([exe, str(path)], stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        log.warning("cannot open %s: %s", path, e.strerror or e)
+        return
+    threading.Thread(target=proc.wait, name="vcamswap-open-folder", daemon=True).start()  # no zombie
+
+
+class Tray:
+    """The tray icon over `controls`. Create and run() it on the main thread."""
+
+    def __init__(
+        self,
+        controls: Controls,
+        open_faces: Callable[[], None],
+        pystray: Any | None = None,
+        name: str = "vcamswap",
+    ) -> None:
+        self.controls = controls
+        self._open_faces = open_faces
+        self._pystray = pystray or load_pystray()
+        self._lock = threading.Lock()
+        self._view = TrayView("starting", preset=controls.snapshot().preset)
+        self._applied = self._view  # what the icon shows now
+        self.icon: Any = self._pystray.Icon(name, state_icon("starting"), tooltip(self._view), self._menu())
+        self._ready = threading.Event()
+        controls.subscribe(self._on_change)
+
+    @property
+    def backend(self) -> str:
+        return backend_name(self._pystray)
+
+    @property
+    def has_menu(self) -> bool:
+        return bool(getattr(self.icon, "HAS_MENU", True))
+
+    # -- menu --------------------------------------------------------------------------------------------
+
+    def _menu(self) -> Any:
+        ps = self._pystray
+        item, menu = ps.MenuItem, ps.Menu
+        c = self.controls
+
+        def snap() -> ControlState:
+            return c.snapshot()
+
+        return menu(
+            item("Swap", self._act(c.toggle), checked=lambda _: snap().swap_enabled, default=True),
+            item("Source face", menu(self._face_items)),
+            item("Quality", menu(self._preset_items)),
+            item("Show preview", self._act(lambda: c.set_preview(not snap().preview)),
+                 checked=lambda _: snap().preview),
+            item("Open faces folder", self._act(self._open_faces)),
+            item("Pause camera", self._act(lambda: c.set_paused(not snap().paused)),
+                 checked=lambda _: snap().paused),
+            menu.SEPARATOR,
+            item("Quit", self._act(self._quit)),
+        )
+
+    def _face_items(self) -> Iterator[Any]:
+        ps = self._pystray
+        faces = self.controls.snapshot().faces
+        if not faces:
+            yield ps.MenuItem("(no faces yet: Open faces folder)", None, enabled=False)
+            return
+        for name in faces:
+            yield ps.MenuItem(
+                name,
+                self._act(partial(self.controls.set_face, name)),
+                checked=partial(self._is_face, name),
+                radio=True,
+            )
+
+    def _preset_items(self) -> Iterator[Any]:
+        ps = self._pystray
+        for name in PRESET_NAMES:
+            yield ps.MenuItem(
+                name,
+                self._act(partial(self.controls.set_preset, name)),
+                checked=partial(self._is_preset, name),
+                radio=True,
+            )
+
+    def _is_face(self, name: str, item: Any) -> bool:
+        return self.controls.snapshot().face == name
+
+    def _is_preset(self, name: str, item: Any) -> bool:
+        return self.controls.snapshot().preset == name
+
+    def _act(self, fn: Callable[[], object]) -> Callable[[Any, Any], None]:
+        """A menu action that logs a failure in one line instead of raising into pystray's loop."""
+
+        def run(icon: Any, item: Any) -> None:
+            try:
+                fn()
+            except Exception as e:
+                log.warning("%s: %s", getattr(item, "text", "menu"), e)
+
+        return run
+
+    def _quit(self) -> None:
+        self.controls.stop()
+
+    # -- state -------------------------------------------------------------------------------------------
+
+    def _on_change(self, old: ControlState, new: ControlState) -> None:
+        if not new.running:
+            self.stop()
+            return
+        shown = ("swap_enabled", "face", "faces", "preset", "preview", "paused")
+        if any(getattr(old, k) != getattr(new, k) for k in shown):
+            self.refresh_menu()
+
+    def refresh_menu(self) -> None:
+        if self._ready.is_set():
+            try:
+                self.icon.update_menu()
+            except Exception as e:  # backend without menus, or gone while quitting
+                log.debug("tray menu update: %s", e)
+
+    def show(self, view: TrayView) -> None:
+        """Update icon and tooltip where they changed; safe from any thread."""
+        with self._lock:
+            self._view = view
+            if not self._ready.is_set():
+                return  # applied in setup, once the icon exists on screen
+            applied, self._applied = self._applied, view
+        try:
+            if view.state != applied.state:
+                self.icon.icon = state_icon(view.state)
+            text = tooltip(view)
+            if text != tooltip(applied):
+                self.icon.title = text
+        except Exception as e:
+            log.debug("tray update: %s", e)
+
+    @property
+    def view(self) -> TrayView:
+        with self._lock:
+            return self._view
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Blocks on the calling (main) thread until stop() or Quit."""
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            self._ready.set()
+            self.show(self.view)
+            if not self.controls.snapshot().running:
+                self.stop()  # stop came before the loop started
+            if on_ready is not None:
+                on_ready()
+
+        self.icon.run(setup=setup)
+
+    def stop(self) -> None:
+        try:
+            self.icon.stop()
+        except Exception as e:  # not running yet, or already stopped
+            log.debug("tray stop: %s", e)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) < 200 else text[:197] + "..."
