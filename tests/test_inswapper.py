@@ -11,6 +11,7 @@ from types import ModuleType
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from vcamswap import providers
@@ -380,3 +381,67 @@ def test_nan_output_passes_the_frame_through(ms: ModuleType, media: Path, tmp_pa
     for image, r in run_pipeline(engine, media, tmp_path, 2):
         assert np.array_equal(r.image, image) and not r.swapped  # type: ignore[attr-defined]
 
+
+
+# ----------------------------------------------------------------------------------------------- architecture
+
+
+def load_arch() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_inswapper_arch", REPO / "models" / "make_inswapper_arch.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_inswapper_arch"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_architecture_model_runs_in_the_engine(
+    models_dir: Path, tmp_path: Path, fp16: bool
+) -> None:
+    """A narrow build of the inswapper_128 architecture: same interface, loads and swaps unchanged."""
+    import onnx
+
+    arch = load_arch()
+    for name in ("det_10g.onnx", "w600k_r50.onnx"):
+        (tmp_path / name).write_bytes((models_dir / name).read_bytes())
+    macs = arch.build_arch_model(tmp_path / "inswapper_128.onnx", fp16=fp16, channels=64)
+    model = onnx.load(str(tmp_path / "inswapper_128.onnx"))
+    assert macs == arch.count_macs(model, (128, 128))  # the builder's count agrees with shape inference
+    assert model.graph.initializer[-1].name == "emap" and list(model.graph.initializer[-1].dims) == [512, 512]
+    engine = InswapperEngine(tmp_path, provider="cpu", threads=1)
+    face = FaceGeometry(np.zeros(4, np.float32), swap_template(), None, 1.0)
+    crop = np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8)
+    payload = InswapperSource(np.ones(512, np.float32) / np.sqrt(512), engine.emap[:1].copy())
+    out = engine.swap(crop, face, payload, get_preset("fast"))
+    assert out.crop.shape == (128, 128, 3) and out.crop.std() > 1
+
+
+def test_full_architecture_cost_is_about_170_g_multiply_adds() -> None:
+    """The residual blocks dominate: 12 convs of 3x3x1024x1024 at 32x32, plus the encoder and decoder."""
+    per_block_conv = 9 * 1024 * 1024 * 32 * 32
+    encoder = 49 * 3 * 128 * 128**2 + 9 * 128 * 256 * 64**2 + 9 * 256 * 512 * 32**2 + 9 * 512 * 1024 * 32**2
+    decoder = 9 * 1024 * 512 * 64**2 + 9 * 512 * 256 * 128**2 + 9 * 256 * 128 * 128**2 + 49 * 128 * 3 * 128**2
+    styles = 12 * 512 * 2048
+    expected = 12 * per_block_conv + encoder + decoder + styles
+    arch = load_arch()
+    # The narrow build scales the same formula: channels / 1024 on every width but the RGB ends.
+    c = 64
+    narrow = (12 * 9 * c * c * 32 * 32 + 49 * 3 * (c // 8) * 128**2 + 9 * (c // 8) * (c // 4) * 64**2
+              + 9 * (c // 4) * (c // 2) * 32**2 + 9 * (c // 2) * c * 32**2 + 9 * c * (c // 2) * 64**2
+              + 9 * (c // 2) * (c // 4) * 128**2 + 9 * (c // 4) * (c // 8) * 128**2 + 49 * (c // 8) * 3 * 128**2
+              + 12 * 512 * 2 * c)
+    assert arch.inswapper_graph(channels=c)[1] == narrow
+    assert 160e9 < expected < 175e9
+
+
+def test_detector_architecture_has_det_10g_interface(tmp_path: Path) -> None:
+    from insightface.model_zoo import SCRFD
+
+    arch = load_arch()
+    arch.build_scrfd_model(tmp_path / "det.onnx")
+    session = ort.InferenceSession(str(tmp_path / "det.onnx"), providers=["CPUExecutionProvider"])
+    det = SCRFD(model_file=str(tmp_path / "det.onnx"), session=session)
+    assert det.use_kps and det.fmc == 3 and det._num_anchors == 2
+    boxes, kps = det.detect(np.zeros((240, 320, 3), np.uint8), input_size=(320, 320))
+    assert boxes.shape == (0, 5)  # nothing passes the threshold: timing without NMS noise
