@@ -422,3 +422,21 @@ def test_models_command_end_to_end(
 
     r = cli(capsys, "download", "nosuch", *common)
     assert r.returncode == 2 and "unknown model 'nosuch'" in r.stderr
+
+
+def test_an_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = blob("swap", 1000)
+    manifest = load_manifest(write_manifest(
+        tmp_path / "m.toml", {"swap": (data, [{"url": f"http://127.0.0.1:{port}/swap.onnx"}])}
+    ))
+    inst = installer(tmp_path / "models", retries=5)
+    with pytest.raises(DownloadError, match=r"nothing downloaded") as e:
+        inst.download(manifest.get("swap"))
+    assert "\n" not in str(e.value)
+    assert len(inst.fetcher.requests) == 2  # one retry, not five, when no byte ever arrives
+    assert not (tmp_path / "models" / "swap.onnx").exists()

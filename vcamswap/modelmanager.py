@@ -306,6 +306,7 @@ def no_progress(label: str, total: int | None) -> Progress:
 
 
 _RETRY_HTTP = (408, 429, 500, 502, 503, 504)
+_MAX_STALLED = 1  # retries in a row that may bring no new byte
 
 
 @dataclass
@@ -321,7 +322,7 @@ class Fetcher:
     def fetch(self, url: str, part: Path, size: int | None, label: str) -> None:
         part.parent.mkdir(parents=True, exist_ok=True)
         bar = self.progress(label, size)
-        failures = 0
+        failures = stalled = 0
         try:
             while True:
                 have = part.stat().st_size if part.exists() else 0
@@ -339,11 +340,13 @@ class Fetcher:
                     if e.code not in _RETRY_HTTP or failures >= self.retries:
                         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
                 except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                    if failures >= self.retries:
-                        kept = part.stat().st_size if part.exists() else 0
-                        raise DownloadError(
-                            f"{url}: {_reason(e)} ({kept} bytes kept in {part}; run the command again to resume)"
-                        ) from None
+                    kept = part.stat().st_size if part.exists() else 0
+                    # An unreachable host fails fast; a transfer that keeps moving gets every retry.
+                    stalled = 0 if kept > have else stalled + 1
+                    if failures >= self.retries or stalled > _MAX_STALLED:
+                        where = f"{kept} bytes kept in {part}; run the command again to resume" if kept else (
+                            "nothing downloaded")
+                        raise DownloadError(f"{url}: {_reason(e)} ({where})") from None
                 failures += 1
                 log.info("download of %s interrupted; resuming (%d/%d)", url, failures, self.retries)
                 time.sleep(self.retry_delay * failures)
