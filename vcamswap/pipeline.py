@@ -17,7 +17,7 @@ import numpy as np
 
 from vcamswap.compositor import align, color_match, paste_back
 from vcamswap.controls import Controls, ControlState
-from vcamswap.engines import Engine
+from vcamswap.engines import Engine, EngineError
 from vcamswap.faces import FaceLibrary
 from vcamswap.presets import Preset, get_preset
 from vcamswap.stats import StageTimer, Stats
@@ -54,7 +54,13 @@ class Pipeline:
         self._last: SwapOutput | None = None
         self._last_key: tuple[object, ...] | None = None
         self._since_swap = 0
-        self._source_cache: tuple[str, str, SourceFace, object] | None = None
+        self._warned: set[str] = set()
+
+    def _warn_once(self, message: str) -> None:
+        """A failing model fails on every frame: say it once, not 30 times a second."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
 
     def preset(self, state: ControlState) -> Preset:
         p = get_preset(state.preset)
@@ -67,8 +73,13 @@ class Pipeline:
             return None
         key = self.engine.name
         if key not in face.payload:
-            face.payload[key] = self.engine.prepare_source(face.image, face.geometry)
-        return face, face.payload[key]
+            try:
+                face.payload[key] = self.engine.prepare_source(face.image, face.geometry)
+            except (ValueError, EngineError) as e:
+                log.warning("face %s cannot be used by the %s engine: %s", name, key, e)
+                face.payload[key] = None
+        payload = face.payload[key]
+        return None if payload is None else (face, payload)
 
     def process(self, frame: Frame, state: ControlState | None = None) -> FrameResult:
         state = state or self.controls.snapshot()
@@ -93,11 +104,15 @@ class Pipeline:
         engine_ran = False
         if self._last is None or key != self._last_key or self._since_swap + 1 >= preset.swap_interval:
             with self.timer("swap"):
-                out = self.engine.swap(crop, face.geometry.transformed(m), src[1], preset)
+                try:
+                    out = self.engine.swap(crop, face.geometry.transformed(m), src[1], preset)
+                except EngineError as e:
+                    self._warn_once(f"{e}; passing frames through")
+                    return FrameResult(image, face, False, False)
                 if preset.color_match and not getattr(self.engine, "matches_color", False):
                     out = SwapOutput(color_match(out.crop, crop, out.mask), out.mask)
             if not _valid(out):
-                log.warning("engine %s returned an invalid image; passing the frame through", self.engine.name)
+                self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")
                 return FrameResult(image, face, False, False)
             self._last, self._last_key, self._since_swap = out, key, 0
             engine_ran = True

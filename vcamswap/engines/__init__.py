@@ -17,6 +17,10 @@ from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, SwapOutput
 
 
+class EngineError(RuntimeError):
+    """One frame could not be swapped (a bad model output); the pipeline passes that frame through."""
+
+
 class EngineUnavailable(Exception):
     """The engine cannot run here (models missing, runtime absent); the message says how to fix it."""
 

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from vcamswap import providers
 from vcamswap.compositor import feather, similarity
 from vcamswap.config import default_models_dir
-from vcamswap.engines import EngineUnavailable
+from vcamswap.engines import EngineError, EngineUnavailable
 from vcamswap.modelmanager import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
 from vcamswap.types import Detection, FaceGeometry, SwapOutput
@@ -39,7 +39,7 @@ ARCFACE_DST = np.array(
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 
 
-class SwapOutputError(RuntimeError):
+class SwapOutputError(EngineError):
     """The swap model returned no usable image (NaN/inf, empty or flat); pass the frame through instead."""
 
 
