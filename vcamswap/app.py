@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vcamswap.adaptive import AdaptiveQuality
 from vcamswap.capture import Capture, CaptureError
 from vcamswap.config import Settings
 from vcamswap.controls import Controls, ControlState
@@ -91,8 +92,16 @@ def build_pipeline(settings: Settings, controls: Controls, engine: Engine | None
     library = FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
     preset = get_preset(controls.snapshot().preset)
     track_detector = engine.make_detector(preset) or detector
-    tracker = Tracker(track_detector, mesh, preset.detect_interval)
-    return Pipeline(engine, tracker, library, controls, Stats())
+    tracker = Tracker(
+        track_detector, mesh, preset.detect_interval, preset.smoothing, detector_for=engine.make_detector
+    )
+    pipeline = Pipeline(engine, tracker, library, controls, Stats())
+    if settings.adaptive:
+        # The target is the camera's fps unless given; LiveLoop tells it the real one once the camera is open.
+        pipeline.preset_override = AdaptiveQuality(
+            settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None
+        )
+    return pipeline
 
 
 def initial_face(settings: Settings, library: FaceLibrary, used_demo: bool) -> str | None:
@@ -114,6 +123,8 @@ def build_live(settings: Settings, realtime: bool = True) -> Live:
     capture, used_demo = open_capture(settings, realtime)
     try:
         pipeline = build_pipeline(settings, controls)
+        if not realtime:  # every frame of a file is processed, however long it takes: nothing to adapt to
+            pipeline.preset_override = None
         library = pipeline.library
         face = initial_face(settings, library, used_demo)
     except (FaceError, EngineUnavailable):

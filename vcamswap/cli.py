@@ -17,6 +17,7 @@ from vcamswap.config import Settings, load_settings
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
     "vcamswap.daemon", "vcamswap.ipc", "vcamswap.service", "vcamswap.modelmanager", "vcamswap.doctor",
+    "vcamswap.bench",
 )
 
 log = logging.getLogger("vcamswap")

@@ -92,7 +92,7 @@ class Pipeline:
         if src is None:
             return FrameResult(image, None, False, False)
         preset = self.preset(state)
-        self.tracker.detect_interval = preset.detect_interval
+        self.tracker.apply_preset(preset)
         with self.timer("track"):
             face = self.tracker.update(image)
         if face is None:

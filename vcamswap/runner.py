@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vcamswap.adaptive import AdaptiveQuality
 from vcamswap.capture import Capture
 from vcamswap.controls import Controls
 from vcamswap.outputs import SinkSet
@@ -52,6 +53,10 @@ class LiveLoop:
         self.max_frames = max_frames
         self.printer = StatsPrinter(pipeline.stats, stats_every, emit) if stats_every > 0 else None
         self.on_frame = on_frame
+        override = pipeline.preset_override
+        self.adaptive = override if isinstance(override, AdaptiveQuality) else None
+        if self.adaptive is not None:
+            self.adaptive.set_source_fps(capture.info.fps)
         self._last_image: np.ndarray | None = None
         self._paused_applied = False
 
@@ -72,11 +77,14 @@ class LiveLoop:
                     return LoopResult(stats.frames, stats.swapped, "ended")
                 self._publish_still(state.paused)
                 continue
-            stats.add_stage("capture", time.perf_counter() - t0)
+            t_busy = time.perf_counter()
+            stats.add_stage("capture", t_busy - t0)
             result = self.pipeline.process(frame, state)
             t1 = time.perf_counter()
             self.sinks.send(result.image)
             stats.add_stage("output", time.perf_counter() - t1)
+            if self.adaptive is not None:  # busy time only: the wait for the camera is not load
+                self.adaptive.observe(time.perf_counter() - t_busy)
             stats.dropped = self.capture.dropped
             stats.frame_published(frame.t_capture, result.swapped)
             self._last_image = result.image

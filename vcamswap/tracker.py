@@ -1,18 +1,68 @@
 """Which face is *the* face, and where it is in every frame.
 
 The detector runs every N frames or as soon as the track is lost; in between the FaceMesh landmarker
-follows the face from the previous frame's points (its own presence score says when the track is lost).
-The choice is sticky: once a face is followed, a larger face appearing elsewhere does not take over.
+follows the face from the previous frame's points, and each followed result must pass plausibility checks
+(presence, size and position jumps, landmark spread) or the track is dropped and the detector runs at once.
+A scheduled detection on a live track is a check, not a restart: the face keeps being followed from its own
+points (no jump), and the track is dropped only when the detector stops seeing it.
+
+The choice is sticky: the largest / most central face starts the track, then the same face is followed until
+it is lost; a larger face appearing elsewhere (a poster, a second person) does not take over.
+
+Output points are smoothed: the head's pose (centre, scale, roll of the whole mesh) by a constant-velocity
+Kalman filter whose trust in the measurement rises with surprising motion, and the expression (the mesh in the
+head's own frame) by a one-euro filter, so a still head does not shimmer and a moving one does not lag.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
-from vcamswap.landmarker import FaceMesh, geometry_from_mesh
+import cv2
+import numpy as np
+from filterpy.common import Q_discrete_white_noise
+from filterpy.kalman import KalmanFilter
+
+from vcamswap.landmarker import (
+    EYE_OUTER_LEFT,
+    EYE_OUTER_RIGHT,
+    FaceMesh,
+    MeshResult,
+    Roi,
+    geometry_from_mesh,
+)
+from vcamswap.presets import Preset
 from vcamswap.types import Detection, FaceGeometry, TrackedFace
 
 PRESENCE_MIN = 0.5
+MAX_SIZE_CHANGE = 1.35  # a followed face cannot grow or shrink more than this between two frames
+MAX_JUMP = 0.4  # nor move its centre more than this fraction of its size
+MIN_SPREAD = 0.35  # minor/major axis of the mesh's point cloud: real faces 0.7-0.9, even turned; ~0 = collapsed
+MATCH_IOU = 0.2  # a detection at least this close to the followed face is the same face
+MAX_MISSES = 3  # checks in a row where the detector does not see the followed face before it is dropped
+REACQUIRE_FRAMES = 45  # after a loss, prefer a face where the lost one was for this long
+CUT_DIFF = 24.0  # mean abs difference (0..255) of 32x24 thumbnails that marks a hard cut, not motion
+
+# Kalman noise in units of the face's RMS radius, so the filter behaves the same near and far.
+# Tuned with `vcamswap bench` on real clips: still-head jitter against lag on head turns and speech.
+KF_MEASURE = 0.02  # measurement sigma at smoothing=1
+KF_ACCEL = 0.0005  # process (acceleration) sigma per frame
+KF_GATE = 1.0  # innovation (Mahalanobis^2) beyond which the covariance is inflated in proportion
+# One-euro filter on the expression (mesh in the head's frame, units of the RMS radius, per frame).
+EURO_MIN_CUTOFF = (0.2, 0.002)  # min cutoff at smoothing 0 and 1 (cycles/frame), geometric in between
+EURO_BETA = 5.0
+EURO_D_CUTOFF = 0.3
+
+
+class FaceDetector(Protocol):
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
+
+
+TimeHook = Callable[[str, float], None]
+DetectorFactory = Callable[[Preset], "FaceDetector | None"]
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,59 +89,363 @@ def pick_face(dets: list[Detection], shape: tuple[int, ...]) -> Detection | None
     return max(dets, key=score)
 
 
-class Tracker:
-    def __init__(self, detector: object, mesh: FaceMesh, detect_interval: int = 4) -> None:
-        self.detector = detector
-        self.mesh = mesh
-        self.detect_interval = max(1, detect_interval)
-        self._geometry: FaceGeometry | None = None
-        self._since_detect = 0
-        self._track_id = 0
-        self.detector_calls = 0
-        self.losses = 0
+def best_match(dets: list[Detection], box: np.ndarray, min_iou: float = MATCH_IOU) -> Detection | None:
+    """The detection that overlaps `box` most, when it overlaps enough to be the same face."""
+    if not dets:
+        return None
+    best = max(dets, key=lambda d: iou(d.bbox, box))
+    return best if iou(best.bbox, box) >= min_iou else None
+
+
+def box_of(points: np.ndarray) -> np.ndarray:
+    pts = points[:, :2]
+    return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+
+
+def box_size(box: np.ndarray) -> float:
+    return float(math.sqrt(max(box[2] - box[0], 1e-6) * max(box[3] - box[1], 1e-6)))
+
+
+def spread(points: np.ndarray) -> float:
+    """sqrt(minor / major variance) of the 2-D points: how far the mesh is from collapsing onto a line."""
+    pts = np.asarray(points[:, :2], np.float64)
+    lo, hi = np.linalg.eigvalsh(np.cov(pts.T))
+    return float(math.sqrt(max(lo, 0.0) / hi)) if hi > 0 else 0.0
+
+
+def implausible(points: np.ndarray, presence: float, prev: np.ndarray | None, shape: tuple[int, ...]) -> str | None:
+    """Why a followed mesh is not the face any more, or None when it is plausible."""
+    if presence < PRESENCE_MIN:
+        return "presence"
+    if not np.isfinite(points).all():
+        return "nan"
+    box = box_of(points)
+    size = box_size(box)
+    h, w = shape[:2]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    if not (0 <= cx < w and 0 <= cy < h) or size < 8:
+        return "outside"
+    if spread(points) < MIN_SPREAD:
+        return "spread"
+    if prev is not None:
+        pbox = box_of(prev)
+        psize = box_size(pbox)
+        ratio = size / psize
+        if not 1 / MAX_SIZE_CHANGE <= ratio <= MAX_SIZE_CHANGE:
+            return "size"
+        pc = np.array([(pbox[0] + pbox[2]) / 2, (pbox[1] + pbox[3]) / 2])
+        if float(np.hypot(cx - pc[0], cy - pc[1])) > MAX_JUMP * psize:
+            return "jump"
+    return None
+
+
+class SceneCut:
+    """Flags hard cuts (a camera switch, an edited clip) from tiny grey thumbnails: a fraction of a ms."""
+
+    def __init__(self, threshold: float = CUT_DIFF) -> None:
+        self.threshold = threshold
+        self._prev: np.ndarray | None = None
+
+    def __call__(self, image: np.ndarray) -> bool:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        thumb = cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+        prev, self._prev = self._prev, thumb
+        return prev is not None and float(np.abs(thumb - prev).mean()) > self.threshold
+
+
+class Pose(NamedTuple):
+    """A mesh split into the head's similarity pose and its shape in the head's own frame."""
+
+    centre: np.ndarray  # (2,)
+    radius: float  # RMS distance of the points from the centre, px
+    angle: float  # roll relative to the track's reference shape, radians
+    shape: np.ndarray  # (N, 2) points in the head's frame, units of radius
+
+
+def _rot(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s], [s, c]], np.float64)
+
+
+def decompose(points: np.ndarray, ref: np.ndarray | None) -> Pose:
+    """Pose of `points` against the reference shape: least-squares over all points, so the pose carries
+    the mesh's common-mode noise and smoothing it removes that noise from every point."""
+    pts = points[:, :2].astype(np.float64)
+    centre = pts.mean(0)
+    d = pts - centre
+    radius = float(np.sqrt((d**2).sum(1).mean())) or 1.0
+    if ref is None:
+        axis = pts[EYE_OUTER_LEFT] - pts[EYE_OUTER_RIGHT]
+        angle = math.atan2(axis[1], axis[0])
+    else:
+        cross = float((ref[:, 0] * d[:, 1] - ref[:, 1] * d[:, 0]).sum())
+        dot = float((ref * d).sum())
+        angle = math.atan2(cross, dot)
+    shape = (d @ _rot(angle)) / radius  # rows: R^T d
+    return Pose(centre, radius, angle, shape)
+
+
+def compose(pose: Pose) -> np.ndarray:
+    return (pose.shape * pose.radius @ _rot(pose.angle).T + pose.centre).astype(np.float32)
+
+
+class PoseKalman:
+    """Constant-velocity Kalman filter on (cx, cy, r*ln(scale), r*roll): all four in pixels.
+
+    When a measurement is far outside what the motion model predicts (the head starts or stops moving), the
+    covariance is inflated for that step so the filter follows the measurement instead of lagging behind it.
+    """
+
+    def __init__(self, z: np.ndarray, radius: float, smoothing: float) -> None:
+        kf = KalmanFilter(dim_x=8, dim_z=4)
+        kf.F = np.eye(8)
+        kf.F[:4, 4:] = np.eye(4)
+        kf.H = np.hstack([np.eye(4), np.zeros((4, 4))])
+        kf.x = np.concatenate([z, np.zeros(4)])
+        self.kf = kf
+        self.smoothing = smoothing
+        self._tune(radius)
+        kf.P = np.diag(np.r_[np.full(4, kf.R[0, 0]), np.full(4, (0.05 * radius) ** 2)])
+
+    def _tune(self, radius: float) -> None:
+        r = max(self.smoothing * KF_MEASURE * radius, 1e-3)
+        self.kf.R = np.eye(4) * r**2
+        self.kf.Q = Q_discrete_white_noise(2, 1.0, (KF_ACCEL * radius) ** 2, block_size=4, order_by_dim=False)
+
+    def step(self, z: np.ndarray, radius: float) -> np.ndarray:
+        kf = self.kf
+        self._tune(radius)
+        kf.predict()
+        y = z - kf.H @ kf.x
+        s = kf.H @ kf.P @ kf.H.T + kf.R
+        d2 = float(y @ np.linalg.solve(s, y))
+        if d2 > KF_GATE:
+            kf.P = kf.P * (d2 / KF_GATE)
+        kf.update(z)
+        return np.asarray(kf.x[:4], np.float64)
+
+
+class OneEuro:
+    """Vectorised one-euro filter over (N, 2) points: cutoff rises with each point's speed."""
+
+    def __init__(self, x: np.ndarray, min_cutoff: float) -> None:
+        self.x = x.copy()
+        self.dx = np.zeros(len(x))
+        self.min_cutoff = min_cutoff
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float) -> np.ndarray:
+        tau = 1.0 / (2 * math.pi * np.asarray(cutoff))
+        return np.asarray(1.0 / (1.0 + tau))
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        speed = np.linalg.norm(x - self.x, axis=1)
+        self.dx += self._alpha(EURO_D_CUTOFF) * (speed - self.dx)
+        a = self._alpha(self.min_cutoff + EURO_BETA * self.dx)[:, None]
+        self.x = self.x + a * (x - self.x)
+        return self.x
+
+
+class LandmarkSmoother:
+    """Smooths a track's mesh: Kalman on the head's pose, one-euro on the expression. smoothing 0 = raw."""
+
+    def __init__(self, smoothing: float = 0.5) -> None:
+        self.smoothing = smoothing
+        self._ref: np.ndarray | None = None
+        self._kf: PoseKalman | None = None
+        self._euro: OneEuro | None = None
+        self._angle = 0.0
+        self._unit = 1.0
 
     def reset(self) -> None:
-        self._geometry = None
+        self._ref, self._kf, self._euro, self._angle = None, None, None, 0.0
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points[:, :2], np.float32)
+        if self.smoothing <= 0:
+            self.reset()
+            return pts
+        if self._ref is None:
+            self._ref = decompose(pts, None).shape  # roll is measured against the track's first frame
+        pose = decompose(pts, self._ref)
+        # Keep the roll continuous across +-pi so the filter never sees a 2*pi jump.
+        angle = self._angle + math.remainder(pose.angle - self._angle, 2 * math.pi)
+        self._angle = angle
+        if self._kf is None or self._euro is None:
+            self._unit = pose.radius  # scale and roll become pixels at the track's first size
+            self._kf = PoseKalman(self._z(pose, angle), pose.radius, self.smoothing)
+            self._euro = OneEuro(pose.shape, self._min_cutoff())
+            return pts
+        self._kf.smoothing = self.smoothing
+        self._euro.min_cutoff = self._min_cutoff()
+        x = self._kf.step(self._z(pose, angle), pose.radius)
+        shape = self._euro.step(pose.shape)
+        return compose(Pose(x[:2], math.exp(x[2] / self._unit), x[3] / self._unit, shape))
+
+    def _z(self, pose: Pose, angle: float) -> np.ndarray:
+        u = self._unit
+        return np.array([pose.centre[0], pose.centre[1], u * math.log(pose.radius), u * angle])
+
+    def _min_cutoff(self) -> float:
+        lo, hi = EURO_MIN_CUTOFF
+        s = min(max(self.smoothing, 0.0), 1.0)
+        return float(lo * (hi / lo) ** s)
+
+
+class Tracker:
+    """Face geometry over time; counters `frames`, `detector_calls`, `losses` for stats and the benchmark.
+
+    tracking=False is the reference mode: detector + landmarks from the detection on every frame, no smoothing.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        mesh: FaceMesh,
+        detect_interval: int = 4,
+        smoothing: float = 0.5,
+        tracking: bool = True,
+        detector_for: DetectorFactory | None = None,
+    ) -> None:
+        self.detector = detector
+        self.detector_for = detector_for  # the engine's detector for a preset (det_size); None keeps `detector`
+        self.mesh = mesh
+        self.detect_interval = max(1, detect_interval)
+        self.tracking = tracking
+        self.smoother = LandmarkSmoother(smoothing if tracking else 0.0)
+        self.on_time: TimeHook | None = None  # e.g. Stats.add_stage: "detect" / "landmarks" seconds
+        self._cut = SceneCut()
+        self._raw: np.ndarray | None = None  # the followed face's last unsmoothed mesh (468, 3)
+        self._since_detect = 0
+        self._misses = 0
+        self._track_id = 0
+        self._last_box: np.ndarray | None = None
+        self._lost_at = -(10**9)
+        self.frames = 0
+        self.detector_calls = 0
+        self.losses = 0
+        self.cuts = 0
+
+    @property
+    def smoothing(self) -> float:
+        return self.smoother.smoothing
+
+    @smoothing.setter
+    def smoothing(self, value: float) -> None:
+        self.smoother.smoothing = value if self.tracking else 0.0
+
+    def apply_preset(self, preset: Preset) -> None:
+        """Take the preset's tracking knobs; called every frame, so a preset switch applies at once."""
+        self.detect_interval = max(1, preset.detect_interval)
+        self.smoothing = preset.smoothing
+        if self.detector_for is not None:
+            detector = self.detector_for(preset)
+            if detector is not None:
+                self.detector = detector
+
+    def reset(self) -> None:
+        """Forget the face without counting a loss (swap turned off, source changed)."""
+        self._raw = None
+        self.smoother.reset()
+
+    @property
+    def tracking_face(self) -> bool:
+        return self._raw is not None
 
     def update(self, image: np.ndarray) -> TrackedFace | None:
-        if self._geometry is not None and self._since_detect < self.detect_interval:
-            followed = self._follow(image, self._geometry)
-            if followed is not None:
-                self._since_detect += 1
-                self._geometry = followed
-                return TrackedFace(followed, self._track_id, False)
-            self.losses += 1
-            self._geometry = None
-        return self._detect(image)
+        self.frames += 1
+        if self._cut(image) and self._raw is not None:
+            self.cuts += 1
+            self._drop()
+        if self._raw is not None and self.tracking:
+            return self._follow_or_check(image)
+        return self._acquire(image, None)
 
-    def _follow(self, image: np.ndarray, prev: FaceGeometry) -> FaceGeometry | None:
-        assert prev.points is not None
-        res = self.mesh.run(image, self.mesh.roi_from_points(prev.points))
-        if res.presence < PRESENCE_MIN:
+    # -- following -------------------------------------------------------------------------------------
+
+    def _follow_or_check(self, image: np.ndarray) -> TrackedFace | None:
+        assert self._raw is not None
+        res = self._mesh(image, self.mesh.roi_from_points(self._raw))
+        if implausible(res.points, res.presence, self._raw, image.shape) is not None:
+            self._drop()
+            return self._acquire(image, None)
+        checked = self._since_detect + 1 >= self.detect_interval or self._misses > 0
+        if not checked:
+            self._since_detect += 1
+            return self._emit(res, False)
+        dets = self._detect(image)
+        if best_match(dets, box_of(res.points)) is not None:
+            self._misses = 0
+        else:
+            self._misses += 1
+            if self._misses >= MAX_MISSES:
+                self._drop()
+                return self._acquire(image, dets)
+        return self._emit(res, True)
+
+    # -- (re)acquiring -----------------------------------------------------------------------------------
+
+    def _acquire(self, image: np.ndarray, dets: list[Detection] | None) -> TrackedFace | None:
+        if dets is None:
+            dets = self._detect(image)
+        det = self._choose(dets, image.shape)
+        if det is None:
+            if self._raw is not None:
+                self._drop()
             return None
-        return geometry_from_mesh(res.points, res.presence)
+        res = self._mesh(image, self.mesh.roi_from_detection(det))
+        if implausible(res.points, res.presence, None, image.shape) is not None:
+            if self._raw is not None:
+                self._drop()
+            return None
+        if self._raw is None:
+            self._track_id += 1
+            self.smoother.reset()
+            self._misses = 0
+        return self._emit(res, True)
 
-    def _detect(self, image: np.ndarray) -> TrackedFace | None:
+    def _choose(self, dets: list[Detection], shape: tuple[int, ...]) -> Detection | None:
+        """The same face as before when there is one; else, shortly after a loss, the face where it was;
+        else the largest / most central one."""
+        if self._raw is not None:
+            same = best_match(dets, box_of(self._raw))
+            if same is not None:
+                return same
+            self._drop()  # detection-every-frame mode: the face is gone
+        if self._last_box is not None and self.frames - self._lost_at <= REACQUIRE_FRAMES:
+            near = best_match(dets, self._last_box, 0.05)
+            if near is not None:
+                return near
+        return pick_face(dets, shape)
+
+    def _drop(self) -> None:
+        if self._raw is not None:
+            self.losses += 1
+            self._last_box = box_of(self._raw)
+            self._lost_at = self.frames
+        self._raw = None
+        self.smoother.reset()
+
+    # -- stages ------------------------------------------------------------------------------------------
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
         self.detector_calls += 1
         self._since_detect = 0
-        dets: list[Detection] = self.detector.detect(image)  # type: ignore[attr-defined]
-        det = self._sticky(dets, image.shape)
-        if det is None:
-            self._geometry = None
-            return None
-        res = self.mesh.run(image, self.mesh.roi_from_detection(det))
-        if res.presence < PRESENCE_MIN:
-            self._geometry = None
-            return None
-        new = geometry_from_mesh(res.points, res.presence)
-        if self._geometry is None:
-            self._track_id += 1
-        self._geometry = new
-        return TrackedFace(new, self._track_id, True)
+        t0 = time.perf_counter()
+        dets: list[Detection] = self.detector.detect(image)
+        if self.on_time is not None:
+            self.on_time("detect", time.perf_counter() - t0)
+        return dets
 
-    def _sticky(self, dets: list[Detection], shape: tuple[int, ...]) -> Detection | None:
-        if self._geometry is not None and dets:
-            best = max(dets, key=lambda d: iou(d.bbox, self._geometry.bbox))  # type: ignore[union-attr]
-            if iou(best.bbox, self._geometry.bbox) > 0.3:
-                return best
-        return pick_face(dets, shape)
+    def _mesh(self, image: np.ndarray, roi: Roi) -> MeshResult:
+        t0 = time.perf_counter()
+        res = self.mesh.run(image, roi)
+        if self.on_time is not None:
+            self.on_time("landmarks", time.perf_counter() - t0)
+        return res
+
+    def _emit(self, res: MeshResult, detected: bool) -> TrackedFace:
+        self._raw = res.points
+        smooth = self.smoother(res.points)
+        geometry: FaceGeometry = geometry_from_mesh(smooth, res.presence)
+        return TrackedFace(geometry, self._track_id, detected)

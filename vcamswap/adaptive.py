@@ -1,0 +1,179 @@
+"""Adaptive quality: when the pipeline cannot keep the target fps, step the preset's knobs down; when there is
+headroom again, step them back up.
+
+It is fed the busy time of each frame (pipeline + outputs, not the wait for the camera) and plugs in as
+`Pipeline.preset_override`, so a step applies at the next frame. The load is the mean busy time over recent
+frames divided by the frame budget (1 / target fps): the mean, because with frame skipping most frames are
+cheap and every k-th is expensive, and the mean is what sets the fps.
+
+Hysteresis keeps it from oscillating: it steps down as soon as the load has been over `down` for a few
+frames, but up only after a long stretch under `up` (a wide gap between the two), only when the load last
+measured at the better level fitted too, and after a step up that had to be undone the wait before the
+next try doubles.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from vcamswap.presets import Preset
+
+Knobs = Callable[[Preset], Preset]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    apply: Knobs
+
+
+def _swap_more(p: Preset) -> Preset:
+    return replace(p, swap_interval=p.swap_interval + 1)
+
+
+def _detect_less(p: Preset) -> Preset:
+    return replace(p, detect_interval=min(p.detect_interval * 2, 32))
+
+
+def _detector_smaller(p: Preset) -> Preset:
+    return replace(p, det_size=max(160, p.det_size // 2 if p.det_size > 320 else p.det_size - 64))
+
+
+def _crop_smaller(p: Preset) -> Preset:
+    return replace(p, crop_size=max(128, (int(p.crop_size * 0.75) // 16) * 16))
+
+
+# Cheapest visible loss first: skipping the engine on some frames re-pastes the last swap at the current pose,
+# which is hard to see; a smaller crop is the most visible, so it comes last.
+LADDER: tuple[Step, ...] = (
+    Step("swap interval +1", _swap_more),
+    Step("detect interval x2", _detect_less),
+    Step("detector size down", _detector_smaller),
+    Step("swap interval +1", _swap_more),
+    Step("crop size down", _crop_smaller),
+    Step("swap interval +1", _swap_more),
+    Step("detect interval x2", _detect_less),
+    Step("crop size down", _crop_smaller),
+)
+
+
+def degrade(preset: Preset, level: int, ladder: tuple[Step, ...] = LADDER) -> Preset:
+    """The preset with the first `level` steps of the ladder applied."""
+    for step in ladder[: max(0, min(level, len(ladder)))]:
+        preset = step.apply(preset)
+    return preset
+
+
+@dataclass(frozen=True)
+class Change:
+    frame: int
+    level: int
+    load: float  # the load that triggered it
+    reason: str  # "down" | "up" | "preset"
+
+
+class AdaptiveQuality:
+    def __init__(
+        self,
+        target_fps: float,
+        *,
+        down: float = 0.9,
+        up: float = 0.6,
+        settle: int = 8,
+        window: int = 30,
+        hold_up: int = 90,
+        ladder: tuple[Step, ...] = LADDER,
+        enabled: bool = True,
+        explicit_target: bool = True,
+    ) -> None:
+        if target_fps <= 0:
+            raise ValueError(f"target fps must be positive, got {target_fps}")
+        if not 0 < up < down:
+            raise ValueError(f"need 0 < up < down, got up={up} down={down}")
+        self.target_fps = target_fps
+        self.explicit_target = explicit_target  # False: follow the source's fps once it is known
+        self.down, self.up = down, up
+        self.settle, self.window = settle, window
+        self.hold_up_base = hold_up
+        self.ladder = ladder
+        self.enabled = enabled
+        self.level = 0
+        self.frames = 0
+        self.changes: list[Change] = []
+        self._times: deque[float] = deque(maxlen=window)
+        self._since_change = 0
+        self._calm = 0  # frames in a row with the load under `up`
+        self._hold_up = [hold_up] * (len(ladder) + 1)  # per level: calm frames needed before stepping up
+        self._gain: dict[int, float] = {}  # per level: load one level better / load here, as measured
+        self._pending: tuple[int, float] | None = None  # (level stepped down to, load before the step)
+        self._base: str | None = None
+
+    def set_source_fps(self, fps: float) -> None:
+        """The camera's real fps, known once it is open; the target unless one was given."""
+        if not self.explicit_target and fps > 0:
+            self.target_fps = fps
+
+    @property
+    def budget(self) -> float:
+        return 1.0 / self.target_fps
+
+    @property
+    def load(self) -> float:
+        """Mean busy time of the frames since the last change (up to `window`), over the frame budget."""
+        if not self._times:
+            return 0.0
+        return (sum(self._times) / len(self._times)) / self.budget
+
+    def __call__(self, preset: Preset) -> Preset:
+        """Pipeline.preset_override: the chosen preset, degraded to the current level."""
+        if self._base != preset.name:
+            if self._base is not None and self.level:  # another preset was picked: try it at full quality
+                self._set_level(0, self.load, "preset")
+            self._base = preset.name
+        return degrade(preset, self.level, self.ladder) if self.enabled else preset
+
+    def observe(self, busy_seconds: float) -> None:
+        """One frame's busy time (processing and output, not the wait for the next camera frame)."""
+        self.frames += 1
+        self._since_change += 1
+        self._times.append(max(0.0, busy_seconds))
+        if not self.enabled or self._since_change < self.settle:
+            return
+        load = self.load
+        if self._since_change == self.window and self._pending and self._pending[0] == self.level:
+            self._gain[self.level] = self._pending[1] / max(load, 1e-6)  # what the last step down bought
+            self._pending = None
+        if load > self.down and self.level < len(self.ladder):
+            self._set_level(self.level + 1, load, "down")
+            return
+        self._calm = self._calm + 1 if load < self.up else 0
+        if self.level > 0 and self._calm >= self._hold_up[self.level] and self.predicted_up() < self.down * 0.9:
+            self._set_level(self.level - 1, load, "up")
+
+    def predicted_up(self) -> float:
+        """The load expected one level better: today's load times what that step was measured to cost."""
+        return self.load * self._gain.get(self.level, 1.0)
+
+    def _set_level(self, level: int, load: float, reason: str) -> None:
+        last = self.changes[-1] if self.changes else None
+        if (
+            reason == "down"
+            and last is not None
+            and last.reason == "up"
+            and last.level == level - 1
+            and self.frames - last.frame < 4 * self.hold_up_base
+        ):
+            # The last step up had to be undone soon: wait twice as long before trying it again.
+            self._hold_up[level] = min(self._hold_up[level] * 2, self.hold_up_base * 16)
+        self._pending = (level, load) if reason == "down" else None
+        self.level = level
+        self.changes.append(Change(self.frames, level, load, reason))
+        self._times.clear()
+        self._since_change = 0
+        self._calm = 0
+
+    def describe(self) -> str:
+        steps = ", ".join(s.name for s in self.ladder[: self.level]) or "none"
+        return f"adaptive level {self.level}/{len(self.ladder)} (load {self.load:.2f}; steps: {steps})"
