@@ -1,0 +1,167 @@
+"""Adaptive quality driven by frame times measured on the real pipeline (replayed, never slept)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vcamswap.adaptive import LADDER, AdaptiveQuality, degrade
+from vcamswap.app import FaceAnalyzer
+from vcamswap.controls import Controls, ControlState
+from vcamswap.demo import demo_face
+from vcamswap.detector import BlazeFaceDetector
+from vcamswap.engines.lite import LiteEngine
+from vcamswap.faces import FaceLibrary
+from vcamswap.landmarker import FaceMesh
+from vcamswap.pipeline import Pipeline
+from vcamswap.presets import get_preset
+from vcamswap.tracker import Tracker
+from vcamswap.types import Frame
+
+S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
+LEVELS = len(LADDER) + 1
+OVERLOAD = 1.3  # level 0 needs this much of the frame budget
+
+
+@pytest.fixture(scope="module")
+def measured(media: Path) -> dict[int, np.ndarray]:
+    """Per-frame busy times (s) of the real lite pipeline on a real clip, at each level of the ladder."""
+    detector, mesh = BlazeFaceDetector(), FaceMesh()
+    library = FaceLibrary(Path("/nonexistent-faces"), FaceAnalyzer(detector, mesh))
+    name = library.resolve(str(demo_face()))
+    cap = cv2.VideoCapture(str(media / S18))
+    images = [cap.read()[1] for _ in range(48)]
+    cap.release()
+    times: dict[int, np.ndarray] = {}
+    for level in range(LEVELS):
+        controls = Controls(ControlState(face=name, preset="balanced"))
+        pipeline = Pipeline(LiteEngine(), Tracker(detector, mesh), library, controls)
+        pipeline.preset_override = lambda p, lv=level: degrade(p, lv)  # type: ignore[misc]
+        pipeline.process(Frame(images[0], 0, 0.0))  # warm-up: source analysis, first allocations
+        out = []
+        for i, img in enumerate(images):
+            t0 = time.perf_counter()
+            pipeline.process(Frame(img, i, t0))
+            out.append(time.perf_counter() - t0)
+        times[level] = np.asarray(out)
+    return times
+
+
+def replay(aq: AdaptiveQuality, times: dict[int, np.ndarray], frames: int, scale: float = 1.0) -> list[int]:
+    """Closed loop: each frame costs what the level in force measured; returns the level per frame."""
+    base = get_preset("balanced")
+    levels = []
+    for i in range(frames):
+        aq(base)
+        seq = times[min(aq.level, max(times))]
+        aq.observe(float(seq[i % len(seq)]) * scale)
+        levels.append(aq.level)
+    return levels
+
+
+def test_levels_really_cost_less(measured: dict[int, np.ndarray]) -> None:
+    """The ladder is worth climbing down: the deepest measured level is clearly cheaper than level 0."""
+    assert measured[LEVELS - 1].mean() < 0.75 * measured[0].mean()
+
+
+def test_steps_down_when_behind_and_settles(measured: dict[int, np.ndarray]) -> None:
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=OVERLOAD / mean0)
+    assert any(measured[lv].mean() < 0.85 * aq.budget for lv in range(LEVELS)), "no measured level fits"
+    levels = replay(aq, measured, 900)
+    assert levels[0] == 0 and max(levels[:60]) > 0  # it reacts within two seconds
+    final = levels[-1]
+    assert final > 0
+    assert measured[final].mean() / aq.budget <= aq.down  # where it settled, the pipeline keeps up
+    assert len(set(levels[-600:])) == 1  # and it stays there: no oscillation
+    downs = [c for c in aq.changes if c.reason == "down"]
+    assert all(c.load > aq.down for c in downs)
+
+
+def test_steps_back_up_with_headroom_and_hysteresis(measured: dict[int, np.ndarray]) -> None:
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=OVERLOAD / mean0)
+    replay(aq, measured, 600)
+    assert aq.level > 0
+    # Another app stops using the CPU: everything now takes 35% of the time it did.
+    levels = replay(aq, measured, 2000, scale=0.35)
+    assert levels[-1] == 0
+    # Not at once: it waits for a long calm stretch after each step up (hysteresis).
+    first_up = next(i for i, lv in enumerate(levels) if lv < levels[0])
+    assert first_up >= aq.hold_up_base
+    assert all(c.reason == "up" for c in aq.changes[-(levels[0]):])
+
+
+def test_no_oscillation_at_the_border(measured: dict[int, np.ndarray]) -> None:
+    """The target sits right at level 0's cost: stepping down helps, stepping up would overload again.
+    Over a minute of frames the level changes only a handful of times."""
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=0.95 / mean0)
+    levels = replay(aq, measured, 3600)
+    changes = sum(1 for a, b in zip(levels, levels[1:], strict=False) if a != b)
+    assert changes <= 4
+
+
+def test_a_preset_switch_starts_at_full_quality(measured: dict[int, np.ndarray]) -> None:
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=OVERLOAD / mean0)
+    replay(aq, measured, 300)
+    assert aq.level > 0
+    fast = get_preset("fast")
+    assert aq(fast) == fast and aq.level == 0
+    assert aq.changes[-1].reason == "preset"
+
+
+def test_degrade_steps_the_documented_knobs() -> None:
+    p = get_preset("quality")
+    last = degrade(p, len(LADDER))
+    assert last.swap_interval > p.swap_interval
+    assert last.detect_interval > p.detect_interval
+    assert last.det_size < p.det_size
+    assert last.crop_size < p.crop_size
+    assert degrade(p, 0) == p
+    assert degrade(p, 99) == last
+
+
+def test_adaptive_needs_sane_settings() -> None:
+    with pytest.raises(ValueError):
+        AdaptiveQuality(0)
+    with pytest.raises(ValueError):
+        AdaptiveQuality(30, up=0.9, down=0.8)
+    aq = AdaptiveQuality(30, explicit_target=False)
+    aq.set_source_fps(25.0)
+    assert aq.target_fps == 25.0
+    fixed = AdaptiveQuality(20)
+    fixed.set_source_fps(25.0)
+    assert fixed.target_fps == 20
+
+
+def test_live_loop_feeds_the_adaptive_control(media: Path) -> None:
+    """Wired in: build_pipeline installs it when adaptive is on, and the live loop reports every frame."""
+    from vcamswap.app import build_pipeline
+    from vcamswap.capture import Capture
+    from vcamswap.config import Settings
+    from vcamswap.outputs import SinkSet
+    from vcamswap.runner import LiveLoop
+
+    settings = Settings(input=str(media / S18), faces="/nonexistent-faces", adaptive=True)
+    controls = Controls(ControlState(preset="balanced"))
+    pipeline = build_pipeline(settings, controls)
+    controls.set_face(pipeline.library.resolve(str(demo_face())))
+    aq = pipeline.preset_override
+    assert isinstance(aq, AdaptiveQuality)
+    capture = Capture(input=str(media / S18), realtime=False)
+    sinks = SinkSet([])
+    sinks.open(capture.info.width, capture.info.height, capture.info.fps)
+    capture.start()
+    try:
+        LiveLoop(capture, pipeline, sinks, controls, max_frames=20).run()
+    finally:
+        capture.stop()
+    assert aq.frames == 20 and aq.target_fps == capture.info.fps
+    off = build_pipeline(Settings(adaptive=False, faces="/nonexistent-faces"), controls)
+    assert off.preset_override is None

@@ -1,0 +1,118 @@
+"""`vcamswap bench` end to end on a few frames of a real clip, and its steadiness metrics on known signals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vcamswap.bench import Recognizer, accuracy_px, clean_json, jitter_px, still_segment
+from vcamswap.cli import main
+
+S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
+
+
+def test_jitter_is_the_noise_about_a_smooth_trajectory() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(120, dtype=np.float64)
+    path = np.stack([100 + 0.8 * t + 5 * np.sin(t / 20), 80 + 0.3 * t], axis=-1)  # a smoothly moving head
+    kps = np.repeat(path[:, None, :], 5, axis=1) + np.arange(5)[None, :, None] * 10.0
+    assert jitter_px(kps, slice(0, 120)) < 0.01  # motion is not jitter
+    noisy = kps + rng.normal(0, 0.5, kps.shape)
+    j = jitter_px(noisy, slice(0, 120))
+    assert 0.45 < j < 0.75  # ~ the noise's RMS (0.5 * sqrt(2) per point), less what the fit absorbs
+
+
+def test_still_segment_and_accuracy() -> None:
+    t = np.arange(200, dtype=np.float64)
+    x = np.where((t > 60) & (t < 150), 100.0, 100 + 3 * np.sin(t / 3))  # still from 61 to 149
+    kps = np.repeat(np.stack([x, x], -1)[:, None, :], 5, axis=1)
+    seg = still_segment(kps, 60)
+    assert 60 <= seg.start and seg.stop <= 151
+    other = kps + np.array([3.0, 4.0])
+    other[10] = np.nan  # a frame without a face is left out, not counted as an error
+    assert accuracy_px(other, kps) == pytest.approx(5.0)
+
+
+def test_clean_json_has_no_nan() -> None:
+    out = clean_json({"a": float("nan"), "b": [np.float32(1.5), (2, float("inf"))], "c": np.int64(3)})
+    assert out == {"a": None, "b": [1.5, [2, None]], "c": 3}
+    json.dumps(out, allow_nan=False)
+
+
+def test_bench_runs_and_writes_json(media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    rc = main([
+        "bench", "--input", str(media / S18), "--frames", "40", "--preset", "fast", "--preset", "quality",
+        "--tracking", "both", "--json", str(out),
+    ])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["frames"] == 40 and data["width"] == 640 and data["machine"]["cpus"] == os.cpu_count()
+    labels = [r["config"]["label"] for r in data["runs"]]
+    assert labels == ["lite/fast/track", "lite/fast/detect-all", "lite/quality/track", "lite/quality/detect-all"]
+    for run in data["runs"]:
+        thr = run["throughput"]
+        assert thr["frames"] == 40 and thr["fps"] > 0
+        for stage in ("track", "swap", "paste", "detect", "landmarks"):
+            assert set(thr["stage_ms"][stage]) == {"median", "p95", "n"}
+        st = run["steadiness"]
+        assert set(st) >= {"jitter_px", "reference_jitter_px", "jitter_ratio", "accuracy_px", "losses_per_min"}
+        assert run["realtime"] is None and run["identity"] is None
+    by = {r["config"]["label"]: r for r in data["runs"]}
+    # Detection on every frame calls the detector every frame; tracking far less (fast: every 8th frame).
+    assert by["lite/fast/detect-all"]["throughput"]["detector_calls_per_frame"] == 1.0
+    assert by["lite/fast/track"]["throughput"]["detector_calls_per_frame"] <= 0.2
+    assert by["lite/fast/detect-all"]["steadiness"]["accuracy_px"] == 0.0  # it is the reference
+    # fast skips the engine on every other frame; quality runs it on every frame
+    assert by["lite/fast/track"]["throughput"]["engine_runs_per_frame"] == pytest.approx(0.5, abs=0.05)
+    assert by["lite/quality/track"]["throughput"]["engine_runs_per_frame"] == 1.0
+    assert set(data["ratios"]) == {"lite/fast", "lite/quality"}
+    assert "jitter_tracking_vs_detect_all" in data["ratios"]["lite/fast"]
+    # the table comes last, one row per configuration
+    table = printed.strip().splitlines()[-6:]
+    assert table[0].split()[0] == "config" and set(table[1]) == {"-"}
+    assert [r.split()[0] for r in table[2:]] == labels
+
+
+def test_bench_realtime_reports_latency(media: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rt.json"
+    rc = main([
+        "bench", "--input", str(media / S18), "--frames", "30", "--preset", "balanced", "--tracking", "on",
+        "--realtime", "--no-throughput", "--json", str(out),
+    ])
+    assert rc == 0
+    run = json.loads(out.read_text())["runs"][0]
+    rt = run["realtime"]
+    assert run["throughput"] is None
+    assert rt["mode"] == "realtime" and rt["frames"] == 30
+    assert 0 < rt["latency_ms"]["p50"] <= rt["latency_ms"]["p95"] <= rt["latency_ms"]["p99"]
+    assert rt["dropped"] >= 0 and rt["fps"] > 0
+
+
+def test_quality_says_how_to_get_dlib_when_missing(media: Path, tmp_path: Path) -> None:
+    """Identity needs dlib (the optional `eval` extra); without it the bench says how to install it."""
+    missing = Recognizer.available()
+    try:
+        import dlib  # noqa: F401
+        import face_recognition_models  # noqa: F401
+
+        assert missing is None
+    except ImportError:
+        assert missing is not None and "vcamswap[eval]" in missing
+
+
+@pytest.mark.skipif(os.environ.get("VCAMSWAP_EVAL") != "1", reason="identity evaluation: set VCAMSWAP_EVAL=1")
+def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
+    if Recognizer.available() is not None:
+        pytest.fail(Recognizer.available() or "")
+    out = tmp_path / "q.json"
+    assert main(["bench", "--input", str(media / S18), "--frames", "20", "--preset", "quality",
+                 "--tracking", "on", "--quality", "--json", str(out)]) == 0
+    ident = json.loads(out.read_text())["runs"][0]["identity"]
+    assert ident["frames"] >= 10
+    assert ident["to_source"] < ident["to_target"]  # the output looks like the source face, not the camera's
