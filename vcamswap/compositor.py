@@ -76,9 +76,18 @@ def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarra
     r_px = r_lab[sel].astype(np.float32)
     s_mean, s_std = s_px.mean(0), s_px.std(0) + 1e-3
     r_mean, r_std = r_px.mean(0), r_px.std(0) + 1e-3
-    gain = np.clip(r_std / s_std, 0.5, 2.0)  # bounded: a shadowed frame must not blow up the texture
-    levels = np.arange(256, dtype=np.float32)[:, None]
-    lut = np.clip((levels - s_mean) * gain + r_mean + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    # Lightness: mean and (bounded) contrast follow the frame; a shadowed frame must not blow up the texture.
+    # Chroma: scaled about neutral grey rather than shifted, so the skin takes the frame's tint while dark
+    # brows and hair stay neutral (an additive shift turns them blue or green).
+    levels = np.arange(256, dtype=np.float32)
+    gain = float(np.clip(r_std[0] / s_std[0], 0.8, 1.25))
+    lut = np.empty((256, 1, 3), np.float32)
+    lut[:, 0, 0] = (levels - s_mean[0]) * gain + r_mean[0]
+    for c in (1, 2):
+        s_c, r_c = s_mean[c] - 128.0, r_mean[c] - 128.0
+        ratio = float(np.clip(r_c / s_c, 0.3, 3.0)) if abs(s_c) > 2.0 else 1.0
+        lut[:, 0, c] = 128.0 + (levels - 128.0) * ratio + (r_c - s_c * ratio)
+    lut = np.clip(lut + 0.5, 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2BGR)
 
 

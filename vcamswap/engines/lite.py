@@ -3,7 +3,7 @@
 Everything happens in the aligned crop. The source photo is analysed once: its texture is aligned to the
 same template and its mesh triangulated. Per frame, one piecewise-affine map (target triangle -> source
 triangle) is built for the whole crop and applied with a single cv2.remap, so the cost does not grow with
-the number of triangles drawn. The target's eyes and mouth interior are left out of the mask, so blinks
+the number of triangles drawn. The target's eyes and lips are left out of the mask, so blinks
 and speech come through; skin colour is matched by the pipeline.
 """
 
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vcamswap.compositor import color_match, feather, similarity
-from vcamswap.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, RIGHT_EYE
+from vcamswap.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, SwapOutput
 
@@ -25,10 +25,10 @@ ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     np.float32,
 )
-# The lite crop must hold the whole face from the hairline to the chin plus a margin for feathering, so
-# the ArcFace layout is shrunk about the crop's centre and lifted a little.
-LITE_SCALE = 0.56
-LITE_SHIFT_Y = 0.03
+# The lite crop holds the whole face from the hairline to the chin with a small margin for feathering
+# (the face oval spans about 0.15-0.9 of the crop), so the crop's pixels are spent on the face.
+LITE_SCALE = 0.9
+LITE_SHIFT_Y = -0.12
 SOURCE_SIZE = 512  # the source texture is kept at this size and resized once per crop size
 # How far the inner face (brows, eyes, nose, lips) moves toward the source's proportions. Identity lives
 # as much in those proportions as in the skin; the outline stays the camera's so the seam does not move.
@@ -131,13 +131,22 @@ def shape_weights(points: np.ndarray, strength: float = SHAPE_BLEND) -> np.ndarr
     return (np.clip(d / (0.2 * width), 0.0, 1.0) * strength).astype(np.float32)
 
 
+# Eyes and lips move as rigid groups: they go where the source has them, but keep the camera's
+# openness, so a blink or a word is never replaced by the source photo's smile or squint.
+RIGID_GROUPS: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, tuple(sorted(set(LIPS_INNER) | set(LIPS_OUTER))))
+
+
 def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The target's points moved toward the source's shape, posed like the target (affine fit)."""
     m, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
     if m is None:
         return dst
     posed = src @ m[:, :2].T + m[:, 2]
-    return (dst + (posed - dst) * weights[:, None]).astype(np.float32)
+    shift = (posed - dst) * weights[:, None]
+    for group in RIGID_GROUPS:
+        idx = list(group)
+        shift[idx] = shift[idx].mean(0)
+    return (dst + shift).astype(np.float32)
 
 
 def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
@@ -145,17 +154,21 @@ def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndar
 
 
 def hole_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """Eyes and mouth opening, slightly grown and softened: where the camera's own pixels show."""
+    """Eyes and lips, slightly grown and softened: where the camera's own pixels show.
+
+    The whole lips, not only the opening: a closed mouth then never shows the source photo's teeth pressed
+    into a line, and every word is the camera's own.
+    """
     holes = np.zeros((size, size), np.uint8)
     cv2.fillPoly(
         holes,
-        [polygon(points, LEFT_EYE), polygon(points, RIGHT_EYE), polygon(points, LIPS_INNER)],
+        [polygon(points, LEFT_EYE), polygon(points, RIGHT_EYE), polygon(points, LIPS_OUTER)],
         255,
         lineType=cv2.LINE_AA,
         shift=4,
     )
     # Grow the holes a little so the eyelid edge and lip line come from the camera too.
-    grow = max(1, size // 96)
+    grow = max(2, size // 64)
     k = 2 * grow + 1
     hole_alpha = cv2.GaussianBlur(cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
     return hole_alpha.astype(np.float32) / 255.0
