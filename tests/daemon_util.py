@@ -127,13 +127,26 @@ def tray_host(env: dict[str, str]) -> Iterator[None]:
     if shutil.which("dunst"):
         procs.append(subprocess.Popen(["dunst"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        wait_until(lambda: xdotool(env, "search", "--name", "^panel$"), "trayer's panel window")
+        wait_until(lambda: tray_selection_owned(env["DISPLAY"]), "a tray host owning the system tray selection")
         yield
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=10)
+
+
+def tray_selection_owned(display: str) -> bool:
+    """Whether a tray host has claimed the system tray (only then can icons dock)."""
+    import Xlib.display
+    import Xlib.X
+
+    d = Xlib.display.Display(display)
+    try:
+        owner = d.get_selection_owner(d.intern_atom("_NET_SYSTEM_TRAY_S0"))
+        return owner != Xlib.X.NONE and owner is not None and getattr(owner, "id", 0) != 0
+    finally:
+        d.close()
 
 
 def xdotool(env: dict[str, str], *args: str) -> str:
@@ -223,6 +236,9 @@ class DaemonProcess:
 
     def status(self) -> dict[str, Any]:
         return self.request("status")
+
+    def hotkeys_ready(self) -> bool:
+        return bool(self.status().get("hotkeys"))
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "vcamswap", *args], env=self.env, capture_output=True,

@@ -108,8 +108,17 @@ def parse_settings(text: str, origin: str = "settings") -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"{origin}: {e}") from None
+        raise SettingsError(f"{origin}: {_with_position(str(e), text)}") from None
     return settings_from_dict(data, origin)
+
+
+def _with_position(message: str, text: str) -> str:
+    """tomllib says "at end of document" for an unfinished file; say which line and column that is."""
+    if "(at end of document)" not in message:
+        return message
+    lines = text.rstrip("\n").split("\n")
+    where = f"(at end of document, line {len(lines)}, column {len(lines[-1]) + 1})"
+    return message.replace("(at end of document)", where)
 
 
 # What each setting holds in the file (None is written by leaving the key out).

@@ -316,6 +316,10 @@ class Daemon:
         except HotkeysUnavailable as e:
             log.info("%s; running without them", e)
             return
+        if not hk.wait_ready(5.0):
+            log.warning("global hotkeys did not start listening; running without them")
+            hk.stop()
+            return
         self.hotkeys = hk
         self.hotkey_problems = hk.problems
         if combos:

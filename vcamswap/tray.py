@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -78,20 +78,22 @@ def tooltip(view: TrayView) -> str:
 
 
 def state_icon(state: str, size: int = 64) -> Image.Image:
-    """A small round icon: colour and glyph per state."""
+    """A small round icon: colour and glyph per state. Drawn 4x larger and scaled down for smooth edges."""
     color, glyph = _LOOK.get(state, _LOOK["error"])
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    big = size * 4
+    img = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
-    m = max(1, size // 16)
-    d.ellipse((m, m, size - m - 1, size - m - 1), fill=(*color, 255), outline=(255, 255, 255, 255), width=m)
-    w = max(2, size // 10)
-    c, r = size / 2, size * 0.28
+    m = big // 16
+    d.ellipse((m, m, big - m - 1, big - m - 1), fill=(*color, 255), outline=(255, 255, 255, 255), width=m)
+    w = big // 10
+    c, r = big / 2, big * 0.28
     white = (255, 255, 255, 255)
-    if glyph == "swap":  # two opposite arrows
-        d.line((c - r, c - r / 2, c + r, c - r / 2), fill=white, width=w)
-        d.polygon([(c + r, c - r), (c + r + w, c - r / 2), (c + r, c)], fill=white)
-        d.line((c - r, c + r / 2, c + r, c + r / 2), fill=white, width=w)
-        d.polygon([(c - r, c), (c - r - w, c + r / 2), (c - r, c + r)], fill=white)
+    if glyph == "swap":  # two arrows, one each way
+        y1, y2, h = c - r * 0.45, c + r * 0.45, r * 0.42
+        d.line((c - r, y1, c + r * 0.4, y1), fill=white, width=w)
+        d.polygon([(c + r * 0.25, y1 - h), (c + r * 1.05, y1), (c + r * 0.25, y1 + h)], fill=white)
+        d.line((c - r * 0.4, y2, c + r, y2), fill=white, width=w)
+        d.polygon([(c - r * 0.25, y2 - h), (c - r * 1.05, y2), (c - r * 0.25, y2 + h)], fill=white)
     elif glyph == "slash":
         d.line((c - r, c + r, c + r, c - r), fill=white, width=w)
     elif glyph == "pause":
@@ -106,7 +108,7 @@ def state_icon(state: str, size: int = 64) -> Image.Image:
         d.ellipse((c - w * 0.7, c + r * 0.65, c + w * 0.7, c + r * 0.65 + w * 1.4), fill=white)
     else:  # ring
         d.ellipse((c - r, c - r, c + r, c + r), outline=white, width=w)
-    return img
+    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def tray_problem(env: dict[str, str] | None = None, platform: str | None = None) -> str | None:
@@ -235,29 +237,24 @@ class Tray:
             item("Quit", self._act(self._quit)),
         )
 
-    def _face_items(self) -> Iterator[Any]:
+    def _face_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         faces = self.controls.snapshot().faces
         if not faces:
-            yield ps.MenuItem("(no faces yet: Open faces folder)", None, enabled=False)
-            return
-        for name in faces:
-            yield ps.MenuItem(
-                name,
-                self._act(partial(self.controls.set_face, name)),
-                checked=partial(self._is_face, name),
-                radio=True,
-            )
+            return (ps.MenuItem("(no faces yet: Open faces folder)", None, enabled=False),)
+        return tuple(
+            ps.MenuItem(name, self._act(partial(self.controls.set_face, name)),
+                        checked=partial(self._is_face, name), radio=True)
+            for name in faces
+        )
 
-    def _preset_items(self) -> Iterator[Any]:
+    def _preset_items(self) -> tuple[Any, ...]:
         ps = self._pystray
-        for name in PRESET_NAMES:
-            yield ps.MenuItem(
-                name,
-                self._act(partial(self.controls.set_preset, name)),
-                checked=partial(self._is_preset, name),
-                radio=True,
-            )
+        return tuple(
+            ps.MenuItem(name, self._act(partial(self.controls.set_preset, name)),
+                        checked=partial(self._is_preset, name), radio=True)
+            for name in PRESET_NAMES
+        )
 
     def _is_face(self, name: str, item: Any) -> bool:
         return self.controls.snapshot().face == name

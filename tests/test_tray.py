@@ -1,0 +1,245 @@
+"""The tray icon: images and tooltip, the menu's actions on Controls, and a real tray under Xvfb."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_util import (
+    DaemonProcess,
+    default_args,
+    media_path,
+    screenshot,
+    session_bus,
+    tray_host,
+    wait_until,
+    x_env,
+    xdotool,
+    xvfb,
+)
+
+from vcamswap.controls import Controls, ControlState
+from vcamswap.tray import Tray, TrayView, state_icon, tooltip, tray_problem
+
+STATES = ["starting", "swapping", "off", "no-face", "paused", "error"]
+
+
+@pytest.fixture
+def menu_tray(monkeypatch: pytest.MonkeyPatch) -> tuple[Tray, Controls, list[str]]:
+    """A Tray over Controls with three faces, on pystray's display-less backend: the menu objects are
+    pystray's own, only nothing is drawn. Records "Open faces folder"."""
+    monkeypatch.setenv("PYSTRAY_BACKEND", "dummy")
+    import pystray
+
+    faces = ("ann", "bob", "cy")
+    controls = Controls(ControlState(face=faces[0], faces=faces))
+    opened: list[str] = []
+    return Tray(controls, lambda: opened.append("faces"), pystray=pystray), controls, opened
+
+
+def texts(menu: Any) -> list[str]:
+    return [item.text for item in menu.items]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_each_state_has_its_own_icon() -> None:
+    images = {s: state_icon(s, 32) for s in STATES}
+    for img in images.values():
+        assert img.size == (32, 32) and img.mode == "RGBA"
+        assert img.getpixel((0, 0))[3] == 0  # round: the corners are transparent
+    raw = {s: img.tobytes() for s, img in images.items()}
+    assert len(set(raw.values())) == len(STATES)
+
+
+def test_tooltip_shows_state_fps_face_and_preset() -> None:
+    text = tooltip(TrayView("swapping", 29.74, "obama", "balanced"))
+    assert text == "Swap Cam: swapping · 29.7 fps · face obama · balanced"
+    assert "no face found" in tooltip(TrayView("no-face", 30, "obama", "fast", "no face in the picture"))
+    assert "fps" not in tooltip(TrayView("paused", 0.0, None, "fast"))
+    assert len(tooltip(TrayView("error", 0, "x" * 100, "fast", "y" * 200))) <= 120
+
+
+def test_no_display_means_no_tray() -> None:
+    assert tray_problem({}, "linux") == "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    assert tray_problem({"DISPLAY": ":0"}, "linux") is None
+    assert tray_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert tray_problem({}, "darwin") is None
+
+
+@pytest.mark.parametrize("display_value", [None, ":4242"], ids=["unset", "dead-server"])
+def test_unreachable_display_is_reported_not_raised(display_value: str | None, tmp_path: Path) -> None:
+    """pystray raises Xlib errors or gi's ValueError (not ImportError) here; we turn them into one line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND")}
+    if display_value:
+        env["DISPLAY"] = display_value
+    code = (
+        "from vcamswap.tray import TrayUnavailable, load_pystray\n"
+        "try:\n    load_pystray()\nexcept TrayUnavailable as e:\n    print('UNAVAILABLE', e)\n"
+        "else:\n    print('LOADED')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("UNAVAILABLE "), r.stdout + r.stderr
+    assert len(r.stdout.strip().splitlines()) == 1
+
+
+def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
+    tray, controls, opened = menu_tray
+    icon, menu = tray.icon, tray.icon.menu
+    assert texts(menu) == ["Swap", "Source face", "Quality", "Show preview", "Open faces folder",
+                           "Pause camera", "- - - -", "Quit"]
+    swap, faces, quality, preview, folder, pause, _, quit_ = menu.items
+
+    assert swap.checked is True
+    swap(icon)
+    assert controls.snapshot().swap_enabled is False and swap.checked is False
+    swap(icon)
+    assert controls.snapshot().swap_enabled is True
+
+    assert texts(faces.submenu) == ["ann", "bob", "cy"]
+    assert [i.checked for i in faces.submenu.items] == [True, False, False]
+    assert all(i.radio for i in faces.submenu.items)
+    faces.submenu.items[2](icon)
+    assert controls.snapshot().face == "cy"
+    assert [i.checked for i in faces.submenu.items] == [False, False, True]
+
+    controls.set_faces(["ann", "dee"])  # the folder changed: the submenu follows, cy was dropped
+    assert texts(faces.submenu) == ["ann", "dee"]
+    assert controls.snapshot().face == "ann"
+    controls.set_faces([])
+    assert [(i.text, i.enabled) for i in faces.submenu.items] == [("(no faces yet: Open faces folder)", False)]
+
+    assert texts(quality.submenu) == ["fast", "balanced", "quality"]
+    quality.submenu.items[0](icon)
+    assert controls.snapshot().preset == "fast"
+    assert [i.checked for i in quality.submenu.items] == [True, False, False]
+
+    preview(icon)
+    assert controls.snapshot().preview is True and preview.checked is True
+    folder(icon)
+    assert opened == ["faces"]
+    pause(icon)
+    assert controls.snapshot().paused is True and pause.checked is True
+    pause(icon)
+    assert controls.snapshot().paused is False
+
+    quit_(icon)
+    assert controls.snapshot().running is False
+
+
+def test_open_folder_creates_it_and_calls_the_desktop_opener(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from vcamswap.tray import open_folder
+
+    bin_dir, record = tmp_path / "bin", tmp_path / "opened.txt"
+    bin_dir.mkdir()
+    opener = bin_dir / "xdg-open"  # stands in for the desktop's opener
+    opener.write_text(f'#!/bin/sh\necho "$@" > {record}\n')
+    opener.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    folder = tmp_path / "faces"
+    open_folder(folder)
+    assert folder.is_dir()
+    assert wait_until(lambda: record.exists() and record.read_text().strip(), "opener ran") == str(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real thing: GTK tray icon in a tray host, menu opened with a real right click, global hotkeys.
+
+
+def _root_windows(env: dict[str, str]) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of the root's visible-sized children."""
+    out = subprocess.run(["xwininfo", "-root", "-children"], env=env, capture_output=True, text=True).stdout
+    boxes = []
+    for line in out.splitlines():
+        parts = line.split()
+        for p in parts:
+            if "x" in p and "+" in p and p[0].isdigit():
+                size, _, pos = p.partition("+")
+                w, _, h = size.partition("x")
+                x, _, y = pos.partition("+")
+                try:
+                    boxes.append((int(x), int(y), int(w), int(h)))
+                except ValueError:
+                    pass
+                break
+    return boxes
+
+
+def _menu_open(env: dict[str, str]) -> bool:
+    # A popup menu is a top-level window below the 32-pixel panel; nothing else of that size exists.
+    return any(w >= 100 and h >= 100 and y >= 20 for x, y, w, h in _root_windows(env))
+
+
+def _icon(env: dict[str, str]) -> tuple[int, int]:
+    """The centre of our status icon: the window embedded in the panel carries the tooltip as its name."""
+    win = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0], "tray icon window")
+    geo = xdotool(env, "getwindowgeometry", "--shell", win)
+    g = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
+    return int(g["X"]) + int(g["WIDTH"]) // 2, int(g["Y"]) + int(g["HEIGHT"]) // 2
+
+
+def _tooltip(env: dict[str, str]) -> str:
+    win = xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0]
+    return xdotool(env, "getwindowname", win) if win else ""
+
+
+def _choose(env: dict[str, str], keys: list[str], shot: Path | None = None) -> None:
+    x, y = _icon(env)
+    xdotool(env, "mousemove", str(x), str(y), "click", "3")
+    wait_until(lambda: _menu_open(env), "menu open")
+    if shot is not None:
+        screenshot(env, shot)
+    xdotool(env, "key", *keys)
+    wait_until(lambda: not _menu_open(env), "menu closed")
+
+
+def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
+    faces = tmp_path / "data" / "faces"
+    faces.mkdir(parents=True)
+    shutil.copy(media_path("faces/single/obama_official_portrait.jpg"), faces / "obama.jpg")
+    shutil.copy(media_path("faces/single/biden.jpg"), faces / "biden.jpg")
+    shots = Path(os.environ.get("VCAMSWAP_TEST_SCREENSHOTS") or tmp_path)
+    args = [a for a in default_args() if a not in ("--no-tray", "--no-hotkeys")]
+    with xvfb() as disp, session_bus() as bus:
+        env = x_env(disp, bus)
+        env.pop("PYSTRAY_BACKEND", None)
+        with tray_host(env):
+            d = DaemonProcess(tmp_path, args, env).start()
+            try:
+                wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
+                wait_until(lambda: "swapping" in _tooltip(env) and "fps" in _tooltip(env), "tooltip with fps")
+                wait_until(lambda: d.hotkeys_ready(), "hotkeys listening")
+
+                # Global hotkeys, typed by the X server as a user would.
+                xdotool(env, "key", "ctrl+alt+shift+s")
+                wait_until(lambda: d.status()["swap"] is False, "hotkey toggled the swap off")
+                wait_until(lambda: "swap off" in _tooltip(env), "tooltip says swap off")
+                xdotool(env, "key", "ctrl+alt+shift+q")
+                wait_until(lambda: d.status()["preset"] == "quality", "hotkey cycled the quality")
+                face = d.status()["face"]
+                xdotool(env, "key", "ctrl+alt+shift+n")
+                wait_until(lambda: d.status()["face"] not in (face, None), "hotkey chose the next face")
+                xdotool(env, "keydown", "ctrl+alt+shift+b")
+                wait_until(lambda: d.status()["bypass"] is True, "bypass held")
+                xdotool(env, "keyup", "ctrl+alt+shift+b")
+                wait_until(lambda: d.status()["bypass"] is False, "bypass released")
+
+                # The menu, with a real right click: Swap is the first item.
+                _choose(env, ["Down", "Return"], shots / "tray-menu.png")
+                wait_until(lambda: d.status()["swap"] is True, "menu turned the swap on")
+                # Quality > fast: the third item's submenu, first entry.
+                _choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
+                wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
+                # Quit is the last item.
+                _choose(env, ["Up", "Return"], None)
+                assert d.proc is not None and d.proc.wait(timeout=60) == 0
+            finally:
+                d.kill()
