@@ -525,6 +525,20 @@ TABLE_COLUMNS = (
 )
 
 
+LEGEND = (
+    "fps: as fast as possible | rt fps, p95 ms, drop: paced like a camera (output fps, capture->publish latency, "
+    "dropped frames) | det/f: detector calls per frame | stage ms: median/p95 | jitter: keypoint px on a still "
+    "stretch, vs ref = against detection on every frame | acc px: from a fresh detection | id src/tgt: dlib "
+    "distance of the output face to the source / to the camera's person, closer: frames closer to the source"
+)
+
+
+def _stage(stage_ms: dict[str, dict[str, float]], name: str) -> str:
+    """'median/p95' of one stage."""
+    s = stage_ms.get(name)
+    return f"{s['median']:.1f}/{s['p95']:.1f}" if s and s.get("n") else "-"
+
+
 def table(results: list[RunResult]) -> str:
     rows = [list(TABLE_COLUMNS)]
     for r in results:
@@ -538,9 +552,9 @@ def table(results: list[RunResult]) -> str:
             _fmt(rt.latency_ms.get("p95") if rt else None, ".0f"),
             str(rt.dropped) if rt else "-",
             _fmt(speed.detector_calls_per_frame if speed else None, ".3f"),
-            _fmt(stage.get("track", {}).get("median"), ".1f"),
-            _fmt(stage.get("swap", {}).get("median"), ".1f"),
-            _fmt(stage.get("paste", {}).get("median"), ".1f"),
+            _stage(stage, "track"),
+            _stage(stage, "swap"),
+            _stage(stage, "paste"),
             _fmt(st.jitter_px if st else None, ".3f"),
             _fmt(st.jitter_ratio if st else None, ".2f"),
             _fmt(st.accuracy_px if st else None, ".2f"),
@@ -751,6 +765,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for note in meta["notes"]:  # type: ignore[attr-defined]
         print(f"note: {note}")
     print()
+    print(LEGEND)
     print(table(results), flush=True)
     return 0
 

@@ -25,10 +25,22 @@ class Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
 
 
+# Tuned with `vcamswap bench` (docs/presets.md has the measured table). Identity (dlib distance to the source)
+# gets worse as the feather grows, since more of the camera's skin shows through the soft edge, so feathers stay
+# small; steadiness barely depends on the detection interval because detections only check a followed face.
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("fast", 320, 8, 2, True, 0.06, 192, 0.6, False),
-    "balanced": Preset("balanced", 320, 4, 1, True, 0.08, 256, 0.5, False),
-    "quality": Preset("quality", 640, 2, 1, True, 0.10, 320, 0.4, True),
+    "fast": Preset(
+        "fast", det_size=320, detect_interval=8, swap_interval=2, color_match=True, mask_feather=0.05,
+        crop_size=192, smoothing=0.6, mouth_mask=False,
+    ),
+    "balanced": Preset(
+        "balanced", det_size=320, detect_interval=4, swap_interval=1, color_match=True, mask_feather=0.05,
+        crop_size=256, smoothing=0.5, mouth_mask=False,
+    ),
+    "quality": Preset(
+        "quality", det_size=640, detect_interval=2, swap_interval=1, color_match=True, mask_feather=0.06,
+        crop_size=320, smoothing=0.4, mouth_mask=True,
+    ),
 }
 
 
