@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ LITE_SHIFT_Y = -0.12
 SOURCE_SIZE = 512  # the source texture is kept at this size and resized once per crop size
 # How far the inner face (brows, eyes, nose, lips) moves toward the source's proportions. Identity lives
 # as much in those proportions as in the skin; the outline stays the camera's so the seam does not move.
-SHAPE_BLEND = 0.6
+SHAPE_BLEND = 0.9
 
 
 def lite_template(size: int) -> np.ndarray:
@@ -136,42 +137,53 @@ def shape_weights(points: np.ndarray, strength: float = SHAPE_BLEND) -> np.ndarr
 RIGID_GROUPS: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, tuple(sorted(set(LIPS_INNER) | set(LIPS_OUTER))))
 
 
-def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
+class Morph(NamedTuple):
+    points: np.ndarray  # (468, 2) the reshaped points
+    shifts: np.ndarray  # (3, 2) how far each rigid group (right eye, left eye, lips) moved
+
+
+def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
     """The target's points moved toward the source's shape, posed like the target (affine fit)."""
     m, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
     if m is None:
-        return dst
+        return Morph(dst, np.zeros((len(RIGID_GROUPS), 2), np.float32))
     posed = src @ m[:, :2].T + m[:, 2]
     shift = (posed - dst) * weights[:, None]
-    for group in RIGID_GROUPS:
+    group_shifts = np.zeros((len(RIGID_GROUPS), 2), np.float32)
+    for g, group in enumerate(RIGID_GROUPS):
         idx = list(group)
-        shift[idx] = shift[idx].mean(0)
-    return (dst + shift).astype(np.float32)
+        group_shifts[g] = shift[idx].mean(0)
+        shift[idx] = group_shifts[g]
+    return Morph((dst + shift).astype(np.float32), group_shifts)
+
+
+def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return morph(dst, src, weights).points
 
 
 def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
     return np.round(points[list(indices)] * 16).astype(np.int32)
 
 
-def hole_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """Eyes and lips, slightly grown and softened: where the camera's own pixels show.
-
-    The whole lips, not only the opening: a closed mouth then never shows the source photo's teeth pressed
-    into a line, and every word is the camera's own.
-    """
-    holes = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(
-        holes,
-        [polygon(points, LEFT_EYE), polygon(points, RIGHT_EYE), polygon(points, LIPS_OUTER)],
-        255,
-        lineType=cv2.LINE_AA,
-        shift=4,
-    )
-    # Grow the holes a little so the eyelid edge and lip line come from the camera too.
+def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:
+    """One eye or the lips, slightly grown and softened: where the camera's own pixels show."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [polygon(points, indices)], 255, lineType=cv2.LINE_AA, shift=4)
+    # Grow a little so the eyelid edge and the lip line come from the camera too.
     grow = max(2, size // 64)
     k = 2 * grow + 1
-    hole_alpha = cv2.GaussianBlur(cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
-    return hole_alpha.astype(np.float32) / 255.0
+    soft = cv2.GaussianBlur(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
+    return soft.astype(np.float32) / 255.0
+
+
+# The camera's features shown through the swap: both eyes and the whole lips (not only the opening, so a
+# closed mouth never shows the source photo's teeth pressed into a line, and every word is the camera's).
+FEATURES: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
+
+
+def hole_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Eyes and lips together."""
+    return np.clip(np.sum([feature_mask(points, f, size) for f in FEATURES], axis=0), 0.0, 1.0)
 
 
 def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
@@ -183,6 +195,21 @@ def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarra
 def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
     """Face oval minus the eyes and the mouth opening, feathered inwards."""
     return np.clip(oval_mask(points, size, feather_amount) * (1.0 - hole_mask(points, size)), 0.0, 1.0)
+
+
+def fill_mouth(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Paint over the source photo's mouth opening (a smile's teeth) with the lips around it.
+
+    The camera's own lips are put back over the swap, but the source's mouth can be wider: without this,
+    its teeth would show as a bright band around the camera's lips.
+    """
+    size = texture.shape[0]
+    mouth = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mouth, [polygon(points, LIPS_INNER)], 255, lineType=cv2.LINE_8, shift=4)
+    if not mouth.any():
+        return texture
+    grown = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    return cv2.inpaint(texture, grown, 7, cv2.INPAINT_TELEA)
 
 
 class LiteEngine:
@@ -206,6 +233,7 @@ class LiteEngine:
                                  borderMode=cv2.BORDER_REPLICATE)
         pts = face.transformed(m).points
         assert pts is not None
+        texture = fill_mouth(texture, pts)
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts))
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
@@ -215,15 +243,18 @@ class LiteEngine:
         size = crop.shape[0]
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
-        shaped = morph_points(dst_pts, src_pts, source.blend)
-        index = rasterize_indices(shaped, source.triangles, size)  # shared by both warps below
-        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index)
+        shaped, shifts = morph(dst_pts, src_pts, source.blend)
+        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles)
         outer = oval_mask(shaped, size, preset.mask_feather)
-        holes = hole_mask(shaped, size)
+        masks = [feature_mask(shaped, f, size) for f in FEATURES]
+        holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
         if preset.color_match:
             skin = color_match(skin, crop, outer * (1.0 - holes))
-        # The camera's eyes and mouth, moved with the reshaped face, so blinks and speech come through.
-        own = mesh_warp(crop, dst_pts, shaped, source.triangles, index)
-        h = holes[..., None]
-        out = skin.astype(np.float32) * (1.0 - h) + own.astype(np.float32) * h
+        # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
+        # so they are never distorted), so blinks and speech come through.
+        out = skin.astype(np.float32) * (1.0 - holes[..., None])
+        for mask, (dx, dy) in zip(masks, shifts, strict=True):
+            shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
+            moved = cv2.warpAffine(crop, shift, (size, size), borderMode=cv2.BORDER_REPLICATE)
+            out += moved.astype(np.float32) * mask[..., None]
         return SwapOutput(np.clip(out + 0.5, 0, 255).astype(np.uint8), outer)
