@@ -118,15 +118,56 @@ class Config:
 @dataclass
 class Speed:
     mode: str  # "throughput" | "realtime"
-    frames: int
+    frames: int  # over all repeats
     seconds: float
-    fps: float
+    fps: float  # median over the repeats
     stage_ms: dict[str, dict[str, float]]
     detector_calls_per_frame: float
     engine_runs_per_frame: float
     dropped: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     adaptive_level: int | None = None
+    fps_runs: list[float] = field(default_factory=list)  # one per repeat, interleaved with the other configs
+
+
+@dataclass
+class PassData:
+    """The raw figures of one pass, merged over repeats by `summarize`."""
+
+    realtime: bool
+    frames: int
+    seconds: float
+    fps: float
+    stage_samples: dict[str, list[float]]
+    latencies: list[float]
+    detector_calls: int
+    tracked_frames: int
+    engine_runs: int
+    dropped: int
+    adaptive_level: int | None
+
+
+def summarize(passes: list[PassData]) -> Speed:
+    stages: dict[str, list[float]] = {}
+    for p in passes:
+        for k, v in p.stage_samples.items():
+            stages.setdefault(k, []).extend(v)
+    lat = np.asarray([x for p in passes for x in p.latencies] or [0.0])
+    frames = sum(p.frames for p in passes)
+    return Speed(
+        mode="realtime" if passes[0].realtime else "throughput",
+        frames=frames,
+        seconds=round(sum(p.seconds for p in passes), 3),
+        fps=round(float(np.median([p.fps for p in passes])), 2),
+        stage_ms={k: summary_ms(v) for k, v in stages.items()},
+        detector_calls_per_frame=round(sum(p.detector_calls for p in passes)
+                                       / max(sum(p.tracked_frames for p in passes), 1), 4),
+        engine_runs_per_frame=round(sum(p.engine_runs for p in passes) / max(frames, 1), 4),
+        dropped=sum(p.dropped for p in passes),
+        latency_ms={q: round(float(np.percentile(lat, int(q[1:]))), 2) for q in ("p50", "p95", "p99")},
+        adaptive_level=passes[-1].adaptive_level,
+        fps_runs=[round(p.fps, 2) for p in passes],
+    )
 
 
 @dataclass
@@ -319,7 +360,7 @@ def speed_pass(
     realtime: bool,
     keep: set[int] | None = None,
     adaptive: bool = False,
-) -> tuple[Speed, list[Sample]]:
+) -> tuple[PassData, list[Sample]]:
     """Run the live loop over the file: as fast as possible, or paced like a camera."""
     from vcamswap.adaptive import AdaptiveQuality
     from vcamswap.outputs import SinkSet
@@ -358,30 +399,25 @@ def speed_pass(
         capture.stop()
         sinks.close()
     n = stats.frames
-    tracked = max(tracker.frames - frames0, 1)
     if realtime and len(stats.publish_t) > 1:
         fps = (len(stats.publish_t) - 1) / (stats.publish_t[-1] - stats.publish_t[0])
     else:
         fps = n / seconds if seconds > 0 else 0.0
-    lat = np.asarray(stats.latencies or [0.0])
-    speed = Speed(
-        mode="realtime" if realtime else "throughput",
+    data = PassData(
+        realtime=realtime,
         frames=n,
-        seconds=round(seconds, 3),
-        fps=round(fps, 2),
-        stage_ms={k: summary_ms(v) for k, v in stats.samples.items()},
-        detector_calls_per_frame=round((tracker.detector_calls - calls0) / tracked, 4),
-        engine_runs_per_frame=round(runs[0] / max(n, 1), 4),
+        seconds=seconds,
+        fps=fps,
+        stage_samples=stats.samples,
+        latencies=stats.latencies,
+        detector_calls=tracker.detector_calls - calls0,
+        tracked_frames=tracker.frames - frames0,
+        engine_runs=runs[0],
         dropped=dropped,
-        latency_ms={
-            "p50": round(float(np.percentile(lat, 50)), 2),
-            "p95": round(float(np.percentile(lat, 95)), 2),
-            "p99": round(float(np.percentile(lat, 99)), 2),
-        },
         adaptive_level=getattr(pipeline.preset_override, "level", None),
     )
     pipeline.preset_override = None
-    return speed, samples
+    return data, samples
 
 
 def read_frames(path: str, limit: int) -> Iterator[np.ndarray]:
@@ -618,6 +654,7 @@ class BenchOptions:
     models: str | None = None
     provider: str | None = None
     adaptive: bool = False
+    repeat: int = 1
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -638,47 +675,55 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             emit(f"note: {notes[-1]}")
         else:
             rec = Recognizer()
+    load_before = _load_average()
     emit(f"input {info.name}: {info.width}x{info.height} @ {info.fps:.1f} fps, {frames} frames per pass; "
-         f"{os.cpu_count()} CPU cores")
+         f"{os.cpu_count()} CPU cores, load average {load_before:.2f}")
     fresh = fresh_keypoints(opts.input, frames, blaze, mesh)
-    results: list[RunResult] = []
-    steady_cache: dict[tuple[object, ...], Steadiness] = {}
+    items: list[tuple[EngineSetup, Config]] = []
     for engine_name in opts.engines:
         setup = make_engine(engine_name, opts.models, opts.provider, blaze)
         if setup.random_weights:
             notes.append(RANDOM_NOTE)
             emit(f"note: {RANDOM_NOTE}")
-        for preset_name in opts.presets:
-            for tracking in opts.tracking:
-                config = Config(engine_name, preset_name, tracking)
-                result = RunResult(config)
-                sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
-                samples: list[Sample] = []
-                if opts.throughput:
-                    pipeline = make_pipeline(setup, face, mesh, blaze, config)
-                    result.throughput, samples = speed_pass(
-                        pipeline, opts.input, frames, False, sample_at if rec else None
-                    )
-                if opts.realtime:
-                    pipeline = make_pipeline(setup, face, mesh, blaze, config)
-                    result.realtime, _ = speed_pass(
-                        pipeline, opts.input, frames, True, None, adaptive=opts.adaptive
-                    )
-                preset = get_preset(preset_name)
-                detector = setup.detector_for(preset) or blaze
-                kind = "blaze" if setup.random_weights or detector is blaze else engine_name
-                key = (kind, preset.det_size if kind != "blaze" else 0, preset.detect_interval, preset.smoothing,
-                       tracking)
-                if key not in steady_cache:
-                    track_detector = blaze if kind == "blaze" else detector
-                    tracker = Tracker(track_detector, mesh, preset.detect_interval, preset.smoothing, tracking)
-                    tracked = tracked_keypoints(opts.input, frames, tracker)
-                    steady_cache[key] = steadiness(tracked, fresh, tracker, info.fps)
-                result.steadiness = steady_cache[key]
+        items += [(setup, Config(engine_name, p, t)) for p in opts.presets for t in opts.tracking]
+    results = {config: RunResult(config) for _, config in items}
+    sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
+    source_image = face.library.get(face.name).image  # type: ignore[union-attr]
+    thr: dict[Config, list[PassData]] = {c: [] for _, c in items}
+    rt: dict[Config, list[PassData]] = {c: [] for _, c in items}
+    # Repeats go round all configurations in turn, so a burst of other work on the machine hits them alike.
+    for rep in range(opts.repeat):
+        for setup, config in items:
+            if opts.throughput:
+                keep = sample_at if rec is not None and rep == 0 else None
+                data, samples = speed_pass(make_pipeline(setup, face, mesh, blaze, config), opts.input, frames,
+                                           False, keep)
+                thr[config].append(data)
+                emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
                 if rec is not None and samples:
-                    result.identity = identity(samples, face.library.get(face.name).image, rec)  # type: ignore[union-attr]
-                results.append(result)
-                emit(_progress(result))
+                    results[config].identity = identity(samples, source_image, rec)
+            if opts.realtime:
+                data, _ = speed_pass(make_pipeline(setup, face, mesh, blaze, config), opts.input, frames, True,
+                                     None, adaptive=opts.adaptive)
+                rt[config].append(data)
+                emit(f"{config.label} [{rep + 1}/{opts.repeat}]: realtime {data.fps:.1f} fps, dropped {data.dropped}")
+    steady_cache: dict[tuple[object, ...], Steadiness] = {}
+    for setup, config in items:
+        result = results[config]
+        result.throughput = summarize(thr[config]) if thr[config] else None
+        result.realtime = summarize(rt[config]) if rt[config] else None
+        preset = get_preset(config.preset)
+        detector = setup.detector_for(preset) or blaze
+        kind = "blaze" if setup.random_weights or detector is blaze else config.engine
+        key = (kind, preset.det_size if kind != "blaze" else 0, preset.detect_interval, preset.smoothing,
+               config.tracking)
+        if key not in steady_cache:
+            track_detector = blaze if kind == "blaze" else detector
+            tracker = Tracker(track_detector, mesh, preset.detect_interval, preset.smoothing, config.tracking)
+            tracked = tracked_keypoints(opts.input, frames, tracker)
+            steady_cache[key] = steadiness(tracked, fresh, tracker, info.fps)
+        result.steadiness = steady_cache[key]
+        emit(_progress(result))
     meta: dict[str, object] = {
         "input": info.name,
         "width": info.width,
@@ -686,7 +731,14 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         "source_fps": info.fps,
         "frames": frames,
         "face": opts.face,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # Other work on the machine skews timings; these say how busy it was around the run.
+            "load_average_before": round(load_before, 2),
+            "load_average_after": round(_load_average(), 2),
+        },
         "definitions": {
             "jitter_px": f"RMS residual of the 5 keypoints about a Savitzky-Golay trajectory ({SMOOTH_WINDOW} frames,"
                          f" order 2) on the stillest {STILL_FRAMES} frames",
@@ -696,7 +748,14 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         },
         "notes": notes,
     }
-    return results, meta
+    return list(results.values()), meta
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return float("nan")
 
 
 def _progress(r: RunResult) -> str:
@@ -730,6 +789,8 @@ def register(sub: Any) -> None:
                    help="tracking between detections, detection on every frame, or both (default)")
     p.add_argument("--quality", action="store_true", help="identity with dlib's recogniser ('vcamswap[eval]')")
     p.add_argument("--adaptive", action="store_true", help="adaptive quality on in the realtime pass")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed passes per configuration, interleaved; fps is their median (default 1)")
     p.add_argument("--face", help="source face image (default: the demo face)")
     p.add_argument("--models", help="models folder for the neural engine")
     p.add_argument("--provider", help="onnxruntime execution provider")
@@ -757,6 +818,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         models=args.models,
         provider=args.provider,
         adaptive=args.adaptive,
+        repeat=max(1, args.repeat),
     )
     results, meta = run_bench(opts, lambda line: print(line, flush=True))
     if args.json:
