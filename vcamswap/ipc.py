@@ -281,6 +281,7 @@ class _UnixServer:
         uid = peer_uid(conn)
         if uid is not None and uid != self._uid:
             log.warning("control socket: refused a connection from uid %d", uid)
+            _drain_quietly(conn)  # read their request first: closing on unread data would reset it unanswered
             _send_quietly(conn, error_reply("permission denied: this daemon belongs to another user"))
             conn.close()
             return
@@ -346,6 +347,14 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def _drain_quietly(conn: socket.socket, wait: float = 0.2) -> None:
+    try:
+        conn.settimeout(wait)
+        conn.recv(MAX_LINE)
+    except OSError:
+        pass
 
 
 def _send_quietly(conn: socket.socket, reply: Reply) -> None:
