@@ -106,16 +106,31 @@ def test_default_hotkeys_are_valid() -> None:
     assert all(syntax_problem(c) is None for c in DEFAULT_HOTKEYS.values())
 
 
-def test_no_display_is_reported_in_one_line() -> None:
+@pytest.mark.parametrize(
+    ("display_value", "expected"),
+    [(None, "no display (DISPLAY is unset)"), (":4242", "(")],  # dead server: pynput's own reason, in brackets
+    ids=["unset", "dead-server"],
+)
+def test_no_display_is_reported_in_one_line(display_value: str | None, expected: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    if display_value:
+        env["DISPLAY"] = display_value
     code = (
         "from vcamswap.hotkeys import HotkeysUnavailable, load_keyboard\n"
         "try:\n    load_keyboard()\nexcept HotkeysUnavailable as e:\n    print('UNAVAILABLE', e)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("UNAVAILABLE global hotkeys are not available here")
-    assert len(r.stdout.strip().splitlines()) == 1
+    assert r.stdout.startswith("UNAVAILABLE global hotkeys are not available here"), r.stdout + r.stderr
+    assert expected in r.stdout and len(r.stdout.strip().splitlines()) == 1
+
+
+def test_wayland_only_session_is_explained() -> None:
+    from vcamswap.hotkeys import display_problem
+
+    assert "Wayland" in (display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") or "")
+    assert display_problem({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "linux") is None  # XWayland
+    assert display_problem({}, "win32") is None
 
 
 def test_bad_hotkeys_are_reported_by_name(started: tuple[Hotkeys, Recorder, dict[str, str]]) -> None:

@@ -102,6 +102,7 @@ def test_connection_limit(server: ControlServer) -> None:
     idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CLIENTS)]
     try:
         for s in idle:
+            s.settimeout(None)  # blocking: waits for the server to accept rather than failing on a full backlog
             s.connect(server.address)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
             extra.settimeout(20)

@@ -238,8 +238,27 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
                 # Quality > fast: the third item's submenu, first entry.
                 _choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
                 wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
+                # Show preview (fourth item) opens the preview window; closing the window unticks it.
+                _choose(env, ["Down"] * 4 + ["Return"], None)
+                wait_until(lambda: d.status()["preview"] is True, "preview on")
+                window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
+                xdotool(env, "windowkill", window.split()[0])
+                wait_until(lambda: d.status()["preview"] is False, "closing the window unticked Show preview")
+                assert d.request("preview", "on")["ok"] is True
+                wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window again")
+                assert d.request("preview", "off")["ok"] is True
+                wait_until(lambda: not xdotool(env, "search", "--name", "^Swap Cam preview$"), "window gone")
                 # Quit is the last item.
                 _choose(env, ["Up", "Return"], None)
                 assert d.proc is not None and d.proc.wait(timeout=60) == 0
+            finally:
+                d.kill()
+            # SIGTERM (a logout, systemctl stop) ends the GTK loop cleanly too.
+            d = DaemonProcess(tmp_path, args, env).start()
+            try:
+                wait_until(lambda: d.log().count("tray icon ready (gtk)") == 2, "second tray icon ready")
+                assert d.proc is not None
+                d.proc.terminate()
+                assert d.proc.wait(timeout=60) == 0
             finally:
                 d.kill()

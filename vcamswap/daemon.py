@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from vcamswap.capture import Capture
     from vcamswap.outputs import SinkSet
     from vcamswap.pipeline import FrameResult, Pipeline
+    from vcamswap.runner import LiveLoop
     from vcamswap.tray import Tray, TrayView
     from vcamswap.types import Frame
 
@@ -78,55 +80,82 @@ def default_capture(settings: Settings) -> Capture:
 
 
 class PreviewToggle:
-    """The preview window as an output that the tray's "Show preview" opens and closes at run time."""
+    """The preview window as an output that "Show preview" opens and closes at run time.
+
+    The window lives in a viewer process (vcamswap.viewer) fed by a local MJPEG stream: OpenCV's Qt and the
+    GTK tray cannot share a process, and a window problem must never take the daemon down. Closing the
+    window unticks "Show preview".
+    """
 
     name = "preview"
 
     def __init__(self, controls: Controls) -> None:
-        from vcamswap.outputs import PreviewSink
-
         self.controls = controls
-        self._sink = PreviewSink()
         self._format = (0, 0, 0.0)
-        self.shown = False
+        self._stream: Any = None  # MjpegSink on 127.0.0.1, a free port
+        self._viewer: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
 
     def open(self, width: int, height: int, fps: float) -> None:
         self._format = (width, height, fps)
 
     def send(self, frame_bgr: np.ndarray) -> None:
-        from vcamswap.outputs import OutputUnavailable
-
         want = self.controls.snapshot().preview
-        if want and not self.shown:
-            try:
-                self._sink.open(*self._format)
-            except OutputUnavailable as e:
-                log.warning("preview: %s", e)
+        if want and self._viewer is None:
+            if not self._show():
                 self.controls.set_preview(False)  # the tray's check mark follows reality
                 return
-            self.shown = True
-        elif not want and self.shown:
-            self._hide()
-        if not self.shown:
+        elif not want and self._viewer is not None:
+            self.close()
             return
+        if self._viewer is None:
+            return
+        if self._viewer.poll() is not None:  # the user closed the window
+            self.close()
+            self.controls.set_preview(False)
+            return
+        self._stream.send(frame_bgr)
+
+    def _show(self) -> bool:
+        from vcamswap.outputs import MjpegSink, OutputUnavailable, display_problem
+
+        problem = display_problem()
+        if problem:
+            log.warning("preview: %s", problem)
+            return False
+        stream = MjpegSink(0)
         try:
-            self._sink.send(frame_bgr)
+            stream.open(*self._format)
         except OutputUnavailable as e:
             log.warning("preview: %s", e)
-            self._hide()
-            self.controls.set_preview(False)
-            return
-        if self._sink.dismissed:  # the user closed the window
-            self._hide()
-            self.controls.set_preview(False)
-
-    def _hide(self) -> None:
-        self._sink.close()
-        self.shown = False
+            return False
+        try:
+            viewer = subprocess.Popen(
+                [sys.executable, "-m", "vcamswap.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as e:
+            stream.close()
+            log.warning("preview: cannot start the viewer: %s", e)
+            return False
+        with self._lock:
+            self._stream, self._viewer = stream, viewer
+        return True
 
     def close(self) -> None:
-        if self.shown:
-            self._hide()
+        with self._lock:
+            viewer, stream = self._viewer, self._stream
+            self._viewer = self._stream = None
+        if viewer is not None:
+            if viewer.poll() is None:
+                viewer.terminate()
+            try:
+                viewer.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                viewer.kill()
+                viewer.wait()
+        if stream is not None:
+            stream.close()
 
 
 @dataclass
@@ -169,7 +198,6 @@ class Daemon:
         self.tray: Tray | None = None
         self.hotkeys: Any = None
         self.hotkey_problems: list[str] = []
-        self.used_demo_face = False
         self._pending: dict[str, object] = {}
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
@@ -241,8 +269,6 @@ class Daemon:
         self.controls.set_faces(library.names())
         if face is not None:
             self.controls.set_face(face)
-            path = library.path_of(face)
-            self.used_demo_face = path is not None and path.parent != library.folder
         self.controls.subscribe(self._on_change)
 
     def _start_threads(self) -> None:
@@ -347,6 +373,9 @@ class Daemon:
             stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
         )
         self._ready.set()
+        self._run_loop(loop, info.name)
+
+    def _run_loop(self, loop: LiveLoop, source: str) -> None:
         while self.controls.snapshot().running:
             try:
                 result = loop.run()
@@ -361,7 +390,7 @@ class Daemon:
                     break
                 continue
             if result.reason == "ended":
-                log.warning("the source %s ended; stopping", info.name)
+                log.warning("the source %s ended; stopping", source)
                 self.controls.stop()
             break
 
@@ -400,7 +429,10 @@ class Daemon:
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         h = self.health
         h.last_frame_t = time.monotonic()
-        h.frames_without_face = 0 if result.face is not None else h.frames_without_face + 1
+        if result.face is not None or not self.controls.snapshot().swapping:
+            h.frames_without_face = 0  # the tracker only looks for faces while swapping
+        else:
+            h.frames_without_face += 1
 
     # -- monitor: faces folder, tray view, settings ------------------------------------------------------
 

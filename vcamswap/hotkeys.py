@@ -8,6 +8,8 @@ once per press (auto-repeat does not toggle back and forth).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,8 +164,24 @@ def _call(combo: Combo, fn: Callable[[], object]) -> None:
         log.warning("hotkey %s (%s) failed: %s", combo.name, combo.text, e)
 
 
+def display_problem(env: Mapping[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why global hotkeys cannot work in this session, known before pynput tries (and fails noisily)."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if platform in ("darwin", "win32"):
+        return None
+    if env.get("DISPLAY"):
+        return None
+    if env.get("WAYLAND_DISPLAY"):
+        return "they need X11; a Wayland session does not share other apps' keys (use the tray or the CLI)"
+    return "no display (DISPLAY is unset)"
+
+
 def load_keyboard() -> Any:
     """pynput.keyboard, or HotkeysUnavailable: without a display pynput raises ImportError on import."""
+    problem = display_problem()
+    if problem:
+        raise HotkeysUnavailable(f"global hotkeys are not available here: {problem}")
     try:
         from pynput import keyboard
     except Exception as e:  # ImportError headless; Xlib errors when the display refuses us

@@ -223,7 +223,7 @@ class _UnixServer:
         try:
             sock.bind(str(self.path))
             os.chmod(self.path, 0o600)  # the 0700 folder already keeps others out; this says so on the node
-            sock.listen(8)
+            sock.listen(64)
             sock.setblocking(False)
         except OSError:
             sock.close()
@@ -449,6 +449,8 @@ def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
             raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
         except PermissionError:
             raise IpcError(f"cannot connect to {address}: permission denied (another user's daemon?)") from None
+        except BlockingIOError:
+            raise IpcError("the daemon is busy (too many connections); try again") from None
         except OSError as e:
             raise IpcError(f"cannot connect to {address}: {e.strerror or e}") from None
         try:

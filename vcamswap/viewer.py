@@ -1,0 +1,47 @@
+"""The daemon's preview window, in a process of its own: `python -m vcamswap.viewer URL`.
+
+It shows the daemon's local MJPEG stream in an OpenCV window. A separate process because OpenCV's bundled
+Qt cannot share a process with the GTK tray icon (their xkbcommon libraries clash and the process dies),
+and so that a window problem can never take the daemon down. It ends when the window is closed (or Esc/q)
+or when the stream ends.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+WINDOW = "Swap Cam preview"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m vcamswap.viewer URL", file=sys.stderr)
+        return 2
+    import cv2
+
+    cap = cv2.VideoCapture(args[0])
+    if not cap.isOpened():
+        print(f"vcamswap: preview: cannot read {args[0]}", file=sys.stderr)
+        return 1
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return 0  # the daemon stopped the stream
+            cv2.imshow(WINDOW, frame)
+            if cv2.waitKey(1) in (27, ord("q")):
+                return 0
+            if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                return 0  # closed by the user
+    except cv2.error as e:
+        print(f"vcamswap: preview: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    finally:
+        cap.release()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
