@@ -47,12 +47,13 @@ def test_bench_runs_and_writes_json(media: Path, tmp_path: Path, capsys: pytest.
     out = tmp_path / "bench.json"
     rc = main([
         "bench", "--input", str(media / S18), "--frames", "40", "--preset", "fast", "--preset", "quality",
-        "--tracking", "both", "--json", str(out),
+        "--tracking", "both", "--steady-frames", "60", "--json", str(out),
     ])
     assert rc == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert data["frames"] == 40 and data["width"] == 640 and data["machine"]["cpus"] == os.cpu_count()
+    assert data["frames"] == 40 and data["steadiness_frames"] == 60 and data["width"] == 640
+    assert data["machine"]["cpus"] == os.cpu_count()
     labels = [r["config"]["label"] for r in data["runs"]]
     assert labels == ["lite/fast/track", "lite/fast/detect-all", "lite/quality/track", "lite/quality/detect-all"]
     for run in data["runs"]:
@@ -83,7 +84,7 @@ def test_bench_realtime_reports_latency(media: Path, tmp_path: Path) -> None:
     out = tmp_path / "rt.json"
     rc = main([
         "bench", "--input", str(media / S18), "--frames", "30", "--preset", "balanced", "--tracking", "on",
-        "--realtime", "--no-throughput", "--repeat", "2", "--json", str(out),
+        "--realtime", "--no-throughput", "--repeat", "2", "--steady-frames", "30", "--json", str(out),
     ])
     assert rc == 0
     run = json.loads(out.read_text())["runs"][0]

@@ -51,6 +51,7 @@ STILL_FRAMES = 90  # 3 s at 30 fps: the segment jitter is measured on
 SMOOTH_WINDOW = 15  # 0.5 s: motion slower than this is the head's, faster is jitter
 WARMUP_FRAMES = 10
 IDENTITY_SAMPLES = 60
+STEADY_MAX = 1800  # a minute at 30 fps
 EVAL_HINT = "pip install 'vcamswap[eval]' (dlib and face-recognition-models; dlib compiles for about 8 minutes)"
 RANDOM_NOTE = (
     "inswapper: weights not installed, so det_10g and inswapper_128 are same-architecture models with RANDOM "
@@ -655,6 +656,7 @@ class BenchOptions:
     provider: str | None = None
     adaptive: bool = False
     repeat: int = 1
+    steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -678,7 +680,12 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     load_before = _load_average()
     emit(f"input {info.name}: {info.width}x{info.height} @ {info.fps:.1f} fps, {frames} frames per pass; "
          f"{os.cpu_count()} CPU cores, load average {load_before:.2f}")
-    fresh = fresh_keypoints(opts.input, frames, blaze, mesh)
+    # Steadiness is cheap (no engine): it covers the whole clip, however few frames the timed passes take.
+    file_frames = info.frame_count if info.kind == "file" else 0
+    steady_frames = opts.steady_frames or min(file_frames or frames, STEADY_MAX)
+    if file_frames:
+        steady_frames = min(steady_frames, file_frames)
+    fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh)
     items: list[tuple[EngineSetup, Config]] = []
     for engine_name in opts.engines:
         setup = make_engine(engine_name, opts.models, opts.provider, blaze)
@@ -720,7 +727,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         if key not in steady_cache:
             track_detector = blaze if kind == "blaze" else detector
             tracker = Tracker(track_detector, mesh, preset.detect_interval, preset.smoothing, config.tracking)
-            tracked = tracked_keypoints(opts.input, frames, tracker)
+            tracked = tracked_keypoints(opts.input, steady_frames, tracker)
             steady_cache[key] = steadiness(tracked, fresh, tracker, info.fps)
         result.steadiness = steady_cache[key]
         emit(_progress(result))
@@ -730,6 +737,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         "height": info.height,
         "source_fps": info.fps,
         "frames": frames,
+        "steadiness_frames": steady_frames,
         "face": opts.face,
         "machine": {
             "cpus": os.cpu_count(),
@@ -791,6 +799,8 @@ def register(sub: Any) -> None:
     p.add_argument("--adaptive", action="store_true", help="adaptive quality on in the realtime pass")
     p.add_argument("--repeat", type=int, default=1,
                    help="timed passes per configuration, interleaved; fps is their median (default 1)")
+    p.add_argument("--steady-frames", type=int, default=0,
+                   help=f"frames for jitter/accuracy/losses (default: the whole file, at most {STEADY_MAX})")
     p.add_argument("--face", help="source face image (default: the demo face)")
     p.add_argument("--models", help="models folder for the neural engine")
     p.add_argument("--provider", help="onnxruntime execution provider")
@@ -819,6 +829,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         provider=args.provider,
         adaptive=args.adaptive,
         repeat=max(1, args.repeat),
+        steady_frames=args.steady_frames,
     )
     results, meta = run_bench(opts, lambda line: print(line, flush=True))
     if args.json:
