@@ -81,21 +81,18 @@ def test_cli_controls_apply_at_once_and_are_saved(daemon: DaemonProcess) -> None
     wait_until(lambda: daemon.vcam_frames() > n + 5, "plain frames published while the swap is off")
 
     first = daemon.status()["face"]
-    r = daemon.cli("face", "next")
-    assert r.returncode == 0, r.stderr
-    other = daemon.status()["face"]
-    assert other != first and other in ("biden", "obama")
-    assert daemon.cli("face", "prev").returncode == 0 and daemon.status()["face"] == first
-    assert daemon.cli("face", "obama").returncode == 0 and daemon.status()["face"] == "obama"
+    other = daemon.request("face", "next")["face"]
+    assert other != first and other in ("biden", "obama") and daemon.status()["face"] == other
+    assert daemon.request("face", "prev")["face"] == first
+    assert daemon.request("face", "obama")["face"] == "obama"
 
     r = daemon.cli("face", "nobody")
     assert r.returncode == 2 and "no face named 'nobody'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = daemon.cli("preset", "fast")
-    assert r.returncode == 0 and daemon.status()["preset"] == "fast"
+    assert daemon.request("preset", "fast")["preset"] == "fast"
     r = daemon.cli("preset", "ultra")
     assert r.returncode == 2 and "unknown preset" in r.stderr
 
-    assert daemon.cli("toggle").returncode == 0
+    assert daemon.request("toggle")["swap"] is True
     wait_until(lambda: daemon.status()["state"] in ("swapping", "no-face"), "swap back on")
 
     def saved() -> dict[str, Any] | None:
@@ -232,3 +229,36 @@ def test_missing_input_fails_in_one_line(tmp_path: Path) -> None:
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert errors == [f"vcamswap: error: input not found: {tmp_path / 'nope.mp4'}"]
     assert not (tmp_path / "rt" / "control.sock").exists()
+
+
+def test_doctor_lines_for_tray_hotkeys_daemon_and_service(daemon: DaemonProcess, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from vcamswap.config import Settings
+    from vcamswap.daemon_checks import check_daemon, check_hotkeys, check_service, check_tray
+    from vcamswap.doctor import Context
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    settings = Settings()
+    settings.hotkeys.update({"toggle": "<ctrl>+<nope>+s", "launch": "<ctrl>+l", "next_face": ""})
+    ctx = Context(settings, tmp_path / "settings.toml")
+    hk = list(check_hotkeys(ctx))
+    assert [(x.ok, x.text) for x in hk] == [
+        (False, "toggle = '<ctrl>+<nope>+s': unknown key '<nope>'"),
+        (False, "'launch' is not an action"),
+        (False, "global hotkeys are not available here: no display (DISPLAY is unset)"),
+    ]
+    assert all(x.fix for x in hk)
+    assert [x.ok for x in check_tray(ctx)] == [True]  # no display: fine, the daemon runs without a tray
+
+    monkeypatch.setenv("VCAMSWAP_RUNTIME_DIR", str(daemon.runtime))
+    (line,) = check_daemon(ctx)
+    assert line.ok and line.text.startswith(f"running (pid {daemon.pid}): ")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    (line,) = check_service(ctx)
+    assert line.ok and line.text.startswith("not set to start with the session")
+
+    r = daemon.cli("doctor")  # registered with the command line's doctor
+    assert any(" hotkeys: " in x for x in r.stdout.splitlines()), r.stdout
+    assert any(" daemon: running (pid " in x for x in r.stdout.splitlines()), r.stdout

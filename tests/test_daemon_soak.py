@@ -1,6 +1,6 @@
 """Soak: a real daemon on a looping clip with the swap on; memory and threads stay flat, fps stays steady.
 
-Short in the default run (VCAMSWAP_SOAK_SECONDS, default 25); CI's long run sets VCAMSWAP_SOAK_SECONDS=300.
+Short in the default run (VCAMSWAP_SOAK_SECONDS, default 20); CI's long run sets VCAMSWAP_SOAK_SECONDS=300.
 VCAMSWAP_SOAK_REPORT=FILE writes the samples as JSON.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from daemon_util import DaemonProcess, default_args, media_path, running_daemon
 
-SECONDS = float(os.environ.get("VCAMSWAP_SOAK_SECONDS") or 25)
+SECONDS = float(os.environ.get("VCAMSWAP_SOAK_SECONDS") or 20)
 RSS_GROWTH_LIMIT_MIB = 30.0  # after warm-up; a leak of one frame per second would pass this in ~30 s at 640x480
 
 

@@ -672,7 +672,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from vcamswap import daemon_checks
     from vcamswap.cli import add_run_options
+
+    daemon_checks.install()  # tray, hotkeys, daemon and start-up lines in `vcamswap doctor`
 
     p = sub.add_parser(
         "daemon", help="run in the background with a tray icon, global hotkeys and a control socket"
