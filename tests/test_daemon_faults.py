@@ -160,3 +160,25 @@ def test_virtual_camera_gone_or_busy_is_retried_and_other_outputs_go_on(daemon: 
     assert int(read_state(daemon.vcam)["opens"]) > opens
     assert daemon.log().count("output vcam unavailable") <= 3  # reported per reason, not per retry
     daemon.check_alive()
+
+
+def test_camera_missing_at_start_is_waited_for(tmp_path: Path) -> None:
+    """Started with the session before the camera is there: banner frames meanwhile, then the camera."""
+    cam = tmp_path / "dev" / "video7"  # a device path that does not exist yet
+    args = ["--camera", str(cam), "--output", "vcam", "--vcam-backend", "recorder", "--no-tray", "--no-hotkeys"]
+    d = DaemonProcess(tmp_path, args)
+    d.start(wait=False)
+    try:
+        st = wait_until(lambda: (s := d.status())["camera"]["status"] == "waiting" and s, "waiting for the camera")
+        assert st["state"] == "error" and st["detail"].startswith(f"no camera: no camera at {cam}")
+        wait_until(lambda: last_frame(d) is not None, "notice frames on the virtual camera")
+        frame = last_frame(d)
+        assert frame is not None
+        assert banner_shown(frame) and frame.shape == (720, 1280, 3)  # the configured size until a camera opens
+        cam.parent.mkdir()
+        cam.symlink_to(media_path(WEBCAM))  # the device appears (OpenCV opens a clip at a path as well)
+        wait_until(lambda: d.status()["camera"]["status"] == "ok", "camera found")
+        wait_until(lambda: d.status()["frames"] > 10, "live frames")
+        assert d.stop() == 0
+    finally:
+        d.kill()

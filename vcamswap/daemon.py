@@ -47,6 +47,7 @@ TEST_VCAM_ENV = "VCAMSWAP_TEST_VCAM_BACKEND"
 FACES_POLL_S = 2.0
 MONITOR_PERIOD_S = 1.0
 CAMERA_RETRY_S = 3.0
+WAITING_FPS = 5.0  # notice frames per second while no camera is there
 NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face found"
 
 CaptureFactory = Callable[[Settings], "Capture"]
@@ -203,6 +204,7 @@ class Daemon:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
+        self._waiting_frame: np.ndarray | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -411,9 +413,12 @@ class Daemon:
                 if not said:
                     log.warning("%s; waiting for it (the virtual camera shows a notice meanwhile)", e)
                     said = True
-            self._publish_waiting()
-            if self.controls.wait_stopped(CAMERA_RETRY_S):
-                break
+            # Apps watching the virtual camera need a steady stream, not one frame per retry.
+            retry_at = time.monotonic() + CAMERA_RETRY_S
+            while time.monotonic() < retry_at:
+                self._publish_waiting()
+                if self.controls.wait_stopped(1.0 / WAITING_FPS):
+                    return None
         return None
 
     def _publish_waiting(self) -> None:
@@ -423,8 +428,10 @@ class Daemon:
 
         assert self.sinks is not None
         s = self.settings
-        self.sinks.open(s.width, s.height, s.fps)
-        self.sinks.send(banner(np.full((s.height, s.width, 3), 40, np.uint8), "no camera - waiting for it"))
+        if self._waiting_frame is None:
+            self._waiting_frame = banner(np.full((s.height, s.width, 3), 40, np.uint8), "no camera - waiting for it")
+            self.sinks.open(s.width, s.height, s.fps)
+        self.sinks.send(self._waiting_frame)
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         h = self.health
