@@ -55,7 +55,7 @@ def raw_exchange(address: str, payload: bytes) -> list[dict[str, Any]]:
 
 
 def test_status_reports_the_live_pipeline(daemon: DaemonProcess) -> None:
-    st = wait_until(lambda: (s := daemon.status())["state"] == "swapping" and s, "state swapping")
+    st = wait_until(lambda: (s := daemon.status())["state"] == "swapping" and s["fps"] > 0 and s, "swapping")
     assert st["ok"] is True and st["pid"] == daemon.pid
     assert st["face"] in ("biden", "obama") and st["faces"] == ["biden", "obama"]
     assert st["preset"] == "balanced" and st["swap"] is True and st["paused"] is False

@@ -510,7 +510,7 @@ class Daemon:
         h = self.health
         if h.waiting_for_camera:
             return "error", "no camera: " + h.waiting_for_camera
-        if not self._ready.is_set():
+        if not self._ready.is_set() or not h.last_frame_t:
             return "starting", None
         if h.loop_error and time.monotonic() - h.loop_error_t < 10.0:
             return "error", h.loop_error
