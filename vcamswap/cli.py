@@ -133,11 +133,11 @@ def cmd_faces(args: argparse.Namespace) -> int:
 
 def _check_face(settings: Settings, path: Path) -> None:
     """Warn at once when an added photo has no usable face, rather than at the first swap."""
+    import cv2
+
     from vcamswap.app import FaceAnalyzer
     from vcamswap.detector import BlazeFaceDetector
     from vcamswap.landmarker import FaceMesh
-
-    import cv2
 
     image = cv2.imread(str(path))
     if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:
