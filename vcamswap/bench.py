@@ -588,7 +588,7 @@ def table(results: list[RunResult]) -> str:
             _fmt(rt.fps if rt else None),
             _fmt(rt.latency_ms.get("p95") if rt else None, ".0f"),
             str(rt.dropped) if rt else "-",
-            _fmt(speed.detector_calls_per_frame if speed else None, ".3f"),
+            _fmt(speed.detector_calls_per_frame if speed else st.detector_calls_per_frame if st else None, ".3f"),
             _stage(stage, "track"),
             _stage(stage, "swap"),
             _stage(stage, "paste"),
