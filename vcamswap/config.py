@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,10 @@ def runtime_dir() -> Path:
     if env:
         return Path(env)
     try:
-        return Path(platformdirs.user_runtime_dir(APP))
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR (ssh, containers) platformdirs warns and picks /tmp/runtime-UID: fine.
+            warnings.simplefilter("ignore")
+            return Path(platformdirs.user_runtime_dir(APP))
     except Exception:  # platforms without a runtime dir
         return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 

@@ -23,8 +23,6 @@ from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
-from filterpy.common import Q_discrete_white_noise
-from filterpy.kalman import KalmanFilter
 
 from vcamswap.landmarker import (
     EYE_OUTER_LEFT,
@@ -197,6 +195,10 @@ class PoseKalman:
     """
 
     def __init__(self, z: np.ndarray, radius: float, smoothing: float) -> None:
+        # Imported here: filterpy pulls in scipy.stats (~0.5 s), which CLI commands that never track
+        # (`vcamswap status`, `toggle`, ...) should not pay for.
+        from filterpy.kalman import KalmanFilter
+
         kf = KalmanFilter(dim_x=8, dim_z=4)
         kf.F = np.eye(8)
         kf.F[:4, 4:] = np.eye(4)
@@ -208,6 +210,8 @@ class PoseKalman:
         kf.P = np.diag(np.r_[np.full(4, kf.R[0, 0]), np.full(4, (0.05 * radius) ** 2)])
 
     def _tune(self, radius: float) -> None:
+        from filterpy.common import Q_discrete_white_noise
+
         r = max(self.smoothing * KF_MEASURE * radius, 1e-3)
         self.kf.R = np.eye(4) * r**2
         self.kf.Q = Q_discrete_white_noise(2, 1.0, (KF_ACCEL * radius) ** 2, block_size=4, order_by_dim=False)
