@@ -107,10 +107,13 @@ def mesh_warp(
     dst_pts: np.ndarray,
     tris: np.ndarray,
     index: np.ndarray | None = None,
+    affines: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts) may be reused."""
+    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts) and `affines`
+    (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them already."""
     size = texture.shape[0]
-    affines = triangle_affines(dst_pts, src_pts, tris)
+    if affines is None:
+        affines = triangle_affines(dst_pts, src_pts, tris)
     if index is None:
         index = rasterize_indices(dst_pts, tris, size)
     xs, ys = _pixel_grid(size)
@@ -159,6 +162,22 @@ def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
 
 def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return morph(dst, src, weights).points
+
+
+# A cheek turned toward the camera is filled from a thin strip at the edge of a frontal source photo:
+# beyond this magnification the stretched strip shows as streaks, so the camera's own skin is kept there.
+MAX_STRETCH = 2.5
+
+
+def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """Per pixel, how much of the source texture to show: 0 where no triangle covers the pixel (the mesh
+    folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH."""
+    det = np.abs(affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0])
+    stretch = 1.0 / np.sqrt(np.maximum(det, 1e-6))  # linear magnification source -> crop
+    tri_trust = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0).astype(np.float32)
+    trust = np.where(index >= 0, tri_trust[np.maximum(index, 0)], 0.0).astype(np.float32)
+    k = max(3, (index.shape[0] // 40) | 1)
+    return cv2.GaussianBlur(trust, (k, k), 0)
 
 
 def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
@@ -212,6 +231,26 @@ def fill_mouth(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
     return cv2.inpaint(texture, grown, 7, cv2.INPAINT_TELEA)
 
 
+def extend_skin(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Replace everything outside a slightly shrunk face oval with the skin's own colours, smoothly extended.
+
+    The mesh's outline can sit a few pixels past the real jaw or cheek; a turned head magnifies that edge
+    strip, and background or ear pixels in it would show as streaks on the swapped cheek.
+    """
+    size = texture.shape[0]
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_8, shift=4)
+    inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
+    weight = inner.astype(np.float32) / 255.0
+    k = size // 8 * 2 + 1
+    # Normalised convolution: a blur of the inside only, divided by how much inside each blur saw.
+    num = cv2.GaussianBlur(texture.astype(np.float32) * weight[..., None], (k, k), 0)
+    den = cv2.GaussianBlur(weight, (k, k), 0)[..., None]
+    extended = num / np.maximum(den, 1e-3)
+    keep = weight[..., None]
+    return np.clip(texture * keep + extended * (1.0 - keep), 0, 255).astype(np.uint8)
+
+
 class LiteEngine:
     name = "lite"
     matches_color = True  # skin is colour-matched before the camera's eyes and mouth are put back
@@ -234,6 +273,7 @@ class LiteEngine:
         pts = face.transformed(m).points
         assert pts is not None
         texture = fill_mouth(texture, pts)
+        texture = extend_skin(texture, pts)
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts))
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
@@ -244,8 +284,10 @@ class LiteEngine:
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
         shaped, shifts = morph(dst_pts, src_pts, source.blend)
-        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles)
-        outer = oval_mask(shaped, size, preset.mask_feather)
+        index = rasterize_indices(shaped, source.triangles, size)
+        affines = triangle_affines(shaped, src_pts, source.triangles)
+        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines)
+        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
         if preset.color_match:
