@@ -53,10 +53,20 @@ def camera_spec(value: str | int | None) -> int | str:
     return str(value)
 
 
+def _quietly_open(spec: int | str) -> cv2.VideoCapture:
+    """OpenCV's backends print their own errors while probing a missing camera; our one line says it all."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(spec)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def open_camera(spec: int | str, width: int, height: int, fps: float) -> tuple[cv2.VideoCapture, SourceInfo]:
     if isinstance(spec, str) and not os.path.exists(spec):
         raise CaptureError(f"no camera at {spec}; pass --camera N or --input FILE")
-    cap = cv2.VideoCapture(spec)
+    cap = _quietly_open(spec)
     if not cap.isOpened():
         cap.release()
         raise CaptureError(
