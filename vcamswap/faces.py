@@ -5,7 +5,6 @@ An unreadable file or a photo with no face is reported in one line and skipped, 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcamswap.paths import sha256_file
 from vcamswap.types import FaceGeometry, SourceFace
 
 log = logging.getLogger("vcamswap.faces")
@@ -33,14 +33,6 @@ class FaceError(Exception):
 class FaceEntry:
     name: str
     path: Path
-
-
-def digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_faces(folder: Path) -> list[FaceEntry]:
@@ -113,7 +105,7 @@ class FaceLibrary:
         if path is None or not path.is_file():
             return None
         try:
-            digest = digest_file(path)
+            digest = sha256_file(path)
         except OSError as e:
             log.warning("face %s: cannot read %s (%s)", name, path, e.strerror)
             return None

@@ -29,6 +29,7 @@ from typing import IO, Literal, NamedTuple
 from urllib.parse import urlparse
 
 from vcamswap import __version__
+from vcamswap.paths import sha256_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -173,14 +174,6 @@ class ModelStatus(NamedTuple):
     state: Literal["ok", "present", "missing", "size", "checksum"]  # present = size ok, hash not checked
     path: Path
     detail: str
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_path(spec: ModelSpec, models_dir: Path) -> Path:

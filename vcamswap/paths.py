@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -30,3 +31,12 @@ def embedded_model(name: str) -> Path:
             return path
     tried = ", ".join(str(p) for p in candidates)
     raise EmbeddedModelNotFoundError(f"embedded model {name!r} not found (looked in {tried})")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (models are hundreds of MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
