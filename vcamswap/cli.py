@@ -48,15 +48,20 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", type=Path, help="settings file (default: the platform's config dir)")
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    settings, problem = load_settings(getattr(args, "settings", None))
-    if problem:
-        log.warning("%s", problem)
+def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Options given on the command line override the settings file, one setting per option name."""
     for name in vars(settings):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
     return settings
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings, problem = load_settings(getattr(args, "settings", None))
+    if problem:
+        log.warning("%s", problem)
+    return apply_args(settings, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

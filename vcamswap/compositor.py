@@ -1,12 +1,10 @@
 """Alignment into the engine's crop and paste-back into the frame.
 
 Only the face's region of the frame is touched: the crop is warped back into the bounding box of its
-corners, never over the whole frame. Masks for a given size and feather are built once and reused.
+corners, never over the whole frame.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -37,18 +35,6 @@ def align(frame: np.ndarray, kps: np.ndarray, template: np.ndarray, size: int) -
     m = similarity(kps, template)
     crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return crop, m
-
-
-@lru_cache(maxsize=16)
-def feathered_square(size: int, feather: float) -> np.ndarray:
-    """A soft-edged square mask, built once per (size, feather)."""
-    f = max(1, int(round(size * feather)))
-    mask = np.zeros((size, size), np.float32)
-    mask[f:-f, f:-f] = 1.0
-    k = 2 * f + 1
-    out = cv2.GaussianBlur(mask, (k, k), 0)
-    out.setflags(write=False)
-    return out
 
 
 def feather(mask: np.ndarray, amount: float) -> np.ndarray:

@@ -661,15 +661,13 @@ def _fail(message: str, code: int) -> int:
 
 
 def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFile]:
+    from vcamswap.cli import apply_args
+
     path: Path = getattr(args, "settings", None) or settings_path()
     settings, problem = load_settings(path)
     if problem:
         log.warning("%s; changes made while running are not saved to it", problem)
-    for name in vars(settings):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(settings, name, value)
-    return settings, SettingsFile(path, announced=problem is not None)
+    return apply_args(settings, args), SettingsFile(path, announced=problem is not None)
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:

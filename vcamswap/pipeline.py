@@ -7,7 +7,6 @@ camera frame through unchanged, so the call never freezes.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,14 +149,3 @@ class StatsPrinter:
         if time.monotonic() >= self._next:
             self._next = time.monotonic() + self.interval
             self.emit(self.stats.snapshot().line())
-
-
-class StopFlag:
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
