@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from vcamswap.detector import BlazeFaceDetector
+from vcamswap.landmarker import FaceMesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,6 +20,26 @@ def media_root() -> Path:
     """The real test media: $VCAMSWAP_MEDIA, else ../shared/media next to the repository."""
     env = os.environ.get("VCAMSWAP_MEDIA")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "media"
+
+
+def load_model_script(name: str) -> ModuleType:
+    """A script from models/ (not a package) as a module, registered so its dataclasses can find it."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "models" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def detector() -> BlazeFaceDetector:
+    return BlazeFaceDetector()
+
+
+@pytest.fixture(scope="session")
+def mesh() -> FaceMesh:
+    return FaceMesh()
 
 
 @pytest.fixture(scope="session")

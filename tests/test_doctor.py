@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -13,22 +11,16 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
+from conftest import load_model_script
 
 from vcamswap import doctor
 from vcamswap.cli import main
 from vcamswap.config import Settings
 from vcamswap.doctor import Context, Line, register_check, run_checks
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def standins() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_standins", REPO / "models" / "make_standins.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_standins"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("make_standins")
 
 
 def lines_of(text: str) -> list[str]:

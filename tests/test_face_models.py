@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +10,7 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
+from conftest import load_model_script
 
 from vcamswap.detector import BlazeFaceDetector, FaceDetector, letterbox, ssd_anchors
 from vcamswap.landmarker import (
@@ -39,16 +38,6 @@ SINGLE_FACES = ("alex_lacamoire.jpg", "biden.jpg", "eileen_collins_astronaut.png
 
 # iBUG-68 (0-based) -> FaceMesh: eye corners, mouth corners, nose tip
 IBUG_TO_MESH = {36: 33, 39: 133, 42: 362, 45: 263, 48: 61, 54: 291, 30: 1}
-
-
-@pytest.fixture(scope="module")
-def detector() -> BlazeFaceDetector:
-    return BlazeFaceDetector()
-
-
-@pytest.fixture(scope="module")
-def mesh() -> FaceMesh:
-    return FaceMesh()
 
 
 def read(path: Path) -> np.ndarray:
@@ -350,14 +339,7 @@ def test_geometry_from_mesh(detector: BlazeFaceDetector, mesh: FaceMesh, media: 
 
 def load_converter() -> ModuleType:
     pytest.importorskip("tflite", reason="the converter needs the tflite flatbuffer package")
-    spec = importlib.util.spec_from_file_location(
-        "convert_mediapipe", REPO / "models" / "convert_mediapipe.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("convert_mediapipe")
 
 
 def mediapipe_wheel(conv: ModuleType) -> Path:

@@ -3,9 +3,7 @@ source identity, alignment, swap, masks, paste-back, provider choice and the fai
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +11,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import load_model_script
 
 from vcamswap import providers
 from vcamswap.app import FaceAnalyzer, load_engine
@@ -36,7 +35,6 @@ from vcamswap.presets import get_preset
 from vcamswap.tracker import Tracker
 from vcamswap.types import FaceGeometry, Frame
 
-REPO = Path(__file__).resolve().parents[1]
 SOURCE_A = "faces/single/biden.jpg"
 SOURCE_B = "faces/single/tom_cruise.jpg"
 TARGET = "faces/resolution_ladder/obama-720p.jpg"
@@ -44,12 +42,7 @@ WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
 
 
 def load_standins() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_standins", REPO / "models" / "make_standins.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_standins"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("make_standins")
 
 
 @pytest.fixture(scope="module")
@@ -386,12 +379,7 @@ def test_nan_output_passes_the_frame_through(ms: ModuleType, media: Path, tmp_pa
 
 
 def load_arch() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_inswapper_arch", REPO / "models" / "make_inswapper_arch.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_inswapper_arch"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("make_inswapper_arch")
 
 
 @pytest.mark.parametrize("fp16", [False, True])

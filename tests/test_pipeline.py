@@ -26,8 +26,8 @@ SOURCE = "faces/single/obama_official_portrait.jpg"
 
 
 @pytest.fixture(scope="module")
-def models() -> tuple[BlazeFaceDetector, FaceMesh]:
-    return BlazeFaceDetector(), FaceMesh()
+def models(detector: BlazeFaceDetector, mesh: FaceMesh) -> tuple[BlazeFaceDetector, FaceMesh]:
+    return detector, mesh
 
 
 def make_pipeline(models: tuple[BlazeFaceDetector, FaceMesh], faces_dir: Path, face: str) -> Pipeline:

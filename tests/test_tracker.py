@@ -8,13 +8,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from vcamswap.bench import accuracy_px, fresh_keypoints, jitter_px, still_segment, tracked_keypoints
 from vcamswap.controls import Controls, ControlState
 from vcamswap.detector import BlazeFaceDetector
 from vcamswap.engines.lite import LiteEngine
-from vcamswap.landmarker import FaceMesh
 from vcamswap.pipeline import Pipeline
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tracker import Tracker, box_of, box_size, implausible, pick_face
@@ -25,16 +23,6 @@ S18_HD = "videos/real/lp_s18_woman_landscape_1280x720.mp4"
 MIX4 = "videos/webcam/webcam_640x480_30fps_mix4.mp4"
 BIG_MOTION = "videos/real/lp_d12_man_glasses_bigmotion_512.mp4"
 CUTS = (282, 633, 873)
-
-
-@pytest.fixture(scope="module")
-def detector() -> BlazeFaceDetector:
-    return BlazeFaceDetector()
-
-
-@pytest.fixture(scope="module")
-def mesh() -> FaceMesh:
-    return FaceMesh()
 
 
 def frames(path: Path, limit: int = 10**9) -> Iterator[np.ndarray]:
