@@ -202,3 +202,19 @@ def test_face_without_a_face_keeps_running(media: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "no face found in" in proc.stderr
     assert "frames=10 swapped=0" in proc.stdout
+
+
+def test_a_changed_face_photo_is_analysed_again(
+    models: tuple[BlazeFaceDetector, FaceMesh], media: Path, tmp_path: Path
+) -> None:
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    photo = faces / "me.jpg"
+    photo.write_bytes((media / SOURCE).read_bytes())
+    library = FaceLibrary(faces, FaceAnalyzer(*models))
+    first = library.get("me")
+    assert first is not None and library.get("me") is first  # unchanged file: the cached analysis
+    photo.write_bytes((media / "faces/single/tom_cruise.jpg").read_bytes())
+    second = library.get("me")
+    assert second is not None and second.digest != first.digest
+    assert not np.array_equal(second.geometry.points, first.geometry.points)

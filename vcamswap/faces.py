@@ -75,6 +75,7 @@ class FaceLibrary:
         self._by_digest: dict[str, SourceFace | None] = {}
         self._errors: dict[str, str] = {}  # digest -> reason, so a bad file is reported once
         self._extra: dict[str, Path] = {}  # faces given as a path outside the folder
+        self._stamps: dict[Path, tuple[tuple[int, int], str]] = {}  # path -> ((mtime_ns, size), digest)
 
     def names(self) -> list[str]:
         names = [e.name for e in list_faces(self.folder)]
@@ -105,7 +106,7 @@ class FaceLibrary:
         if path is None or not path.is_file():
             return None
         try:
-            digest = sha256_file(path)
+            digest = self._digest(path)
         except OSError as e:
             log.warning("face %s: cannot read %s (%s)", name, path, e.strerror)
             return None
@@ -116,6 +117,19 @@ class FaceLibrary:
         with self._lock:
             self._by_digest[digest] = face
         return face
+
+    def _digest(self, path: Path) -> str:
+        """The file's content digest, hashed again only when its size or mtime changed: get() runs every frame."""
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            known = self._stamps.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        digest = sha256_file(path)
+        with self._lock:
+            self._stamps[path] = (stamp, digest)
+        return digest
 
     def _load(self, name: str, path: Path, digest: str) -> SourceFace | None:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
