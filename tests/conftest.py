@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from vcamswap.detector import BlazeFaceDetector
-from vcamswap.landmarker import FaceMesh
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

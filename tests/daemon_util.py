@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vcamswap.ipc import IpcError, request
+from vcamswap.daemon.ipc import IpcError, request
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcamswap.bench import Recognizer, accuracy_px, clean_json, jitter_px, still_segment
+from vcamswap.tools.bench.run import Recognizer, accuracy_px, clean_json, jitter_px, still_segment
 from vcamswap.cli import main
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"

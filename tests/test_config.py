@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vcamswap.config import (
+from vcamswap.settings import (
     DEFAULT_HOTKEYS,
     Settings,
     SettingsError,

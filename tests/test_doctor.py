@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import load_model_script
 
-from vcamswap import doctor
+from vcamswap.tools import doctor
 from vcamswap.cli import main
-from vcamswap.config import Settings
-from vcamswap.doctor import Context, Line, register_check, run_checks
+from vcamswap.settings import Settings
+from vcamswap.tools.doctor import Context, Line, register_check, run_checks
 
 
 def standins() -> ModuleType:
@@ -58,7 +58,7 @@ def test_broken_settings_are_reported_with_line_and_column(capsys: pytest.Captur
 
 
 def _load(path: Path) -> tuple[Settings, str | None]:
-    from vcamswap.config import load_settings
+    from vcamswap.settings import load_settings
 
     return load_settings(path)
 

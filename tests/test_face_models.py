@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import load_model_script
 
-from vcamswap.detector import BlazeFaceDetector, FaceDetector, letterbox, ssd_anchors
-from vcamswap.landmarker import (
+from vcamswap.faces.detector import BlazeFaceDetector, FaceDetector, letterbox, ssd_anchors
+from vcamswap.faces.landmarker import (
     FACE_OVAL,
     LEFT_EYE,
     LEFT_EYEBROW,

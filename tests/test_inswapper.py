@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 from conftest import load_model_script
 
-from vcamswap import providers
-from vcamswap.app import FaceAnalyzer, load_engine
-from vcamswap.compositor import align, paste_back
-from vcamswap.config import Settings
+from vcamswap.engines import providers
+from vcamswap.live.build import FaceAnalyzer, load_engine
+from vcamswap.compose.blend import align, paste_back
+from vcamswap.settings import Settings
 from vcamswap.controls import Controls, ControlState
-from vcamswap.detector import BlazeFaceDetector
+from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.engines import EngineUnavailable, create_engine
 from vcamswap.engines.inswapper import (
     BoundRunner,
@@ -28,11 +28,11 @@ from vcamswap.engines.inswapper import (
     face_mask,
     swap_template,
 )
-from vcamswap.faces import FaceLibrary
-from vcamswap.landmarker import FaceMesh
-from vcamswap.pipeline import Pipeline
+from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
-from vcamswap.tracker import Tracker
+from vcamswap.faces.tracking import Tracker
 from vcamswap.types import FaceGeometry, Frame
 
 SOURCE_A = "faces/single/biden.jpg"

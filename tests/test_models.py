@@ -18,7 +18,7 @@ from typing import NamedTuple
 import pytest
 
 from vcamswap.cli import main
-from vcamswap.modelmanager import (
+from vcamswap.modelstore.store import (
     NEURAL_MODELS,
     ChecksumError,
     DownloadError,

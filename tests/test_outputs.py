@@ -24,7 +24,7 @@ import pytest
 import pyvirtualcam
 from pyvirtualcam.util import encode_fourcc
 
-from vcamswap.outputs import (
+from vcamswap.outputs.sinkset import (
     LINUX_VCAM_HINT,
     NO_DISPLAY_HINT,
     FileSink,
@@ -607,7 +607,7 @@ def read_xwd(path: Path) -> np.ndarray:
 
 PREVIEW_CHILD = """
 import sys, threading, numpy as np
-from vcamswap.outputs import PreviewSink
+from vcamswap.outputs.sinkset import PreviewSink
 
 def run():  # in a worker thread, as the daemon's pipeline does
     frame = np.load(sys.argv[1])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vcamswap.service import (
+from vcamswap.daemon.service import (
     MARKER,
     TEMPLATE_FILES,
     V4L2LOOPBACK_MODPROBE,

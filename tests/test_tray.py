@@ -24,7 +24,7 @@ from daemon_util import (
 )
 
 from vcamswap.controls import Controls, ControlState
-from vcamswap.tray import Tray, TrayView, state_icon, tooltip, tray_problem
+from vcamswap.daemon.tray import Tray, TrayView, state_icon, tooltip, tray_problem
 
 STATES = ["starting", "swapping", "off", "no-face", "paused", "error"]
 
@@ -80,7 +80,7 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
     if display_value:
         env["DISPLAY"] = display_value
     code = (
-        "from vcamswap.tray import TrayUnavailable, load_pystray\n"
+        "from vcamswap.daemon.tray import TrayUnavailable, load_pystray\n"
         "try:\n    load_pystray()\nexcept TrayUnavailable as e:\n    print('UNAVAILABLE', e)\n"
         "else:\n    print('LOADED')\n"
     )
@@ -136,7 +136,7 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
 
 def test_open_folder_creates_it_and_calls_the_desktop_opener(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from vcamswap.tray import open_folder
+    from vcamswap.daemon.tray import open_folder
 
     bin_dir, record = tmp_path / "bin", tmp_path / "opened.txt"
     bin_dir.mkdir()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap import __version__
-from vcamswap.config import Settings, load_settings
+from vcamswap.settings import Settings, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
-    "vcamswap.daemon", "vcamswap.ipc", "vcamswap.service", "vcamswap.modelmanager", "vcamswap.doctor",
-    "vcamswap.bench",
+    "vcamswap.daemon.app", "vcamswap.daemon.ipc", "vcamswap.daemon.service", "vcamswap.modelstore.store",
+    "vcamswap.tools.doctor", "vcamswap.tools.bench.run",
 )
 
 log = logging.getLogger("vcamswap")
@@ -65,9 +65,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vcamswap.app import build_live
-    from vcamswap.outputs import SinkSet, parse_output
-    from vcamswap.runner import LiveLoop
+    from vcamswap.live.build import build_live
+    from vcamswap.outputs.sinkset import SinkSet, parse_output
+    from vcamswap.live.loop import LiveLoop
 
     settings = settings_from_args(args)
     try:
@@ -114,7 +114,7 @@ def _is_file_output(spec: str) -> bool:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from vcamswap.faces import FaceError, add_face, list_faces, remove_face
+    from vcamswap.faces.library import FaceError, add_face, list_faces, remove_face
 
     settings = settings_from_args(args)
     folder = settings.faces_dir()
@@ -140,9 +140,9 @@ def _check_face(settings: Settings, path: Path) -> None:
     """Warn at once when an added photo has no usable face, rather than at the first swap."""
     import cv2
 
-    from vcamswap.app import FaceAnalyzer
-    from vcamswap.detector import BlazeFaceDetector
-    from vcamswap.landmarker import FaceMesh
+    from vcamswap.live.build import FaceAnalyzer
+    from vcamswap.faces.detector import BlazeFaceDetector
+    from vcamswap.faces.landmarker import FaceMesh
 
     image = cv2.imread(str(path))
     if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:
@@ -192,9 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="vcamswap: %(message)s",
         stream=sys.stderr,
     )
-    from vcamswap.capture import CaptureError
+    from vcamswap.capture.source import CaptureError
     from vcamswap.engines import EngineUnavailable
-    from vcamswap.faces import FaceError
+    from vcamswap.faces.library import FaceError
 
     try:
         result: Any = args.func(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcamswap.outputs import FileSink, OutputUnavailable, SinkSet, VirtualCamSink
+from vcamswap.outputs.sinkset import FileSink, OutputUnavailable, SinkSet, VirtualCamSink
 
 
 def run_vcam(frames: np.ndarray, device: str | None, fps: float) -> dict[str, object]:

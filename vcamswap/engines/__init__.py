@@ -54,7 +54,7 @@ class Engine(Protocol):
 
 
 ENGINES: dict[str, str] = {
-    "lite": "vcamswap.engines.lite:LiteEngine",
+    "lite": "vcamswap.engines.lite.engine:LiteEngine",
     "inswapper": "vcamswap.engines.inswapper:InswapperEngine",
 }
 

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap import providers
-from vcamswap.compositor import feather, similarity
-from vcamswap.config import default_models_dir
+from vcamswap.engines import providers
+from vcamswap.compose.blend import feather, similarity
+from vcamswap.settings import default_models_dir
 from vcamswap.engines import EngineError, EngineUnavailable
-from vcamswap.modelmanager import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
+from vcamswap.modelstore.store import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
 from vcamswap.types import Detection, FaceGeometry, SwapOutput
 

@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 import cv2
 import numpy as np
 
-from vcamswap.landmarker import (
+from vcamswap.faces.landmarker import (
     EYE_OUTER_LEFT,
     EYE_OUTER_RIGHT,
     FaceMesh,

@@ -24,20 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.config import Settings, SettingsFile, load_settings, settings_path
+from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
 from vcamswap.controls import Controls, ControlState
-from vcamswap.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
 # `daemon` command costs nothing to `vcamswap status` and friends.
 if TYPE_CHECKING:
     import numpy as np
 
-    from vcamswap.capture import Capture
-    from vcamswap.outputs import SinkSet
-    from vcamswap.pipeline import FrameResult, Pipeline
-    from vcamswap.runner import LiveLoop
-    from vcamswap.tray import Tray, TrayView
+    from vcamswap.capture.source import Capture
+    from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.live.pipeline import FrameResult, Pipeline
+    from vcamswap.live.loop import LiveLoop
+    from vcamswap.daemon.tray import Tray, TrayView
     from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.daemon")
@@ -75,7 +75,7 @@ def register_vcam_backend_from_env(env: dict[str, str] | None = None) -> str | N
 
 def default_capture(settings: Settings) -> Capture:
     """The camera or input of the settings. Never the demo clip: a daemon waits for the real camera."""
-    from vcamswap.app import open_capture
+    from vcamswap.live.build import open_capture
 
     return open_capture(settings, realtime=True, allow_demo=False)[0]
 
@@ -83,7 +83,7 @@ def default_capture(settings: Settings) -> Capture:
 class PreviewToggle:
     """The preview window as an output that "Show preview" opens and closes at run time.
 
-    The window lives in a viewer process (vcamswap.viewer) fed by a local MJPEG stream: OpenCV's Qt and the
+    The window lives in a viewer process (vcamswap.outputs.viewer) fed by a local MJPEG stream: OpenCV's Qt and the
     GTK tray cannot share a process, and a window problem must never take the daemon down. Closing the
     window unticks "Show preview".
     """
@@ -118,7 +118,7 @@ class PreviewToggle:
         self._stream.send(frame_bgr)
 
     def _show(self) -> bool:
-        from vcamswap.outputs import MjpegSink, OutputUnavailable, display_problem
+        from vcamswap.outputs.sinkset import MjpegSink, OutputUnavailable, display_problem
 
         problem = display_problem()
         if problem:
@@ -132,7 +132,7 @@ class PreviewToggle:
             return False
         try:
             viewer = subprocess.Popen(
-                [sys.executable, "-m", "vcamswap.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
+                [sys.executable, "-m", "vcamswap.outputs.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
                 stdin=subprocess.DEVNULL,
             )
         except OSError as e:
@@ -210,9 +210,9 @@ class Daemon:
 
     def run(self) -> int:
         """Runs until stopped (tray Quit, `vcamswap stop`, SIGTERM/SIGINT); the exit status."""
-        from vcamswap.capture import CaptureError
-        from vcamswap.faces import FaceError
-        from vcamswap.outputs import OutputUnavailable
+        from vcamswap.capture.source import CaptureError
+        from vcamswap.faces.library import FaceError
+        from vcamswap.outputs.sinkset import OutputUnavailable
 
         register_vcam_backend_from_env()
         try:
@@ -244,9 +244,9 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda *_: self.controls.stop())
 
     def _build(self) -> None:
-        from vcamswap.app import build_pipeline, initial_face
-        from vcamswap.faces import FaceError
-        from vcamswap.outputs import SinkSet, parse_output
+        from vcamswap.live.build import build_pipeline, initial_face
+        from vcamswap.faces.library import FaceError
+        from vcamswap.outputs.sinkset import SinkSet, parse_output
 
         s = self.settings
         if s.input:  # a file or URL that cannot be opened is an error now; a camera is waited for
@@ -287,7 +287,7 @@ class Daemon:
         self._threads.append(t)
 
     def _main_thread(self) -> None:
-        from vcamswap.tray import Tray, TrayUnavailable
+        from vcamswap.daemon.tray import Tray, TrayUnavailable
 
         if self.use_tray:
             try:
@@ -328,7 +328,7 @@ class Daemon:
     # -- hotkeys -----------------------------------------------------------------------------------------
 
     def _start_hotkeys(self) -> None:
-        from vcamswap.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
+        from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
 
         c = self.controls
         actions = {
@@ -356,7 +356,7 @@ class Daemon:
     # -- the loop thread ---------------------------------------------------------------------------------
 
     def _loop_worker(self) -> None:
-        from vcamswap.runner import LiveLoop
+        from vcamswap.live.loop import LiveLoop
 
         capture = self._open_capture()
         if capture is None:
@@ -398,7 +398,7 @@ class Daemon:
 
     def _open_capture(self) -> Capture | None:
         """The source; a missing camera is waited for while the outputs show a banner."""
-        from vcamswap.capture import CaptureError
+        from vcamswap.capture.source import CaptureError
 
         if self.capture is not None:
             return self.capture
@@ -424,7 +424,7 @@ class Daemon:
     def _publish_waiting(self) -> None:
         import numpy as np
 
-        from vcamswap.pipeline import banner
+        from vcamswap.live.pipeline import banner
 
         assert self.sinks is not None
         s = self.settings
@@ -490,7 +490,7 @@ class Daemon:
             return
         face = pending.get("face")
         if face is not None and self.pipeline is not None:
-            from vcamswap.faces import list_faces
+            from vcamswap.faces.library import list_faces
 
             # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
             if face not in {e.name for e in list_faces(self.pipeline.library.folder)}:
@@ -498,7 +498,7 @@ class Daemon:
         self.settings_file.save_changes(pending)
 
     def open_faces_folder(self) -> None:
-        from vcamswap.tray import open_folder
+        from vcamswap.daemon.tray import open_folder
 
         open_folder(self.settings.faces_dir())
 
@@ -541,7 +541,7 @@ class Daemon:
         return self.pipeline.stats.snapshot().fps
 
     def tray_view(self) -> TrayView:
-        from vcamswap.tray import TrayView
+        from vcamswap.daemon.tray import TrayView
 
         state, detail = self.state()
         snap = self.controls.snapshot()
@@ -677,7 +677,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vcamswap import daemon_checks
+    from vcamswap.daemon import checks as daemon_checks
     from vcamswap.cli import add_run_options
 
     daemon_checks.install()  # tray, hotkeys, daemon and start-up lines in `vcamswap doctor`

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcamswap.config import runtime_dir
+from vcamswap.settings import runtime_dir
 
 log = logging.getLogger("vcamswap.ipc")
 

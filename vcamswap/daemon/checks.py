@@ -9,11 +9,11 @@ import os
 import sys
 from collections.abc import Iterable
 
-from vcamswap.doctor import Context, Line, register_check
+from vcamswap.tools.doctor import Context, Line, register_check
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:
-    from vcamswap.tray import _linux_backend, tray_problem
+    from vcamswap.daemon.tray import _linux_backend, tray_problem
 
     problem = tray_problem()
     if problem:
@@ -38,7 +38,7 @@ def check_tray(ctx: Context) -> Iterable[Line]:
 
 
 def check_hotkeys(ctx: Context) -> Iterable[Line]:
-    from vcamswap.hotkeys import ACTION_HELP, display_problem, syntax_problem
+    from vcamswap.daemon.hotkeys import ACTION_HELP, display_problem, syntax_problem
 
     bad = False
     seen: dict[str, str] = {}
@@ -71,7 +71,7 @@ def check_hotkeys(ctx: Context) -> Iterable[Line]:
 
 
 def check_daemon(ctx: Context) -> Iterable[Line]:
-    from vcamswap.ipc import IpcError, NotRunning, request
+    from vcamswap.daemon.ipc import IpcError, NotRunning, request
 
     try:
         st = request({"cmd": "status"}, timeout=5.0)
@@ -89,7 +89,7 @@ def check_daemon(ctx: Context) -> Iterable[Line]:
 
 
 def check_service(ctx: Context) -> Iterable[Line]:
-    from vcamswap.service import target_for
+    from vcamswap.daemon.service import target_for
 
     target = target_for()
     try:

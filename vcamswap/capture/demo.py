@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import platformdirs
 
-DEMO_DIR = Path(__file__).parent / "data" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 CLIP_VERSION = 2
 
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.detector import check_image, make_session
+from vcamswap.faces.detector import check_image, make_session
 from vcamswap.paths import embedded_model
 from vcamswap.types import Detection, FaceGeometry
 

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.compositor import color_match, feather, similarity
-from vcamswap.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.compose.blend import color_match, feather, similarity
+from vcamswap.faces.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, SwapOutput
 

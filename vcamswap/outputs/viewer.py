@@ -1,4 +1,4 @@
-"""The daemon's preview window, in a process of its own: `python -m vcamswap.viewer URL`.
+"""The daemon's preview window, in a process of its own: `python -m vcamswap.outputs.viewer URL`.
 
 It shows the daemon's local MJPEG stream in an OpenCV window. A separate process because OpenCV's bundled
 Qt cannot share a process with the GTK tray icon (their xkbcommon libraries clash and the process dies),
@@ -17,7 +17,7 @@ WINDOW = "Swap Cam preview"
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m vcamswap.viewer URL", file=sys.stderr)
+        print("usage: python -m vcamswap.outputs.viewer URL", file=sys.stderr)
         return 2
     import cv2
 

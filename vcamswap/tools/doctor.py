@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from vcamswap.config import Settings, load_settings, settings_path
+from vcamswap.settings import Settings, load_settings, settings_path
 
 SYSFS_V4L = "/sys/class/video4linux"
 CAMERA_INDICES = range(4)  # 0..3: enough for laptops with an IR camera and a USB one; never -1 (any camera)
@@ -212,7 +212,7 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
 
 def _vcam_hint(system: str) -> str:
     try:
-        from vcamswap import outputs
+        from vcamswap.outputs import sinkset as outputs
 
         return {
             "Linux": outputs.LINUX_VCAM_HINT,
@@ -254,7 +254,7 @@ def check_engines(ctx: Context) -> Iterable[Line]:
 
 
 def _check_neural_models(ctx: Context) -> Iterable[Line]:
-    from vcamswap.modelmanager import ModelError, install_hint, load_manifest, status
+    from vcamswap.modelstore.store import ModelError, install_hint, load_manifest, status
 
     try:
         manifest = load_manifest(ctx.manifest)
@@ -284,7 +284,7 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
 
 
 def _neural_ready(ctx: Context) -> bool:
-    from vcamswap.modelmanager import NEURAL_MODELS, ManifestError, load_manifest, missing_models
+    from vcamswap.modelstore.store import NEURAL_MODELS, ManifestError, load_manifest, missing_models
 
     try:
         manifest = load_manifest(ctx.manifest)
@@ -297,7 +297,7 @@ def _neural_ready(ctx: Context) -> bool:
 
 
 def check_providers(ctx: Context) -> Iterable[Line]:
-    from vcamswap import providers
+    from vcamswap.engines import providers
 
     try:
         rep = providers.report(ctx.settings.provider)
@@ -341,17 +341,17 @@ def _placement(ctx: Context, chosen: str) -> Iterable[Line]:
 
 
 def check_faces(ctx: Context) -> Iterable[Line]:
-    from vcamswap.faces import list_faces
+    from vcamswap.faces.library import list_faces
 
     folder = ctx.settings.faces_dir()
     entries = list_faces(folder)
     if not entries:
         yield Line(False, "faces", f"no face photos in {folder}", "vcamswap faces add PHOTO.jpg")
         return
-    from vcamswap.app import FaceAnalyzer
-    from vcamswap.detector import BlazeFaceDetector
-    from vcamswap.faces import FaceLibrary
-    from vcamswap.landmarker import FaceMesh
+    from vcamswap.live.build import FaceAnalyzer
+    from vcamswap.faces.detector import BlazeFaceDetector
+    from vcamswap.faces.library import FaceLibrary
+    from vcamswap.faces.landmarker import FaceMesh
 
     library = FaceLibrary(folder, FaceAnalyzer(BlazeFaceDetector(), FaceMesh()))
     problems = library.check_all()

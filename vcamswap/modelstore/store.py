@@ -42,7 +42,7 @@ NeuralModel = Literal["det_10g", "w600k_r50", "inswapper_128"]
 NEURAL_MODELS: tuple[NeuralModel, ...] = ("det_10g", "w600k_r50", "inswapper_128")
 
 _MODELS_PACKAGE = "vcamswap._models"  # wheels install the repository's models/ folder under this name
-_REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+_REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 _CHUNK = 1 << 16
 _DOWNLOADS = ".downloads"  # archives being fetched, inside the models folder
 OFFLINE_HINT = "offline: 'vcamswap models download --from DIR_OR_FILE'"

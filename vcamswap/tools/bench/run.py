@@ -36,13 +36,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vcamswap.capture import Capture
+from vcamswap.capture.source import Capture
 from vcamswap.controls import Controls, ControlState
-from vcamswap.detector import BlazeFaceDetector
-from vcamswap.landmarker import FaceMesh, geometry_from_mesh
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
 from vcamswap.presets import PRESET_NAMES, Preset, get_preset
-from vcamswap.stats import StageTimer, Stats
-from vcamswap.tracker import FaceDetector, Tracker, pick_face
+from vcamswap.live.stats import StageTimer, Stats
+from vcamswap.faces.tracking import FaceDetector, Tracker, pick_face
 from vcamswap.types import Detection, Frame
 
 log = logging.getLogger("vcamswap.bench")
@@ -251,7 +251,7 @@ def _load_models_script(name: str) -> Any:
     """models/<name>.py from the source tree (the random-weight builders are not part of the package)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "models" / f"{name}.py"
+    path = Path(__file__).resolve().parents[3] / "models" / f"{name}.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: random-weight models can only be built from a source checkout")
     spec = importlib.util.spec_from_file_location(name, path)
@@ -320,8 +320,8 @@ class FixedFace:
     """A FaceLibrary with one analysed source face (the bench's --face)."""
 
     def __init__(self, path: Path, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
-        from vcamswap.app import FaceAnalyzer
-        from vcamswap.faces import FaceLibrary
+        from vcamswap.live.build import FaceAnalyzer
+        from vcamswap.faces.library import FaceLibrary
 
         empty = Path(tempfile.gettempdir()) / "vcamswap-bench-no-faces"
         self.library = FaceLibrary(empty, FaceAnalyzer(detector, mesh))
@@ -331,7 +331,7 @@ class FixedFace:
 
 
 def make_pipeline(setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: FaceDetector, config: Config) -> Any:
-    from vcamswap.pipeline import Pipeline
+    from vcamswap.live.pipeline import Pipeline
 
     preset = get_preset(config.preset)
     detector = setup.detector_for(preset) or blaze
@@ -363,10 +363,10 @@ def speed_pass(
     adaptive: bool = False,
 ) -> tuple[PassData, list[Sample]]:
     """Run the live loop over the file: as fast as possible, or paced like a camera."""
-    from vcamswap.adaptive import AdaptiveQuality
-    from vcamswap.outputs import SinkSet
-    from vcamswap.pipeline import FrameResult
-    from vcamswap.runner import LiveLoop
+    from vcamswap.live.adaptive import AdaptiveQuality
+    from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.live.pipeline import FrameResult
+    from vcamswap.live.loop import LiveLoop
 
     capture = Capture(input=path, realtime=realtime)
     if adaptive:
@@ -809,7 +809,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vcamswap.demo import demo_face
+    from vcamswap.capture.demo import demo_face
 
     if args.frames < WARMUP_FRAMES + 5:
         print(f"vcamswap: error: --frames must be at least {WARMUP_FRAMES + 5}", file=sys.stderr)

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcamswap.adaptive import AdaptiveQuality
-from vcamswap.capture import Capture, CaptureError
-from vcamswap.config import Settings
+from vcamswap.live.adaptive import AdaptiveQuality
+from vcamswap.capture.source import Capture, CaptureError
+from vcamswap.settings import Settings
 from vcamswap.controls import Controls, ControlState
-from vcamswap.demo import demo_clip, demo_face
-from vcamswap.detector import BlazeFaceDetector
+from vcamswap.capture.demo import demo_clip, demo_face
+from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
-from vcamswap.faces import FaceError, FaceLibrary
-from vcamswap.landmarker import FaceMesh, geometry_from_mesh
-from vcamswap.pipeline import Pipeline
+from vcamswap.faces.library import FaceError, FaceLibrary
+from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
+from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
-from vcamswap.stats import Stats
-from vcamswap.tracker import Tracker, pick_face
+from vcamswap.live.stats import Stats
+from vcamswap.faces.tracking import Tracker, pick_face
 from vcamswap.types import FaceGeometry
 
 log = logging.getLogger("vcamswap")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from vcamswap.config import config_dir, write_atomic
+from vcamswap.settings import config_dir, write_atomic
 
 MARKER = "Written by `vcamswap service install`"
 UNIT_NAME = "vcamswap.service"
@@ -267,7 +267,7 @@ def v4l2loopback_command(folder: Path | None = None) -> str:
 
 def _swap_cam_device() -> str | None:
     try:
-        from vcamswap.outputs import VCAM_LABEL, find_v4l2_device
+        from vcamswap.outputs.sinkset import VCAM_LABEL, find_v4l2_device
     except Exception:
         return None
     return find_v4l2_device(VCAM_LABEL)
@@ -358,7 +358,7 @@ def status(target: Target) -> int:
             _say(f"systemd user unit: {enabled or 'unknown'}, {active or 'unknown'}")
         dev = _swap_cam_device()
         _say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
-    from vcamswap.ipc import IpcError, request
+    from vcamswap.daemon.ipc import IpcError, request
 
     try:
         reply = request({"cmd": "ping"}, timeout=3.0)

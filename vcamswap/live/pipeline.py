@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vcamswap.compositor import align, color_match, paste_back
+from vcamswap.compose.blend import align, color_match, paste_back
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine, EngineError
-from vcamswap.faces import FaceLibrary
+from vcamswap.faces.library import FaceLibrary
 from vcamswap.presets import Preset, get_preset
-from vcamswap.stats import StageTimer, Stats
-from vcamswap.tracker import Tracker
+from vcamswap.live.stats import StageTimer, Stats
+from vcamswap.faces.tracking import Tracker
 from vcamswap.types import Frame, SourceFace, SwapOutput, TrackedFace
 
 log = logging.getLogger("vcamswap.pipeline")
