@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vcamswap.daemon.ipc import IpcError, request
+from vcamswap.daemon.client import request
+from vcamswap.daemon.ipc import IpcError
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -9,17 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
+from vcamswap.capture.demo import demo_face
+from vcamswap.controls import Controls, ControlState
+from vcamswap.engines.lite.engine import LiteEngine
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.tracking import Tracker
 from vcamswap.live.adaptive import LADDER, AdaptiveQuality, degrade
 from vcamswap.live.build import FaceAnalyzer
-from vcamswap.controls import Controls, ControlState
-from vcamswap.capture.demo import demo_face
-from vcamswap.faces.detector import BlazeFaceDetector
-from vcamswap.engines.lite.engine import LiteEngine
-from vcamswap.faces.library import FaceLibrary
-from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
-from vcamswap.faces.tracking import Tracker
 from vcamswap.types import Frame
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
@@ -142,11 +142,11 @@ def test_adaptive_needs_sane_settings() -> None:
 
 def test_live_loop_feeds_the_adaptive_control(media: Path) -> None:
     """Wired in: build_pipeline installs it when adaptive is on, and the live loop reports every frame."""
-    from vcamswap.live.build import build_pipeline
     from vcamswap.capture.source import Capture
-    from vcamswap.settings import Settings
-    from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.live.build import build_pipeline
     from vcamswap.live.loop import LiveLoop
+    from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.settings import Settings
 
     settings = Settings(input=str(media / S18), faces="/nonexistent-faces", adaptive=True)
     controls = Controls(ControlState(preset="balanced"))

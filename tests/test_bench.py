@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcamswap.tools.bench.run import Recognizer, accuracy_px, clean_json, jitter_px, still_segment
 from vcamswap.cli import main
+from vcamswap.tools.bench.identity import Recognizer
+from vcamswap.tools.bench.metrics import accuracy_px, jitter_px, still_segment
+from vcamswap.tools.bench.report import clean_json
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
 

@@ -18,7 +18,7 @@ import pytest
 from daemon_util import WEBCAM, DaemonProcess, media_path, running_daemon, wait_until
 from recording_vcam import read_state
 
-from vcamswap.outputs.sinkset import MjpegSink
+from vcamswap.outputs.mjpeg import MjpegSink
 
 
 def free_port() -> int:

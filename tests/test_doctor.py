@@ -11,16 +11,17 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
-from conftest import load_model_script
 
-from vcamswap.tools import doctor
 from vcamswap.cli import main
 from vcamswap.settings import Settings
+from vcamswap.tools import doctor
 from vcamswap.tools.doctor import Context, Line, register_check, run_checks
 
 
 def standins() -> ModuleType:
-    return load_model_script("make_standins")
+    from vcamswap.modelstore import standins
+
+    return standins
 
 
 def lines_of(text: str) -> list[str]:

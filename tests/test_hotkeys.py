@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from daemon_util import need, wait_until, x_env, xdotool, xvfb
 
-from vcamswap.settings import DEFAULT_HOTKEYS
 from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, syntax_problem
+from vcamswap.settings import DEFAULT_HOTKEYS
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import load_model_script
 
-from vcamswap.engines import providers
-from vcamswap.live.build import FaceAnalyzer, load_engine
 from vcamswap.compose.blend import align, paste_back
-from vcamswap.settings import Settings
 from vcamswap.controls import Controls, ControlState
-from vcamswap.faces.detector import BlazeFaceDetector
-from vcamswap.engines import EngineUnavailable, create_engine
+from vcamswap.engines import EngineUnavailable, create_engine, providers
 from vcamswap.engines.inswapper import (
     BoundRunner,
     InswapperEngine,
@@ -28,11 +23,14 @@ from vcamswap.engines.inswapper import (
     face_mask,
     swap_template,
 )
-from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.tracking import Tracker
+from vcamswap.live.build import FaceAnalyzer, load_engine
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
-from vcamswap.faces.tracking import Tracker
+from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry, Frame
 
 SOURCE_A = "faces/single/biden.jpg"
@@ -42,7 +40,9 @@ WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
 
 
 def load_standins() -> ModuleType:
-    return load_model_script("make_standins")
+    from vcamswap.modelstore import standins
+
+    return standins
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +379,9 @@ def test_nan_output_passes_the_frame_through(ms: ModuleType, media: Path, tmp_pa
 
 
 def load_arch() -> ModuleType:
-    return load_model_script("make_inswapper_arch")
+    from vcamswap.modelstore import arch
+
+    return arch
 
 
 @pytest.mark.parametrize("fp16", [False, True])

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from daemon_util import wait_until
 
+from vcamswap.daemon.client import request
 from vcamswap.daemon.ipc import (
     MAX_CLIENTS,
     ControlServer,
@@ -25,7 +26,6 @@ from vcamswap.daemon.ipc import (
     NotRunning,
     Reply,
     Request,
-    request,
     socket_path,
 )
 

@@ -18,17 +18,8 @@ from typing import NamedTuple
 import pytest
 
 from vcamswap.cli import main
-from vcamswap.modelstore.store import (
-    NEURAL_MODELS,
-    ChecksumError,
-    DownloadError,
-    Fetcher,
-    Installer,
-    ModelError,
-    Progress,
-    load_manifest,
-    status,
-)
+from vcamswap.modelstore.download import Fetcher, Installer, Progress
+from vcamswap.modelstore.manifest import NEURAL_MODELS, ChecksumError, DownloadError, ModelError, load_manifest, status
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,18 +24,12 @@ import pytest
 import pyvirtualcam
 from pyvirtualcam.util import encode_fourcc
 
-from vcamswap.outputs.sinkset import (
-    LINUX_VCAM_HINT,
-    NO_DISPLAY_HINT,
-    FileSink,
-    MjpegSink,
-    OutputUnavailable,
-    PreviewSink,
-    SinkSet,
-    VirtualCamSink,
-    display_problem,
-    parse_output,
-)
+from vcamswap.outputs.base import OutputUnavailable
+from vcamswap.outputs.file import FileSink
+from vcamswap.outputs.mjpeg import MjpegSink
+from vcamswap.outputs.preview import NO_DISPLAY_HINT, PreviewSink, display_problem
+from vcamswap.outputs.sinkset import SinkSet, parse_output
+from vcamswap.outputs.vcam import LINUX_VCAM_HINT, VirtualCamSink
 
 REPO = Path(__file__).resolve().parents[1]
 STUB_DIR = Path(__file__).resolve().parent / "vcam_stub"
@@ -607,7 +601,7 @@ def read_xwd(path: Path) -> np.ndarray:
 
 PREVIEW_CHILD = """
 import sys, threading, numpy as np
-from vcamswap.outputs.sinkset import PreviewSink
+from vcamswap.outputs.preview import PreviewSink
 
 def run():  # in a worker thread, as the daemon's pipeline does
     frame = np.load(sys.argv[1])

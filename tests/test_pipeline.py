@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vcamswap.live.build import FaceAnalyzer
 from vcamswap.compose.blend import align
 from vcamswap.controls import Controls, ControlState
-from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource, face_mask, lite_template, mesh_warp, morph_points
-from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh, kps5_from_mesh
-from vcamswap.live.pipeline import Pipeline
+from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
+from vcamswap.live.build import FaceAnalyzer
+from vcamswap.live.pipeline import Pipeline
 from vcamswap.types import Frame, apply_affine
 
 WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"

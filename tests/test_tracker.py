@@ -9,13 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcamswap.tools.bench.run import accuracy_px, fresh_keypoints, jitter_px, still_segment, tracked_keypoints
 from vcamswap.controls import Controls, ControlState
-from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.engines.lite.engine import LiteEngine
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.tracking import Tracker, box_of, box_size, implausible, pick_face
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import Preset, get_preset
-from vcamswap.faces.tracking import Tracker, box_of, box_size, implausible, pick_face
+from vcamswap.tools.bench.metrics import accuracy_px, jitter_px, still_segment
+from vcamswap.tools.bench.passes import fresh_keypoints, tracked_keypoints
 from vcamswap.types import Frame
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
@@ -220,9 +221,9 @@ def moving(img: np.ndarray, k: int) -> np.ndarray:
 
 
 def make_pipeline(detector, mesh, swap_interval: int) -> Pipeline:
-    from vcamswap.live.build import FaceAnalyzer
     from vcamswap.capture.demo import demo_face
     from vcamswap.faces.library import FaceLibrary
+    from vcamswap.live.build import FaceAnalyzer
 
     library = FaceLibrary(Path("/nonexistent-faces"), FaceAnalyzer(detector, mesh))
     name = library.resolve(str(demo_face()))

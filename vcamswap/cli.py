@@ -16,8 +16,8 @@ from vcamswap.settings import Settings, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
-    "vcamswap.daemon.app", "vcamswap.daemon.ipc", "vcamswap.daemon.service", "vcamswap.modelstore.store",
-    "vcamswap.tools.doctor", "vcamswap.tools.bench.run",
+    "vcamswap.daemon.cli", "vcamswap.daemon.control", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
+    "vcamswap.tools.doctor", "vcamswap.tools.bench.cli",
 )
 
 log = logging.getLogger("vcamswap")
@@ -66,8 +66,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from vcamswap.live.build import build_live
-    from vcamswap.outputs.sinkset import SinkSet, parse_output
     from vcamswap.live.loop import LiveLoop
+    from vcamswap.outputs.sinkset import SinkSet, parse_output
 
     settings = settings_from_args(args)
     try:
@@ -140,9 +140,9 @@ def _check_face(settings: Settings, path: Path) -> None:
     """Warn at once when an added photo has no usable face, rather than at the first swap."""
     import cv2
 
-    from vcamswap.live.build import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
+    from vcamswap.live.build import FaceAnalyzer
 
     image = cv2.imread(str(path))
     if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -19,6 +19,12 @@ class Detection(NamedTuple):
     bbox: np.ndarray  # (4,) x1, y1, x2, y2
     kps: np.ndarray  # (5, 2)
     score: float
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces in a BGR image: BlazeFace, an engine's own detector."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
 
 
 class FaceGeometry(NamedTuple):
@@ -79,3 +85,14 @@ class SourceFace:
 def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, np.float32)
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def check_bgr(image: Any, what: str = "image", min_side: int = 1) -> np.ndarray:
+    """The image itself when it is an HxWx3 uint8 (BGR) array at least `min_side` pixels each way, else
+    ValueError naming `what`: the one check at every stage boundary that takes pictures."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{what}: expected an HxWx3 uint8 BGR image, got {desc}")
+    if image.shape[0] < min_side or image.shape[1] < min_side:
+        raise ValueError(f"{what}: too small ({image.shape[1]}x{image.shape[0]})")
+    return image

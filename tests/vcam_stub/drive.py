@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vcamswap.outputs.sinkset import FileSink, OutputUnavailable, SinkSet, VirtualCamSink
+from vcamswap.outputs.base import OutputUnavailable
+from vcamswap.outputs.file import FileSink
+from vcamswap.outputs.sinkset import SinkSet
+from vcamswap.outputs.vcam import VirtualCamSink
 
 
 def run_vcam(frames: np.ndarray, device: str | None, fps: float) -> dict[str, object]:

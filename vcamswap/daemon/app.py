@@ -9,24 +9,21 @@ loop rather than the process.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
 from vcamswap.controls import Controls, ControlState
+from vcamswap.daemon import commands, status
 from vcamswap.daemon.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
 # `daemon` command costs nothing to `vcamswap status` and friends.
@@ -34,43 +31,21 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vcamswap.capture.source import Capture
-    from vcamswap.outputs.sinkset import SinkSet
-    from vcamswap.live.pipeline import FrameResult, Pipeline
-    from vcamswap.live.loop import LiveLoop
     from vcamswap.daemon.tray import Tray, TrayView
+    from vcamswap.live.loop import LiveLoop
+    from vcamswap.live.pipeline import FrameResult, Pipeline
+    from vcamswap.outputs.preview import PreviewWindow
+    from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.daemon")
 
-# Tests (and integrators) can add a pyvirtualcam backend by name: NAME=module:Class.
-TEST_VCAM_ENV = "VCAMSWAP_TEST_VCAM_BACKEND"
 FACES_POLL_S = 2.0
 MONITOR_PERIOD_S = 1.0
 CAMERA_RETRY_S = 3.0
 WAITING_FPS = 5.0  # notice frames per second while no camera is there
-NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face found"
 
 CaptureFactory = Callable[[Settings], "Capture"]
-
-
-def register_vcam_backend_from_env(env: dict[str, str] | None = None) -> str | None:
-    """Register the pyvirtualcam backend named in $VCAMSWAP_TEST_VCAM_BACKEND; its name, or None."""
-    spec = (os.environ if env is None else env).get(TEST_VCAM_ENV, "").strip()
-    if not spec:
-        return None
-    name, _, target = spec.partition("=")
-    module, _, cls_name = target.partition(":")
-    if not (name and module and cls_name):
-        log.warning("%s=%r: expected NAME=module:Class", TEST_VCAM_ENV, spec)
-        return None
-    try:
-        import pyvirtualcam
-
-        pyvirtualcam.register_backend(name, getattr(importlib.import_module(module), cls_name))
-    except Exception as e:
-        log.warning("%s: cannot register %s (%s)", TEST_VCAM_ENV, target, e)
-        return None
-    return name
 
 
 def default_capture(settings: Settings) -> Capture:
@@ -78,85 +53,6 @@ def default_capture(settings: Settings) -> Capture:
     from vcamswap.live.build import open_capture
 
     return open_capture(settings, realtime=True, allow_demo=False)[0]
-
-
-class PreviewToggle:
-    """The preview window as an output that "Show preview" opens and closes at run time.
-
-    The window lives in a viewer process (vcamswap.outputs.viewer) fed by a local MJPEG stream: OpenCV's Qt and the
-    GTK tray cannot share a process, and a window problem must never take the daemon down. Closing the
-    window unticks "Show preview".
-    """
-
-    name = "preview"
-
-    def __init__(self, controls: Controls) -> None:
-        self.controls = controls
-        self._format = (0, 0, 0.0)
-        self._stream: Any = None  # MjpegSink on 127.0.0.1, a free port
-        self._viewer: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        self._format = (width, height, fps)
-
-    def send(self, frame_bgr: np.ndarray) -> None:
-        want = self.controls.snapshot().preview
-        if want and self._viewer is None:
-            if not self._show():
-                self.controls.set_preview(False)  # the tray's check mark follows reality
-                return
-        elif not want and self._viewer is not None:
-            self.close()
-            return
-        if self._viewer is None:
-            return
-        if self._viewer.poll() is not None:  # the user closed the window
-            self.close()
-            self.controls.set_preview(False)
-            return
-        self._stream.send(frame_bgr)
-
-    def _show(self) -> bool:
-        from vcamswap.outputs.sinkset import MjpegSink, OutputUnavailable, display_problem
-
-        problem = display_problem()
-        if problem:
-            log.warning("preview: %s", problem)
-            return False
-        stream = MjpegSink(0)
-        try:
-            stream.open(*self._format)
-        except OutputUnavailable as e:
-            log.warning("preview: %s", e)
-            return False
-        try:
-            viewer = subprocess.Popen(
-                [sys.executable, "-m", "vcamswap.outputs.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError as e:
-            stream.close()
-            log.warning("preview: cannot start the viewer: %s", e)
-            return False
-        with self._lock:
-            self._stream, self._viewer = stream, viewer
-        return True
-
-    def close(self) -> None:
-        with self._lock:
-            viewer, stream = self._viewer, self._stream
-            self._viewer = self._stream = None
-        if viewer is not None:
-            if viewer.poll() is None:
-                viewer.terminate()
-            try:
-                viewer.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                viewer.kill()
-                viewer.wait()
-        if stream is not None:
-            stream.close()
 
 
 @dataclass
@@ -195,7 +91,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.capture: Capture | None = None
         self.sinks: SinkSet | None = None
-        self.preview: PreviewToggle | None = None
+        self.preview: PreviewWindow | None = None
         self.tray: Tray | None = None
         self.hotkeys: Any = None
         self.hotkey_problems: list[str] = []
@@ -203,7 +99,7 @@ class Daemon:
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._ready = threading.Event()
+        self.ready = threading.Event()
         self._waiting_frame: np.ndarray | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -212,9 +108,10 @@ class Daemon:
         """Runs until stopped (tray Quit, `vcamswap stop`, SIGTERM/SIGINT); the exit status."""
         from vcamswap.capture.source import CaptureError
         from vcamswap.faces.library import FaceError
-        from vcamswap.outputs.sinkset import OutputUnavailable
+        from vcamswap.outputs.base import OutputUnavailable
+        from vcamswap.outputs.vcam import register_backend_from_env
 
-        register_vcam_backend_from_env()
+        register_backend_from_env()
         try:
             self.server.start()
         except DaemonRunning as e:
@@ -244,8 +141,9 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda *_: self.controls.stop())
 
     def _build(self) -> None:
-        from vcamswap.live.build import build_pipeline, initial_face
         from vcamswap.faces.library import FaceError
+        from vcamswap.live.build import build_pipeline, initial_face
+        from vcamswap.outputs.preview import PreviewWindow
         from vcamswap.outputs.sinkset import SinkSet, parse_output
 
         s = self.settings
@@ -255,7 +153,7 @@ class Daemon:
         sinks: list[Any] = [
             parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device) for o in outputs
         ]
-        self.preview = PreviewToggle(self.controls)
+        self.preview = PreviewWindow(lambda: self.controls.snapshot().preview)
         sinks.append(self.preview)
         self.sinks = SinkSet(sinks)
         if len(outputs) != len(s.output):
@@ -332,12 +230,10 @@ class Daemon:
 
         c = self.controls
         actions = {
-            "toggle": HotkeyAction(c.toggle),
-            "next_face": HotkeyAction(lambda: c.next_face(1)),
-            "prev_face": HotkeyAction(lambda: c.next_face(-1)),
-            "cycle_quality": HotkeyAction(c.cycle_preset),
-            "bypass": HotkeyAction(lambda: c.set_bypass(True), lambda: c.set_bypass(False)),
+            name: HotkeyAction(commands.bind(c, name))
+            for name in ("toggle", "next_face", "prev_face", "cycle_quality")
         }
+        actions["bypass"] = HotkeyAction(commands.bind(c, "bypass", "on"), commands.bind(c, "bypass", "off"))
         hk = Hotkeys(self.settings.hotkeys, actions)
         try:
             combos = hk.start()
@@ -374,7 +270,7 @@ class Daemon:
             capture, self.pipeline, self.sinks, self.controls,
             stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
         )
-        self._ready.set()
+        self.ready.set()
         self._run_loop(loop, info.name)
 
     def _run_loop(self, loop: LiveLoop, source: str) -> None:
@@ -432,8 +328,15 @@ class Daemon:
             self._waiting_frame = banner(np.full((s.height, s.width, 3), 40, np.uint8), "no camera - waiting for it")
             self.sinks.open(s.width, s.height, s.fps)
         self.sinks.send(self._waiting_frame)
+        self._sync_preview()
+
+    def _sync_preview(self) -> None:
+        """The window could not show or the user closed it: untick "Show preview" (the output never does)."""
+        if self.preview is not None and self.preview.dismissed and self.controls.snapshot().preview:
+            self.controls.set_preview(False)
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
+        self._sync_preview()
         h = self.health
         h.last_frame_t = time.monotonic()
         if result.face is not None or not self.controls.snapshot().swapping:
@@ -502,91 +405,19 @@ class Daemon:
 
         open_folder(self.settings.faces_dir())
 
-    # -- status ------------------------------------------------------------------------------------------
+    # -- status and the control socket -------------------------------------------------------------------
 
     def state(self) -> tuple[str, str | None]:
-        """(state, detail): starting | swapping | off | no-face | paused | error."""
-        snap = self.controls.snapshot()
-        h = self.health
-        if h.waiting_for_camera:
-            return "error", "no camera: " + h.waiting_for_camera
-        if not self._ready.is_set() or not h.last_frame_t:
-            return "starting", None
-        if h.loop_error and time.monotonic() - h.loop_error_t < 10.0:
-            return "error", h.loop_error
-        if snap.paused:
-            return "paused", None
-        cap = self.capture
-        if cap is not None and cap.status == "lost":
-            return "error", "camera lost; reconnecting"
-        if self.sinks is not None:
-            states = [x for x in self.sinks.states() if x.name != PreviewToggle.name]
-            if states and not any(x.live for x in states):
-                return "error", f"no output is working: {states[0].error}"
-        if not snap.swap_enabled:
-            return "off", None
-        if snap.bypass:
-            return "off", "bypass held"
-        if snap.face is None:
-            return "error", "no source face: add one with 'vcamswap faces add IMAGE'"
-        if h.frames_without_face >= NO_FACE_FRAMES:
-            if self.pipeline is not None and self.pipeline.library.get(snap.face) is None:
-                return "error", f"source face {snap.face!r} is unreadable or shows no face"
-            return "no-face", "no face in the picture"
-        return "swapping", None
+        return status.state(self)
 
     def fps(self) -> float:
-        if self.pipeline is None or time.monotonic() - self.health.last_frame_t > 2.0:
-            return 0.0
-        return self.pipeline.stats.snapshot().fps
+        return status.fps(self)
 
     def tray_view(self) -> TrayView:
-        from vcamswap.daemon.tray import TrayView
-
-        state, detail = self.state()
-        snap = self.controls.snapshot()
-        return TrayView(state, self.fps(), snap.face, snap.preset, detail)
+        return status.tray_view(self)
 
     def status(self) -> Reply:
-        snap = self.controls.snapshot()
-        state, detail = self.state()
-        reply: Reply = {
-            "ok": True,
-            "pid": os.getpid(),
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "state": state,
-            "detail": detail,
-            **_controls_dict(snap),
-            "faces": list(snap.faces),
-            "bypass": snap.bypass,
-            "preview": snap.preview,
-            "tray": self.tray.backend if self.tray is not None else None,
-            "hotkeys": self.hotkeys is not None and self.hotkeys.running,
-            "hotkey_problems": self.hotkey_problems,
-        }
-        if self.pipeline is not None:
-            stats = self.pipeline.stats.snapshot().as_dict()
-            stats["fps"] = round(self.fps(), 2)
-            reply.update(stats)
-            reply["engine"] = self.pipeline.engine.name
-        if self.sinks is not None:
-            outs = [x for x in self.sinks.states() if x.name != PreviewToggle.name]
-            reply["outputs"] = [{"name": x.name, "live": x.live, "error": x.error} for x in outs]
-            reply["outputs_live"] = [x.name for x in outs if x.live]
-        cap = self.capture
-        if cap is not None:
-            i = cap.info
-            reply["camera"] = {
-                "status": cap.status, "kind": i.kind, "source": i.name, "width": i.width, "height": i.height,
-                "fps": round(i.fps, 2), "error": cap.last_error,
-            }
-        else:
-            reply["camera"] = {"status": "waiting" if self.health.waiting_for_camera else "opening",
-                               "error": self.health.waiting_for_camera}
-        return reply
-
-    # -- control socket ----------------------------------------------------------------------------------
+        return status.status(self)
 
     def handle(self, req: Request) -> Reply:
         cmd = req["cmd"]
@@ -595,60 +426,22 @@ class Daemon:
             return {"ok": True, "pid": os.getpid(), "version": __version__}
         if cmd == "status":
             return self.status()
-        c = self.controls
         if cmd == "stop":
-            c.stop()
+            self.controls.stop()
             return {"ok": True, "pid": os.getpid(), "stopping": True}
-        if not self._built():
+        if self.pipeline is None:
             return error_reply("the daemon is still starting; try again in a moment")
         if arg is not None and not isinstance(arg, str):
             return error_reply(f"'{cmd}': the argument must be a string")
+        if cmd not in commands.SOCKET_COMMANDS:
+            return error_reply(f"unknown command {cmd!r}; known: {', '.join(commands.SOCKET_COMMANDS)}")
+        if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
+            self._rescan_faces()  # a photo added a moment ago
         try:
-            if cmd == "toggle":
-                snap = c.toggle()
-            elif cmd == "swap":
-                snap = c.set_swap(_on_off(arg))
-            elif cmd == "face":
-                snap = self._face(arg)
-            elif cmd == "preset":
-                snap = c.set_preset(arg or "")
-            elif cmd in ("pause", "resume"):
-                snap = c.set_paused(cmd == "pause")
-            elif cmd == "preview":
-                snap = c.set_preview(_on_off(arg))
-            else:
-                return error_reply(
-                    f"unknown command {cmd!r}; known: status, toggle, swap, face, preset, pause, resume, preview, stop"
-                )
+            snap = commands.run(self.controls, cmd, arg)
         except ValueError as e:
             return error_reply(str(e))
-        return {"ok": True, **_controls_dict(snap)}
-
-    def _built(self) -> bool:
-        return self.pipeline is not None
-
-    def _face(self, arg: str | None) -> ControlState:
-        c = self.controls
-        if not arg:
-            raise ValueError("face: say next, prev or a face name")
-        if arg == "next":
-            return c.next_face(1)
-        if arg in ("prev", "previous"):
-            return c.next_face(-1)
-        self._rescan_faces()  # a photo added a moment ago
-        return c.set_face(arg)
-
-
-def _controls_dict(s: ControlState) -> dict[str, object]:
-    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "paused": s.paused}
-
-
-def _on_off(arg: str | None) -> bool:
-    if arg in ("on", "true", "1"):
-        return True
-    if arg in ("off", "false", "0"):
-        return False
-    raise ValueError(f"expected on or off, got {arg!r}")
+        return {"ok": True, **commands.controls_dict(snap)}
 
 
 def _fail(message: str, code: int) -> int:
@@ -656,36 +449,3 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-# ---------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFile]:
-    from vcamswap.cli import apply_args
-
-    path: Path = getattr(args, "settings", None) or settings_path()
-    settings, problem = load_settings(path)
-    if problem:
-        log.warning("%s; changes made while running are not saved to it", problem)
-    return apply_args(settings, args), SettingsFile(path, announced=problem is not None)
-
-
-def cmd_daemon(args: argparse.Namespace) -> int:
-    settings, settings_file = settings_for_daemon(args)
-    daemon = Daemon(settings, settings_file, use_tray=not args.no_tray, use_hotkeys=not args.no_hotkeys)
-    return daemon.run()
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from vcamswap.daemon import checks as daemon_checks
-    from vcamswap.cli import add_run_options
-
-    daemon_checks.install()  # tray, hotkeys, daemon and start-up lines in `vcamswap doctor`
-
-    p = sub.add_parser(
-        "daemon", help="run in the background with a tray icon, global hotkeys and a control socket"
-    )
-    add_run_options(p)
-    p.add_argument("--no-tray", action="store_true", help="no tray icon")
-    p.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
-    p.set_defaults(func=cmd_daemon)

@@ -8,12 +8,13 @@ once per press (auto-repeat does not toggle back and forth).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from vcamswap import desktop
 
 log = logging.getLogger("vcamswap.hotkeys")
 
@@ -166,13 +167,10 @@ def _call(combo: Combo, fn: Callable[[], object]) -> None:
 
 def display_problem(env: Mapping[str, str] | None = None, platform: str | None = None) -> str | None:
     """Why global hotkeys cannot work in this session, known before pynput tries (and fails noisily)."""
-    env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
-    if platform in ("darwin", "win32"):
+    d = desktop.session(env, sys.platform if platform is None else platform)
+    if d.native or d.x11:
         return None
-    if env.get("DISPLAY"):
-        return None
-    if env.get("WAYLAND_DISPLAY"):
+    if d.wayland:
         return "they need X11; a Wayland session does not share other apps' keys (use the tray or the CLI)"
     return "no display (DISPLAY is unset)"
 

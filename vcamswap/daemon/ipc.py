@@ -11,7 +11,6 @@ Reply:    {"ok": true, ...}  or  {"ok": false, "error": "one line"}
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import logging
@@ -208,6 +207,8 @@ class _UnixServer:
         """We hold the lock, so a socket left here is a crashed daemon's: unless it still answers."""
         if not self.path.exists() and not self.path.is_symlink():
             return
+        from vcamswap.daemon.client import request  # the client side of this protocol
+
         try:
             reply = request({"cmd": "ping"}, str(self.path), timeout=1.0)
         except IpcError:
@@ -378,6 +379,10 @@ class _PipeServer:
     def start(self) -> None:
         from multiprocessing.connection import Listener
 
+        from vcamswap.daemon.client import request  # the client side of this protocol
+
+
+
         try:
             reply = request({"cmd": "ping"}, self.address, timeout=1.0)
         except IpcError:
@@ -420,129 +425,3 @@ def _auth_key(create: bool = False) -> bytes:
         return path.read_bytes()
     except OSError:
         raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Client
-
-
-def request(req: Request, address: str | None = None, timeout: float = 10.0) -> Reply:
-    """Send one request and return the daemon's reply; NotRunning / IpcError with one line otherwise."""
-    address = address or default_address()
-    line = (json.dumps(req) + "\n").encode("utf-8")
-    raw = _pipe_request(address, line) if IS_WINDOWS else _unix_request(address, line, timeout)
-    try:
-        reply = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise IpcError(f"the daemon sent a reply that is not JSON: {raw[:80]!r}") from None
-    if not isinstance(reply, dict):
-        raise IpcError("the daemon sent a reply that is not a JSON object")
-    return reply
-
-
-def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(address)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
-        except PermissionError:
-            raise IpcError(f"cannot connect to {address}: permission denied (another user's daemon?)") from None
-        except BlockingIOError:
-            raise IpcError("the daemon is busy (too many connections); try again") from None
-        except OSError as e:
-            raise IpcError(f"cannot connect to {address}: {e.strerror or e}") from None
-        try:
-            s.sendall(line)
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        except TimeoutError:
-            raise IpcError(f"the daemon did not answer within {timeout:.0f} s") from None
-        except OSError as e:
-            raise IpcError(f"the control connection failed: {e.strerror or e}") from None
-    if not buf:
-        raise IpcError("the daemon closed the connection without a reply")
-    return buf
-
-
-def _pipe_request(address: str, line: bytes) -> bytes:
-    from multiprocessing.connection import Client
-
-    try:
-        conn = Client(address, family="AF_PIPE", authkey=_auth_key())
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
-    except Exception as e:
-        raise IpcError(f"cannot connect to {address}: {e}") from None
-    with conn:
-        conn.send_bytes(line)
-        return bytes(conn.recv_bytes())
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CLI: status, toggle, face, preset, pause, resume, stop
-
-
-def _print_summary(reply: Reply) -> None:
-    swap = "on" if reply.get("swap") else "off"
-    extra = " (paused)" if reply.get("paused") else ""
-    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}{extra}", flush=True)
-
-
-def _send(req: Request) -> tuple[Reply | None, int]:
-    try:
-        reply = request(req)
-    except IpcError as e:
-        print(f"vcamswap: {e}", file=sys.stderr, flush=True)
-        return None, 1
-    if not reply.get("ok"):
-        print(f"vcamswap: error: {reply.get('error', 'the daemon refused the request')}", file=sys.stderr, flush=True)
-        return reply, 2
-    return reply, 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    reply, rc = _send({"cmd": "status"})
-    if reply is not None and rc == 0:
-        print(json.dumps(reply, indent=2, sort_keys=True), flush=True)
-    return rc
-
-
-def _control(cmd: str, arg_name: str | None = None) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        req: Request = {"cmd": cmd}
-        if arg_name is not None:
-            req["arg"] = getattr(args, arg_name)
-        reply, rc = _send(req)
-        if reply is not None and rc == 0:
-            if cmd == "stop":
-                print(f"stopping the daemon (pid {reply.get('pid')})", flush=True)
-            else:
-                _print_summary(reply)
-        return rc
-
-    return run
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="the running daemon's state, face, preset, fps and outputs, as JSON")
-    p.set_defaults(func=cmd_status)
-    p = sub.add_parser("toggle", help="turn the swap on or off in the running daemon")
-    p.set_defaults(func=_control("toggle"))
-    p = sub.add_parser("face", help="choose the source face in the running daemon")
-    p.add_argument("which", metavar="next|prev|NAME")
-    p.set_defaults(func=_control("face", "which"))
-    p = sub.add_parser("preset", help="choose the quality preset in the running daemon")
-    p.add_argument("name", metavar="fast|balanced|quality")
-    p.set_defaults(func=_control("preset", "name"))
-    p = sub.add_parser("pause", help="release the camera; the virtual camera shows a still 'paused' frame")
-    p.set_defaults(func=_control("pause"))
-    p = sub.add_parser("resume", help="take the camera again after pause")
-    p.set_defaults(func=_control("resume"))
-    p = sub.add_parser("stop", help="stop the running daemon")
-    p.set_defaults(func=_control("stop"))

@@ -267,7 +267,7 @@ def v4l2loopback_command(folder: Path | None = None) -> str:
 
 def _swap_cam_device() -> str | None:
     try:
-        from vcamswap.outputs.sinkset import VCAM_LABEL, find_v4l2_device
+        from vcamswap.outputs.v4l2 import VCAM_LABEL, find_v4l2_device
     except Exception:
         return None
     return find_v4l2_device(VCAM_LABEL)
@@ -358,7 +358,8 @@ def status(target: Target) -> int:
             _say(f"systemd user unit: {enabled or 'unknown'}, {active or 'unknown'}")
         dev = _swap_cam_device()
         _say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
-    from vcamswap.daemon.ipc import IpcError, request
+    from vcamswap.daemon.client import request
+    from vcamswap.daemon.ipc import IpcError
 
     try:
         reply = request({"cmd": "ping"}, timeout=3.0)

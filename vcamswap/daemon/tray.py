@@ -20,7 +20,9 @@ from typing import Any, Literal
 
 from PIL import Image, ImageDraw
 
+from vcamswap import desktop
 from vcamswap.controls import Controls, ControlState
+from vcamswap.daemon import commands
 from vcamswap.presets import PRESET_NAMES
 
 log = logging.getLogger("vcamswap.tray")
@@ -113,11 +115,8 @@ def state_icon(state: str, size: int = 64) -> Image.Image:
 
 def tray_problem(env: dict[str, str] | None = None, platform: str | None = None) -> str | None:
     """Why there can be no tray icon here, before trying (X and GTK fail noisily without a display)."""
-    env = dict(os.environ) if env is None else env
-    platform = sys.platform if platform is None else platform
-    if platform in ("darwin", "win32"):
-        return None
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+    d = desktop.session(env, sys.platform if platform is None else platform)
+    if not d.native and not d.x11 and not d.wayland:
         return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
     return None
 
@@ -225,13 +224,13 @@ class Tray:
             return c.snapshot()
 
         return menu(
-            item("Swap", self._act(c.toggle), checked=lambda _: snap().swap_enabled, default=True),
+            item("Swap", self._act(commands.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
-            item("Show preview", self._act(lambda: c.set_preview(not snap().preview)),
+            item("Show preview", self._act(commands.bind(c, "toggle_preview")),
                  checked=lambda _: snap().preview),
             item("Open faces folder", self._act(self._open_faces)),
-            item("Pause camera", self._act(lambda: c.set_paused(not snap().paused)),
+            item("Pause camera", self._act(commands.bind(c, "toggle_pause")),
                  checked=lambda _: snap().paused),
             menu.SEPARATOR,
             item("Quit", self._act(self._quit)),
@@ -243,7 +242,7 @@ class Tray:
         if not faces:
             return (ps.MenuItem("(no faces yet: Open faces folder)", None, enabled=False),)
         return tuple(
-            ps.MenuItem(name, self._act(partial(self.controls.set_face, name)),
+            ps.MenuItem(name, self._act(commands.bind(self.controls, "select_face", name)),
                         checked=partial(self._is_face, name), radio=True)
             for name in faces
         )
@@ -251,7 +250,7 @@ class Tray:
     def _preset_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         return tuple(
-            ps.MenuItem(name, self._act(partial(self.controls.set_preset, name)),
+            ps.MenuItem(name, self._act(commands.bind(self.controls, "preset", name)),
                         checked=partial(self._is_preset, name), radio=True)
             for name in PRESET_NAMES
         )
@@ -274,7 +273,7 @@ class Tray:
         return run
 
     def _quit(self) -> None:
-        self.controls.stop()
+        commands.run(self.controls, "stop")
 
     # -- state -------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from vcamswap.presets import Preset
-from vcamswap.types import FaceGeometry, SwapOutput
+from vcamswap.types import FaceDetector, FaceGeometry, SwapOutput
 
 
 class EngineError(RuntimeError):
@@ -23,10 +23,6 @@ class EngineError(RuntimeError):
 
 class EngineUnavailable(Exception):
     """The engine cannot run here (models missing, runtime absent); the message says how to fix it."""
-
-
-class FaceDetectorLike(Protocol):
-    def detect(self, image_bgr: np.ndarray) -> list: ...
 
 
 class Engine(Protocol):
@@ -48,7 +44,7 @@ class Engine(Protocol):
         """Swap the face in an aligned crop (face given in crop coordinates)."""
         ...
 
-    def make_detector(self, preset: Preset) -> FaceDetectorLike | None:
+    def make_detector(self, preset: Preset) -> FaceDetector | None:
         """A detector of the engine's own, or None to use the embedded BlazeFace."""
         ...
 

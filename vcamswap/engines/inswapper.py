@@ -17,13 +17,12 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.engines import providers
 from vcamswap.compose.blend import feather, similarity
-from vcamswap.settings import default_models_dir
-from vcamswap.engines import EngineError, EngineUnavailable
-from vcamswap.modelstore.store import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
+from vcamswap.engines import EngineError, EngineUnavailable, providers
+from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
-from vcamswap.types import Detection, FaceGeometry, SwapOutput
+from vcamswap.settings import default_models_dir
+from vcamswap.types import Detection, FaceGeometry, SwapOutput, check_bgr
 
 log = logging.getLogger("vcamswap.inswapper")
 
@@ -60,13 +59,6 @@ def arcface_template(size: int = 112) -> np.ndarray:
     return (ARCFACE_DST * (size / 112.0)).astype(np.float32)
 
 
-def check_bgr(image: Any, what: str = "image") -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"{what}: expected an HxWx3 uint8 BGR image, got {desc}")
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise ValueError(f"{what}: too small ({image.shape[1]}x{image.shape[0]})")
-    return image
 
 
 # ----------------------------------------------------------------------------------------------- masks
@@ -181,7 +173,7 @@ class ScrfdDetector:
         self.model, self.det_size, self.threshold = model, det_size, threshold
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        check_bgr(image_bgr)
+        check_bgr(image_bgr, min_side=2)
         # input_size given: insightface 2.1 otherwise runs every default size (128 and 640) per frame.
         boxes, kpss = self.model.detect(image_bgr, input_size=(self.det_size, self.det_size),
                                         det_thresh=self.threshold)
@@ -323,14 +315,14 @@ class InswapperEngine:
         return feat / norm
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> InswapperSource:
-        check_bgr(image, "source face")
+        check_bgr(image, "source face", 2)
         embedding = self.embed(image, face.kps)
         latent = (embedding.reshape(1, -1) @ self.emap).astype(np.float32)
         latent /= np.linalg.norm(latent)
         return InswapperSource(embedding, np.ascontiguousarray(latent))
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
-        check_bgr(crop, "aligned crop")
+        check_bgr(crop, "aligned crop", 2)
         if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
             raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
         if not isinstance(source, InswapperSource):

@@ -6,14 +6,14 @@ Coordinates follow OpenCV's convention: pixel (i, j) has its centre at x=j, y=i.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from vcamswap.paths import embedded_model
-from vcamswap.types import Detection
+from vcamswap.types import Detection, FaceDetector, check_bgr  # noqa: F401 (FaceDetector: re-exported)
 
 DETECTOR_MODEL = "face_detection_short_range.onnx"
 INPUT_SIZE = 128
@@ -22,10 +22,6 @@ _SCORE_CLIP = 100.0  # mediapipe clips the logits before the sigmoid
 
 # ArcFace's 5-point template: mouth width / eye distance = (70.73 - 41.55) / (73.53 - 38.29).
 _MOUTH_HALF_WIDTH = 0.5 * 29.18 / 35.24
-
-
-class FaceDetector(Protocol):
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
 
 
 def make_session(model: Path, providers: list[str] | None, threads: int) -> ort.InferenceSession:
@@ -39,12 +35,6 @@ def make_session(model: Path, providers: list[str] | None, threads: int) -> ort.
     return ort.InferenceSession(str(model), opts, providers=providers or ["CPUExecutionProvider"])
 
 
-def check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected an HxWx3 uint8 BGR image, got {desc}")
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise ValueError(f"image too small: {image.shape[1]}x{image.shape[0]}")
 
 
 def ssd_anchors() -> np.ndarray:
@@ -153,7 +143,7 @@ class BlazeFaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Faces in the frame, best first; boxes and keypoints in frame pixels."""
-        check_image(image_bgr)
+        check_bgr(image_bgr, min_side=2)
         rgb, lb = letterbox(image_bgr, INPUT_SIZE)
         x = rgb.astype(np.float32)
         x *= 2.0 / 255.0

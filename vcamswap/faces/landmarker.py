@@ -18,9 +18,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.faces.detector import check_image, make_session
+from vcamswap.faces.detector import make_session
 from vcamswap.paths import embedded_model
-from vcamswap.types import Detection, FaceGeometry
+from vcamswap.types import Detection, FaceGeometry, check_bgr
 
 LANDMARK_MODEL = "face_landmark.onnx"
 INPUT_SIZE = 192
@@ -114,7 +114,7 @@ class FaceMesh:
     roi_from_points = staticmethod(roi_from_points)
 
     def run(self, image_bgr: np.ndarray, roi: Roi) -> MeshResult:
-        check_image(image_bgr)
+        check_bgr(image_bgr, min_side=2)
         m = roi_affine(roi)
         crop = cv2.warpAffine(
             image_bgr, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcamswap.live.adaptive import AdaptiveQuality
-from vcamswap.capture.source import Capture, CaptureError
-from vcamswap.settings import Settings
-from vcamswap.controls import Controls, ControlState
 from vcamswap.capture.demo import demo_clip, demo_face
-from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.capture.source import Capture, CaptureError
+from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
-from vcamswap.faces.library import FaceError, FaceLibrary
+from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
-from vcamswap.live.pipeline import Pipeline
-from vcamswap.presets import get_preset
-from vcamswap.live.stats import Stats
+from vcamswap.faces.library import FaceError, FaceLibrary
 from vcamswap.faces.tracking import Tracker, pick_face
+from vcamswap.live.adaptive import AdaptiveQuality
+from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.stats import Stats
+from vcamswap.presets import get_preset
+from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry
 
 log = logging.getLogger("vcamswap")

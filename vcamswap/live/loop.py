@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcamswap.live.adaptive import AdaptiveQuality
 from vcamswap.capture.source import Capture
 from vcamswap.controls import Controls
-from vcamswap.outputs.sinkset import SinkSet
+from vcamswap.live.adaptive import AdaptiveQuality
 from vcamswap.live.pipeline import FrameResult, Pipeline, StatsPrinter, banner
+from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.runner")

@@ -18,9 +18,9 @@ from vcamswap.compose.blend import align, color_match, paste_back
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine, EngineError
 from vcamswap.faces.library import FaceLibrary
-from vcamswap.presets import Preset, get_preset
-from vcamswap.live.stats import StageTimer, Stats
 from vcamswap.faces.tracking import Tracker
+from vcamswap.live.stats import StageTimer, Stats
+from vcamswap.presets import Preset, get_preset
 from vcamswap.types import Frame, SourceFace, SwapOutput, TrackedFace
 
 log = logging.getLogger("vcamswap.pipeline")

@@ -212,7 +212,7 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
 
 def _vcam_hint(system: str) -> str:
     try:
-        from vcamswap.outputs import sinkset as outputs
+        from vcamswap.outputs import vcam as outputs
 
         return {
             "Linux": outputs.LINUX_VCAM_HINT,
@@ -254,7 +254,7 @@ def check_engines(ctx: Context) -> Iterable[Line]:
 
 
 def _check_neural_models(ctx: Context) -> Iterable[Line]:
-    from vcamswap.modelstore.store import ModelError, install_hint, load_manifest, status
+    from vcamswap.modelstore.manifest import ModelError, install_hint, load_manifest, status
 
     try:
         manifest = load_manifest(ctx.manifest)
@@ -284,7 +284,7 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
 
 
 def _neural_ready(ctx: Context) -> bool:
-    from vcamswap.modelstore.store import NEURAL_MODELS, ManifestError, load_manifest, missing_models
+    from vcamswap.modelstore.manifest import NEURAL_MODELS, ManifestError, load_manifest, missing_models
 
     try:
         manifest = load_manifest(ctx.manifest)
@@ -348,10 +348,10 @@ def check_faces(ctx: Context) -> Iterable[Line]:
     if not entries:
         yield Line(False, "faces", f"no face photos in {folder}", "vcamswap faces add PHOTO.jpg")
         return
-    from vcamswap.live.build import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
-    from vcamswap.faces.library import FaceLibrary
     from vcamswap.faces.landmarker import FaceMesh
+    from vcamswap.faces.library import FaceLibrary
+    from vcamswap.live.build import FaceAnalyzer
 
     library = FaceLibrary(folder, FaceAnalyzer(BlazeFaceDetector(), FaceMesh()))
     problems = library.check_all()

@@ -1,0 +1,41 @@
+"""`vcamswap daemon`: its options and entry point (the client commands are in daemon/client.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
+
+log = logging.getLogger("vcamswap.daemon")
+
+
+def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFile]:
+    from vcamswap.cli import apply_args
+
+    path: Path = getattr(args, "settings", None) or settings_path()
+    settings, problem = load_settings(path)
+    if problem:
+        log.warning("%s; changes made while running are not saved to it", problem)
+    return apply_args(settings, args), SettingsFile(path, announced=problem is not None)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from vcamswap.daemon.app import Daemon
+
+    settings, settings_file = settings_for_daemon(args)
+    daemon = Daemon(settings, settings_file, use_tray=not args.no_tray, use_hotkeys=not args.no_hotkeys)
+    return daemon.run()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from vcamswap.cli import add_run_options
+
+    p = sub.add_parser(
+        "daemon", help="run in the background with a tray icon, global hotkeys and a control socket"
+    )
+    add_run_options(p)
+    p.add_argument("--no-tray", action="store_true", help="no tray icon")
+    p.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
+    p.set_defaults(func=cmd_daemon)

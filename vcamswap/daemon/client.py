@@ -1,0 +1,71 @@
+"""The client side of the control socket: send one request to the running daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+
+from vcamswap.daemon.ipc import IS_WINDOWS, IpcError, NotRunning, Reply, Request, _auth_key, default_address
+
+log = logging.getLogger("vcamswap.ipc")
+
+
+
+
+def request(req: Request, address: str | None = None, timeout: float = 10.0) -> Reply:
+    """Send one request and return the daemon's reply; NotRunning / IpcError with one line otherwise."""
+    address = address or default_address()
+    line = (json.dumps(req) + "\n").encode("utf-8")
+    raw = _pipe_request(address, line) if IS_WINDOWS else _unix_request(address, line, timeout)
+    try:
+        reply = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise IpcError(f"the daemon sent a reply that is not JSON: {raw[:80]!r}") from None
+    if not isinstance(reply, dict):
+        raise IpcError("the daemon sent a reply that is not a JSON object")
+    return reply
+
+
+def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
+        except PermissionError:
+            raise IpcError(f"cannot connect to {address}: permission denied (another user's daemon?)") from None
+        except BlockingIOError:
+            raise IpcError("the daemon is busy (too many connections); try again") from None
+        except OSError as e:
+            raise IpcError(f"cannot connect to {address}: {e.strerror or e}") from None
+        try:
+            s.sendall(line)
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except TimeoutError:
+            raise IpcError(f"the daemon did not answer within {timeout:.0f} s") from None
+        except OSError as e:
+            raise IpcError(f"the control connection failed: {e.strerror or e}") from None
+    if not buf:
+        raise IpcError("the daemon closed the connection without a reply")
+    return buf
+
+
+def _pipe_request(address: str, line: bytes) -> bytes:
+    from multiprocessing.connection import Client
+
+    try:
+        conn = Client(address, family="AF_PIPE", authkey=_auth_key())
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
+    except Exception as e:
+        raise IpcError(f"cannot connect to {address}: {e}") from None
+    with conn:
+        conn.send_bytes(line)
+        return bytes(conn.recv_bytes())

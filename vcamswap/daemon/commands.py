@@ -1,0 +1,72 @@
+"""The one table of intents: what the control socket, the tray menu and the hotkeys can ask of the daemon.
+
+Every intent is a change of the shared Controls (never a restart): `run(controls, "face", "next")`. The
+socket offers the intents in SOCKET_COMMANDS by name; the tray and the hotkeys call the same entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vcamswap.controls import Controls, ControlState
+
+Intent = Callable[[Controls, "str | None"], ControlState]
+
+
+def on_off(arg: str | None) -> bool:
+    if arg in ("on", "true", "1"):
+        return True
+    if arg in ("off", "false", "0"):
+        return False
+    raise ValueError(f"expected on or off, got {arg!r}")
+
+
+def _face(c: Controls, arg: str | None) -> ControlState:
+    if not arg:
+        raise ValueError("face: say next, prev or a face name")
+    if arg == "next":
+        return c.next_face(1)
+    if arg in ("prev", "previous"):
+        return c.next_face(-1)
+    return c.set_face(arg)
+
+
+def _stop(c: Controls, arg: str | None) -> ControlState:
+    c.stop()
+    return c.snapshot()
+
+
+INTENTS: dict[str, Intent] = {
+    "toggle": lambda c, _: c.toggle(),
+    "swap": lambda c, arg: c.set_swap(on_off(arg)),
+    "face": _face,
+    "select_face": lambda c, arg: c.set_face(arg or ""),  # exactly this name (a menu entry)
+    "next_face": lambda c, _: c.next_face(1),
+    "prev_face": lambda c, _: c.next_face(-1),
+    "preset": lambda c, arg: c.set_preset(arg or ""),
+    "cycle_quality": lambda c, _: c.cycle_preset(),
+    "pause": lambda c, _: c.set_paused(True),
+    "resume": lambda c, _: c.set_paused(False),
+    "toggle_pause": lambda c, _: c.set_paused(not c.snapshot().paused),
+    "preview": lambda c, arg: c.set_preview(on_off(arg)),
+    "toggle_preview": lambda c, _: c.set_preview(not c.snapshot().preview),
+    "bypass": lambda c, arg: c.set_bypass(on_off(arg)),
+    "stop": _stop,
+}
+
+# What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
+SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "pause", "resume", "preview", "stop")
+
+
+def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
+    """Apply one intent; ValueError (one line) for a bad argument."""
+    return INTENTS[intent](controls, arg)
+
+
+def bind(controls: Controls, intent: str, arg: str | None = None) -> Callable[[], ControlState]:
+    """The intent as a callable without arguments, for a menu item or a hotkey."""
+    return lambda: run(controls, intent, arg)
+
+
+def controls_dict(s: ControlState) -> dict[str, object]:
+    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "paused": s.paused}

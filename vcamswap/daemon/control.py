@@ -1,0 +1,76 @@
+"""`vcamswap status`, `toggle`, `face`, `preset`, `pause`, `resume`, `stop`: commands for the running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from vcamswap.daemon.client import request
+from vcamswap.daemon.ipc import IpcError, Reply, Request
+
+log = logging.getLogger("vcamswap.ipc")
+
+
+
+
+def _print_summary(reply: Reply) -> None:
+    swap = "on" if reply.get("swap") else "off"
+    extra = " (paused)" if reply.get("paused") else ""
+    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}{extra}", flush=True)
+
+
+def _send(req: Request) -> tuple[Reply | None, int]:
+    try:
+        reply = request(req)
+    except IpcError as e:
+        print(f"vcamswap: {e}", file=sys.stderr, flush=True)
+        return None, 1
+    if not reply.get("ok"):
+        print(f"vcamswap: error: {reply.get('error', 'the daemon refused the request')}", file=sys.stderr, flush=True)
+        return reply, 2
+    return reply, 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reply, rc = _send({"cmd": "status"})
+    if reply is not None and rc == 0:
+        print(json.dumps(reply, indent=2, sort_keys=True), flush=True)
+    return rc
+
+
+def _control(cmd: str, arg_name: str | None = None) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        req: Request = {"cmd": cmd}
+        if arg_name is not None:
+            req["arg"] = getattr(args, arg_name)
+        reply, rc = _send(req)
+        if reply is not None and rc == 0:
+            if cmd == "stop":
+                print(f"stopping the daemon (pid {reply.get('pid')})", flush=True)
+            else:
+                _print_summary(reply)
+        return rc
+
+    return run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="the running daemon's state, face, preset, fps and outputs, as JSON")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("toggle", help="turn the swap on or off in the running daemon")
+    p.set_defaults(func=_control("toggle"))
+    p = sub.add_parser("face", help="choose the source face in the running daemon")
+    p.add_argument("which", metavar="next|prev|NAME")
+    p.set_defaults(func=_control("face", "which"))
+    p = sub.add_parser("preset", help="choose the quality preset in the running daemon")
+    p.add_argument("name", metavar="fast|balanced|quality")
+    p.set_defaults(func=_control("preset", "name"))
+    p = sub.add_parser("pause", help="release the camera; the virtual camera shows a still 'paused' frame")
+    p.set_defaults(func=_control("pause"))
+    p = sub.add_parser("resume", help="take the camera again after pause")
+    p.set_defaults(func=_control("resume"))
+    p = sub.add_parser("stop", help="stop the running daemon")
+    p.set_defaults(func=_control("stop"))

@@ -1,0 +1,108 @@
+"""`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+from vcamswap.modelstore.download import Fetcher, Installer, Progress
+from vcamswap.modelstore.manifest import (
+    NEURAL_MODELS,
+    ModelError,
+    ModelSpec,
+    install_hint,
+    load_manifest,
+    model_path,
+    status,
+)
+
+log = logging.getLogger("vcamswap.models")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, download, verify the neural engine's models")
+    p.add_argument("action", choices=["list", "download", "verify", "path"])
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"model names (default: all): {', '.join(NEURAL_MODELS)}")
+    p.add_argument("--from", dest="source", type=Path, metavar="DIR_OR_FILE",
+                   help="install from a local copy (a model file, buffalo_l.zip, or a folder) instead of the network")
+    p.add_argument("--models", help="models folder (default: the platform's data dir)")
+    p.add_argument("--manifest", type=Path, help="a manifest other than the shipped one (e.g. an internal mirror)")
+    p.add_argument("--force", action="store_true", help="download again even when the file verifies")
+    p.add_argument("--settings", type=Path)
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vcamswap.cli import settings_from_args
+
+    models_dir = settings_from_args(args).models_dir()
+    try:
+        manifest = load_manifest(args.manifest)
+        specs = manifest.select(args.names)
+        if args.action == "list":
+            return _cmd_list(specs, models_dir)
+        if args.action == "path":
+            _out(str(model_path(specs[0], models_dir)) if args.names else str(models_dir))
+            return 0
+        if args.action == "verify":
+            return _cmd_verify(specs, models_dir)
+        return _cmd_download(specs, models_dir, args.source, args.force)
+    except ModelError as e:
+        print(f"vcamswap: error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _cmd_list(specs: list[ModelSpec], models_dir: Path) -> int:
+    _out(f"models folder: {models_dir}")
+    for spec in specs:
+        st = status(spec, models_dir, deep=False)
+        state = {"present": "installed", "missing": "missing", "size": "wrong size"}.get(st.state, st.state)
+        _out(f"{spec.name}\t{spec.size / 1e6:.1f} MB\t{state}\t{spec.licence}")
+    return 0
+
+
+def _cmd_verify(specs: list[ModelSpec], models_dir: Path) -> int:
+    bad = 0
+    for spec in specs:
+        st = status(spec, models_dir)
+        if st.state == "ok":
+            _out(f"OK       {spec.name}: {st.detail}")
+        else:
+            bad += 1
+            _out(f"problem  {spec.name}: {st.detail}; fix: {install_hint([spec.name])}")
+    return 1 if bad else 0
+
+
+def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None, force: bool) -> int:
+    installer = Installer(models_dir, Fetcher(progress=_bar))
+    if source is not None:
+        for spec in installer.install_from(specs, source.expanduser()):
+            _out(f"installed {spec.name} from {source} -> {model_path(spec, models_dir)}")
+        return 0
+    try:
+        for spec in specs:
+            if not force and status(spec, models_dir).state == "ok":
+                _out(f"already installed {spec.name} -> {model_path(spec, models_dir)}")
+                continue
+            _out(f"installed {spec.name} -> {installer.download(spec, force=True)}")
+    finally:
+        installer.cleanup()
+    return 0
+
+
+def _bar(label: str, total: int | None) -> Progress:
+    return Progress(label, total)
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,230 @@
+"""The neural models: manifest, download with resume, checksum, atomic install, offline install.
+
+A model file only ever appears under its final name after its size and SHA-256 matched the manifest:
+downloads go to `NAME.onnx.part` (resumed with an HTTP Range request after a cut), archive members and
+local copies to a temporary file, and a rename publishes the checked file. A file that fails the check is
+discarded and never installed.
+
+    vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME]
+
+This module: the manifest and the checks of installed files; download.py fetches and installs them.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal, NamedTuple
+from urllib.parse import urlparse
+
+from vcamswap.paths import sha256_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger("vcamswap.models")
+
+NeuralModel = Literal["det_10g", "w600k_r50", "inswapper_128"]
+NEURAL_MODELS: tuple[NeuralModel, ...] = ("det_10g", "w600k_r50", "inswapper_128")
+
+_MODELS_PACKAGE = "vcamswap._models"  # wheels install the repository's models/ folder under this name
+_REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+_CHUNK = 1 << 16
+_DOWNLOADS = ".downloads"  # archives being fetched, inside the models folder
+OFFLINE_HINT = "offline: 'vcamswap models download --from DIR_OR_FILE'"
+
+
+class ModelError(Exception):
+    """A model cannot be installed or checked; the message is one line that says what to do."""
+
+
+class ManifestError(ModelError):
+    """The manifest is missing or malformed."""
+
+
+class DownloadError(ModelError):
+    """The network transfer failed; a partial download is kept for the next attempt."""
+
+
+class ChecksumError(ModelError):
+    """A file does not match the manifest's size or SHA-256; it was not installed."""
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    member: str | None = None  # set when the url is a zip archive holding the model
+    archive_size: int | None = None
+    archive_sha256: str | None = None
+
+    @property
+    def archive_name(self) -> str:
+        return PurePosixPath(urlparse(self.url).path).name or "download"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    file: str
+    size: int
+    sha256: str
+    description: str = ""
+    licence: str = ""
+    sources: tuple[Source, ...] = field(default_factory=tuple)
+
+
+class Manifest(NamedTuple):
+    models: dict[str, ModelSpec]
+    path: Path
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelError(f"unknown model {name!r}; choose one of {', '.join(self.models)}") from None
+
+    def select(self, names: Iterable[str] | None) -> list[ModelSpec]:
+        wanted = list(names or [])
+        return [self.get(n) for n in wanted] if wanted else list(self.models.values())
+
+
+# --------------------------------------------------------------------------------------------- manifest
+
+
+def manifest_path() -> Path:
+    """models/manifest.toml of the installation (wheel) or of the source checkout."""
+    candidates: list[Path] = []
+    try:
+        packaged = importlib.resources.files(_MODELS_PACKAGE) / "manifest.toml"
+        if isinstance(packaged, Path):
+            candidates.append(packaged)
+    except ModuleNotFoundError:
+        pass
+    candidates.append(_REPO_MODELS / "manifest.toml")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ManifestError(f"model manifest not found (looked in {', '.join(str(p) for p in candidates)})")
+
+
+def load_manifest(path: Path | None = None) -> Manifest:
+    path = path or manifest_path()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ManifestError(f"cannot read the model manifest {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"model manifest {path}: {e}") from None
+    table = data.get("models")
+    if not isinstance(table, dict) or not table:
+        raise ManifestError(f"model manifest {path}: no [models.NAME] tables")
+    return Manifest({name: _spec(name, entry, path) for name, entry in table.items()}, path)
+
+
+def _spec(name: str, entry: object, path: Path) -> ModelSpec:
+    where = f"model manifest {path}: models.{name}"
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} must be a table")
+    try:
+        file, size, sha = str(entry["file"]), int(entry["size"]), str(entry["sha256"]).lower()
+    except (KeyError, TypeError, ValueError) as e:
+        raise ManifestError(f"{where}: missing or bad field {e}") from None
+    if Path(file).name != file or not file:
+        raise ManifestError(f"{where}: file must be a plain file name, got {file!r}")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ManifestError(f"{where}: sha256 must be 64 hex digits")
+    sources = tuple(_source(s, where) for s in entry.get("sources", []))
+    return ModelSpec(
+        name, file, size, sha, str(entry.get("description", "")), str(entry.get("licence", "")), sources
+    )
+
+
+def _source(entry: object, where: str) -> Source:
+    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+        raise ManifestError(f"{where}: each source needs a url")
+    archive_size = entry.get("archive_size")
+    archive_sha = entry.get("archive_sha256")
+    return Source(
+        entry["url"],
+        entry.get("member"),
+        int(archive_size) if archive_size is not None else None,
+        str(archive_sha).lower() if archive_sha is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+class ModelStatus(NamedTuple):
+    name: str
+    state: Literal["ok", "present", "missing", "size", "checksum"]  # present = size ok, hash not checked
+    path: Path
+    detail: str
+
+
+def model_path(spec: ModelSpec, models_dir: Path) -> Path:
+    return models_dir / spec.file
+
+
+def status(spec: ModelSpec, models_dir: Path, deep: bool = True) -> ModelStatus:
+    """Installed and intact? `deep` hashes the file (a second or two for the big ones)."""
+    path = model_path(spec, models_dir)
+    if not path.is_file():
+        return ModelStatus(spec.name, "missing", path, f"{spec.file} not in {models_dir}")
+    size = path.stat().st_size
+    if size != spec.size:
+        return ModelStatus(spec.name, "size", path, f"{path} has {size} bytes, expected {spec.size}")
+    if not deep:
+        return ModelStatus(spec.name, "present", path, "size matches (checksum not checked)")
+    digest = sha256_file(path)
+    if digest != spec.sha256:
+        return ModelStatus(spec.name, "checksum", path, f"{path}: SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…")
+    return ModelStatus(spec.name, "ok", path, "SHA-256 verified")
+
+
+def missing_models(names: Iterable[str], models_dir: Path, manifest: Manifest | None = None) -> list[str]:
+    """Names whose file is absent (no hashing: the engine reports a corrupt file when it fails to load)."""
+    files = _files_for(names, manifest)
+    return [n for n, f in files.items() if not (models_dir / f).is_file()]
+
+
+def _files_for(names: Iterable[str], manifest: Manifest | None) -> dict[str, str]:
+    if manifest is None:
+        try:
+            manifest = load_manifest()
+        except ManifestError:
+            return {n: f"{n}.onnx" for n in names}
+    return {n: manifest.models[n].file if n in manifest.models else f"{n}.onnx" for n in names}
+
+
+def install_hint(names: Iterable[str] = ()) -> str:
+    target = " ".join(names)
+    cmd = f"vcamswap models download {target}".rstrip()
+    return f"run '{cmd}' ({OFFLINE_HINT})"
+
+
+def _check(path: Path, size: int | None, sha256: str | None, what: str, origin: str, retry: str) -> None:
+    """Raise ChecksumError unless `path` has the expected size and SHA-256."""
+    got_size = path.stat().st_size
+    if size is not None and got_size != size:
+        raise ChecksumError(f"{what} from {origin} has {got_size} bytes, expected {size}; not installed. {retry}")
+    if sha256 is not None:
+        digest = sha256_file(path)
+        if digest != sha256:
+            raise ChecksumError(
+                f"{what} from {origin} does not match the manifest (SHA-256 {digest[:12]}…, expected "
+                f"{sha256[:12]}…); not installed. {retry}"
+            )
+
+
+def _retry_hint(spec: ModelSpec) -> str:
+    return (
+        f"Try 'vcamswap models download {spec.name}' again later, or fetch {spec.file} yourself and run "
+        f"'vcamswap models download {spec.name} --from FILE'"
+    )

@@ -1,0 +1,240 @@
+"""Small stand-in ONNX models with the exact interfaces of the neural engine's real models.
+
+The real weights cannot ship (non-commercial licences, hundreds of MB), so tests build these at test time:
+
+* `det_10g.onnx` (SCRFD-10G): input `input.1` 1x3x?x?, nine rank-2 outputs in insightface's order (scores,
+  boxes, keypoints for strides 8/16/32, two anchors per cell, same output names as the real file). It is a
+  bright-blob detector: at stride 32 the score of an anchor is high when the 64x64 window centred on it is
+  white, so a white square of 64 px (in the detector's input) on a dark image is found at a box and 5
+  keypoints the test knows (see `expected_detection`). Strides 8 and 16 never fire.
+* `w600k_r50.onnx` (ArcFace): `input.1` Nx3x112x112 -> `683` Nx512, a fixed random projection of the
+  8x8 average-pooled image, so the embedding depends on the aligned crop.
+* `inswapper_128.onnx`: `target` 1x3x128x128 (RGB, [0,1]) + `source` 1x512 -> `output` 1x3x128x128, with a
+  512x512 orthogonal `emap` as the last initializer (unused by the graph, as in the real model). The output
+  is `(1 - ALPHA) * target + ALPHA * colour`, colour = sigmoid(COLOUR_GAIN * source[:3]) per RGB channel, so a
+  test can tell the swap ran and that the source latent was `embedding @ emap` (see `expected_swap`).
+  mode="nan" makes every output NaN, mode="constant" a flat grey image.
+
+    python models/make_standins.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 13
+IR_VERSION = 8  # readable by every onnxruntime the project supports
+
+SCRFD_OUTPUTS = ("448", "471", "494", "451", "474", "497", "454", "477", "500")  # names in det_10g.onnx
+STRIDES = (8, 16, 32)
+BLOB = 64  # side of the square the stand-in detects, in detector-input pixels
+BOX_HALF = 1.0  # box half-side at stride 32, in strides: a 64 px box
+# Keypoints around the anchor, in strides (x, y), insightface order: eyes, nose, mouth corners.
+KPS_OFFSETS = np.array([[-0.35, -0.2], [0.35, -0.2], [0.0, 0.15], [-0.28, 0.5], [0.28, 0.5]], np.float32)
+
+ARCFACE_INPUT, ARCFACE_OUTPUT = "input.1", "683"
+ALPHA = 0.6
+COLOUR_GAIN = 40.0
+SwapMode = Literal["blend", "nan", "constant"]
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
+           inits: list[onnx.TensorProto], name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vcamswap-standin")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+# ------------------------------------------------------------------------------------------------- SCRFD
+
+
+def scrfd_model() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "?", "?"])
+    inits = [
+        _const("zero", np.zeros((), np.float32)),
+        _const("gain", np.array(12.0, np.float32)),
+        _const("bias", np.array(-4.8, np.float32)),
+        _const("col", np.array([-1, 1], np.int64)),
+        _const("box_far", np.full((1, 4), 0.0, np.float32)),
+        _const("box_32", np.full((1, 4), BOX_HALF, np.float32)),
+        _const("kps_far", np.zeros((1, 10), np.float32)),
+        _const("kps_32", KPS_OFFSETS.reshape(1, 10)),
+    ]
+    nodes = [helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1, name="gray")]
+    scores, boxes, kpss = [], [], []
+    for s in STRIDES:
+        if s == 32:
+            # Window [32i-32, 32i+32) centred on anchor i: pads (32 before, 31 after) keep H/32 cells.
+            nodes.append(helper.make_node(
+                "AveragePool", ["gray"], ["pool32"], kernel_shape=[64, 64], strides=[32, 32],
+                pads=[32, 32, 31, 31], count_include_pad=1, name="pool32"))
+            nodes += [
+                helper.make_node("Mul", ["pool32", "gain"], ["lin32"], name="lin32"),
+                helper.make_node("Add", ["lin32", "bias"], ["logit32"], name="logit32"),
+                helper.make_node("Sigmoid", ["logit32"], ["cell32"], name="cell32"),
+            ]
+        else:
+            nodes.append(helper.make_node(
+                "AveragePool", ["gray"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s], name=f"pool{s}"))
+            nodes.append(helper.make_node("Mul", [f"pool{s}", "zero"], [f"cell{s}"], name=f"cell{s}"))
+        # Rows are (cell, anchor) with both anchors of a cell next to each other, as SCRFD decodes them.
+        nodes += [
+            helper.make_node("Reshape", [f"cell{s}", "col"], [f"col{s}"], name=f"col{s}"),
+            helper.make_node("Concat", [f"col{s}", f"col{s}"], [f"pair{s}"], axis=1, name=f"pair{s}"),
+            helper.make_node("Reshape", [f"pair{s}", "col"], [f"score{s}"], name=f"score{s}"),
+            helper.make_node("Mul", [f"score{s}", "zero"], [f"nil{s}"], name=f"nil{s}"),
+        ]
+        level = "32" if s == 32 else "far"
+        nodes.append(helper.make_node("Add", [f"nil{s}", f"box_{level}"], [f"box{s}"], name=f"box{s}"))
+        nodes.append(helper.make_node("Add", [f"nil{s}", f"kps_{level}"], [f"kps{s}"], name=f"kps{s}"))
+        scores.append(f"score{s}")
+        boxes.append(f"box{s}")
+        kpss.append(f"kps{s}")
+    outputs = []
+    for internal, name, width in zip(scores + boxes + kpss, SCRFD_OUTPUTS, [1] * 3 + [4] * 3 + [10] * 3, strict=True):
+        nodes.append(helper.make_node("Identity", [internal], [name], name=f"out_{name}"))
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"n_{name}", width]))
+    return _model(nodes, [x], outputs, inits, "scrfd_standin")
+
+
+def expected_detection(center_xy: tuple[float, float], det_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box (4,) and keypoints (5, 2) in image pixels for a blob centred at `center_xy` (image pixels).
+
+    det_scale is the detector's resize factor (detector input / image), e.g. 320 / 640 for a 640-wide frame.
+    """
+    c = np.asarray(center_xy, np.float32)
+    half = BOX_HALF * 32 / det_scale
+    box = np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half], np.float32)
+    return box, c + KPS_OFFSETS * 32 / det_scale
+
+
+def blob_image(width: int, height: int, center_xy: tuple[int, int], det_size: int) -> np.ndarray:
+    """A dark BGR frame with the white square the stand-in detector finds at `det_size`."""
+    scale = det_size / max(width, height)
+    side = int(round(BLOB / scale))
+    img = np.full((height, width, 3), 20, np.uint8)
+    x0, y0 = center_xy[0] - side // 2, center_xy[1] - side // 2
+    img[y0:y0 + side, x0:x0 + side] = 255
+    return img
+
+
+# ------------------------------------------------------------------------------------------------- ArcFace
+
+
+def arcface_weights(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((192, 512)) / np.sqrt(192)).astype(np.float32)
+
+
+def arcface_model(seed: int = 0) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info(ARCFACE_INPUT, TensorProto.FLOAT, ["None", 3, 112, 112])
+    y = helper.make_tensor_value_info(ARCFACE_OUTPUT, TensorProto.FLOAT, ["None", 512])
+    # Node names avoid "Sub"/"Mul": insightface reads such leading nodes as in-graph normalisation.
+    nodes = [
+        helper.make_node("AveragePool", [ARCFACE_INPUT], ["pooled"], kernel_shape=[14, 14], strides=[14, 14],
+                         name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flatten"),
+        helper.make_node("MatMul", ["flat", "proj_w"], [ARCFACE_OUTPUT], name="proj"),
+    ]
+    return _model(nodes, [x], [y], [_const("proj_w", arcface_weights(seed))], "arcface_standin")
+
+
+def arcface_reference(blob: np.ndarray, seed: int = 0) -> np.ndarray:
+    """What the stand-in computes for a normalised Nx3x112x112 blob, in numpy."""
+    pooled = blob.reshape(blob.shape[0], 3, 8, 14, 8, 14).mean(axis=(3, 5)).reshape(blob.shape[0], -1)
+    return pooled @ arcface_weights(seed)
+
+
+# ------------------------------------------------------------------------------------------------- inswapper
+
+
+def emap_matrix(seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((512, 512)))
+    return q.astype(np.float32)
+
+
+def inswapper_model(mode: SwapMode = "blend", seed: int = 1) -> onnx.ModelProto:
+    target = helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 128, 128])
+    source = helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])
+    inits = [
+        _const("starts", np.array([0], np.int64)),
+        _const("ends", np.array([3], np.int64)),
+        _const("axes", np.array([1], np.int64)),
+        _const("colour_gain", np.array(COLOUR_GAIN, np.float32)),
+        _const("keep", np.array(1.0 - ALPHA, np.float32)),
+        _const("alpha", np.array(ALPHA, np.float32)),
+        _const("chw", np.array([1, 3, 1, 1], np.int64)),
+        _const("extra", np.array(np.nan if mode == "nan" else 0.0, np.float32)),
+        _const("flat", np.array(0.0 if mode == "constant" else 1.0, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["source", "starts", "ends", "axes"], ["rgb_latent"]),
+        helper.make_node("Mul", ["rgb_latent", "colour_gain"], ["rgb_logit"]),
+        helper.make_node("Sigmoid", ["rgb_logit"], ["rgb"]),
+        helper.make_node("Reshape", ["rgb", "chw"], ["colour"]),
+        helper.make_node("Mul", ["colour", "alpha"], ["tint"]),
+        helper.make_node("Mul", ["target", "keep"], ["kept"]),
+        helper.make_node("Mul", ["kept", "flat"], ["kept_or_zero"]),
+        helper.make_node("Add", ["kept_or_zero", "tint"], ["blend"]),
+        helper.make_node("Add", ["blend", "extra"], ["output"]),
+    ]
+    inits.append(_const("emap", emap_matrix(seed)))  # last initializer, as insightface reads it
+    return _model(nodes, [target, source], [output], inits, f"inswapper_standin_{mode}")
+
+
+def latent_of(embedding: np.ndarray, seed: int = 1) -> np.ndarray:
+    """The source input the real engine feeds: L2-normalised (normalised embedding @ emap)."""
+    e = np.asarray(embedding, np.float32).reshape(1, -1)
+    e = e / np.linalg.norm(e)
+    lat = e @ emap_matrix(seed)
+    return (lat / np.linalg.norm(lat)).astype(np.float32)
+
+
+def expected_swap(target_rgb01: np.ndarray, latent: np.ndarray) -> np.ndarray:
+    """The stand-in's output for a 3x128x128 RGB [0,1] target (mode 'blend')."""
+    colour = 1.0 / (1.0 + np.exp(-COLOUR_GAIN * latent.reshape(-1)[:3]))
+    return (1.0 - ALPHA) * target_rgb01 + ALPHA * colour[:, None, None]
+
+
+# ------------------------------------------------------------------------------------------------- files
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_all(out_dir: Path, swap_mode: SwapMode = "blend") -> dict[str, Path]:
+    """det_10g.onnx, w600k_r50.onnx and inswapper_128.onnx stand-ins in `out_dir`."""
+    return {
+        "det_10g": save(scrfd_model(), out_dir / "det_10g.onnx"),
+        "w600k_r50": save(arcface_model(), out_dir / "w600k_r50.onnx"),
+        "inswapper_128": save(inswapper_model(swap_mode), out_dir / "inswapper_128.onnx"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python models/make_standins.py OUT_DIR")
+    for name, p in make_all(Path(args[0])).items():
+        print(f"{name}: {p}")
+
+
+if __name__ == "__main__":
+    main()

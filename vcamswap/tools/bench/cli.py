@@ -1,0 +1,92 @@
+"""`vcamswap bench`: speed, steadiness, accuracy and identity of engines and presets on a real clip.
+
+Each configuration (engine x preset x tracking on/off) gets:
+
+* throughput: the file fed as fast as the pipeline takes it (Capture(realtime=False)): fps, per-stage ms
+  (median, p95), detector calls per frame;
+* realtime (--realtime): the file paced like a camera at its fps: output fps, dropped frames, capture ->
+  publish latency p50/p95/p99;
+* steadiness: the tracker alone over the clip. jitter = RMS residual of the 5 keypoints about a smooth
+  trajectory (Savitzky-Golay, 0.5 s) on the stillest 3 s of the clip, i.e. motion the head did not make;
+  accuracy = mean distance of the keypoints from a fresh detection on the same frame; track losses per
+  minute. The reference is detection + landmarks on every frame with no smoothing, measured in the same run;
+* identity (--quality): dlib's face descriptor (an independent recogniser) of the output face against the
+  source face and against the person in front of the camera, frame by frame.
+
+`--engine inswapper` without installed weights runs models with inswapper_128's and det_10g's architecture
+and random weights (the cost is real, the picture is not) with faces found by BlazeFace; the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from vcamswap.presets import PRESET_NAMES
+from vcamswap.tools.bench.metrics import STEADY_MAX, WARMUP_FRAMES
+from vcamswap.tools.bench.report import LEGEND, clean_json, table, to_json
+from vcamswap.tools.bench.run import BenchOptions, run_bench
+
+log = logging.getLogger("vcamswap.bench")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure speed, steadiness and identity of engines and presets on a clip")
+    p.add_argument("--input", required=True, help="a video file (a real face; see docs/presets.md)")
+    p.add_argument("--engine", action="append", choices=["lite", "inswapper"], help="repeatable (default lite)")
+    p.add_argument("--preset", action="append", choices=list(PRESET_NAMES), help="repeatable (default all)")
+    p.add_argument("--frames", type=int, default=300, help="frames per pass (default 300, at most the file's)")
+    p.add_argument("--realtime", action="store_true", help="also run paced like a camera: output fps, latency")
+    p.add_argument("--no-throughput", dest="throughput", action="store_false", help="skip the as-fast-as-possible pass")
+    p.add_argument("--tracking", choices=["on", "off", "both"], default="both",
+                   help="tracking between detections, detection on every frame, or both (default)")
+    p.add_argument("--quality", action="store_true", help="identity with dlib's recogniser ('vcamswap[eval]')")
+    p.add_argument("--adaptive", action="store_true", help="adaptive quality on in the realtime pass")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed passes per configuration, interleaved; fps is their median (default 1)")
+    p.add_argument("--steady-frames", type=int, default=0,
+                   help=f"frames for jitter/accuracy/losses (default: the whole file, at most {STEADY_MAX})")
+    p.add_argument("--face", help="source face image (default: the demo face)")
+    p.add_argument("--models", help="models folder for the neural engine")
+    p.add_argument("--provider", help="onnxruntime execution provider")
+    p.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vcamswap.capture.demo import demo_face
+
+    if args.frames < WARMUP_FRAMES + 5:
+        print(f"vcamswap: error: --frames must be at least {WARMUP_FRAMES + 5}", file=sys.stderr)
+        return 2
+    tracking = {"on": [True], "off": [False], "both": [True, False]}[args.tracking]
+    opts = BenchOptions(
+        input=args.input,
+        engines=args.engine or ["lite"],
+        presets=args.preset or list(PRESET_NAMES),
+        frames=args.frames,
+        realtime=args.realtime,
+        throughput=args.throughput,
+        tracking=tracking,
+        quality=args.quality,
+        face=args.face or str(demo_face()),
+        models=args.models,
+        provider=args.provider,
+        adaptive=args.adaptive,
+        repeat=max(1, args.repeat),
+        steady_frames=args.steady_frames,
+    )
+    results, meta = run_bench(opts, lambda line: print(line, flush=True))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(clean_json(to_json(results, meta)), indent=2, allow_nan=False) + "\n")
+    for note in meta["notes"]:  # type: ignore[attr-defined]
+        print(f"note: {note}")
+    print()
+    print(LEGEND)
+    print(table(results), flush=True)
+    return 0

@@ -1,0 +1,143 @@
+"""What a bench pass runs on: the engine (random weights when the neural ones are absent), source face, stats."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcamswap.controls import Controls, ControlState
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.tracking import FaceDetector, Tracker
+from vcamswap.live.stats import Stats
+from vcamswap.presets import Preset, get_preset
+from vcamswap.tools.bench.metrics import Config
+from vcamswap.types import Detection
+
+log = logging.getLogger("vcamswap.bench")
+
+
+class RecordingStats(Stats):
+    """Stats that also keep every sample, for p95/p99 over the whole run."""
+
+    def __init__(self) -> None:
+        super().__init__(window=120)
+        self.samples: dict[str, list[float]] = {}
+        self.latencies: list[float] = []
+        self.publish_t: list[float] = []
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        super().add_stage(stage, seconds)
+        self.samples.setdefault(stage, []).append(seconds * 1000.0)
+
+    def frame_published(self, t_capture: float, swapped: bool, t_now: float | None = None) -> None:
+        now = time.perf_counter() if t_now is None else t_now
+        super().frame_published(t_capture, swapped, now)
+        self.latencies.append((now - t_capture) * 1000.0)
+        self.publish_t.append(now)
+
+
+class CostOnlyDetector:
+    """Runs a random-weight detector for its cost, and returns the faces BlazeFace finds."""
+
+    def __init__(self, cost: FaceDetector, faces: FaceDetector) -> None:
+        self.cost, self.faces = cost, faces
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        self.cost.detect(image_bgr)
+        return self.faces.detect(image_bgr)
+
+
+def cache_dir() -> Path:
+    import platformdirs
+
+    return Path(os.environ.get("VCAMSWAP_CACHE_DIR") or platformdirs.user_cache_dir("vcamswap"))
+
+
+def random_weight_models(folder: Path | None = None) -> Path:
+    """A models folder with det_10g and inswapper_128 of the real architecture (random weights) and a
+    stand-in ArcFace; built once (about 600 MB) and kept in the cache dir."""
+    folder = folder or cache_dir() / "bench-random-weights"
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    from vcamswap.modelstore import arch, standins
+
+    log.info("building random-weight models of the inswapper_128 and det_10g architectures in %s", folder)
+    arch.build_arch_model(folder / "inswapper_128.onnx")
+    arch.build_scrfd_model(folder / "det_10g.onnx")
+    standins.save(standins.arcface_model(), folder / "w600k_r50.onnx")
+    done.write_text("random weights, for timing only\n")
+    return folder
+
+
+@dataclass
+class EngineSetup:
+    engine: Any
+    random_weights: bool
+    detector_for: Callable[[Preset], FaceDetector | None]
+
+
+def make_engine(name: str, models: str | None, provider: str | None, blaze: FaceDetector) -> EngineSetup:
+    from vcamswap.engines import EngineUnavailable, create_engine
+
+    if name == "lite":
+        engine = create_engine("lite")
+        return EngineSetup(engine, False, engine.make_detector)
+    options: dict[str, object] = {"provider": provider}
+    if models:
+        options["models_dir"] = models
+    try:
+        engine = create_engine(name, **options)
+        return EngineSetup(engine, False, engine.make_detector)
+    except EngineUnavailable as e:
+        if name != "inswapper" or models:
+            raise
+        log.info("%s", e)
+    engine = create_engine(name, models_dir=random_weight_models(), provider=provider)
+    cached: dict[int, FaceDetector] = {}
+
+    def detector_for(p: Preset) -> FaceDetector:
+        if p.det_size not in cached:
+            cost = engine.make_detector(p)
+            assert cost is not None
+            cached[p.det_size] = CostOnlyDetector(cost, blaze)
+        return cached[p.det_size]
+
+    return EngineSetup(engine, True, detector_for)
+
+
+class FixedFace:
+    """A FaceLibrary with one analysed source face (the bench's --face)."""
+
+    def __init__(self, path: Path, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+        from vcamswap.faces.library import FaceLibrary
+        from vcamswap.live.build import FaceAnalyzer
+
+        empty = Path(tempfile.gettempdir()) / "vcamswap-bench-no-faces"
+        self.library = FaceLibrary(empty, FaceAnalyzer(detector, mesh))
+        self.name = self.library.resolve(str(path))
+        if self.library.get(self.name) is None:
+            raise SystemExit(f"vcamswap: error: no face found in {path}")
+
+
+def make_pipeline(setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: FaceDetector, config: Config) -> Any:
+    from vcamswap.live.pipeline import Pipeline
+
+    preset = get_preset(config.preset)
+    detector = setup.detector_for(preset) or blaze
+    tracker = Tracker(
+        detector, mesh, preset.detect_interval, preset.smoothing, tracking=config.tracking,
+        detector_for=setup.detector_for,
+    )
+    controls = Controls(ControlState(face=face.name, preset=config.preset))
+    return Pipeline(setup.engine, tracker, face.library, controls, RecordingStats())
