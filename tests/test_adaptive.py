@@ -8,17 +8,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.pipeline import drive
 
 from vcamswap.capture.demo import demo_face
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines.lite.engine import LiteEngine
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.adaptive import LADDER, AdaptiveQuality, degrade
-from vcamswap.live.build import FaceAnalyzer
-from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
 from vcamswap.types import Frame
 
@@ -39,8 +39,8 @@ def measured(media: Path) -> dict[int, np.ndarray]:
     times: dict[int, np.ndarray] = {}
     for level in range(LEVELS):
         controls = Controls(ControlState(face=name, preset="balanced"))
-        pipeline = Pipeline(LiteEngine(), Tracker(detector, mesh), library, controls)
-        pipeline.preset_override = lambda p, lv=level: degrade(p, lv)  # type: ignore[misc]
+        pipeline = drive(LiteEngine(), Tracker(detector, mesh), library, controls,
+                         lambda p, lv=level: degrade(p, lv))  # type: ignore[misc]
         pipeline.process(Frame(images[0], 0, 0.0))  # warm-up: source analysis, first allocations
         out = []
         for i, img in enumerate(images):
@@ -141,27 +141,27 @@ def test_adaptive_needs_sane_settings() -> None:
 
 
 def test_live_loop_feeds_the_adaptive_control(media: Path) -> None:
-    """Wired in: build_pipeline installs it when adaptive is on, and the live loop reports every frame."""
+    """Wired in: build_stages makes it when adaptive is on, and the live loop reports every frame."""
     from vcamswap.capture.source import Capture
-    from vcamswap.live.build import build_pipeline
+    from vcamswap.live.build import build_stages
     from vcamswap.live.loop import LiveLoop
     from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.settings import Settings
 
     settings = Settings(input=str(media / S18), faces="/nonexistent-faces", adaptive=True)
     controls = Controls(ControlState(preset="balanced"))
-    pipeline = build_pipeline(settings, controls)
-    controls.set_face(pipeline.library.resolve(str(demo_face())))
-    aq = pipeline.preset_override
+    stages = build_stages(settings, controls)
+    controls.set_face(stages.library.resolve(str(demo_face())))
+    aq = stages.adaptive
     assert isinstance(aq, AdaptiveQuality)
     capture = Capture(input=str(media / S18), realtime=False)
     sinks = SinkSet([])
     sinks.open(capture.info.width, capture.info.height, capture.info.fps)
     capture.start()
     try:
-        LiveLoop(capture, pipeline, sinks, controls, max_frames=20).run()
+        LiveLoop(capture, stages.pipeline, sinks, controls, stages.sources, adaptive=aq, max_frames=20).run()
     finally:
         capture.stop()
     assert aq.frames == 20 and aq.target_fps == capture.info.fps
-    off = build_pipeline(Settings(adaptive=False, faces="/nonexistent-faces"), controls)
-    assert off.preset_override is None
+    off = build_stages(Settings(adaptive=False, faces="/nonexistent-faces"), controls)
+    assert off.adaptive is None

@@ -12,7 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from vcamswap.capture import checks as capture_checks
 from vcamswap.cli import main
+from vcamswap.engines import checks as engines_checks
+from vcamswap.faces import checks as faces_checks
+from vcamswap.outputs import checks as outputs_checks
+from vcamswap.outputs import v4l2
 from vcamswap.settings import Settings
 from vcamswap.tools import doctor
 from vcamswap.tools.doctor import Context, Line, register_check, run_checks
@@ -88,18 +93,18 @@ def check(ctx: Context, fn: doctor.Check) -> list[Line]:
 def test_cameras_and_loopback_devices_are_told_apart(tmp_path: Path) -> None:
     sysfs, dev = fake_v4l(tmp_path, {0: ("Integrated Camera", False), 10: ("Swap Cam", True)})
     ctx = Context(Settings(), tmp_path / "s.toml", system="Linux", sysfs=sysfs, dev=dev)
-    nodes = doctor.video_nodes(sysfs, dev)
+    nodes = v4l2.video_nodes(sysfs, dev)
     assert [(n.path.endswith("video0"), n.label, n.virtual) for n in nodes] == [
         (True, "Integrated Camera", False), (False, "Swap Cam", True)
     ]
-    [cam] = check(ctx, doctor.check_cameras)  # the node is not a real device: it opens nothing
+    [cam] = check(ctx, capture_checks.check_cameras)  # the node is not a real device: it opens nothing
     assert not cam.ok and "no camera delivers frames" in cam.text and "Integrated Camera" in cam.text
-    vcam = check(ctx, doctor.check_virtual_camera)
+    vcam = check(ctx, outputs_checks.check_virtual_camera)
     assert vcam[0].ok and "v4l2loopback" in vcam[0].text
     assert vcam[1] == Line(True, "virtual camera", f"'Swap Cam' is {dev}/video10")
 
     listed = check(Context(Settings(), tmp_path / "s.toml", system="Linux", sysfs=sysfs, dev=dev,
-                           probe_cameras=False), doctor.check_cameras)
+                           probe_cameras=False), capture_checks.check_cameras)
     assert listed == [Line(True, "camera", f"{dev}/video0 (Integrated Camera) present (not opened)")]
 
 
@@ -107,12 +112,13 @@ def test_a_loopback_device_with_another_name_is_a_problem(tmp_path: Path) -> Non
     sysfs, dev = fake_v4l(tmp_path, {10: ("Dummy video device", True)})
     settings = Settings(vcam_device="/dev/video3")
     lines = check(Context(settings, tmp_path / "s.toml", system="Linux", sysfs=sysfs, dev=dev),
-                  doctor.check_virtual_camera)
+                  outputs_checks.check_virtual_camera)
     named = lines[1]
     assert not named.ok and "no device named 'Swap Cam'" in named.text and "Dummy video device" in named.text
     assert named.fix and 'card_label="Swap Cam"' in named.fix and f"--vcam-device {dev}/video10" in named.fix
     assert not lines[2].ok and "vcam_device /dev/video3 is not a v4l2loopback device" in lines[2].text
-    cams = check(Context(settings, tmp_path / "s.toml", system="Linux", sysfs=sysfs, dev=dev), doctor.check_cameras)
+    ctx = Context(settings, tmp_path / "s.toml", system="Linux", sysfs=sysfs, dev=dev)
+    cams = check(ctx, capture_checks.check_cameras)
     assert not cams[0].ok and "no camera device" in cams[0].text  # a loopback device is not a camera
 
 
@@ -132,7 +138,7 @@ def test_installed_models_are_verified_and_placed(tmp_path: Path, capsys: pytest
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
     settings = Settings(engine="inswapper", models=str(models), provider="cpu")
     ctx = Context(settings, tmp_path / "s.toml", manifest=manifest, load_models=True)
-    lines = check(ctx, doctor.check_engines) + check(ctx, doctor.check_providers)
+    lines = check(ctx, engines_checks.check_engines) + check(ctx, engines_checks.check_providers)
     text = "\n".join(line.render() for line in lines)
     for name in paths:
         assert f"OK       model {name}: installed and verified" in text
@@ -143,20 +149,20 @@ def test_installed_models_are_verified_and_placed(tmp_path: Path, capsys: pytest
     # A damaged file is a problem with the reinstall command; the engine falls back.
     data = paths["inswapper_128"].read_bytes()
     paths["inswapper_128"].write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    lines = check(Context(settings, tmp_path / "s.toml", manifest=manifest), doctor.check_engines)
+    lines = check(Context(settings, tmp_path / "s.toml", manifest=manifest), engines_checks.check_engines)
     bad = [line for line in lines if line.topic == "model inswapper_128"]
     assert not bad[0].ok and "SHA-256" in bad[0].text and bad[0].fix == "vcamswap models download inswapper_128 --force"
     shutil.rmtree(models)
-    lines = check(Context(settings, tmp_path / "s.toml", manifest=manifest), doctor.check_engines)
+    lines = check(Context(settings, tmp_path / "s.toml", manifest=manifest), engines_checks.check_engines)
     assert any(not line.ok and "will use 'lite'" in line.text for line in lines)
 
 
 def test_an_absent_provider_is_a_problem_with_the_package_to_install(tmp_path: Path) -> None:
-    lines = check(Context(Settings(provider="cuda"), tmp_path / "s.toml"), doctor.check_providers)
+    lines = check(Context(Settings(provider="cuda"), tmp_path / "s.toml"), engines_checks.check_providers)
     bad = [line for line in lines if not line.ok]
     assert len(bad) == 1 and "cuda is not available here" in bad[0].text
     assert bad[0].fix and "onnxruntime-gpu" in bad[0].fix
-    lines = check(Context(Settings(provider="warp-drive"), tmp_path / "s.toml"), doctor.check_providers)
+    lines = check(Context(Settings(provider="warp-drive"), tmp_path / "s.toml"), engines_checks.check_providers)
     assert not lines[0].ok and "unknown execution provider" in lines[0].text
 
 
@@ -168,10 +174,10 @@ def test_faces_folder_counts_the_usable_ones(media: Path, tmp_path: Path) -> Non
     faces.mkdir()
     shutil.copy(media / "faces" / "single" / "biden.jpg", faces / "biden.jpg")
     cv2.imwrite(str(faces / "wall.png"), np.full((200, 200, 3), 180, np.uint8))
-    lines = check(Context(Settings(faces=str(faces)), tmp_path / "s.toml"), doctor.check_faces)
+    lines = check(Context(Settings(faces=str(faces)), tmp_path / "s.toml"), faces_checks.check_faces)
     assert lines[0] == Line(True, "faces", f"1 of 2 usable in {faces}", "vcamswap faces add PHOTO.jpg")
     assert not lines[1].ok and lines[1].topic == "face wall" and "vcamswap faces remove wall" in (lines[1].fix or "")
-    empty = check(Context(Settings(faces=str(tmp_path / "none")), tmp_path / "s.toml"), doctor.check_faces)
+    empty = check(Context(Settings(faces=str(tmp_path / "none")), tmp_path / "s.toml"), faces_checks.check_faces)
     assert not empty[0].ok and empty[0].fix == "vcamswap faces add PHOTO.jpg"
 
 

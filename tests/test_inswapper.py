@@ -11,8 +11,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers.pipeline import drive
 
-from vcamswap.compose.blend import align, paste_back
+from vcamswap.compose.align import align
+from vcamswap.compose.blend import paste_back
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import EngineUnavailable, create_engine, providers
 from vcamswap.engines.inswapper import (
@@ -23,12 +25,12 @@ from vcamswap.engines.inswapper import (
     face_mask,
     swap_template,
 )
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
-from vcamswap.live.build import FaceAnalyzer, load_engine
-from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.build import load_engine
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry, Frame
@@ -340,7 +342,7 @@ def run_pipeline(engine: InswapperEngine, media: Path, tmp_path: Path, frames: i
     name = library.resolve(str(media / SOURCE_A))
     controls.set_faces(library.names())
     controls.set_face(name)
-    pipeline = Pipeline(engine, Tracker(detector, mesh, 4), library, controls)
+    pipeline = drive(engine, Tracker(detector, mesh, 4), library, controls)
     cap = cv2.VideoCapture(str(media / WEBCAM))
     out = []
     for i in range(frames):

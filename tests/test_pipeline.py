@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers.cli import run_cli
+from helpers.frames import read_frames
+from helpers.lite import face_mask, morph_points
+from helpers.media import SOURCE, WEBCAM
+from helpers.pipeline import Driven, build
 
-from vcamswap.compose.blend import align
-from vcamswap.controls import Controls, ControlState
-from vcamswap.engines.lite.engine import LiteEngine, LiteSource, face_mask, lite_template, mesh_warp, morph_points
+from vcamswap.compose.align import align
+from vcamswap.engines.lite.engine import LiteEngine, LiteSource, lite_template, mesh_warp
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh, kps5_from_mesh
 from vcamswap.faces.library import FaceLibrary
-from vcamswap.faces.tracking import Tracker
-from vcamswap.live.build import FaceAnalyzer
-from vcamswap.live.pipeline import Pipeline
 from vcamswap.types import Frame, apply_affine
-
-WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
-SOURCE = "faces/single/obama_official_portrait.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -30,30 +27,9 @@ def models(detector: BlazeFaceDetector, mesh: FaceMesh) -> tuple[BlazeFaceDetect
     return detector, mesh
 
 
-def make_pipeline(models: tuple[BlazeFaceDetector, FaceMesh], faces_dir: Path, face: str) -> Pipeline:
+def make_pipeline(models: tuple[BlazeFaceDetector, FaceMesh], faces_dir: Path, face: str) -> Driven:
     detector, mesh = models
-    library = FaceLibrary(faces_dir, FaceAnalyzer(detector, mesh))
-    controls = Controls(ControlState())
-    name = library.resolve(face)
-    controls.set_faces(library.names())
-    controls.set_face(name)
-    return Pipeline(LiteEngine(), Tracker(detector, mesh, 4), library, controls)
-
-
-def read_frames(path: Path, count: int, step: int = 1) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    i = 0
-    while len(frames) < count:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % step == 0:
-            frames.append(frame)
-        i += 1
-    cap.release()
-    assert len(frames) == count, f"could read only {len(frames)} frames of {path}"
-    return frames
+    return build(LiteEngine(), detector, mesh, faces_dir, face)
 
 
 def canonical_view(image: np.ndarray, points: np.ndarray, src: LiteSource, size: int = 256) -> np.ndarray:
@@ -83,7 +59,7 @@ def test_face_in_real_video_is_swapped(media: Path, models: tuple[BlazeFaceDetec
     assert name is not None
     source = pipe.source(name)
     assert source is not None
-    src = source[1]
+    src = source.payload
     assert isinstance(src, LiteSource)
     ref = cv2.cvtColor(src.texture_at(256), cv2.COLOR_BGR2GRAY).astype(np.float32)
     mask = skin_mask(src)
@@ -146,12 +122,6 @@ def test_unusable_faces_are_skipped_not_fatal(models: tuple[BlazeFaceDetector, F
     assert library.get("broken") is None
     assert library.get("noface") is None
     assert library.check_all() == {"broken": "unreadable or no face found", "noface": "unreadable or no face found"}
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vcamswap", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
 
 
 def test_cli_swaps_a_real_video_into_a_file(media: Path, tmp_path: Path) -> None:

@@ -3,17 +3,17 @@ that re-pastes at the current pose."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers.frames import frames
+from helpers.pipeline import Driven, drive
 
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.tracking import Tracker, box_of, box_size, implausible, pick_face
-from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tools.bench.metrics import accuracy_px, jitter_px, still_segment
 from vcamswap.tools.bench.passes import fresh_keypoints, tracked_keypoints
@@ -24,18 +24,6 @@ S18_HD = "videos/real/lp_s18_woman_landscape_1280x720.mp4"
 MIX4 = "videos/webcam/webcam_640x480_30fps_mix4.mp4"
 BIG_MOTION = "videos/real/lp_d12_man_glasses_bigmotion_512.mp4"
 CUTS = (282, 633, 873)
-
-
-def frames(path: Path, limit: int = 10**9) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(limit):
-            ok, image = cap.read()
-            if not ok:
-                return
-            yield image
-    finally:
-        cap.release()
 
 
 def centre(box: np.ndarray) -> np.ndarray:
@@ -220,17 +208,16 @@ def moving(img: np.ndarray, k: int) -> np.ndarray:
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
 
 
-def make_pipeline(detector, mesh, swap_interval: int) -> Pipeline:
+def make_pipeline(detector, mesh, swap_interval: int) -> Driven:
     from vcamswap.capture.demo import demo_face
+    from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.library import FaceLibrary
-    from vcamswap.live.build import FaceAnalyzer
 
     library = FaceLibrary(Path("/nonexistent-faces"), FaceAnalyzer(detector, mesh))
     name = library.resolve(str(demo_face()))
     controls = Controls(ControlState(face=name, preset="balanced"))
-    pipeline = Pipeline(LiteEngine(), Tracker(detector, mesh, 4, 0.0), library, controls)
-    pipeline.preset_override = lambda p: p.with_knobs(swap_interval=swap_interval, smoothing=0.0)
-    return pipeline
+    return drive(LiteEngine(), Tracker(detector, mesh, 4, 0.0), library, controls,
+                 lambda p: p.with_knobs(swap_interval=swap_interval, smoothing=0.0))
 
 
 def test_skipped_frames_repaste_at_the_current_pose(media: Path, detector, mesh) -> None:

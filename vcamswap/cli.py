@@ -65,8 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vcamswap.live.build import build_live
-    from vcamswap.live.loop import LiveLoop
+    from vcamswap.live.build import build_live, make_loop
     from vcamswap.outputs.sinkset import SinkSet, parse_output
 
     settings = settings_from_args(args)
@@ -88,10 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     max_frames = args.max_frames
     if max_frames is None and not live_sink and info.kind == "file" and info.frame_count:
         max_frames = info.frame_count  # file to file: one pass, not a loop
-    loop = LiveLoop(
-        live.capture, live.pipeline, sinks, live.controls,
-        max_frames=max_frames, stats_every=5.0 if settings.stats else 0.0, emit=_emit,
-    )
+    loop = make_loop(live, sinks, max_frames=max_frames, stats_every=5.0 if settings.stats else 0.0, emit=_emit)
     signal.signal(signal.SIGTERM, lambda *_: live.controls.stop())
     sinks.open(info.width, info.height, info.fps)
     live.capture.start()
@@ -102,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         live.capture.stop()
         sinks.close()
-    snap = live.pipeline.stats.snapshot()
+    snap = loop.stats.snapshot()
     _emit(f"done: {snap.line()}")
     if result is not None and result.frames == 0:
         return _fail("no frame was read from the source")
@@ -140,9 +136,9 @@ def _check_face(settings: Settings, path: Path) -> None:
     """Warn at once when an added photo has no usable face, rather than at the first swap."""
     import cv2
 
+    from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
-    from vcamswap.live.build import FaceAnalyzer
 
     image = cv2.imread(str(path))
     if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -54,11 +54,23 @@ class TrackedFace(NamedTuple):
     detected: bool  # True when the detector ran on this frame, False when followed
 
 
+class FeatureLayer(NamedTuple):
+    """The camera's own features (eyes, lips) to lay over an engine's skin after compositing's colour match.
+
+    `alpha` is where they cover the skin; each part is a camera image (uint8, crop-sized) and its mask.
+    """
+
+    alpha: np.ndarray  # (S, S) float32 in [0, 1]
+    parts: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
 class SwapOutput(NamedTuple):
-    """What an engine returns, in the aligned crop's coordinates."""
+    """What an engine returns, in the aligned crop's coordinates: the swapped face, not yet colour-matched
+    (compose.blend.finish applies the preset's colour match and lays `features` over it)."""
 
     crop: np.ndarray  # (S, S, 3) uint8 BGR
     mask: np.ndarray  # (S, S) float32 in [0, 1]; 0 keeps the camera's pixel
+    features: FeatureLayer | None = None
 
 
 @dataclass(frozen=True)
@@ -70,16 +82,16 @@ class Frame:
     t_capture: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceFace:
-    """A source face from the faces folder, analysed once and cached by content."""
+    """A source face from the faces folder, analysed once and cached by content (the engine's payload for
+    it lives beside it, in live.sources, keyed by engine and digest)."""
 
     name: str
     path: str
     digest: str
     image: np.ndarray
     geometry: FaceGeometry
-    payload: dict[str, object] = field(default_factory=dict)  # per-engine cached data (embedding, texture)
 
 
 def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:

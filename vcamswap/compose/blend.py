@@ -1,4 +1,4 @@
-"""Alignment into the engine's crop and paste-back into the frame.
+"""Compositing policy: masks, colour match, laying the camera's features back, paste-back into the frame.
 
 Only the face's region of the frame is touched: the crop is warped back into the bounding box of its
 corners, never over the whole frame.
@@ -9,32 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping src points onto dst (Umeyama)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s_c, d_c = src - mu_s, dst - mu_d
-    cov = d_c.T @ s_c / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1
-    r = u @ np.diag(d) @ vt
-    var_s = (s_c**2).sum() / len(src)
-    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
-    t = mu_d - scale * r @ mu_s
-    return np.hstack([scale * r, t[:, None]]).astype(np.float32)
-
-
-def align(frame: np.ndarray, kps: np.ndarray, template: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The aligned crop and the 2x3 matrix frame -> crop."""
-    m = similarity(kps, template)
-    crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crop, m
 
 
 def feather(mask: np.ndarray, amount: float) -> np.ndarray:
@@ -75,6 +51,22 @@ def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarra
         lut[:, 0, c] = 128.0 + (levels - 128.0) * ratio + (r_c - s_c * ratio)
     lut = np.clip(lut + 0.5, 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2BGR)
+
+
+def finish(out: SwapOutput, crop: np.ndarray, preset: Preset) -> SwapOutput:
+    """An engine's output made final in the crop: the skin colour-matched to the camera's crop (when the
+    preset asks), then the camera's own features laid over it."""
+    layer = out.features
+    skin = out.crop
+    if preset.color_match:
+        region = out.mask if layer is None else out.mask * (1.0 - layer.alpha)
+        skin = color_match(skin, crop, region)
+    if layer is None:
+        return SwapOutput(skin, out.mask)
+    img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])
+    for moved, mask in layer.parts:
+        img += moved.astype(np.float32) * mask[..., None]
+    return SwapOutput(np.clip(img + 0.5, 0, 255).astype(np.uint8), out.mask)
 
 
 def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:

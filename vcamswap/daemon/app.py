@@ -32,10 +32,13 @@ if TYPE_CHECKING:
 
     from vcamswap.capture.source import Capture
     from vcamswap.daemon.tray import Tray, TrayView
+    from vcamswap.live.build import Stages
     from vcamswap.live.loop import LiveLoop
-    from vcamswap.live.pipeline import FrameResult, Pipeline
+    from vcamswap.live.pipeline import FrameResult
+    from vcamswap.live.stats import Stats
     from vcamswap.outputs.preview import PreviewWindow
     from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.outputs.still import StillPublisher
     from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.daemon")
@@ -88,7 +91,8 @@ class Daemon:
         self.server = ControlServer(self.handle, address)
         self.started = time.monotonic()
         self.health = _Health()
-        self.pipeline: Pipeline | None = None
+        self.stages: Stages | None = None  # set once built; the control socket answers 'starting' before
+        self.stats: Stats | None = None  # the live loop's figures
         self.capture: Capture | None = None
         self.sinks: SinkSet | None = None
         self.preview: PreviewWindow | None = None
@@ -100,7 +104,7 @@ class Daemon:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
-        self._waiting_frame: np.ndarray | None = None
+        self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -142,7 +146,8 @@ class Daemon:
 
     def _build(self) -> None:
         from vcamswap.faces.library import FaceError
-        from vcamswap.live.build import build_pipeline, initial_face
+        from vcamswap.live.build import build_stages, initial_face
+        from vcamswap.live.stats import Stats
         from vcamswap.outputs.preview import PreviewWindow
         from vcamswap.outputs.sinkset import SinkSet, parse_output
 
@@ -158,14 +163,16 @@ class Daemon:
         self.sinks = SinkSet(sinks)
         if len(outputs) != len(s.output):
             self.controls.set_preview(True)
-        self.pipeline = build_pipeline(s, self.controls)
-        library = self.pipeline.library
+        self.stats = Stats()
+        stages = build_stages(s, self.controls)
+        library = stages.library
         try:
-            face = initial_face(s, library, used_demo=False)
+            face = initial_face(s, library)
         except FaceError as e:
             log.warning("%s; starting with the first face of the folder", e)
             s.face = None
-            face = initial_face(s, library, used_demo=False)
+            face = initial_face(s, library)
+        self.stages = stages
         self.controls.set_faces(library.names())
         if face is not None:
             self.controls.set_face(face)
@@ -257,17 +264,18 @@ class Daemon:
         capture = self._open_capture()
         if capture is None:
             return
-        assert self.pipeline is not None and self.sinks is not None
+        assert self.stages is not None and self.sinks is not None
         info = capture.info
         log.info(
             "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
-            info.kind, info.name, info.width, info.height, info.fps, self.pipeline.engine.name,
+            info.kind, info.name, info.width, info.height, info.fps, self.stages.pipeline.engine.name,
             self.controls.snapshot().face or "none", ", ".join(self.settings.output),
         )
         self.sinks.open(info.width, info.height, info.fps)
         capture.start()
+        st = self.stages
         loop = LiveLoop(
-            capture, self.pipeline, self.sinks, self.controls,
+            capture, st.pipeline, self.sinks, self.controls, st.sources, adaptive=st.adaptive, stats=self.stats,
             stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
         )
         self.ready.set()
@@ -320,14 +328,14 @@ class Daemon:
     def _publish_waiting(self) -> None:
         import numpy as np
 
-        from vcamswap.live.pipeline import banner
+        from vcamswap.outputs.still import StillPublisher
 
         assert self.sinks is not None
         s = self.settings
-        if self._waiting_frame is None:
-            self._waiting_frame = banner(np.full((s.height, s.width, 3), 40, np.uint8), "no camera - waiting for it")
+        if self._waiting is None:
+            self._waiting = (StillPublisher(self.sinks), np.full((s.height, s.width, 3), 40, np.uint8))
             self.sinks.open(s.width, s.height, s.fps)
-        self.sinks.send(self._waiting_frame)
+        self._waiting[0].publish(self._waiting[1], "no camera - waiting for it")
         self._sync_preview()
 
     def _sync_preview(self) -> None:
@@ -360,10 +368,11 @@ class Daemon:
             self._wake.clear()
 
     def _rescan_faces(self) -> None:
-        if self.pipeline is None:
+        if self.stages is None:
             return
+        self.stages.sources.rescan()
         try:
-            names = tuple(self.pipeline.library.names())
+            names = tuple(self.stages.library.names())
         except OSError as e:
             log.debug("faces folder: %s", e)
             return
@@ -392,11 +401,11 @@ class Daemon:
         if not pending or self.settings_file is None:
             return
         face = pending.get("face")
-        if face is not None and self.pipeline is not None:
+        if face is not None and self.stages is not None:
             from vcamswap.faces.library import list_faces
 
             # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
-            if face not in {e.name for e in list_faces(self.pipeline.library.folder)}:
+            if face not in {e.name for e in list_faces(self.stages.library.folder)}:
                 del pending["face"]
         self.settings_file.save_changes(pending)
 
@@ -429,7 +438,7 @@ class Daemon:
         if cmd == "stop":
             self.controls.stop()
             return {"ok": True, "pid": os.getpid(), "stopping": True}
-        if self.pipeline is None:
+        if self.stages is None:
             return error_reply("the daemon is still starting; try again in a moment")
         if arg is not None and not isinstance(arg, str):
             return error_reply(f"'{cmd}': the argument must be a string")

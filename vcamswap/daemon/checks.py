@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line, register_check
+from vcamswap.tools.doctor import Context, Line
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:
@@ -106,9 +106,3 @@ def check_service(ctx: Context) -> Iterable[Line]:
 
 
 CHECKS = (check_tray, check_hotkeys, check_daemon, check_service)
-
-
-def install() -> None:
-    """Add these checks to `vcamswap doctor` (idempotent)."""
-    for check in CHECKS:
-        register_check(check)

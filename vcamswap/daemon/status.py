@@ -44,15 +44,15 @@ def state(d: Daemon) -> tuple[str, str | None]:
     if snap.face is None:
         return "error", "no source face: add one with 'vcamswap faces add IMAGE'"
     if h.frames_without_face >= NO_FACE_FRAMES:
-        if d.pipeline is not None and d.pipeline.library.get(snap.face) is None:
+        if d.stages is not None and not d.stages.sources.usable(snap.face):
             return "error", f"source face {snap.face!r} is unreadable or shows no face"
         return "no-face", "no face in the picture"
     return "swapping", None
 
 def fps(d: Daemon) -> float:
-    if d.pipeline is None or time.monotonic() - d.health.last_frame_t > 2.0:
+    if d.stats is None or time.monotonic() - d.health.last_frame_t > 2.0:
         return 0.0
-    return d.pipeline.stats.snapshot().fps
+    return d.stats.snapshot().fps
 
 def tray_view(d: Daemon) -> TrayView:
     from vcamswap.daemon.tray import TrayView
@@ -79,11 +79,11 @@ def status(d: Daemon) -> Reply:
         "hotkeys": d.hotkeys is not None and d.hotkeys.running,
         "hotkey_problems": d.hotkey_problems,
     }
-    if d.pipeline is not None:
-        stats = d.pipeline.stats.snapshot().as_dict()
+    if d.stages is not None and d.stats is not None:
+        stats = d.stats.snapshot().as_dict()
         stats["fps"] = round(fps(d), 2)
         reply.update(stats)
-        reply["engine"] = d.pipeline.engine.name
+        reply["engine"] = d.stages.pipeline.engine.name
     if d.sinks is not None:
         outs = [x for x in d.sinks.states() if x.name != PREVIEW]
         reply["outputs"] = [{"name": x.name, "live": x.live, "error": x.error} for x in outs]

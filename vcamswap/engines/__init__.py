@@ -9,7 +9,7 @@ the current pose.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,13 @@ class EngineUnavailable(Exception):
     """The engine cannot run here (models missing, runtime absent); the message says how to fix it."""
 
 
-class Engine(Protocol):
+P = TypeVar("P")  # what an engine makes of a source face once (texture and mesh, embedding)
+
+
+class Engine(Protocol[P]):
+    """Everything the pipeline asks of an engine. The engine swaps; compositing policy (colour match,
+    laying the camera's features back, paste-back) is compose's, applied to what swap() returns."""
+
     name: str
 
     def crop_size(self, preset: Preset) -> int:
@@ -36,11 +42,12 @@ class Engine(Protocol):
         """(5, 2) keypoint positions in a crop of `size` pixels, in types.Detection.kps order."""
         ...
 
-    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> object:
-        """Analyse a source face once; the result is cached with the faces cache and passed to swap()."""
+    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> P:
+        """Analyse a source face once (ValueError or EngineError when it cannot be used); the result is kept
+        by live.sources and passed to swap()."""
         ...
 
-    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: P, preset: Preset) -> SwapOutput:
         """Swap the face in an aligned crop (face given in crop coordinates)."""
         ...
 
@@ -55,10 +62,10 @@ ENGINES: dict[str, str] = {
 }
 
 
-def create_engine(name: str, **options: object) -> Engine:
+def create_engine(name: str, **options: object) -> Engine[Any]:
     if name not in ENGINES:
         raise EngineUnavailable(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     module_name, cls_name = ENGINES[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    engine: Engine = cls(**options)
+    engine: Engine[Any] = cls(**options)
     return engine

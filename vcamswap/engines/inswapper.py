@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.compose.blend import feather, similarity
+from vcamswap.compose.align import similarity
+from vcamswap.compose.blend import feather
 from vcamswap.engines import EngineError, EngineUnavailable, providers
+from vcamswap.faces.landmarks import ARCFACE_112, LIPS_OUTER
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
 from vcamswap.settings import default_models_dir
@@ -29,13 +31,7 @@ log = logging.getLogger("vcamswap.inswapper")
 SWAP_SIZE = 128
 EMBED_SIZE = 512
 DET_THRESHOLD = 0.5
-# insightface's ArcFace 5-point template in a 112 px crop, in types.Detection.kps order.
-ARCFACE_DST = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    np.float32,
-)
-# FaceMesh's outer lip contour, for the mouth mask when the landmarker's points are at hand.
-LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+ARCFACE_DST = ARCFACE_112  # the 112 px template ArcFace's embedding model was trained on
 
 
 class SwapOutputError(EngineError):
@@ -321,7 +317,7 @@ class InswapperEngine:
         latent /= np.linalg.norm(latent)
         return InswapperSource(embedding, np.ascontiguousarray(latent))
 
-    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
         check_bgr(crop, "aligned crop", 2)
         if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
             raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")

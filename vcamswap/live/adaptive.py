@@ -1,8 +1,8 @@
 """Adaptive quality: when the pipeline cannot keep the target fps, step the preset's knobs down; when there is
 headroom again, step them back up.
 
-It is fed the busy time of each frame (pipeline + outputs, not the wait for the camera) and plugs in as
-`Pipeline.preset_override`, so a step applies at the next frame. The load is the mean busy time over recent
+It is owned by the live loop, which feeds it the busy time of each frame (pipeline + outputs, not the wait
+for the camera) and applies it to the preset of the next frame. The load is the mean busy time over recent
 frames divided by the frame budget (1 / target fps): the mean, because with frame skipping most frames are
 cheap and every k-th is expensive, and the mean is what sets the fps.
 
@@ -127,7 +127,7 @@ class AdaptiveQuality:
         return (sum(self._times) / len(self._times)) / self.budget
 
     def __call__(self, preset: Preset) -> Preset:
-        """Pipeline.preset_override: the chosen preset, degraded to the current level."""
+        """The chosen preset, degraded to the current level (the live loop applies it to every frame)."""
         if self._base != preset.name:
             if self._base is not None and self.level:  # another preset was picked: try it at full quality
                 self._set_level(0, self.load, "preset")
@@ -173,7 +173,3 @@ class AdaptiveQuality:
         self._times.clear()
         self._since_change = 0
         self._calm = 0
-
-    def describe(self) -> str:
-        steps = ", ".join(s.name for s in self.ladder[: self.level]) or "none"
-        return f"adaptive level {self.level}/{len(self.ladder)} (load {self.load:.2f}; steps: {steps})"

@@ -1,46 +1,32 @@
-"""Builds the live stages from settings; shared by `run`, the daemon and the benchmark."""
+"""Builds the live stages from settings: the one place that wires them, for `run`, the daemon and the benchmark."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
-from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
+from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceError, FaceLibrary
-from vcamswap.faces.tracking import Tracker, pick_face
+from vcamswap.faces.tracking import DetectorFactory, Tracker
 from vcamswap.live.adaptive import AdaptiveQuality
+from vcamswap.live.loop import LiveLoop
 from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
+from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
-from vcamswap.types import FaceGeometry
 
 log = logging.getLogger("vcamswap")
 
-class FaceAnalyzer:
-    """Finds the main face of a still photo with the embedded detector + landmarker."""
-
-    def __init__(self, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
-        self.detector, self.mesh = detector, mesh
-
-    def __call__(self, image: np.ndarray) -> FaceGeometry | None:
-        det = pick_face(self.detector.detect(image), image.shape)
-        if det is None:
-            return None
-        res = self.mesh.run(image, self.mesh.roi_from_detection(det))
-        # A second pass from the landmarks themselves tightens the crop on photos where the box was loose.
-        res = self.mesh.run(image, self.mesh.roi_from_points(res.points))
-        return geometry_from_mesh(res.points, res.presence) if res.presence >= 0.5 else None
-
-
-def load_engine(settings: Settings, warn: bool = True) -> Engine:
+def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
     """The asked engine, or `lite` with a one-line hint when it cannot run here."""
     try:
         return create_engine(settings.engine, **_engine_options(settings))
@@ -59,12 +45,28 @@ def _engine_options(settings: Settings) -> dict[str, object]:
 
 
 @dataclass
+class Stages:
+    """The wired stages of one live run: what the loop is built from."""
+
+    pipeline: Pipeline
+    library: FaceLibrary
+    sources: Sources
+    adaptive: AdaptiveQuality | None
+
+
+@dataclass
 class Live:
     capture: Capture
-    pipeline: Pipeline
+    stages: Stages
     controls: Controls
-    library: FaceLibrary
-    used_demo: bool
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.stages.pipeline
+
+    @property
+    def library(self) -> FaceLibrary:
+        return self.stages.library
 
 
 def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) -> tuple[Capture, bool]:
@@ -85,26 +87,40 @@ def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) ->
         return Capture(input=str(demo_clip()), fps=settings.fps, realtime=realtime), True
 
 
-def build_pipeline(settings: Settings, controls: Controls, engine: Engine | None = None) -> Pipeline:
-    detector = BlazeFaceDetector()
-    mesh = FaceMesh()
+def build_stages(
+    settings: Settings,
+    controls: Controls,
+    engine: Engine[Any] | None = None,
+    *,
+    library: FaceLibrary | None = None,
+    detector_for: DetectorFactory | None = None,
+    tracking: bool = True,
+    realtime: bool = True,
+    models: tuple[BlazeFaceDetector, FaceMesh] | None = None,
+) -> Stages:
+    """The one place that wires the stages, for `run`, the daemon and the benchmark alike.
+
+    `engine`, `library`, `detector_for` and `models` replace the ones the settings would give (the bench's
+    random-weight engine and fixed face); `tracking=False` is the tracker's reference mode.
+    """
+    detector, mesh = models or (BlazeFaceDetector(), FaceMesh())
     engine = engine or load_engine(settings)
-    library = FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
+    library = library or FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
     preset = get_preset(controls.snapshot().preset)
-    track_detector = engine.make_detector(preset) or detector
+    detector_for = detector_for or engine.make_detector
+    track_detector = detector_for(preset) or detector
     tracker = Tracker(
-        track_detector, mesh, preset.detect_interval, preset.smoothing, detector_for=engine.make_detector
+        track_detector, mesh, preset.detect_interval, preset.smoothing, tracking=tracking, detector_for=detector_for
     )
-    pipeline = Pipeline(engine, tracker, library, controls, Stats())
-    if settings.adaptive:
-        # The target is the camera's fps unless given; LiveLoop tells it the real one once the camera is open.
-        pipeline.preset_override = AdaptiveQuality(
-            settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None
-        )
-    return pipeline
+    adaptive = None
+    # Every frame of a file is processed, however long it takes: nothing to adapt to.
+    if settings.adaptive and realtime:
+        # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
+        adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
+    return Stages(Pipeline(engine, tracker), library, Sources(library, engine), adaptive)
 
 
-def initial_face(settings: Settings, library: FaceLibrary, used_demo: bool) -> str | None:
+def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
     """The face to start with: --face, else the first in the folder, else the demo face."""
     if settings.face:
         return library.resolve(settings.face)
@@ -120,17 +136,21 @@ def initial_face(settings: Settings, library: FaceLibrary, used_demo: bool) -> s
 def build_live(settings: Settings, realtime: bool = True) -> Live:
     controls = Controls(ControlState(swap_enabled=settings.swap, preset=settings.preset))
     get_preset(settings.preset)
-    capture, used_demo = open_capture(settings, realtime)
+    capture, _ = open_capture(settings, realtime)
     try:
-        pipeline = build_pipeline(settings, controls)
-        if not realtime:  # every frame of a file is processed, however long it takes: nothing to adapt to
-            pipeline.preset_override = None
-        library = pipeline.library
-        face = initial_face(settings, library, used_demo)
+        stages = build_stages(settings, controls, realtime=realtime)
+        face = initial_face(settings, stages.library)
     except (FaceError, EngineUnavailable):
         capture.stop()
         raise
-    controls.set_faces(library.names())
+    controls.set_faces(stages.library.names())
     if face is not None:
         controls.set_face(face)
-    return Live(capture, pipeline, controls, library, used_demo)
+    return Live(capture, stages, controls)
+
+
+def make_loop(live: Live, sinks: SinkSet, stats: Stats | None = None, **options: Any) -> LiveLoop:
+    """The live loop over a built run: its capture, pipeline, sources and adaptive quality."""
+    s = live.stages
+    return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, stats=stats,
+                    **options)

@@ -2,7 +2,8 @@
 
 It paces itself on the capture (a new frame wakes it), so output follows the camera's fps; when the
 camera is lost or paused it keeps publishing a still frame with a banner, so apps never see a frozen or
-vanished camera.
+vanished camera. The loop owns the frame's inputs (control state, preset after adaptive quality, prepared
+source face) and its figures (Stats, adaptive quality's load): data flows one way through it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from vcamswap.capture.source import Capture
-from vcamswap.controls import Controls
+from vcamswap.controls import Controls, ControlState
 from vcamswap.live.adaptive import AdaptiveQuality
-from vcamswap.live.pipeline import FrameResult, Pipeline, StatsPrinter, banner
+from vcamswap.live.pipeline import FrameResult, Pipeline
+from vcamswap.live.sources import PreparedSource, Sources
+from vcamswap.live.stats import Stats, StatsPrinter
 from vcamswap.outputs.sinkset import SinkSet
+from vcamswap.outputs.still import StillPublisher
+from vcamswap.presets import Preset, get_preset
 from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.runner")
 
 FrameHook = Callable[[Frame, FrameResult], None]
+PresetHook = Callable[[Preset], Preset]
 
 
 @dataclass
@@ -33,6 +40,22 @@ class LoopResult:
     reason: str  # "max-frames" | "stopped" | "ended"
 
 
+class FrameInputs:
+    """What a frame is processed with: the control state, the preset (after adaptive quality, when on) and
+    the prepared source face (resolved only when the choice or the folder changes)."""
+
+    def __init__(self, controls: Controls, sources: Sources, adjust: PresetHook | None = None) -> None:
+        self.controls, self.sources, self.adjust = controls, sources, adjust
+
+    def __call__(self) -> tuple[ControlState, Preset, PreparedSource[Any] | None]:
+        state = self.controls.snapshot()
+        preset = get_preset(state.preset)
+        if self.adjust is not None:
+            preset = self.adjust(preset)
+        source = self.sources.current(state.face) if state.swapping else None
+        return state, preset, source
+
+
 class LiveLoop:
     def __init__(
         self,
@@ -40,7 +63,10 @@ class LiveLoop:
         pipeline: Pipeline,
         sinks: SinkSet,
         controls: Controls,
+        sources: Sources,
         *,
+        adaptive: AdaptiveQuality | None = None,
+        stats: Stats | None = None,
         max_frames: int | None = None,
         stats_every: float = 0.0,
         emit: Callable[[str], None] = print,
@@ -50,18 +76,20 @@ class LiveLoop:
         self.pipeline = pipeline
         self.sinks = sinks
         self.controls = controls
+        self.stats = stats if stats is not None else Stats()
+        self.adaptive = adaptive
+        self.inputs = FrameInputs(controls, sources, adaptive)
         self.max_frames = max_frames
-        self.printer = StatsPrinter(pipeline.stats, stats_every, emit) if stats_every > 0 else None
+        self.printer = StatsPrinter(self.stats, stats_every, emit) if stats_every > 0 else None
         self.on_frame = on_frame
-        override = pipeline.preset_override
-        self.adaptive = override if isinstance(override, AdaptiveQuality) else None
         if self.adaptive is not None:
             self.adaptive.set_source_fps(capture.info.fps)
+        self.still = StillPublisher(sinks)
         self._last_image: np.ndarray | None = None
         self._paused_applied = False
 
     def run(self) -> LoopResult:
-        stats = self.pipeline.stats
+        stats = self.stats
         period = 1.0 / max(self.capture.info.fps, 1.0)
         while True:
             state = self.controls.snapshot()
@@ -79,14 +107,15 @@ class LiveLoop:
                 continue
             t_busy = time.perf_counter()
             stats.add_stage("capture", t_busy - t0)
-            result = self.pipeline.process(frame, state)
+            result = self.pipeline.process(frame, *self.inputs())
+            for stage, seconds in result.timings:
+                stats.add_stage(stage, seconds)
             t1 = time.perf_counter()
             self.sinks.send(result.image)
             stats.add_stage("output", time.perf_counter() - t1)
             if self.adaptive is not None:  # busy time only: the wait for the camera is not load
                 self.adaptive.observe(time.perf_counter() - t_busy)
-            stats.dropped = self.capture.dropped
-            stats.frame_published(frame.t_capture, result.swapped)
+            stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped)
             self._last_image = result.image
             if self.on_frame is not None:
                 self.on_frame(frame, result)
@@ -103,5 +132,4 @@ class LiveLoop:
         if self._last_image is None:
             h, w = self.capture.info.height, self.capture.info.width
             self._last_image = np.zeros((max(h, 2), max(w, 2), 3), np.uint8)
-        text = "paused" if paused else "camera lost - reconnecting"
-        self.sinks.send(banner(self._last_image, text))
+        self.still.publish(self._last_image, "paused" if paused else "camera lost - reconnecting")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +56,18 @@ class Stats:
         with self._lock:
             self._stage.setdefault(stage, deque(maxlen=self._latency.maxlen)).append(seconds * 1000.0)
 
-    def frame_published(self, t_capture: float, swapped: bool, t_now: float | None = None) -> None:
+    def frame_published(
+        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None
+    ) -> None:
+        """One frame reached the outputs; `dropped`: the capture's count of frames never processed."""
         now = time.perf_counter() if t_now is None else t_now
         with self._lock:
             self._latency.append((now - t_capture) * 1000.0)
             self._publish_t.append(now)
             self.frames += 1
             self.swapped += int(swapped)
+            if dropped is not None:
+                self.dropped = dropped
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
@@ -80,22 +86,14 @@ class Stats:
             )
 
 
-class StageTimer:
-    """`with timer("swap"):` adds the block's wall time to a stage."""
+class StatsPrinter:
+    """Prints a stats line every `interval` seconds from the loop's thread."""
 
-    def __init__(self, stats: Stats) -> None:
-        self.stats = stats
+    def __init__(self, stats: Stats, interval: float, emit: Callable[[str], None]) -> None:
+        self.stats, self.interval, self.emit = stats, interval, emit
+        self._next = time.monotonic() + interval
 
-    def __call__(self, stage: str) -> _Block:
-        return _Block(self.stats, stage)
-
-
-class _Block:
-    def __init__(self, stats: Stats, stage: str) -> None:
-        self.stats, self.stage, self.t0 = stats, stage, 0.0
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stats.add_stage(self.stage, time.perf_counter() - self.t0)
+    def tick(self) -> None:
+        if time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            self.emit(self.stats.snapshot().line())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,12 +26,18 @@ def list_v4l2_devices(sysfs_root: str = SYSFS_V4L) -> list[V4l2Device]:
     """
     found = []
     for n in range(100):
-        try:
-            label = Path(f"{sysfs_root}/video{n}/name").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        found.append(V4l2Device(f"/dev/video{n}", label.strip()))
+        label = card_label(sysfs_root, n)
+        if label is not None:
+            found.append(V4l2Device(f"/dev/video{n}", label))
     return found
+
+
+def card_label(sysfs_root: str, n: int) -> str | None:
+    """The card label of videoN from sysfs, or None when there is no such node."""
+    try:
+        return Path(f"{sysfs_root}/video{n}/name").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
 
 
 def find_v4l2_device(label: str, sysfs_root: str = SYSFS_V4L) -> str | None:
@@ -39,3 +46,29 @@ def find_v4l2_device(label: str, sysfs_root: str = SYSFS_V4L) -> str | None:
         if dev.label == label:
             return dev.path
     return None
+
+
+class VideoNode(NamedTuple):
+    number: int
+    path: str
+    label: str
+    virtual: bool  # a loopback device (v4l2loopback), not a camera
+
+
+def video_nodes(sysfs: str = SYSFS_V4L, dev: str = "/dev") -> list[VideoNode]:
+    """/dev/videoN on Linux with their sysfs names; v4l2loopback devices sit under /sys/devices/virtual."""
+    nodes = []
+    for n in range(64):
+        path = Path(dev) / f"video{n}"
+        entry = Path(sysfs) / f"video{n}"
+        if not path.exists() and not entry.exists():
+            continue
+        label = card_label(sysfs, n) or ""
+        virtual = "/virtual/" in os.path.realpath(entry) or _is_loopback_module(entry)
+        nodes.append(VideoNode(n, str(path), label, virtual))
+    return nodes
+
+
+def _is_loopback_module(entry: Path) -> bool:
+    driver = entry / "device" / "driver" / "module"
+    return driver.exists() and Path(os.path.realpath(driver)).name == "v4l2loopback"

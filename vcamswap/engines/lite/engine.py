@@ -4,7 +4,7 @@ Everything happens in the aligned crop. The source photo is analysed once: its t
 same template and its mesh triangulated. Per frame, one piecewise-affine map (target triangle -> source
 triangle) is built for the whole crop and applied with a single cv2.remap, so the cost does not grow with
 the number of triangles drawn. The target's eyes and lips are left out of the mask, so blinks
-and speech come through; skin colour is matched by the pipeline.
+and speech come through; skin colour is matched by compose before they are laid back.
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.compose.blend import color_match, feather, similarity
-from vcamswap.faces.landmarker import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.compose.align import similarity
+from vcamswap.compose.blend import feather
+from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
-from vcamswap.types import FaceGeometry, SwapOutput
+from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 
-# insightface's ArcFace 5-point template for a 112 px crop (eyes, nose, mouth corners).
-ARCFACE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    np.float32,
-)
 # The lite crop holds the whole face from the hairline to the chin with a small margin for feathering
 # (the face oval spans about 0.15-0.9 of the crop), so the crop's pixels are spent on the face.
 LITE_SCALE = 0.9
@@ -160,10 +156,6 @@ def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
     return Morph((dst + shift).astype(np.float32), group_shifts)
 
 
-def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return morph(dst, src, weights).points
-
-
 # A cheek turned toward the camera is filled from a thin strip at the edge of a frontal source photo:
 # beyond this magnification the stretched strip shows as streaks, so the camera's own skin is kept there.
 MAX_STRETCH = 2.5
@@ -200,20 +192,10 @@ def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.
 FEATURES: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
 
 
-def hole_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """Eyes and lips together."""
-    return np.clip(np.sum([feature_mask(points, f, size) for f in FEATURES], axis=0), 0.0, 1.0)
-
-
 def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
     cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
     return feather(mask.astype(np.float32) / 255.0, feather_amount)
-
-
-def face_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
-    """Face oval minus the eyes and the mouth opening, feathered inwards."""
-    return np.clip(oval_mask(points, size, feather_amount) * (1.0 - hole_mask(points, size)), 0.0, 1.0)
 
 
 def fill_mouth(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -253,7 +235,6 @@ def extend_skin(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 class LiteEngine:
     name = "lite"
-    matches_color = True  # skin is colour-matched before the camera's eyes and mouth are put back
 
     def crop_size(self, preset: Preset) -> int:
         return preset.crop_size
@@ -276,8 +257,7 @@ class LiteEngine:
         texture = extend_skin(texture, pts)
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts))
 
-    def swap(self, crop: np.ndarray, face: FaceGeometry, source: object, preset: Preset) -> SwapOutput:
-        assert isinstance(source, LiteSource)
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
         if face.points is None:
             raise ValueError("the lite engine needs FaceMesh points for the target face")
         size = crop.shape[0]
@@ -290,13 +270,12 @@ class LiteEngine:
         outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
-        if preset.color_match:
-            skin = color_match(skin, crop, outer * (1.0 - holes))
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
-        # so they are never distorted), so blinks and speech come through.
-        out = skin.astype(np.float32) * (1.0 - holes[..., None])
+        # so they are never distorted), so blinks and speech come through; compose lays them over the skin
+        # after its colour match.
+        parts = []
         for mask, (dx, dy) in zip(masks, shifts, strict=True):
             shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
             moved = cv2.warpAffine(crop, shift, (size, size), borderMode=cv2.BORDER_REPLICATE)
-            out += moved.astype(np.float32) * mask[..., None]
-        return SwapOutput(np.clip(out + 0.5, 0, 255).astype(np.uint8), outer)
+            parts.append((moved, mask))
+        return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)))

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 
 from vcamswap.capture.source import Capture
+from vcamswap.controls import Controls
 from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
 from vcamswap.faces.tracking import FaceDetector, Tracker, pick_face
-from vcamswap.live.stats import StageTimer
+from vcamswap.live.build import Stages
 from vcamswap.tools.bench.metrics import WARMUP_FRAMES, PassData, Steadiness, accuracy_px, jitter_px, still_segment
 from vcamswap.tools.bench.rig import RecordingStats
 from vcamswap.types import Frame
@@ -31,45 +32,43 @@ class Sample:
 
 
 def speed_pass(
-    pipeline: Any,
+    stages: Stages,
+    controls: Controls,
     path: str,
     frames: int,
     realtime: bool,
     keep: set[int] | None = None,
-    adaptive: bool = False,
 ) -> tuple[PassData, list[Sample]]:
     """Run the live loop over the file: as fast as possible, or paced like a camera."""
-    from vcamswap.live.adaptive import AdaptiveQuality
     from vcamswap.live.loop import LiveLoop
     from vcamswap.live.pipeline import FrameResult
     from vcamswap.outputs.sinkset import SinkSet
 
     capture = Capture(input=path, realtime=realtime)
-    if adaptive:
-        pipeline.preset_override = AdaptiveQuality(capture.info.fps, explicit_target=False)
     sinks = SinkSet([])
     sinks.open(capture.info.width, capture.info.height, capture.info.fps)
     samples: list[Sample] = []
     runs = [0]
+    stats = RecordingStats()
 
     def on_frame(frame: Frame, result: FrameResult) -> None:
         runs[0] += int(result.engine_ran)
-        if keep is not None and len(samples) < len(keep) and pipeline.stats.frames - 1 in keep:
+        if keep is not None and len(samples) < len(keep) and stats.frames - 1 in keep:
             bbox = None if result.face is None else result.face.geometry.bbox
             samples.append(Sample(frame.index, frame.image, result.image, bbox))
 
+    def loop(**options: Any) -> LiveLoop:
+        return LiveLoop(capture, stages.pipeline, sinks, controls, stages.sources, adaptive=stages.adaptive,
+                        **options)
+
+    tracker: Tracker = stages.pipeline.tracker
     capture.start()
     try:
-        LiveLoop(capture, pipeline, sinks, pipeline.controls, max_frames=WARMUP_FRAMES).run()
-        tracker: Tracker = pipeline.tracker
-        stats = RecordingStats()
-        pipeline.stats, pipeline.timer = stats, StageTimer(stats)
-        tracker.on_time = stats.add_stage
+        loop(max_frames=WARMUP_FRAMES).run()  # its own stats: the timed figures start after the warm-up
         calls0, frames0, dropped0 = tracker.detector_calls, tracker.frames, capture.dropped
-        runs[0] = 0
-        loop = LiveLoop(capture, pipeline, sinks, pipeline.controls, max_frames=frames, on_frame=on_frame)
+        timed = loop(max_frames=frames, on_frame=on_frame, stats=stats)
         t0 = time.perf_counter()
-        loop.run()
+        timed.run()
         seconds = time.perf_counter() - t0
         dropped = capture.dropped - dropped0
     finally:
@@ -91,9 +90,8 @@ def speed_pass(
         tracked_frames=tracker.frames - frames0,
         engine_runs=runs[0],
         dropped=dropped,
-        adaptive_level=getattr(pipeline.preset_override, "level", None),
+        adaptive_level=None if stages.adaptive is None else stages.adaptive.level,
     )
-    pipeline.preset_override = None
     return data, samples
 
 

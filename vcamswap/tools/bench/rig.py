@@ -16,9 +16,10 @@ import numpy as np
 from vcamswap.controls import Controls, ControlState
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
-from vcamswap.faces.tracking import FaceDetector, Tracker
+from vcamswap.faces.tracking import FaceDetector
+from vcamswap.live.build import Stages
 from vcamswap.live.stats import Stats
-from vcamswap.presets import Preset, get_preset
+from vcamswap.presets import Preset
 from vcamswap.tools.bench.metrics import Config
 from vcamswap.types import Detection
 
@@ -38,9 +39,11 @@ class RecordingStats(Stats):
         super().add_stage(stage, seconds)
         self.samples.setdefault(stage, []).append(seconds * 1000.0)
 
-    def frame_published(self, t_capture: float, swapped: bool, t_now: float | None = None) -> None:
+    def frame_published(
+        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None
+    ) -> None:
         now = time.perf_counter() if t_now is None else t_now
-        super().frame_published(t_capture, swapped, now)
+        super().frame_published(t_capture, swapped, now, dropped)
         self.latencies.append((now - t_capture) * 1000.0)
         self.publish_t.append(now)
 
@@ -120,8 +123,8 @@ class FixedFace:
     """A FaceLibrary with one analysed source face (the bench's --face)."""
 
     def __init__(self, path: Path, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+        from vcamswap.faces.analyzer import FaceAnalyzer
         from vcamswap.faces.library import FaceLibrary
-        from vcamswap.live.build import FaceAnalyzer
 
         empty = Path(tempfile.gettempdir()) / "vcamswap-bench-no-faces"
         self.library = FaceLibrary(empty, FaceAnalyzer(detector, mesh))
@@ -130,14 +133,16 @@ class FixedFace:
             raise SystemExit(f"vcamswap: error: no face found in {path}")
 
 
-def make_pipeline(setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: FaceDetector, config: Config) -> Any:
-    from vcamswap.live.pipeline import Pipeline
+def make_stages(
+    setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool
+) -> tuple[Stages, Controls]:
+    """The stages of one configuration, wired by the same build as `run` and the daemon."""
+    from vcamswap.live.build import build_stages
+    from vcamswap.settings import Settings
 
-    preset = get_preset(config.preset)
-    detector = setup.detector_for(preset) or blaze
-    tracker = Tracker(
-        detector, mesh, preset.detect_interval, preset.smoothing, tracking=config.tracking,
-        detector_for=setup.detector_for,
-    )
     controls = Controls(ControlState(face=face.name, preset=config.preset))
-    return Pipeline(setup.engine, tracker, face.library, controls, RecordingStats())
+    stages = build_stages(
+        Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
+        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh),
+    )
+    return stages, controls

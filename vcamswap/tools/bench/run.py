@@ -30,7 +30,7 @@ from vcamswap.tools.bench.metrics import (
     summarize,
 )
 from vcamswap.tools.bench.passes import fresh_keypoints, speed_pass, steadiness, tracked_keypoints
-from vcamswap.tools.bench.rig import EngineSetup, FixedFace, make_engine, make_pipeline
+from vcamswap.tools.bench.rig import EngineSetup, FixedFace, make_engine, make_stages
 
 log = logging.getLogger("vcamswap.bench")
 
@@ -97,15 +97,15 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         for setup, config in items:
             if opts.throughput:
                 keep = sample_at if rec is not None and rep == 0 else None
-                data, samples = speed_pass(make_pipeline(setup, face, mesh, blaze, config), opts.input, frames,
+                data, samples = speed_pass(*make_stages(setup, face, mesh, blaze, config, False), opts.input, frames,
                                            False, keep)
                 thr[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
                 if rec is not None and samples:
                     results[config].identity = identity(samples, source_image, rec)
             if opts.realtime:
-                data, _ = speed_pass(make_pipeline(setup, face, mesh, blaze, config), opts.input, frames, True,
-                                     None, adaptive=opts.adaptive)
+                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive), opts.input,
+                                     frames, True)
                 rt[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: realtime {data.fps:.1f} fps, dropped {data.dropped}")
     steady_cache: dict[tuple[object, ...], Steadiness] = {}

@@ -1,0 +1,1 @@
+"""Shared test helpers: media paths, frame reading, pipeline building, CLI runs."""

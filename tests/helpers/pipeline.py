@@ -1,0 +1,65 @@
+"""A pipeline with its controls and prepared sources, stepped one frame at a time as the live loop does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vcamswap.controls import Controls, ControlState
+from vcamswap.engines import Engine
+from vcamswap.faces.analyzer import FaceAnalyzer
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.tracking import Tracker
+from vcamswap.live.loop import FrameInputs, PresetHook
+from vcamswap.live.pipeline import FrameResult, Pipeline
+from vcamswap.live.sources import PreparedSource, Sources
+from vcamswap.types import Frame
+
+
+@dataclass
+class Driven:
+    pipeline: Pipeline
+    controls: Controls
+    library: FaceLibrary
+    sources: Sources
+    inputs: FrameInputs
+
+    def process(self, frame: Frame) -> FrameResult:
+        return self.pipeline.process(frame, *self.inputs())
+
+    def source(self, name: str) -> PreparedSource[Any] | None:
+        return self.sources.current(name)
+
+
+def drive(
+    engine: Engine[Any],
+    tracker: Tracker,
+    library: FaceLibrary,
+    controls: Controls,
+    adjust: PresetHook | None = None,
+) -> Driven:
+    sources = Sources(library, engine)
+    return Driven(Pipeline(engine, tracker), controls, library, sources, FrameInputs(controls, sources, adjust))
+
+
+def build(
+    engine: Engine[Any],
+    detector: BlazeFaceDetector,
+    mesh: FaceMesh,
+    faces_dir: Path,
+    face: str,
+    *,
+    preset: str = "balanced",
+    tracker: Tracker | None = None,
+    adjust: PresetHook | None = None,
+) -> Driven:
+    """The stages for `face` (a name in `faces_dir` or an image path), with that face chosen."""
+    library = FaceLibrary(faces_dir, FaceAnalyzer(detector, mesh))
+    controls = Controls(ControlState(preset=preset))
+    name = library.resolve(face)
+    controls.set_faces(library.names())
+    controls.set_face(name)
+    return drive(engine, tracker or Tracker(detector, mesh, 4), library, controls, adjust)
