@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from vcamswap.live.loop import LiveLoop
     from vcamswap.live.pipeline import FrameResult
     from vcamswap.live.stats import Stats
-    from vcamswap.outputs.preview import PreviewWindow
+    from vcamswap.outputs.preview import PreviewSink
     from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.outputs.still import StillPublisher
     from vcamswap.types import Frame
@@ -95,7 +95,7 @@ class Daemon:
         self.stats: Stats | None = None  # the live loop's figures
         self.capture: Capture | None = None
         self.sinks: SinkSet | None = None
-        self.preview: PreviewWindow | None = None
+        self.preview: PreviewSink | None = None
         self.tray: Tray | None = None
         self.hotkeys: Any = None
         self.hotkey_problems: list[str] = []
@@ -148,7 +148,7 @@ class Daemon:
         from vcamswap.faces.library import FaceError
         from vcamswap.live.build import build_stages, initial_face
         from vcamswap.live.stats import Stats
-        from vcamswap.outputs.preview import PreviewWindow
+        from vcamswap.outputs.preview import PreviewSink
         from vcamswap.outputs.sinkset import SinkSet, parse_output
 
         s = self.settings
@@ -158,7 +158,7 @@ class Daemon:
         sinks: list[Any] = [
             parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device) for o in outputs
         ]
-        self.preview = PreviewWindow(lambda: self.controls.snapshot().preview)
+        self.preview = PreviewSink(lambda: self.controls.snapshot().preview)
         sinks.append(self.preview)
         self.sinks = SinkSet(sinks)
         if len(outputs) != len(s.output):

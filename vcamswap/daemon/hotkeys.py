@@ -258,7 +258,3 @@ def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) < 200 else text[:197] + "..."
 
-
-def describe(bindings: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    """(action, combo, what it does) rows for help and docs."""
-    return [(name, bindings.get(name, ""), ACTION_HELP.get(name, "")) for name in ACTION_HELP]

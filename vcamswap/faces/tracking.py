@@ -189,10 +189,6 @@ class Tracker:
         self._raw = None
         self.smoother.reset()
 
-    @property
-    def tracking_face(self) -> bool:
-        return self._raw is not None
-
     def update(self, image: np.ndarray) -> TrackedFace | None:
         self.frames += 1
         if self._cut(image) and self._raw is not None:

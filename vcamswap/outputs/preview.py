@@ -1,4 +1,8 @@
-"""The preview window."""
+"""The preview window: one implementation for `run --output preview` and the daemon's "Show preview".
+
+The window lives in a viewer process (vcamswap.outputs.viewer) fed by a local MJPEG stream: OpenCV's Qt
+and the GTK tray cannot share a process, and a window problem must never take the live loop down.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,12 @@ import cv2
 import numpy as np
 
 from vcamswap import desktop
-from vcamswap.outputs.base import OutputUnavailable, one_line
+from vcamswap.outputs.base import OutputUnavailable
 from vcamswap.outputs.mjpeg import MjpegSink
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
 
-PREVIEW_WINDOW = "Swap Cam preview"
 NO_DISPLAY_HINT = "no display for the preview window; use --output mjpeg to watch in a browser"
 
 
@@ -52,84 +55,44 @@ def display_problem(env: Mapping[str, str] | None = None, system: str | None = N
     return None
 
 
+VIEWER_START_S = 20.0  # how long an always-on window's first frame waits for the window to show
+
+
 class PreviewSink:
-    """An OpenCV window "Swap Cam preview". Closing the window hides the preview until the next open()."""
+    """The preview window as an output.
 
-    def __init__(self, window: str = PREVIEW_WINDOW) -> None:
-        self.name = "preview"
-        self.window = window
-        self._open = False
-        self._dismissed = False
-
-    @property
-    def dismissed(self) -> bool:
-        """The user closed the window."""
-        return self._dismissed
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        problem = display_problem()
-        if problem is not None:
-            raise OutputUnavailable(problem)
-        try:
-            # Resizable, aspect kept, and without Qt's toolbar and status bar around the picture.
-            cv2.namedWindow(self.window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
-            cv2.resizeWindow(self.window, width, height)
-        except cv2.error:
-            raise OutputUnavailable(
-                "this OpenCV has no GUI (opencv-python-headless?); use --output mjpeg to watch in a browser"
-            ) from None
-        self._open = True
-        self._dismissed = False
-
-    def send(self, frame_bgr: np.ndarray) -> None:
-        if not self._open:
-            raise OutputUnavailable("the preview window is not open")
-        if self._dismissed:
-            return
-        try:
-            cv2.imshow(self.window, check_bgr(frame_bgr, "frame"))
-            cv2.waitKey(1)  # lets the window paint and handle events
-            if cv2.getWindowProperty(self.window, cv2.WND_PROP_VISIBLE) < 1:
-                self._dismissed = True
-        except cv2.error as e:
-            self._open = False
-            raise OutputUnavailable(f"the preview window failed: {one_line(str(e))}") from None
-
-    def close(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        try:
-            cv2.destroyWindow(self.window)
-            cv2.waitKey(1)
-        except cv2.error:  # already gone
-            pass
-
-
-class PreviewWindow:
-    """The preview window as an output that "Show preview" opens and closes at run time.
-
-    The window lives in a viewer process (vcamswap.outputs.viewer) fed by a local MJPEG stream: OpenCV's Qt and the
-    GTK tray cannot share a process, and a window problem must never take the daemon down. `wanted` says
-    whether the window should show; when it cannot show or the user closes it, `dismissed` is set (and the
-    window stays closed until `wanted` turns false): the daemon unticks "Show preview" from that.
+    With no `wanted`, the window opens with the output (a display problem raises OutputUnavailable, as any
+    output's would). With `wanted` (the daemon's "Show preview"), it opens and closes as that says. When the
+    window cannot show or the user closes it, `dismissed` is set and it stays closed until the next open()
+    or until `wanted` turns false: the daemon unticks "Show preview" from that; outputs never touch Controls.
     """
 
     name = "preview"
 
-    def __init__(self, wanted: Callable[[], bool]) -> None:
+    def __init__(self, wanted: Callable[[], bool] | None = None) -> None:
         self.wanted = wanted
         self.dismissed = False
         self._format = (0, 0, 0.0)
+        self._open = False
         self._stream: MjpegSink | None = None  # on 127.0.0.1, a free port
         self._viewer: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._shown = threading.Event()  # the viewer displayed its first frame
+        self._waited = False
 
     def open(self, width: int, height: int, fps: float) -> None:
         self._format = (width, height, fps)
+        self._open, self.dismissed = True, False
+        if self.wanted is None and self._viewer is None:
+            problem = display_problem()
+            if problem is not None:
+                raise OutputUnavailable(problem)
+            self._show(raise_errors=True)
 
     def send(self, frame_bgr: np.ndarray) -> None:
-        want = self.wanted()
+        if not self._open:
+            raise OutputUnavailable("the preview window is not open")
+        want = True if self.wanted is None else self.wanted()
         if not want:
             self.dismissed = False
         if want and self._viewer is None:
@@ -137,41 +100,59 @@ class PreviewWindow:
                 self.dismissed = True
                 return
         elif not want and self._viewer is not None:
-            self.close()
+            self._stop()
             return
         if self._viewer is None or self._stream is None:
             return
         if self._viewer.poll() is not None:  # the user closed the window
-            self.close()
+            self._stop()
             self.dismissed = True
             return
-        self._stream.send(frame_bgr)
+        self._stream.send(check_bgr(frame_bgr, "frame"))
+        if self.wanted is None and not self._waited:
+            # An always-on window: the first frame waits (once) until the window shows, so what follows is seen.
+            self._waited = True
+            self._shown.wait(VIEWER_START_S)
 
-    def _show(self) -> bool:
+    def _show(self, raise_errors: bool = False) -> bool:
+        def fail(message: str) -> bool:
+            if raise_errors:
+                raise OutputUnavailable(message)
+            log.warning("preview: %s", message)
+            return False
+
         problem = display_problem()
         if problem:
-            log.warning("preview: %s", problem)
-            return False
+            return fail(problem)
         stream = MjpegSink(0)
         try:
             stream.open(*self._format)
         except OutputUnavailable as e:
-            log.warning("preview: %s", e)
-            return False
+            return fail(str(e))
         try:
             viewer = subprocess.Popen(
                 [sys.executable, "-m", "vcamswap.outputs.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             )
         except OSError as e:
             stream.close()
-            log.warning("preview: cannot start the viewer: %s", e)
-            return False
+            return fail(f"cannot start the viewer: {e}")
+        self._shown.clear()
+        self._waited = False
+        threading.Thread(target=self._watch, args=(viewer,), name="preview-viewer", daemon=True).start()
         with self._lock:
             self._stream, self._viewer = stream, viewer
         return True
 
-    def close(self) -> None:
+    def _watch(self, viewer: subprocess.Popen[bytes]) -> None:
+        """Reads the viewer's output until it ends: its "shown" line sets _shown."""
+        assert viewer.stdout is not None
+        for line in viewer.stdout:
+            if line.strip() == b"shown":
+                self._shown.set()
+        self._shown.set()  # ended: nobody waits for a window that is gone
+
+    def _stop(self) -> None:
         with self._lock:
             viewer, stream = self._viewer, self._stream
             self._viewer = self._stream = None
@@ -185,3 +166,7 @@ class PreviewWindow:
                 viewer.wait()
         if stream is not None:
             stream.close()
+
+    def close(self) -> None:
+        self._open = False
+        self._stop()

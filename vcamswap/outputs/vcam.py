@@ -70,14 +70,12 @@ class VirtualCamSink:
         *,
         backend: str | None = None,
         device: str | None = None,
-        pace: bool = False,
         device_check_interval_s: float = 1.0,
         sysfs_root: str = SYSFS_V4L,
     ) -> None:
         self.name = "vcam"
         self._backend_arg = backend
         self._device_arg = device
-        self._pace = pace
         self._check_interval = device_check_interval_s
         self._sysfs_root = sysfs_root
         self._cam: Any = None
@@ -197,8 +195,6 @@ class VirtualCamSink:
                 f"the virtual camera {self._device} stopped taking frames ({text}); reopening it later", text
             ) from None
         self.frames_sent += 1
-        if self._pace:
-            cam.sleep_until_next_frame()
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

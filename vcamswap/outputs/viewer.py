@@ -27,12 +27,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        shown = False
         while True:
             ok, frame = cap.read()
             if not ok:
                 return 0  # the daemon stopped the stream
             cv2.imshow(WINDOW, frame)
-            if cv2.waitKey(1) in (27, ord("q")):
+            key = cv2.waitKey(1)
+            if not shown:  # tells the sink the window is up (stdout is a pipe to it, or nothing)
+                shown = True
+                print("shown", flush=True)
+            if key in (27, ord("q")):
                 return 0
             if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                 return 0  # closed by the user
