@@ -1,1 +1,1 @@
-"""."""
+"""Capture: camera and file sources (newest frame wins), the demo clip."""

@@ -1,1 +1,1 @@
-"""."""
+"""Tools around the product: bench and doctor."""

@@ -1,1 +1,1 @@
-"""."""
+"""The embedded lite engine: a FaceMesh-driven mesh warp."""

@@ -1,1 +1,1 @@
-"""."""
+"""`vcamswap bench`: metrics, passes, report."""
