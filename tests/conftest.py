@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers.media import media_root
 
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def media_root() -> Path:
-    """The real test media: $VCAMSWAP_MEDIA, else ../shared/media next to the repository."""
-    env = os.environ.get("VCAMSWAP_MEDIA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "media"
 
 
 def load_model_script(name: str) -> ModuleType:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from helpers.media import WEBCAM, media_path  # noqa: F401 (used by the daemon tests)
 
 from vcamswap.daemon.client import request
 from vcamswap.daemon.ipc import IpcError
@@ -44,16 +45,6 @@ def wait_until(check: Callable[[], T], what: str, timeout: float = EVENT_S, inte
         time.sleep(interval)
 
 
-def media_path(rel: str) -> Path:
-    env = os.environ.get("VCAMSWAP_MEDIA")
-    root = Path(env) if env else REPO.parent / "shared" / "media"
-    path = root / rel
-    if not path.exists():
-        pytest.fail(f"test media not found: {path} (set VCAMSWAP_MEDIA)")
-    return path
-
-
-WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
 
 
 # ---------------------------------------------------------------------------------------------------------

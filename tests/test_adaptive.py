@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from helpers.frames import read_frames
 from helpers.pipeline import drive
 
 from vcamswap.capture.demo import demo_face
@@ -33,9 +33,7 @@ def measured(media: Path) -> dict[int, np.ndarray]:
     detector, mesh = BlazeFaceDetector(), FaceMesh()
     library = FaceLibrary(Path("/nonexistent-faces"), FaceAnalyzer(detector, mesh))
     name = library.resolve(str(demo_face()))
-    cap = cv2.VideoCapture(str(media / S18))
-    images = [cap.read()[1] for _ in range(48)]
-    cap.release()
+    images = read_frames(media / S18, 48)
     times: dict[int, np.ndarray] = {}
     for level in range(LEVELS):
         controls = Controls(ControlState(face=name, preset="balanced"))

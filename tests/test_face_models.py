@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import load_model_script
+from helpers.frames import read_frames
 
 from vcamswap.faces.detector import BlazeFaceDetector, FaceDetector, letterbox, ssd_anchors
 from vcamswap.faces.landmarker import (
@@ -49,17 +49,6 @@ def read(path: Path) -> np.ndarray:
 def read_pts(path: Path) -> np.ndarray:
     body = path.read_text().split("{")[1].split("}")[0]
     return np.array(body.split(), np.float64).reshape(-1, 2)
-
-
-def video_frames(path: Path, count: int) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(count):
-            ok, frame = cap.read()
-            assert ok, f"{path} ended early"
-            yield frame
-    finally:
-        cap.release()
 
 
 def inside(points: np.ndarray, box: np.ndarray, margin: float = 0.0) -> np.ndarray:
@@ -246,7 +235,7 @@ def test_mesh_follows_a_video_from_its_own_points(
     detector: BlazeFaceDetector, mesh: FaceMesh, media: Path
 ) -> None:
     # Head turns, frowns, open mouth: followed for 4 s from the first frame's detection only.
-    frames = list(video_frames(media / "videos" / "real" / "lp_d3_woman_headturn_512.mp4", 120))
+    frames = read_frames(media / "videos" / "real" / "lp_d3_woman_headturn_512.mp4", 120)
     roi = roi_from_detection(detector.detect(frames[0])[0])
     presences = []
     for frame in frames:

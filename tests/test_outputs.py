@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import pyvirtualcam
+from helpers.media import media_root
 from pyvirtualcam.util import encode_fourcc
 
 from vcamswap.outputs.base import OutputUnavailable
@@ -36,8 +37,6 @@ STUB_DIR = Path(__file__).resolve().parent / "vcam_stub"
 TEST_BACKEND = "vcamswap-test"
 
 
-def media_dir() -> Path:
-    return Path(os.environ.get("VCAMSWAP_MEDIA", REPO.parent / "shared" / "media"))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +60,7 @@ def colour_bars(width: int, height: int, index: int = 0) -> np.ndarray:
 
 def real_frames(count: int, width: int, height: int) -> np.ndarray:
     """Frames of a real webcam-like clip with the frame number drawn in, or colour bars without the media."""
-    clip = media_dir() / "videos" / "webcam" / "webcam_640x480_30fps_s18_woman.mp4"
+    clip = media_root() / "videos" / "webcam" / "webcam_640x480_30fps_s18_woman.mp4"
     frames = []
     cap = cv2.VideoCapture(str(clip)) if clip.exists() else None
     for i in range(count):

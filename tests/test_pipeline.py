@@ -8,17 +8,19 @@ import cv2
 import numpy as np
 import pytest
 from helpers.cli import run_cli
-from helpers.frames import read_frames
+from helpers.frames import frames, read_frames
 from helpers.lite import face_mask, morph_points
 from helpers.media import SOURCE, WEBCAM
-from helpers.pipeline import Driven, build
+from helpers.pipeline import Driven, build, drive
 
 from vcamswap.compose.align import align
+from vcamswap.controls import Controls, ControlState
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource, lite_template, mesh_warp
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh, kps5_from_mesh
 from vcamswap.faces.library import FaceLibrary
+from vcamswap.faces.tracking import Tracker
 from vcamswap.types import Frame, apply_affine
 
 
@@ -188,3 +190,59 @@ def test_a_changed_face_photo_is_analysed_again(
     second = library.get("me")
     assert second is not None and second.digest != first.digest
     assert not np.array_equal(second.geometry.points, first.geometry.points)
+
+
+# ------------------------------------------------------------------------------------ frame skipping
+
+
+def moving(img: np.ndarray, k: int) -> np.ndarray:
+    """The frame as if the head moved: 14 px right, 6 px down and 2 degrees per step about the face."""
+    m = cv2.getRotationMatrix2D((323.0, 180.0), 2.0 * k, 1.0)
+    m[:, 2] += (14.0 * k, 6.0 * k)
+    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def skipping_pipeline(detector, mesh, swap_interval: int) -> Driven:
+    from vcamswap.capture.demo import demo_face
+    from vcamswap.faces.analyzer import FaceAnalyzer
+    from vcamswap.faces.library import FaceLibrary
+
+    library = FaceLibrary(Path("/nonexistent-faces"), FaceAnalyzer(detector, mesh))
+    name = library.resolve(str(demo_face()))
+    controls = Controls(ControlState(face=name, preset="balanced"))
+    return drive(LiteEngine(), Tracker(detector, mesh, 4, 0.0), library, controls,
+                 lambda p: p.with_knobs(swap_interval=swap_interval, smoothing=0.0))
+
+
+def test_skipped_frames_repaste_at_the_current_pose(media: Path, detector, mesh) -> None:
+    base = next(frames(media / WEBCAM, 1))
+    seq = [moving(base, k) for k in range(3)]
+    skipping = skipping_pipeline(detector, mesh, swap_interval=3)
+    every = skipping_pipeline(detector, mesh, swap_interval=1)
+    out_skip = [skipping.process(Frame(img, i, 0.0)) for i, img in enumerate(seq)]
+    out_all = [every.process(Frame(img, i, 0.0)) for i, img in enumerate(seq)]
+    assert [r.engine_ran for r in out_skip] == [True, False, False]
+    assert all(r.swapped for r in out_skip)
+    last = 2
+    fresh = out_all[last].image.astype(np.float32)
+    repasted = out_skip[last].image.astype(np.float32)
+    # What a naive skip shows: the previous output's face pixels where the head was two frames ago.
+    changed0 = np.abs(out_skip[0].image.astype(np.int16) - seq[0].astype(np.int16)).max(-1) > 0
+    ghost = np.where(changed0[..., None], out_skip[0].image, seq[last]).astype(np.float32)
+    face = out_all[last].face
+    assert face is not None
+    x0, y0, x1, y1 = (int(v) for v in face.geometry.bbox)
+    region = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+    err_repaste = float(np.abs(repasted[region] - fresh[region]).mean())
+    err_ghost = float(np.abs(ghost[region] - fresh[region]).mean())
+    assert err_repaste < 0.4 * err_ghost
+    # The pasted face sits where the fresh swap of this frame puts it, not where the head was.
+    def changed_centre(out: np.ndarray, src: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(np.abs(out.astype(np.int16) - src.astype(np.int16)).max(-1) > 8)
+        return np.array([xs.mean(), ys.mean()])
+
+    c_fresh = changed_centre(out_all[last].image, seq[last])
+    c_skip = changed_centre(out_skip[last].image, seq[last])
+    c_then = changed_centre(out_skip[0].image, seq[0])
+    assert np.linalg.norm(c_skip - c_fresh) < 3.0
+    assert np.linalg.norm(c_then - c_fresh) > 20.0  # the head really moved between the two

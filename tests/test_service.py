@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_cli
 
 from vcamswap.daemon.service import (
     MARKER,
@@ -26,12 +27,12 @@ from vcamswap.daemon.service import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(home: Path, *args: str, path_prefix: Path | None = None) -> subprocess.CompletedProcess[str]:
+def service_cli(home: Path, *args: str, path_prefix: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`vcamswap service ...` with `home` as the user's home (and `path_prefix` first on PATH)."""
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg")}
     if path_prefix is not None:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
-    return subprocess.run([sys.executable, "-m", "vcamswap", "service", *args], env=env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return run_cli("service", *args, env=env, timeout=120)
 
 
 def fake_systemctl(tmp_path: Path, works: bool) -> tuple[Path, Path]:
@@ -97,14 +98,14 @@ def test_macos_install_and_uninstall(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_cli_install_is_idempotent_and_says_how_to_enable(tmp_path: Path) -> None:
     bin_dir, log = fake_systemctl(tmp_path, works=False)
     unit = tmp_path / "xdg" / "systemd" / "user" / "vcamswap.service"
-    r = run_cli(tmp_path, "install", path_prefix=bin_dir)
+    r = service_cli(tmp_path, "install", path_prefix=bin_dir)
     assert r.returncode == 0, r.stderr
     assert f"installed {unit}" in r.stdout
     assert "systemctl --user is not usable here (Failed to connect to bus: No medium found)" in r.stdout
     assert "systemctl --user daemon-reload && systemctl --user enable --now vcamswap.service" in r.stdout
     assert "sudo sh -c 'install -m 644 " in r.stdout  # the one command for the v4l2loopback snippets
     content = unit.read_text()
-    r = run_cli(tmp_path, "install", path_prefix=bin_dir)
+    r = service_cli(tmp_path, "install", path_prefix=bin_dir)
     assert r.returncode == 0 and f"already installed: {unit}" in r.stdout
     assert unit.read_text() == content
     assert log.read_text().splitlines() == ["--user show-environment"] * 2  # asked, never enabled

@@ -26,15 +26,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vcamswap: preview: cannot read {args[0]}", file=sys.stderr)
         return 1
     try:
-        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        # Resizable, aspect kept, and without Qt's toolbar and status bar around the picture.
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+        sized = False
         shown = False
         while True:
             ok, frame = cap.read()
             if not ok:
                 return 0  # the daemon stopped the stream
+            if not sized:
+                cv2.resizeWindow(WINDOW, frame.shape[1], frame.shape[0])
+                sized = True
             cv2.imshow(WINDOW, frame)
             key = cv2.waitKey(1)
             if not shown:  # tells the sink the window is up (stdout is a pipe to it, or nothing)
+                for _ in range(10):  # let the window map and paint the first frame before saying so
+                    key = max(key, cv2.waitKey(20))
                 shown = True
                 print("shown", flush=True)
             if key in (27, ord("q")):
