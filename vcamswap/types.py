@@ -71,6 +71,9 @@ class SwapOutput(NamedTuple):
     crop: np.ndarray  # (S, S, 3) uint8 BGR
     mask: np.ndarray  # (S, S) float32 in [0, 1]; 0 keeps the camera's pixel
     features: FeatureLayer | None = None
+    # (S, S) float32 in [0, 1]: where `crop` is the source's own skin. An engine that knows it gets the
+    # camera's lighting transferred from skin pixels only and the camera's occluders kept in front.
+    skin: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

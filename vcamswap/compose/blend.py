@@ -9,6 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vcamswap.compose.lighting import relight
+from vcamswap.compose.occlusion import CameraSkin
+from vcamswap.compose.skin import BROWS, protected
 from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
 
@@ -53,20 +56,41 @@ def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarra
     return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2BGR)
 
 
-def finish(out: SwapOutput, crop: np.ndarray, preset: Preset) -> SwapOutput:
-    """An engine's output made final in the crop: the skin colour-matched to the camera's crop (when the
-    preset asks), then the camera's own features laid over it."""
+def finish(
+    out: SwapOutput,
+    crop: np.ndarray,
+    preset: Preset,
+    points: np.ndarray | None = None,
+    occlusion: CameraSkin | None = None,
+) -> SwapOutput:
+    """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
+    the camera's own features laid over it, and what is in front of the camera's face kept in front.
+
+    With an engine that says where its crop is the source's skin (`out.skin`) and the camera's points in the
+    crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
+    occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched.
+    """
     layer = out.features
+    holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
     skin = out.crop
-    if preset.color_match:
-        region = out.mask if layer is None else out.mask * (1.0 - layer.alpha)
-        skin = color_match(skin, crop, region)
+    mask = out.mask
+    if out.skin is not None and points is not None:
+        cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
+        if preset.color_match:
+            # Skin on both sides only: not the eyes, lips or brows, not hair, glasses or what is in front.
+            plain = out.mask * (1.0 - holes) * (1.0 - protected(points, mask.shape, BROWS))
+            skin = relight(skin, crop, plain * out.skin, plain * cam)
+        # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
+        # the source is not skin or something is in front of the camera's face.
+        mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
+    elif preset.color_match:
+        skin = color_match(skin, crop, out.mask * (1.0 - holes))
     if layer is None:
-        return SwapOutput(skin, out.mask)
+        return SwapOutput(skin, mask)
     img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])
-    for moved, mask in layer.parts:
-        img += moved.astype(np.float32) * mask[..., None]
-    return SwapOutput(np.clip(img + 0.5, 0, 255).astype(np.uint8), out.mask)
+    for moved, part in layer.parts:
+        img += moved.astype(np.float32) * part[..., None]
+    return SwapOutput(np.clip(img + 0.5, 0, 255).astype(np.uint8), mask)
 
 
 def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:

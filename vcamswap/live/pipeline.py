@@ -15,6 +15,7 @@ import numpy as np
 
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import finish, paste_back
+from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.controls import ControlState
 from vcamswap.engines import Engine, EngineError
 from vcamswap.faces.tracking import Tracker
@@ -41,13 +42,15 @@ class Pipeline:
     """One frame, top to bottom: track -> align -> swap (or re-paste) -> compose. It reads nothing but its
     arguments and writes nothing upstream; the loop hands it the control state, preset and source."""
 
-    def __init__(self, engine: Engine[Any], tracker: Tracker) -> None:
+    def __init__(self, engine: Engine[Any], tracker: Tracker, occlusion: CameraSkin | None = None) -> None:
         self.engine = engine
         self.tracker = tracker
         self._timings: list[tuple[str, float]] = []
         tracker.on_time = self._time
         self._last: SwapOutput | None = None
         self._last_key: tuple[object, ...] | None = None
+        self._occlusion = occlusion or CameraSkin()  # what is in front of the followed face; per track
+        self._occlusion_track: int | None = None
         self._since_swap = 0
         self._warned: set[str] = set()
 
@@ -87,17 +90,21 @@ class Pipeline:
             return FrameResult(image, None, False, False)
         size = self.engine.crop_size(preset)
         crop, m = align(image, face.geometry.kps, self.engine.template(size), size)
+        in_crop = face.geometry.transformed(m)
         key = (source.face.digest, self.engine.name, size, face.track_id)
         engine_ran = False
         if self._last is None or key != self._last_key or self._since_swap + 1 >= preset.swap_interval:
             t0 = time.perf_counter()
             try:
-                out = self.engine.swap(crop, face.geometry.transformed(m), source.payload, preset)
+                out = self.engine.swap(crop, in_crop, source.payload, preset)
             except EngineError as e:
                 self._time("swap", time.perf_counter() - t0)
                 self._warn_once(f"{e}; passing frames through")
                 return FrameResult(image, face, False, False)
-            out = finish(out, crop, preset)
+            if face.track_id != self._occlusion_track:
+                self._occlusion.reset()
+                self._occlusion_track = face.track_id
+            out = finish(out, crop, preset, in_crop.points, self._occlusion)
             self._time("swap", time.perf_counter() - t0)
             if not _valid(out):
                 self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")

@@ -18,6 +18,7 @@ import numpy as np
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
+from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
@@ -40,18 +41,23 @@ def lite_template(size: int) -> np.ndarray:
 
 @dataclass
 class LiteSource:
-    """A source face prepared once: aligned texture, its mesh points (0..1 of the crop) and triangles."""
+    """A source face prepared once: aligned skin-only texture, where it is skin, its mesh points (0..1 of the
+    crop) and triangles."""
 
-    texture: np.ndarray  # (SOURCE_SIZE, SOURCE_SIZE, 3)
+    texture: np.ndarray  # (SOURCE_SIZE, SOURCE_SIZE, 3) with hair, glasses and beard filled from the skin
     points: np.ndarray  # (468, 2) in [0, 1] crop units
     triangles: np.ndarray  # (T, 3) int32 indices into points
     blend: np.ndarray  # (468,) per-point weight of the source's shape: 0 on the outline, up to SHAPE_BLEND inside
+    skin: np.ndarray | None = None  # (SOURCE_SIZE, SOURCE_SIZE) 0..1, where the swap may show the source
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
 
     def texture_at(self, size: int) -> np.ndarray:
+        """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both."""
         if size not in self._scaled:
+            skin = np.ones(self.texture.shape[:2], np.float32) if self.skin is None else self.skin
+            bgra = np.dstack([self.texture, np.clip(skin * 255.0 + 0.5, 0, 255).astype(np.uint8)])
             interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
-            self._scaled[size] = cv2.resize(self.texture, (size, size), interpolation=interp)
+            self._scaled[size] = cv2.resize(bgra, (size, size), interpolation=interp)
         return self._scaled[size]
 
 
@@ -198,39 +204,48 @@ def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarra
     return feather(mask.astype(np.float32) / 255.0, feather_amount)
 
 
-def fill_mouth(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Paint over the source photo's mouth opening (a smile's teeth) with the lips around it.
+def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Replace what is not skin (weight 0) with the skin's own colours, smoothly extended (push-pull).
 
-    The camera's own lips are put back over the swap, but the source's mouth can be wider: without this,
-    its teeth would show as a bright band around the camera's lips.
+    Normalised convolution at three scales: a strand is filled from the skin right beside it, a fringe or a
+    beard from further away, and beyond the face oval everything is the skin's colour, so a turned cheek
+    that magnifies the mesh's edge strip never stretches hair or background into streaks.
     """
     size = texture.shape[0]
-    mouth = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mouth, [polygon(points, LIPS_INNER)], 255, lineType=cv2.LINE_8, shift=4)
-    if not mouth.any():
-        return texture
-    grown = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
-    return cv2.inpaint(texture, grown, 7, cv2.INPAINT_TELEA)
+    img = texture.astype(np.float32)
+    w = weight.astype(np.float32)
+    out: np.ndarray | None = None
+    for frac in (0.12, 0.04, 0.012):
+        s = max(1.0, size * frac)
+        num = cv2.GaussianBlur(img * w[..., None], (0, 0), s)
+        den = cv2.GaussianBlur(w, (0, 0), s)
+        est = num / np.maximum(den, 1e-4)[..., None]
+        if out is None:
+            out = est
+        else:
+            a = np.clip(den * 3.0, 0.0, 1.0)[..., None]
+            out = est * a + out * (1.0 - a)
+    assert out is not None
+    keep = w[..., None]
+    return np.clip(img * keep + out * (1.0 - keep) + 0.5, 0, 255).astype(np.uint8)
 
 
-def extend_skin(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Replace everything outside a slightly shrunk face oval with the skin's own colours, smoothly extended.
+def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The source photo's skin, decided once: (where the swap may show the source, 0..1; the texture with
+    everything else filled from the skin around it).
 
-    The mesh's outline can sit a few pixels past the real jaw or cheek; a turned head magnifies that edge
-    strip, and background or ear pixels in it would show as streaks on the swapped cheek.
+    Hair, beards, glasses and hats inside the face outline are handed to the camera's own face. The source's
+    eyes and lips are filled too (the camera's are put back over them, so no second outline shows at their
+    edge) but stay in the swap: the engine draws the camera's there.
     """
     size = texture.shape[0]
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_8, shift=4)
-    inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
-    weight = inner.astype(np.float32) / 255.0
-    k = size // 8 * 2 + 1
-    # Normalised convolution: a blur of the inside only, divided by how much inside each blur saw.
-    num = cv2.GaussianBlur(texture.astype(np.float32) * weight[..., None], (k, k), 0)
-    den = cv2.GaussianBlur(weight, (k, k), 0)[..., None]
-    extended = num / np.maximum(den, 1e-3)
-    keep = weight[..., None]
-    return np.clip(texture * keep + extended * (1.0 - keep), 0, 255).astype(np.uint8)
+    shape = (size, size)
+    skin, _ = skin_mask(texture, points, still=True)
+    features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
+    inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
+    weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
+    filled = fill_from_skin(texture, (weight > 0.5).astype(np.float32) * weight)
+    return np.maximum(skin, features).astype(np.float32), filled
 
 
 class LiteEngine:
@@ -253,9 +268,8 @@ class LiteEngine:
                                  borderMode=cv2.BORDER_REPLICATE)
         pts = face.transformed(m).points
         assert pts is not None
-        texture = fill_mouth(texture, pts)
-        texture = extend_skin(texture, pts)
-        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts))
+        skin, texture = source_skin(texture, pts)
+        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin)
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
         if face.points is None:
@@ -266,7 +280,9 @@ class LiteEngine:
         shaped, shifts = morph(dst_pts, src_pts, source.blend)
         index = rasterize_indices(shaped, source.triangles, size)
         affines = triangle_affines(shaped, src_pts, source.triangles)
-        skin = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines)
+        warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines)
+        skin = np.ascontiguousarray(warped[..., :3])
+        src_skin = warped[..., 3].astype(np.float32) / 255.0
         outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
@@ -278,4 +294,5 @@ class LiteEngine:
             shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
             moved = cv2.warpAffine(crop, shift, (size, size), borderMode=cv2.BORDER_REPLICATE)
             parts.append((moved, mask))
-        return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)))
+        # Where the source photo is not skin (its hair, glasses, beard), compose shows the camera's face.
+        return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin)

@@ -1,0 +1,201 @@
+"""The lite swap looks like a face, not a mask: measured on real hard-case media against a control that shows
+each measure can fail (the same pipeline with the step under test taken out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers.frames import read_frames
+from helpers.media import WEBCAM, media_path
+from helpers.pipeline import Driven, build
+
+from vcamswap.compose.align import similarity
+from vcamswap.compose.occlusion import CameraSkin
+from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, lite_template
+from vcamswap.faces.analyzer import FaceAnalyzer
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.quality import assess
+from vcamswap.live.pipeline import Pipeline
+from vcamswap.presets import Preset, get_preset
+from vcamswap.tools.bench.realism import Landmarks68, Measures, measure
+from vcamswap.types import FaceGeometry, Frame
+
+LONG_HAIR = "faces/hard/long_hair_over_temples_woman_elizabeth_olsen.jpg"
+BANGS = "faces/hard/bangs_over_forehead_woman_taylor_swift.jpg"
+PALE = LONG_HAIR
+CLEAR = "faces/hard/dark_skin_woman_ffhq00002.png"
+GLASSES_CLIP = "videos/hard/glasses_person_sofa_talking_dfdc_crop.mp4"
+FRINGE_CLIP = "videos/hard/glasses_hair_over_forehead_woman_mairead_mcguinness.mp4"
+DARK_CLIP = "videos/hard/dark_skin_man_obama_white_house_address.mp4"
+FRAMES, EVERY = 24, 4
+PLAIN = get_preset("balanced").with_knobs(color_match=False)  # control: no colour transfer
+
+
+class NoOcclusion(CameraSkin):
+    """Control: the camera's occluders are ignored (everything in the face oval counts as skin)."""
+
+    def __call__(self, crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+        return np.ones(crop.shape[:2], np.float32)
+
+
+class RawSource(LiteEngine):
+    """Control: the photo as it is, hair and glasses included, with no skin mask."""
+
+    def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
+        prepared = super().prepare_source(image, face)
+        m = similarity(face.kps, lite_template(SOURCE_SIZE))
+        raw = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return LiteSource(raw, prepared.points, prepared.triangles, prepared.blend)
+
+
+@pytest.fixture(scope="module")
+def landmarks() -> Landmarks68:
+    return Landmarks68()
+
+
+def stages(
+    detector: BlazeFaceDetector,
+    mesh: FaceMesh,
+    faces_dir: Path,
+    source: str,
+    engine: LiteEngine | None = None,
+    occlusion: CameraSkin | None = None,
+    preset: Preset | None = None,
+) -> Driven:
+    driven = build(engine or LiteEngine(), detector, mesh, faces_dir, str(media_path(source)),
+                   adjust=(lambda p: preset) if preset else None)
+    if occlusion is not None:
+        driven.pipeline = Pipeline(driven.pipeline.engine, driven.pipeline.tracker, occlusion)
+    return driven
+
+
+def swap_clip(driven: Driven, clip: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(camera frame, output) pairs of a real clip swapped with a real source."""
+    pairs = []
+    for i, image in enumerate(read_frames(media_path(clip), FRAMES)):
+        result = driven.process(Frame(image, i, 0.0))
+        assert result.swapped, f"frame {i} of {clip}: not swapped"
+        if i % EVERY == EVERY - 1:
+            pairs.append((image, result.image))
+    return pairs
+
+
+def measures(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> list[Measures]:
+    out = []
+    for cam, swapped in pairs:
+        lm = landmarks(cam)
+        assert lm is not None, "the independent landmarker found no face"
+        out.append(measure(cam, swapped, lm))
+    return out
+
+
+@pytest.mark.parametrize("source", [LONG_HAIR, BANGS])
+def test_hair_framed_source_brings_no_foreign_pixels(
+    detector: BlazeFaceDetector, mesh: FaceMesh, landmarks: Landmarks68, tmp_path: Path, source: str
+) -> None:
+    swapped = measures(swap_clip(stages(detector, mesh, tmp_path / "a", source), DARK_CLIP), landmarks)
+    raw = measures(
+        swap_clip(stages(detector, mesh, tmp_path / "b", source, engine=RawSource(), preset=PLAIN), DARK_CLIP),
+        landmarks,
+    )
+    foreign = [m.foreign for m in swapped]
+    # The photo as it is, in its own colours, pastes its hair onto the face: the measure sees it.
+    assert np.mean([m.foreign for m in raw]) > 0.04
+    assert np.mean(foreign) <= 0.02 and max(foreign) <= 0.04, foreign
+
+
+def test_glasses_and_fringe_of_the_camera_stay(
+    detector: BlazeFaceDetector, mesh: FaceMesh, landmarks: Landmarks68, tmp_path: Path
+) -> None:
+    for n, clip in enumerate((GLASSES_CLIP, FRINGE_CLIP)):
+        kept = measures(swap_clip(stages(detector, mesh, tmp_path / f"k{n}", CLEAR), clip), landmarks)
+        erased = measures(
+            swap_clip(stages(detector, mesh, tmp_path / f"e{n}", CLEAR, occlusion=NoOcclusion()), clip), landmarks
+        )
+        assert min(m.occluders for m in kept) >= 0.7, [round(m.occluders, 2) for m in kept]
+        # Control: without the camera's skin mask, the swap covers the frames and the lenses' edges.
+        assert np.mean([m.occluders for m in erased]) < np.mean([m.occluders for m in kept]) - 0.1
+
+
+def test_skin_tone_follows_the_camera_and_no_seam(
+    detector: BlazeFaceDetector, mesh: FaceMesh, landmarks: Landmarks68, tmp_path: Path
+) -> None:
+    relit = measures(swap_clip(stages(detector, mesh, tmp_path / "a", PALE), DARK_CLIP), landmarks)
+    plain = measures(swap_clip(stages(detector, mesh, tmp_path / "b", PALE, preset=PLAIN), DARK_CLIP), landmarks)
+    assert np.mean([m.tone for m in plain]) > 6.0, "control: the pale source's own tone is measured as a gap"
+    assert np.mean([m.tone for m in relit]) <= 6.0, [round(m.tone, 1) for m in relit]
+    assert np.mean([m.seam for m in relit]) <= 1.3, [round(m.seam, 2) for m in relit]
+
+
+def test_occlusion_mask_is_steady(detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path) -> None:
+    """Frame to frame, the camera's skin mask (in face-aligned crop coordinates) barely moves."""
+    occlusion = CameraSkin()
+    driven = stages(detector, mesh, tmp_path, CLEAR, occlusion=occlusion)
+    masks = []
+    for i, image in enumerate(read_frames(media_path(GLASSES_CLIP), FRAMES)):
+        driven.process(Frame(image, i, 0.0))
+        assert occlusion.mask is not None
+        masks.append(occlusion.mask.copy())
+    change = [float(np.abs(a - b).mean()) for a, b in zip(masks[1:], masks[:-1], strict=True)]
+    assert max(change) < 0.04, change
+
+
+def test_a_hand_with_a_microphone_in_front_of_the_face_stays(
+    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path
+) -> None:
+    """A real hand holding a real microphone, cut from a real photo and put in front of a real face."""
+    photo = cv2.imread(str(media_path("faces/single/lin_manuel_miranda.png")))
+    outline = np.array([(385, 480), (420, 462), (470, 470), (480, 500), (540, 520), (565, 560), (560, 611),
+                        (400, 611), (390, 560)], np.int32)
+    x, y, w, h = cv2.boundingRect(outline)
+    hand_mask = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(hand_mask, [outline], 255)
+    patch, patch_mask = photo[y : y + h, x : x + w], hand_mask[y : y + h, x : x + w]
+    driven = stages(detector, mesh, tmp_path, CLEAR)
+    frames = read_frames(media_path(WEBCAM), 30)
+    result = None
+    for i, image in enumerate(frames[:15]):
+        result = driven.process(Frame(image, i, 0.0))
+    assert result is not None and result.face is not None
+    x0, y0, x1, y1 = result.face.geometry.bbox.astype(int)
+    s = (x1 - x0) * 0.7 / w
+    p = cv2.resize(patch, None, fx=s, fy=s)
+    pm = cv2.resize(patch_mask, None, fx=s, fy=s) > 127
+    ox, oy = int(x0 + 0.05 * (x1 - x0)), int(y0 + 0.55 * (y1 - y0))
+    for i, image in enumerate(frames[15:], start=15):
+        shown = image.copy()
+        region = shown[oy : oy + p.shape[0], ox : ox + p.shape[1]]
+        m = pm[: region.shape[0], : region.shape[1]]
+        region[m] = p[: region.shape[0], : region.shape[1]][m]
+        out = driven.process(Frame(shown, i, 0.0))
+        assert out.swapped
+        where = np.zeros(image.shape[:2], bool)
+        where[oy : oy + region.shape[0], ox : ox + region.shape[1]] = m
+        changed = np.abs(out.image.astype(np.int16) - shown.astype(np.int16)).max(2)[where] > 20
+        assert changed.mean() < 0.1, f"frame {i}: {changed.mean():.0%} of the hand was swapped over"
+
+
+def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+    analyze = FaceAnalyzer(detector, mesh)
+
+    def report(image: np.ndarray) -> str:
+        face = analyze(image)
+        assert face is not None and face.points is not None
+        m = similarity(face.kps, lite_template(SOURCE_SIZE))
+        texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA)
+        aligned = face.transformed(m).points
+        assert aligned is not None
+        return assess(image, face.points, texture, aligned).line()
+
+    clear = cv2.imread(str(media_path(CLEAR)))
+    assert report(clear) == ""
+    assert "cover" in report(cv2.imread(str(media_path(BANGS))))
+    ok, jpeg = cv2.imencode(".jpg", clear, [cv2.IMWRITE_JPEG_QUALITY, 8])
+    assert ok and "JPEG" in report(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
+    small = cv2.resize(clear, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    assert "px wide" in report(small)

@@ -1,0 +1,200 @@
+"""Which pixels of a face are its skin: a colour-and-detail model of one person's skin, fitted on the spots
+that are skin on every face (both cheeks under the eyes and the nose bridge).
+
+No face-parsing weights can ship with the embedded engine, and a generic skin-colour rule fails both ways
+(blond hair on pale skin, dark hair on dark skin). A model of *this* face's own skin, sampled where hair,
+beards and glasses almost never are, separates what matters here: hair strands and glasses frames differ
+from the cheeks in colour or lightness, and hair and stubble carry fine detail that skin does not.
+Robust statistics (median, MAD) keep a strand crossing a sampled cheek from widening the model.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, LEFT_EYEBROW, LIPS_OUTER, RIGHT_EYE, RIGHT_EYEBROW
+
+# FaceMesh points on the cheeks between the nose and the cheekbone, and on the lower nose bridge: low enough
+# to miss glasses rims, high enough to miss most beards, inside enough to miss hair at the temples.
+SAMPLE_POINTS: tuple[int, ...] = (
+    205, 36, 203, 187, 206, 50, 101,  # subject's right cheek
+    425, 266, 423, 411, 426, 280, 330,  # subject's left cheek
+    195, 5, 4,  # nose bridge below the glasses' bridge
+)  # fmt: skip
+# The lower nose, tip to nostrils (its hull): its shading and nostrils are not skin-coloured but are the face,
+# never an occluder. It stops below the bridge, where glasses rest.
+NOSE: tuple[int, ...] = (5, 4, 1, 129, 358, 98, 327, 64, 294, 97, 326, 2)
+BROWS: tuple[tuple[int, ...], ...] = (RIGHT_EYEBROW, LEFT_EYEBROW)
+EYES_AND_LIPS: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
+
+# Lightness varies with shading across a face far more than chroma does: it gets a wider tolerance.
+L_TOLERANCE = 2.5
+MIN_SPREAD = np.array([8.0, 4.5, 4.5], np.float32)  # LAB floors: a very even sample must not reject all else
+MAX_SPREAD = np.array([22.0, 8.0, 8.0], np.float32)  # caps: a sample half in shadow must not accept all else
+SKIN_NEAR, SKIN_FAR = 2.5, 4.5  # distance (in spreads) where skin likelihood starts falling / reaches 0
+DETAIL_GAIN = 1.0  # weight of excess fine detail (strands, stubble) in the distance
+
+
+class SkinModel(NamedTuple):
+    median: np.ndarray  # (3,) LAB, OpenCV's 8-bit scale
+    spread: np.ndarray  # (3,) robust standard deviation per channel
+    detail: float  # typical fine-detail energy of this skin
+
+
+def polygon(points: np.ndarray, indices: tuple[int, ...]) -> np.ndarray:
+    return np.round(points[list(indices)] * 16).astype(np.int32)
+
+
+def fill(mask: np.ndarray, points: np.ndarray, indices: tuple[int, ...], value: int = 255) -> np.ndarray:
+    cv2.fillPoly(mask, [polygon(points, indices)], value, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
+def face_width(points: np.ndarray) -> float:
+    return float(np.ptp(points[list(FACE_OVAL), 0])) or 1.0
+
+
+def sample_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Small discs on the cheekbones and the nose bridge."""
+    mask = np.zeros(shape, np.uint8)
+    r = max(1, int(round(face_width(points) * 0.035)))
+    for x, y in points[list(SAMPLE_POINTS)]:
+        cv2.circle(mask, (int(round(x)), int(round(y))), r, 255, -1)
+    return mask
+
+
+def detail_map(lab: np.ndarray, scale: float) -> np.ndarray:
+    """Local fine-detail energy of the lightness: high on hair strands and stubble, low on skin."""
+    lum = lab[..., 0]
+    s = max(0.6, 1.2 * scale)
+    high = np.abs(lum - cv2.GaussianBlur(lum, (0, 0), s))
+    return cv2.GaussianBlur(high, (0, 0), 2.5 * s)
+
+
+def to_lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
+
+
+def fit(lab: np.ndarray, detail: np.ndarray, sample: np.ndarray) -> SkinModel | None:
+    sel = sample > 0
+    if int(sel.sum()) < 12:
+        return None
+    px = lab[sel]
+    det = detail[sel]
+    med = np.median(px, axis=0)
+    spread = np.clip(1.4826 * np.median(np.abs(px - med), axis=0), MIN_SPREAD, MAX_SPREAD)
+    # Once more on the samples the first fit calls skin: a rim or a strand across a cheek drops out.
+    inlier = (np.abs((px - med) / spread) < np.array([3.0 * L_TOLERANCE, 3.0, 3.0])).all(1)
+    if int(inlier.sum()) >= 12:
+        px, det = px[inlier], det[inlier]
+        med = np.median(px, axis=0)
+        spread = np.clip(1.4826 * np.median(np.abs(px - med), axis=0), MIN_SPREAD, MAX_SPREAD)
+    return SkinModel(med.astype(np.float32), spread.astype(np.float32), float(np.median(det)))
+
+
+def blend(a: SkinModel, b: SkinModel, keep: float) -> SkinModel:
+    """`keep` of the old model, the rest of the new one: a model that follows the light without flicker."""
+    return SkinModel(
+        a.median * keep + b.median * (1 - keep), a.spread * keep + b.spread * (1 - keep),
+        a.detail * keep + b.detail * (1 - keep),
+    )
+
+
+def likelihood(lab: np.ndarray, detail: np.ndarray, model: SkinModel) -> np.ndarray:
+    """0..1 per pixel: how much it looks like this face's skin."""
+    z = (lab - model.median) / model.spread
+    z[..., 0] /= L_TOLERANCE
+    d2 = np.einsum("...c,...c->...", z, z)
+    excess = np.maximum(detail - 1.5 * model.detail, 0.0) / max(model.detail, 1.0)
+    d = np.sqrt(d2) + DETAIL_GAIN * excess
+    return np.clip((SKIN_FAR - d) / (SKIN_FAR - SKIN_NEAR), 0.0, 1.0).astype(np.float32)
+
+
+def clean(prob: np.ndarray, size: int) -> np.ndarray:
+    """Drop isolated specks (pores, a glint) both ways, then soften: a mask that does not speckle."""
+    k = max(3, (size // 64) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    m = cv2.morphologyEx(prob, cv2.MORPH_CLOSE, kernel)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
+    return cv2.GaussianBlur(m, (0, 0), k / 3.0)
+
+
+def protected(
+    points: np.ndarray, shape: tuple[int, int], regions: tuple[tuple[int, ...], ...], grow: float = 0.02
+) -> np.ndarray:
+    """1 inside the given feature polygons, grown by `grow` of the face's width: always face, whatever their
+    colour (FaceMesh's brow and nose outlines sit a little inside the real brow hair and nostril shadows)."""
+    mask: np.ndarray = np.zeros(shape, np.uint8)
+    for idx in regions:
+        if idx is NOSE:
+            hull = cv2.convexHull(np.round(points[list(idx)] * 16).astype(np.int32))
+            cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
+        else:
+            fill(mask, points, idx)
+    r = int(round(face_width(points) * grow))
+    if r > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return mask.astype(np.float32) / 255.0
+
+
+def oval(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return fill(np.zeros(shape, np.uint8), points, FACE_OVAL)
+
+
+def covered(prob: np.ndarray, region: np.ndarray, width: int) -> bool:
+    """True when most of a ring around `region` is not skin: a fringe or a hat lies over it too."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    ring = (cv2.dilate(region, k) > 0.5) & (region < 0.5)
+    return bool(ring.any()) and float(prob[ring].mean()) < 0.5
+
+
+def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float) -> np.ndarray:
+    """The parts of a binary mask that touch `seeds` or are large: skin-coloured specks in curly hair drop out,
+    a forehead cut off from the cheeks by glasses stays."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[np.unique(labels[(seeds > 0) & (mask > 0)])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def strict(prob: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A stricter skin mask for a still photo, where losing some skin costs nothing (the camera's face shows
+    there) and keeping a strand costs a stripe: only confident skin connected to the sampled cheeks, pulled
+    back from every edge, softened."""
+    shape = prob.shape
+    area = float(cv2.countNonZero(oval(points, shape)))
+    sure = without_islands(prob > 0.6, sample_mask(points, shape), 0.03 * area)
+    r = max(1, int(round(face_width(points) * 0.015)))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    sure = cv2.erode(sure.astype(np.uint8), k).astype(np.float32)
+    return cv2.GaussianBlur(sure, (0, 0), r)
+
+
+def skin_mask(
+    image: np.ndarray, points: np.ndarray, model: SkinModel | None = None, still: bool = False
+) -> tuple[np.ndarray, SkinModel | None]:
+    """Soft skin mask of a face crop (1 = this face's skin, its nose or brows) and the model it used."""
+    shape = image.shape[:2]
+    scale = shape[0] / 256.0
+    lab = to_lab(image)
+    detail = detail_map(lab, scale)
+    fresh = fit(lab, detail, sample_mask(points, shape))
+    model = fresh if model is None else (model if fresh is None else blend(model, fresh, 0.7))
+    if model is None:
+        return np.ones(shape, np.float32), None
+    prob = clean(likelihood(lab, detail, model), shape[0])
+    if still:
+        prob = strict(prob, points)
+    # The lower nose, and the eyelids just around each eye (lashes and shadow, not skin-coloured, yet the
+    # face: glasses rims sit further out).
+    keep = np.maximum(protected(points, shape, (NOSE,)), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
+    brows = protected(points, shape, BROWS)
+    # Brows count as face unless the skin around them is hidden too: then they are under a fringe or a hat,
+    # and what lies there is hair, not brows.
+    if not covered(prob, brows, max(2, int(face_width(points) * 0.05))):
+        keep = np.maximum(keep, brows)
+    return np.maximum(prob, keep), model

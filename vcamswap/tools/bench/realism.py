@@ -1,0 +1,198 @@
+"""Does a swapped frame look like a real face? Four measures of a swap against the camera frame it came from.
+
+Identity figures call a face "closer to the source" even when the source's hair is pasted on it as stripes, so
+these judge what a viewer sees. Every region comes from 68 landmarks of the *camera* frame, found by a
+landmarker other than the engine's (dlib's, with the `eval` extra): the swap keeps the camera's outline, so
+the same regions hold in the output.
+
+* foreign: the share of the skin region (jaw line up to the forehead, less eyes, brows and mouth) whose colour
+  is far from the region's median, output minus camera: what the swap brought in (hair, blotches, glasses
+  edges); the camera's own freckles, stubble or glasses are in both and cancel.
+* tone: CIE76 delta E between the output's cheeks and the camera's own cheeks (median Lab colour).
+* seam: mean gradient magnitude in a thin band along the edge of what the swap changed, output over camera.
+* occluders: mean edge magnitude in a ring around each eye (where glasses frames sit), output over camera.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+JAW = tuple(range(0, 17))
+BROW_R, BROW_L = tuple(range(17, 22)), tuple(range(22, 27))
+EYE_R, EYE_L = tuple(range(36, 42)), tuple(range(42, 48))
+MOUTH = tuple(range(48, 60))
+
+FAR_DELTA_E = 20.0  # a colour this far from the skin's median is not that skin (strand, blotch, frame)
+FOREHEAD = 0.22  # the forehead line: brows raised by this share of the brow-to-chin height
+
+
+class Regions(NamedTuple):
+    skin: np.ndarray  # bool masks in frame coordinates
+    cheeks: np.ndarray
+    eye_rings: np.ndarray
+
+
+class Measures(NamedTuple):
+    foreign: float
+    tone: float
+    seam: float
+    occluders: float
+
+
+def _poly(mask: np.ndarray, pts: np.ndarray) -> None:
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 255)
+
+
+def _grow(mask: np.ndarray, r: float) -> np.ndarray:
+    k = max(1, int(round(r)))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+
+
+def regions(lm: np.ndarray, shape: tuple[int, ...]) -> Regions:
+    """The measured regions of one face from its 68 landmarks (iBUG order, frame pixels)."""
+    h, w = shape[:2]
+    lm = np.asarray(lm, np.float32)
+    width = float(np.linalg.norm(lm[16] - lm[0])) or 1.0
+    brows = lm[list(BROW_R + BROW_L)]
+    up = (lm[8] - brows.mean(0)) * -FOREHEAD
+    face = np.zeros((h, w), np.uint8)
+    _poly(face, np.vstack([lm[list(JAW)], (brows + up)[::-1]]))
+    holes = np.zeros((h, w), np.uint8)
+    groups: tuple[tuple[tuple[int, ...], float], ...] = (
+        (EYE_R, 0.06), (EYE_L, 0.06), (BROW_R, 0.04), (BROW_L, 0.04), (MOUTH, 0.05),
+    )
+    for group, grow in groups:
+        part = np.zeros((h, w), np.uint8)
+        _poly(part, cv2.convexHull(lm[list(group)]).reshape(-1, 2))
+        holes |= _grow(part, grow * width)
+    nose = np.zeros((h, w), np.uint8)  # nostrils are dark on every face: out of the skin region
+    _poly(nose, cv2.convexHull(lm[31:36]).reshape(-1, 2))
+    holes |= _grow(nose, 0.03 * width)
+    skin = (face > 0) & (holes == 0)
+    cheeks = np.zeros((h, w), np.uint8)
+    for e, corner, jaw in ((41, 48, 2), (46, 54, 14)):
+        c = (lm[e] + lm[corner] + lm[jaw]) / 3.0
+        cv2.circle(cheeks, (int(round(c[0])), int(round(c[1]))), max(2, int(0.07 * width)), 255, -1)
+    rings = np.zeros((h, w), np.uint8)
+    for eye in (EYE_R, EYE_L):
+        part = np.zeros((h, w), np.uint8)
+        pts = lm[list(eye)]
+        _poly(part, cv2.convexHull(pts).reshape(-1, 2))
+        ew = float(np.ptp(pts[:, 0])) or 1.0
+        rings |= _grow(part, 0.45 * ew) & ~_grow(part, 0.12 * ew)
+    return Regions(skin, (cheeks > 0) & skin, rings > 0)
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+
+
+def far_share(image: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the masked pixels whose colour is more than FAR_DELTA_E from the masked median."""
+    if not mask.any():
+        return 0.0
+    px = _lab(image)[mask]
+    d = np.linalg.norm(px - np.median(px, axis=0), axis=1)
+    return float((d > FAR_DELTA_E).mean())
+
+
+def tone_delta(out: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return float("nan")
+    return float(np.linalg.norm(np.median(_lab(out)[mask], 0) - np.median(_lab(cam)[mask], 0)))
+
+
+def _gradient(image: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+
+
+def edge_band(out: np.ndarray, cam: np.ndarray, width: float) -> np.ndarray:
+    """A thin band along the edge of what the swap changed (independent of the engine's own mask)."""
+    diff = cv2.GaussianBlur(np.abs(out.astype(np.int16) - cam.astype(np.int16)).max(2).astype(np.float32), (0, 0), 2)
+    changed = (diff > 4).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(changed)
+    if n <= 1:
+        return np.zeros(changed.shape, bool)
+    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == main).astype(np.uint8)
+    region = cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    r = max(1, int(round(width)))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return (cv2.dilate(region, k) - cv2.erode(region, k)) > 0
+
+
+def ratio(out: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return float("nan")
+    a, b = float(_gradient(out)[mask].mean()), float(_gradient(cam)[mask].mean())
+    return a / max(b, 1e-3)
+
+
+def measure(cam: np.ndarray, out: np.ndarray, lm: np.ndarray) -> Measures:
+    r = regions(lm, cam.shape)
+    width = float(np.linalg.norm(np.asarray(lm[16], np.float32) - np.asarray(lm[0], np.float32)))
+    band = edge_band(out, cam, 0.03 * width)
+    return Measures(
+        foreign=far_share(out, r.skin) - far_share(cam, r.skin),
+        tone=tone_delta(out, cam, r.cheeks),
+        seam=ratio(out, cam, band),
+        occluders=ratio(out, cam, r.eye_rings),
+    )
+
+
+# FaceMesh points nearest to each of the 68 iBUG landmarks: the stand-in landmarker where dlib is not installed.
+MESH_TO_68: tuple[int, ...] = (
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+    78, 81, 13, 311, 308, 402, 14, 178,
+)  # fmt: skip
+
+
+class Landmarks68:
+    """68 iBUG landmarks of the largest face: dlib's shape predictor when the `eval` extra is installed, else
+    FaceMesh points mapped to the same scheme (`name` says which)."""
+
+    def __init__(self, prefer_dlib: bool = True) -> None:
+        self._dlib: tuple[object, object] | None = None
+        self.name = "facemesh"
+        if prefer_dlib:
+            try:
+                import dlib
+                import face_recognition_models as frm
+
+                predictor = dlib.shape_predictor(frm.pose_predictor_model_location())
+                self._dlib = (dlib.get_frontal_face_detector(), predictor)
+                self.name = "dlib"
+            except ImportError:
+                pass
+        if self._dlib is None:
+            from vcamswap.faces.detector import BlazeFaceDetector
+            from vcamswap.faces.landmarker import FaceMesh
+
+            self._mesh = (BlazeFaceDetector(), FaceMesh())
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        if self._dlib is not None:
+            detector, predictor = self._dlib
+            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            rects = list(detector(rgb, 0)) or list(detector(rgb, 1))  # type: ignore[operator]
+            if not rects:
+                return None
+            shape = predictor(rgb, max(rects, key=lambda r: r.area()))  # type: ignore[operator]
+            return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+        from vcamswap.faces.tracking import pick_face
+
+        det, mesh = self._mesh
+        d = pick_face(det.detect(image), image.shape)
+        if d is None:
+            return None
+        res = mesh.run(image, mesh.roi_from_detection(d))
+        res = mesh.run(image, mesh.roi_from_points(res.points))
+        return None if res.presence < 0.5 else res.points[list(MESH_TO_68), :2].astype(np.float32)
