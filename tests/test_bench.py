@@ -119,3 +119,14 @@ def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
     ident = json.loads(out.read_text())["runs"][0]["identity"]
     assert ident["frames"] >= 10
     assert ident["to_source"] < ident["to_target"]  # the output looks like the source face, not the camera's
+
+
+def test_bench_quality_reports_realism(media: Path, tmp_path: Path) -> None:
+    """--quality measures the swap's realism on sampled frames, with dlib's landmarks or without them."""
+    out = tmp_path / "r.json"
+    assert main(["bench", "--input", str(media / S18), "--frames", "24", "--preset", "balanced",
+                 "--tracking", "on", "--quality", "--json", str(out)]) == 0
+    real = json.loads(out.read_text())["runs"][0]["realism"]
+    assert real["frames"] >= 10 and real["landmarks"] in ("dlib", "facemesh")
+    assert real["foreign_mean"] <= 0.02 and real["tone_delta_e"] <= 6.0
+    assert real["seam"] <= 1.3 and real["occluders"] >= 0.7

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.cli import run_cli
 from helpers.frames import read_frames
 from helpers.media import WEBCAM, media_path
 from helpers.pipeline import Driven, build
@@ -199,3 +200,16 @@ def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mes
     assert ok and "JPEG" in report(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
     small = cv2.resize(clear, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     assert "px wide" in report(small)
+
+
+def test_faces_add_and_list_say_what_limits_a_photo(tmp_path: Path) -> None:
+    faces = tmp_path / "faces"
+    added = run_cli("faces", "add", str(media_path(BANGS)), "--faces", str(faces))
+    assert added.returncode == 0, added.stderr
+    warning = [line for line in added.stderr.splitlines() if "cover" in line]
+    assert len(warning) == 1 and "kept" in warning[0]  # one line, and the photo stays
+    assert run_cli("faces", "add", str(media_path(CLEAR)), "--faces", str(faces)).returncode == 0
+    listed = run_cli("faces", "list", "--faces", str(faces)).stdout.splitlines()
+    by_name = {line.split("\t")[0]: line.split("\t")[2:] for line in listed}
+    assert "cover" in by_name[Path(BANGS).stem][0]
+    assert by_name[Path(CLEAR).stem] == []

@@ -113,6 +113,11 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
     controls.set_faces(["ann", "dee"])  # the folder changed: the submenu follows, cy was dropped
     assert texts(faces.submenu) == ["ann", "dee"]
     assert controls.snapshot().face == "ann"
+    controls.set_face_notes([("dee", "strong light from one side")])  # a photo with a limit is marked
+    assert texts(faces.submenu) == ["ann", "dee (!)"]
+    faces.submenu.items[1](icon)
+    assert controls.snapshot().face == "dee" and [i.checked for i in faces.submenu.items] == [False, True]
+    faces.submenu.items[0](icon)
     controls.set_faces([])
     assert [(i.text, i.enabled) for i in faces.submenu.items] == [("(no faces yet: Open faces folder)", False)]
 

@@ -119,8 +119,10 @@ def cmd_faces(args: argparse.Namespace) -> int:
             entries = list_faces(folder)
             if not entries:
                 _emit(f"no faces in {folder}; add one with 'vcamswap faces add IMAGE'")
+            notes = _photo_notes([e.path for e in entries])
             for e in entries:
-                _emit(f"{e.name}\t{e.path}")
+                note = notes.get(e.path)
+                _emit(f"{e.name}\t{e.path}" + (f"\t{note}" if note else ""))
         elif args.action == "add":
             dest = add_face(folder, Path(args.target), args.name)
             _check_face(settings, dest)
@@ -133,16 +135,34 @@ def cmd_faces(args: argparse.Namespace) -> int:
 
 
 def _check_face(settings: Settings, path: Path) -> None:
-    """Warn at once when an added photo has no usable face, rather than at the first swap."""
+    """Warn at once when an added photo has no usable face, rather than at the first swap, and say in one line
+    what limits the photo (it is kept either way)."""
+    note = _photo_notes([path]).get(path)
+    if note is None:
+        log.warning("no face found in %s; it stays in the folder but will be skipped", path)
+    elif note:
+        log.warning("%s: %s; the photo is kept", path.stem, note)
+
+
+def _photo_notes(paths: list[Path]) -> dict[Path, str]:
+    """Per photo, what limits it ('' for none); photos without a usable face are left out."""
     import cv2
 
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
+    from vcamswap.faces.quality import photo_report
 
-    image = cv2.imread(str(path))
-    if image is None or FaceAnalyzer(BlazeFaceDetector(), FaceMesh())(image) is None:
-        log.warning("no face found in %s; it stays in the folder but will be skipped", path)
+    if not paths:
+        return {}
+    analyze = FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
+    notes: dict[Path, str] = {}
+    for path in paths:
+        image = cv2.imread(str(path))
+        face = None if image is None else analyze(image)
+        if image is not None and face is not None:
+            notes[path] = photo_report(image, face).line()
+    return notes
 
 
 def _emit(line: str) -> None:

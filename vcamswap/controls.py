@@ -23,6 +23,8 @@ class ControlState:
     preview: bool = False
     running: bool = True
     faces: tuple[str, ...] = field(default_factory=tuple)  # the faces available, for next/prev and menus
+    # (name, what limits that photo) for the faces whose photo has a limit worth saying (faces.quality)
+    face_notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def swapping(self) -> bool:
@@ -94,6 +96,9 @@ class Controls:
             old_names = self._state.faces
         face = cur if cur in names else _successor(cur, old_names, names)
         return self._update(faces=names, face=face)
+
+    def set_face_notes(self, notes: Sequence[tuple[str, str]]) -> ControlState:
+        return self._update(face_notes=tuple(notes))
 
     def set_face(self, name: str) -> ControlState:
         faces = self.snapshot().faces

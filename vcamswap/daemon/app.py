@@ -91,6 +91,7 @@ class Daemon:
         self.server = ControlServer(self.handle, address)
         self.started = time.monotonic()
         self.health = _Health()
+        self._photo_notes: dict[str, str] = {}  # photo digest -> what limits it ('' for nothing)
         self.stages: Stages | None = None  # set once built; the control socket answers 'starting' before
         self.stats: Stats | None = None  # the live loop's figures
         self.capture: Capture | None = None
@@ -174,6 +175,7 @@ class Daemon:
             face = initial_face(s, library)
         self.stages = stages
         self.controls.set_faces(library.names())
+        self._note_faces()
         if face is not None:
             self.controls.set_face(face)
         self.controls.subscribe(self._on_change)
@@ -381,6 +383,27 @@ class Daemon:
             new = self.controls.set_faces(names).face
             if old != new and old is not None:
                 log.info("face %s is gone; now using %s", old, new or "none")
+            self._note_faces()
+
+    def _note_faces(self) -> None:
+        """What limits each photo, for the tray (said once per photo in the log too)."""
+        from vcamswap.faces.quality import photo_report
+
+        if self.stages is None:
+            return
+        notes = []
+        for name in self.controls.snapshot().faces:
+            face = self.stages.library.get(name)
+            if face is None:
+                continue
+            line = self._photo_notes.get(face.digest)
+            if line is None:
+                line = self._photo_notes[face.digest] = photo_report(face.image, face.geometry).line()
+                if line:
+                    log.info("face %s: %s", name, line)
+            if line:
+                notes.append((name, line))
+        self.controls.set_face_notes(notes)
 
     def _on_change(self, old: ControlState, new: ControlState) -> None:
         changed: dict[str, object] = {}

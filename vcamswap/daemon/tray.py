@@ -241,8 +241,11 @@ class Tray:
         faces = self.controls.snapshot().faces
         if not faces:
             return (ps.MenuItem("(no faces yet: Open faces folder)", None, enabled=False),)
+        notes = dict(self.controls.snapshot().face_notes)
         return tuple(
-            ps.MenuItem(name, self._act(commands.bind(self.controls, "select_face", name)),
+            # A photo with a limit (hair over the face, side light...) is marked; `faces list` says what it is.
+            ps.MenuItem(f"{name} (!)" if name in notes else name,
+                        self._act(commands.bind(self.controls, "select_face", name)),
                         checked=partial(self._is_face, name), radio=True)
             for name in faces
         )
@@ -281,7 +284,7 @@ class Tray:
         if not new.running:
             self.stop()
             return
-        shown = ("swap_enabled", "face", "faces", "preset", "preview", "paused")
+        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "preview", "paused")
         if any(getattr(old, k) != getattr(new, k) for k in shown):
             self.refresh_menu()
 

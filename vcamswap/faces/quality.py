@@ -17,6 +17,7 @@ import numpy as np
 
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from vcamswap.types import FaceGeometry
 
 MIN_FACE_PX = 240  # the quality preset's 320 px crop spans the face at about 0.75 of its side
 MAX_COVERED = 0.4  # share not taken: even a clear photo loses ~0.15-0.35 (shadowed edges, highlights)
@@ -101,3 +102,18 @@ def assess(image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_point
     if blockiness(image) > MAX_BLOCKINESS:
         problems.append("heavy JPEG compression")
     return PhotoReport(tuple(problems))
+
+
+def photo_report(image: np.ndarray, face: FaceGeometry) -> PhotoReport:
+    """The report of a photo whose face the analyzer found (FaceMesh points required)."""
+    from vcamswap.compose.align import similarity
+    from vcamswap.engines.lite.engine import SOURCE_SIZE, lite_template
+
+    if face.points is None:
+        return PhotoReport(("no face landmarks",))
+    m = similarity(face.kps, lite_template(SOURCE_SIZE))
+    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+    aligned = face.transformed(m).points
+    assert aligned is not None
+    return assess(image, face.points, texture, aligned)

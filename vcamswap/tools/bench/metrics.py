@@ -153,10 +153,24 @@ class Identity:
 
 
 @dataclass
+class Realism:
+    """tools.bench.realism's measures over the sampled frames (regions from `landmarks`' 68 points)."""
+
+    frames: int
+    landmarks: str  # "dlib" (the eval extra), else "facemesh" mapped to the same 68-point scheme
+    foreign_mean: float  # share of skin pixels far from the skin's colour, output minus camera
+    foreign_max: float
+    tone_delta_e: float  # cheeks, output against camera (CIE76)
+    seam: float  # gradient along the swap's edge, output over camera
+    occluders: float  # edges in a ring around the eyes, output over camera
+
+
+@dataclass
 class RunResult:
     config: Config
     throughput: Speed | None = None
     realtime: Speed | None = None
     steadiness: Steadiness | None = None
     identity: Identity | None = None
+    realism: Realism | None = None
     notes: list[str] = field(default_factory=list)

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from vcamswap.tools.bench.metrics import Realism
+
 JAW = tuple(range(0, 17))
 BROW_R, BROW_L = tuple(range(17, 22)), tuple(range(22, 27))
 EYE_R, EYE_L = tuple(range(36, 42)), tuple(range(42, 48))
@@ -196,3 +198,20 @@ class Landmarks68:
         res = mesh.run(image, mesh.roi_from_detection(d))
         res = mesh.run(image, mesh.roi_from_points(res.points))
         return None if res.presence < 0.5 else res.points[list(MESH_TO_68), :2].astype(np.float32)
+
+
+def summarize(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> Realism | None:
+    """The measures over (camera frame, output) pairs where the landmarker found the face."""
+    found = [(cam, out, lm) for cam, out in pairs if (lm := landmarks(cam)) is not None]
+    if not found:
+        return None
+    m = np.array([measure(cam, out, lm) for cam, out, lm in found], np.float64)
+    return Realism(
+        frames=len(found),
+        landmarks=landmarks.name,
+        foreign_mean=round(float(np.nanmean(m[:, 0])), 4),
+        foreign_max=round(float(np.nanmax(m[:, 0])), 4),
+        tone_delta_e=round(float(np.nanmean(m[:, 1])), 2),
+        seam=round(float(np.nanmean(m[:, 2])), 3),
+        occluders=round(float(np.nanmean(m[:, 3])), 3),
+    )

@@ -21,7 +21,8 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 TABLE_COLUMNS = (
     "config", "fps", "rt fps", "p95 ms", "drop", "det/f", "track ms", "swap ms", "paste ms",
-    "jitter px", "vs ref", "acc px", "loss/min", "id src", "id tgt", "closer",
+    "jitter px", "vs ref", "acc px", "loss/min", "id src", "id tgt", "closer", "foreign", "tone dE", "seam",
+    "occl",
 )
 
 
@@ -29,7 +30,9 @@ LEGEND = (
     "fps: as fast as possible | rt fps, p95 ms, drop: paced like a camera (output fps, capture->publish latency, "
     "dropped frames) | det/f: detector calls per frame | stage ms: median/p95 | jitter: keypoint px on a still "
     "stretch, vs ref = against detection on every frame | acc px: from a fresh detection | id src/tgt: dlib "
-    "distance of the output face to the source / to the camera's person, closer: frames closer to the source"
+    "distance of the output face to the source / to the camera's person, closer: frames closer to the source | "
+    "foreign: skin pixels the swap brought in (mean/max) | tone dE: cheeks against the camera's | seam, occl: "
+    "edges along the swap's border / around the eyes, output over camera"
 )
 
 
@@ -62,6 +65,10 @@ def table(results: list[RunResult]) -> str:
             _fmt(idt.to_source if idt else None, ".3f"),
             _fmt(idt.to_target if idt else None, ".3f"),
             _fmt(idt.closer_to_source * 100 if idt else None, ".0f") + ("%" if idt else ""),
+            f"{q.foreign_mean:.3f}/{q.foreign_max:.3f}" if (q := r.realism) else "-",
+            _fmt(q.tone_delta_e if q else None),
+            _fmt(q.seam if q else None, ".2f"),
+            _fmt(q.occluders if q else None, ".2f"),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))

@@ -30,6 +30,8 @@ from vcamswap.tools.bench.metrics import (
     summarize,
 )
 from vcamswap.tools.bench.passes import fresh_keypoints, speed_pass, steadiness, tracked_keypoints
+from vcamswap.tools.bench.realism import Landmarks68
+from vcamswap.tools.bench.realism import summarize as realism
 from vcamswap.tools.bench.rig import EngineSetup, FixedFace, make_engine, make_stages
 
 log = logging.getLogger("vcamswap.bench")
@@ -64,6 +66,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     face = FixedFace(Path(opts.face), blaze, mesh)
     notes: list[str] = []
     rec: Recognizer | None = None
+    landmarks = Landmarks68() if opts.quality else None
     if opts.quality:
         missing = Recognizer.available()
         if missing:
@@ -96,13 +99,16 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     for rep in range(opts.repeat):
         for setup, config in items:
             if opts.throughput:
-                keep = sample_at if rec is not None and rep == 0 else None
+                keep = sample_at if opts.quality and rep == 0 else None
                 data, samples = speed_pass(*make_stages(setup, face, mesh, blaze, config, False), opts.input, frames,
                                            False, keep)
                 thr[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
                 if rec is not None and samples:
                     results[config].identity = identity(samples, source_image, rec)
+                if landmarks is not None and samples:
+                    results[config].realism = realism([(x.frame, x.output) for x in samples if x.bbox is not None],
+                                                      landmarks)
             if opts.realtime:
                 data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive), opts.input,
                                      frames, True)
@@ -147,6 +153,9 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             "accuracy_px": "mean distance of the tracked keypoints from detection + landmarks on the same frame",
             "reference": "tracking off: detection + landmarks on every frame, no smoothing",
             "identity": "dlib 128-d face descriptor distances (two photos of one person are usually < 0.6)",
+            "realism": "tools/bench/realism.py: foreign = share of skin pixels > 20 delta E from the skin's median, "
+                       "output minus camera; tone = cheeks' delta E output vs camera; seam = gradient along the "
+                       "swap's edge, output / camera; occluders = edges around the eyes, output / camera",
         },
         "notes": notes,
     }
@@ -170,6 +179,10 @@ def _progress(r: RunResult) -> str:
     if r.steadiness:
         parts.append(f"jitter {r.steadiness.jitter_px:.3f} px (ref {r.steadiness.reference_jitter_px:.3f}) "
                      f"accuracy {r.steadiness.accuracy_px:.2f} px")
+    if r.realism:
+        q = r.realism
+        parts.append(f"foreign {q.foreign_mean:.3f}/{q.foreign_max:.3f} tone dE {q.tone_delta_e:.1f} "
+                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} ({q.landmarks})")
     if r.identity:
         parts.append(f"identity {r.identity.to_source:.3f}/{r.identity.to_target:.3f} "
                      f"closer {r.identity.closer_to_source:.0%}")
