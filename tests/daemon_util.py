@@ -179,6 +179,8 @@ class DaemonProcess:
             "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), base.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             "PYTHONUNBUFFERED": "1",
         })
+        if "PULSE_SERVER" not in (env or {}):  # Swap Mic never touches the user's own sound server
+            base["PULSE_SERVER"] = f"unix:{self.runtime / 'no-sound-server'}"
         self.env = base
         self.args = args if args is not None else default_args()
         self.proc: subprocess.Popen[bytes] | None = None

@@ -93,9 +93,9 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
 def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
     tray, controls, opened = menu_tray
     icon, menu = tray.icon, tray.icon.menu
-    assert texts(menu) == ["Swap", "Source face", "Quality", "Show preview", "Open faces folder",
+    assert texts(menu) == ["Swap", "Source face", "Quality", "Show preview", "Show AI label", "Open faces folder",
                            "Pause camera", "- - - -", "Quit"]
-    swap, faces, quality, preview, folder, pause, _, quit_ = menu.items
+    swap, faces, quality, preview, label, folder, pause, _, quit_ = menu.items
 
     assert swap.checked is True
     swap(icon)
@@ -128,6 +128,9 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
 
     preview(icon)
     assert controls.snapshot().preview is True and preview.checked is True
+    assert label.checked is False
+    label(icon)
+    assert controls.snapshot().label_on is True and label.checked is True
     folder(icon)
     assert opened == ["faces"]
     pause(icon)

@@ -17,7 +17,7 @@ from vcamswap.settings import Settings, load_settings
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
     "vcamswap.daemon.cli", "vcamswap.daemon.control", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
-    "vcamswap.tools.doctor", "vcamswap.tools.bench.cli",
+    "vcamswap.tools.doctor", "vcamswap.tools.bench.cli", "vcamswap.tools.setup",
 )
 
 log = logging.getLogger("vcamswap")
@@ -46,6 +46,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="models folder")
     p.add_argument("--stats", action="store_true", default=None, help="print stats every few seconds")
     p.add_argument("--settings", type=Path, help="settings file (default: the platform's config dir)")
+    p.add_argument("--audio-sync", metavar="auto|off|MS",
+                   help="daemon: a 'Swap Mic' microphone delayed like the video (default auto on Linux)")
+    p.add_argument("--label", metavar="TEXT", help="show TEXT (e.g. 'AI face') in a corner of Swap Cam while swapping")
 
 
 def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -65,11 +68,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from vcamswap.compose.label import check_label
     from vcamswap.live.build import build_live, make_loop
     from vcamswap.outputs.sinkset import SinkSet, parse_output
 
     settings = settings_from_args(args)
     try:
+        check_label(settings.label)
         sinks = SinkSet(
             [parse_output(s, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device)
              for s in settings.output]

@@ -9,8 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vcamswap.presets import PRESETS, next_preset
+
+if TYPE_CHECKING:
+    from vcamswap.settings import Settings
+
+DEFAULT_LABEL = "AI face"
 
 
 @dataclass(frozen=True)
@@ -23,12 +29,20 @@ class ControlState:
     preview: bool = False
     running: bool = True
     faces: tuple[str, ...] = field(default_factory=tuple)  # the faces available, for next/prev and menus
+    label_on: bool = False  # the disclosure label in a corner of Swap Cam while swapping
+    label_text: str = DEFAULT_LABEL
     # (name, what limits that photo) for the faces whose photo has a limit worth saying (faces.quality)
     face_notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def swapping(self) -> bool:
         return self.swap_enabled and not self.bypass and not self.paused and self.face is not None
+
+
+def initial_state(settings: Settings) -> ControlState:
+    """The controls at start, from the settings."""
+    return ControlState(swap_enabled=settings.swap, preset=settings.preset, label_on=bool(settings.label),
+                        label_text=settings.label or DEFAULT_LABEL)
 
 
 Listener = Callable[[ControlState, ControlState], None]
@@ -79,6 +93,9 @@ class Controls:
 
     def set_preview(self, on: bool) -> ControlState:
         return self._update(preview=on)
+
+    def set_label(self, on: bool) -> ControlState:
+        return self._update(label_on=on)
 
     def set_preset(self, name: str) -> ControlState:
         if name not in PRESETS:

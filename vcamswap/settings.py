@@ -93,6 +93,8 @@ class Settings:
     stats: bool = False
     models: str | None = None  # models folder; None = platform default
     hotkeys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
+    label: str | None = None  # the disclosure label's text; None or "" = no label
+    audio_sync: str = "auto"  # Swap Mic: "auto" (follow the video's latency), "off", or a fixed delay in ms
 
     def faces_dir(self) -> Path:
         return Path(self.faces).expanduser() if self.faces else default_faces_dir()
@@ -130,6 +132,7 @@ _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
+    "label": str, "audio_sync": str,
 }
 _KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list of strings", dict: "a table of strings"}

@@ -11,6 +11,10 @@
  *   VCAM_STUB_DEVICES  comma-separated device numbers that exist, e.g. "3,7"; other /dev/video* are ENOENT
  *   VCAM_STUB_BUSY     comma-separated device numbers whose open() fails with EBUSY
  *
+ * Opened read-only, /dev/videoN is the capture side: VIDIOC_G_FMT (capture) gives the format the writer set
+ * and read() returns the newest whole frame written so far (EAGAIN before the first one), as v4l2loopback's
+ * read I/O does for a reader.
+ *
  * While $VCAM_STUB_DIR/videoN.gone exists, /dev/videoN has vanished (as when the module is unloaded):
  * stat/access/open say ENOENT and writes to an fd already open fail with ENODEV.
  */
@@ -37,6 +41,7 @@ typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
 typedef int (*ioctl_fn)(int, unsigned long, ...);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef ssize_t (*read_fn)(int, void *, size_t);
 typedef int (*close_fn)(int);
 typedef int (*access_fn)(const char *, int);
 typedef int (*faccessat_fn)(int, const char *, int, int);
@@ -52,13 +57,16 @@ struct stub_dev {
     int log_fd;
     struct v4l2_pix_format pix;
     int configured;
+    int reader;   /* the capture side: reads frames back */
 };
 
 static struct stub_dev g_fds[MAX_FD];
+static int g_ready; /* set once stub_init ran: other libraries' constructors may read and write before */
 static open_fn real_open, real_open64;
 static openat_fn real_openat, real_openat64;
 static ioctl_fn real_ioctl;
 static write_fn real_write;
+static read_fn real_read;
 static close_fn real_close;
 static access_fn real_access;
 static faccessat_fn real_faccessat;
@@ -70,12 +78,14 @@ static xstat_fn real_xstat, real_lxstat;
 static xstat64_fn real_xstat64, real_lxstat64;
 
 __attribute__((constructor)) static void stub_init(void) {
+    if (g_ready) return;
     real_open = (open_fn)dlsym(RTLD_NEXT, "open");
     real_open64 = (open_fn)dlsym(RTLD_NEXT, "open64");
     real_openat = (openat_fn)dlsym(RTLD_NEXT, "openat");
     real_openat64 = (openat_fn)dlsym(RTLD_NEXT, "openat64");
     real_ioctl = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
     real_write = (write_fn)dlsym(RTLD_NEXT, "write");
+    real_read = (read_fn)dlsym(RTLD_NEXT, "read");
     real_close = (close_fn)dlsym(RTLD_NEXT, "close");
     real_access = (access_fn)dlsym(RTLD_NEXT, "access");
     real_faccessat = (faccessat_fn)dlsym(RTLD_NEXT, "faccessat");
@@ -90,7 +100,15 @@ __attribute__((constructor)) static void stub_init(void) {
     real_xstat64 = (xstat64_fn)dlsym(RTLD_NEXT, "__xstat64");
     real_lxstat64 = (xstat64_fn)dlsym(RTLD_NEXT, "__lxstat64");
     for (int i = 0; i < MAX_FD; i++) g_fds[i].num = -1;
+    g_ready = 1;
 }
+
+/* Another library's constructor may call us before stub_init: resolve everything on first use then. */
+static void ensure_init(void) {
+    if (!g_ready) stub_init();
+}
+
+static int is_ours(int fd) { return g_ready && fd >= 0 && fd < MAX_FD && g_fds[fd].num >= 0; }
 
 static const char *stub_dir(void) {
     const char *d = getenv("VCAM_STUB_DIR");
@@ -139,7 +157,7 @@ static void card_label(int num, char *out, size_t size) {
     snprintf(out, size, "Dummy video device (0x%04x)", num);
     int fd = real_open(path, O_RDONLY);
     if (fd < 0) return;
-    ssize_t n = read(fd, out, size - 1);
+    ssize_t n = real_read(fd, out, size - 1);
     real_close(fd);
     if (n <= 0) return;
     out[n] = 0;
@@ -159,7 +177,7 @@ static int is_gone(int num) {
 static int device_exists(int num) { return in_list("VCAM_STUB_DEVICES", num) && !is_gone(num); }
 
 /* Open a stand-in device; returns an fd to the frames file, or -1 with errno set. */
-static int open_device(int num) {
+static int open_device(int num, int flags) {
     if (!device_exists(num)) {
         errno = ENOENT;
         return -1;
@@ -170,7 +188,8 @@ static int open_device(int num) {
     }
     char path[1024];
     snprintf(path, sizeof path, "%s/video%d.yuv", stub_dir(), num);
-    int fd = real_open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int reader = (flags & O_ACCMODE) == O_RDONLY;
+    int fd = reader ? real_open(path, O_RDONLY | O_CREAT, 0644) : real_open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd < 0) return -1;
     if (fd >= MAX_FD) {
         real_close(fd);
@@ -181,8 +200,9 @@ static int open_device(int num) {
     struct stub_dev *d = &g_fds[fd];
     memset(d, 0, sizeof *d);
     d->num = num;
+    d->reader = reader;
     d->log_fd = real_open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    logf_dev(d, "OPEN");
+    logf_dev(d, reader ? "OPEN reader" : "OPEN");
     return fd;
 }
 
@@ -199,7 +219,7 @@ static int mode_arg(int flags, va_list ap) {
 
 static int do_open(open_fn real, const char *path, int flags, int mode) {
     int num = video_num(path);
-    if (num >= 0) return open_device(num);
+    if (num >= 0) return open_device(num, flags);
     char redirected[1024];
     if (rewrite_sysfs(path, redirected, sizeof redirected)) return real(redirected, flags, mode);
     return real(path, flags, mode);
@@ -207,13 +227,14 @@ static int do_open(open_fn real, const char *path, int flags, int mode) {
 
 static int do_openat(openat_fn real, int dirfd, const char *path, int flags, int mode) {
     int num = video_num(path);
-    if (num >= 0) return open_device(num);
+    if (num >= 0) return open_device(num, flags);
     char redirected[1024];
     if (rewrite_sysfs(path, redirected, sizeof redirected)) return real(dirfd, redirected, flags, mode);
     return real(dirfd, path, flags, mode);
 }
 
 int open(const char *path, int flags, ...) {
+    ensure_init();
     va_list ap;
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
@@ -222,6 +243,7 @@ int open(const char *path, int flags, ...) {
 }
 
 int open64(const char *path, int flags, ...) {
+    ensure_init();
     va_list ap;
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
@@ -230,6 +252,7 @@ int open64(const char *path, int flags, ...) {
 }
 
 int openat(int dirfd, const char *path, int flags, ...) {
+    ensure_init();
     va_list ap;
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
@@ -238,6 +261,7 @@ int openat(int dirfd, const char *path, int flags, ...) {
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) {
+    ensure_init();
     va_list ap;
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
@@ -260,6 +284,26 @@ static __u32 frame_size(const struct v4l2_pix_format *p) {
         case V4L2_PIX_FMT_GREY: return p->width * p->height;
         default: return 0;
     }
+}
+
+/* The writer's format, for readers in any process: $VCAM_STUB_DIR/videoN.fmt holds the v4l2_pix_format. */
+static void save_fmt(int num, const struct v4l2_pix_format *p) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/video%d.fmt", stub_dir(), num);
+    int fd = real_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    real_write(fd, p, sizeof *p);
+    real_close(fd);
+}
+
+static int load_fmt(int num, struct v4l2_pix_format *p) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/video%d.fmt", stub_dir(), num);
+    int fd = real_open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    ssize_t n = real_read(fd, p, sizeof *p);
+    real_close(fd);
+    return n == (ssize_t)sizeof *p;
 }
 
 static int device_ioctl(int fd, struct stub_dev *d, unsigned long req, void *arg) {
@@ -298,9 +342,20 @@ static int device_ioctl(int fd, struct stub_dev *d, unsigned long req, void *arg
         if (req == VIDIOC_S_FMT) {
             d->pix = *p;
             d->configured = 1;
+            save_fmt(d->num, p);
         }
         logf_dev(d, "%s %ux%u %s sizeimage=%u", req == VIDIOC_S_FMT ? "S_FMT" : "TRY_FMT", p->width,
                  p->height, fourcc_str(p->pixelformat, fcc), p->sizeimage);
+        return 0;
+    }
+    if (req == VIDIOC_G_FMT && d->reader) {
+        struct v4l2_format *f = arg;
+        if (f->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || !load_fmt(d->num, &f->fmt.pix)) {
+            logf_dev(d, "G_FMT capture: no format yet");
+            errno = EINVAL;
+            return -1;
+        }
+        logf_dev(d, "G_FMT capture");
         return 0;
     }
     if (req == VIDIOC_G_FMT) {
@@ -319,16 +374,18 @@ static int device_ioctl(int fd, struct stub_dev *d, unsigned long req, void *arg
 }
 
 int ioctl(int fd, unsigned long req, ...) {
+    ensure_init();
     va_list ap;
     va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    if (fd >= 0 && fd < MAX_FD && g_fds[fd].num >= 0) return device_ioctl(fd, &g_fds[fd], req, arg);
+    if (is_ours(fd)) return device_ioctl(fd, &g_fds[fd], req, arg);
     return real_ioctl(fd, req, arg);
 }
 
 ssize_t write(int fd, const void *buf, size_t count) {
-    if (fd >= 0 && fd < MAX_FD && g_fds[fd].num >= 0) {
+    ensure_init();
+    if (is_ours(fd)) {
         struct stub_dev *d = &g_fds[fd];
         if (is_gone(d->num)) {
             logf_dev(d, "WRITE on a vanished device");
@@ -352,8 +409,37 @@ ssize_t write(int fd, const void *buf, size_t count) {
     return real_write(fd, buf, count);
 }
 
+ssize_t read(int fd, void *buf, size_t count) {
+    ensure_init();
+    if (!is_ours(fd)) {
+        return real_read(fd, buf, count);
+    }
+    struct stub_dev *d = &g_fds[fd];
+    struct v4l2_pix_format pix;
+    if (is_gone(d->num)) {
+        errno = ENODEV;
+        return -1;
+    }
+    if (!d->reader || !load_fmt(d->num, &pix) || pix.sizeimage == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    off_t frames = st.st_size / (off_t)pix.sizeimage;
+    if (frames == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    size_t n = count < pix.sizeimage ? count : pix.sizeimage;
+    ssize_t got = pread(fd, buf, n, (frames - 1) * (off_t)pix.sizeimage);
+    logf_dev(d, "READ %zd", got);
+    return got;
+}
+
 int close(int fd) {
-    if (fd >= 0 && fd < MAX_FD && g_fds[fd].num >= 0) {
+    ensure_init();
+    if (is_ours(fd)) {
         struct stub_dev *d = &g_fds[fd];
         logf_dev(d, "CLOSE");
         if (d->log_fd >= 0) real_close(d->log_fd);
@@ -386,48 +472,59 @@ int close(int fd) {
     } while (0)
 
 int stat(const char *path, struct stat *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_stat(path, st);
 }
 int lstat(const char *path, struct stat *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_lstat(path, st);
 }
 int stat64(const char *path, struct stat64 *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_stat64(path, st);
 }
 int lstat64(const char *path, struct stat64 *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_lstat64(path, st);
 }
 int fstatat(int dirfd, const char *path, struct stat *st, int flags) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_fstatat(dirfd, path, st, flags);
 }
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_fstatat64(dirfd, path, st, flags);
 }
 /* Before glibc 2.33, stat() was an inline call to these. */
 int __xstat(int ver, const char *path, struct stat *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_xstat(ver, path, st);
 }
 int __lxstat(int ver, const char *path, struct stat *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_lxstat(ver, path, st);
 }
 int __xstat64(int ver, const char *path, struct stat64 *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_xstat64(ver, path, st);
 }
 int __lxstat64(int ver, const char *path, struct stat64 *st) {
+    ensure_init();
     STAT_DEVICE(path, st);
     return real_lxstat64(ver, path, st);
 }
 
 int access(const char *path, int mode) {
+    ensure_init();
     int num = video_num(path);
     if (num >= 0) {
         if (device_exists(num)) return 0;
@@ -438,6 +535,7 @@ int access(const char *path, int mode) {
 }
 
 int faccessat(int dirfd, const char *path, int mode, int flags) {
+    ensure_init();
     int num = video_num(path);
     if (num >= 0) {
         if (device_exists(num)) return 0;

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.controls import Controls, ControlState
-from vcamswap.daemon import commands, status
+from vcamswap.controls import Controls, ControlState, initial_state
+from vcamswap.daemon import commands, integrations, status
 from vcamswap.daemon.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
 from vcamswap.settings import Settings, SettingsFile
 
@@ -87,7 +87,7 @@ class Daemon:
         self.use_hotkeys = use_hotkeys
         self.capture_factory = capture_factory
         self.emit = emit
-        self.controls = Controls(ControlState(swap_enabled=settings.swap, preset=settings.preset))
+        self.controls = Controls(initial_state(settings))
         self.server = ControlServer(self.handle, address)
         self.started = time.monotonic()
         self.health = _Health()
@@ -100,6 +100,9 @@ class Daemon:
         self.tray: Tray | None = None
         self.hotkeys: Any = None
         self.hotkey_problems: list[str] = []
+        self.hotkeys_backend: str | None = None  # "pynput" or "portal" once they listen
+        self.audio: Any = None  # AudioSync once Swap Mic is there
+        self.audio_problem: str | None = None
         self._pending: dict[str, object] = {}
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
@@ -153,6 +156,7 @@ class Daemon:
         from vcamswap.outputs.sinkset import SinkSet, parse_output
 
         s = self.settings
+        integrations.check_options(s)
         if s.input:  # a file or URL that cannot be opened is an error now; a camera is waited for
             self.capture = self.capture_factory(s)
         outputs = [o for o in s.output if o.strip().lower() != "preview"]
@@ -183,6 +187,7 @@ class Daemon:
     def _start_threads(self) -> None:
         self._spawn("vcamswap-loop", self._loop_worker)
         self._spawn("vcamswap-monitor", self._monitor)
+        integrations.start_audio_sync(self)
         if self.use_hotkeys:
             self._start_hotkeys()
         else:
@@ -225,6 +230,8 @@ class Daemon:
             t.join(timeout=10)
         if self.hotkeys is not None:
             self.hotkeys.stop()
+        if self.audio is not None:
+            self.audio.stop()
         if self.capture is not None:
             self.capture.stop()
         if self.sinks is not None:
@@ -236,6 +243,7 @@ class Daemon:
 
     def _start_hotkeys(self) -> None:
         from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
+        from vcamswap.daemon.portal import is_wayland_session
 
         c = self.controls
         actions = {
@@ -243,6 +251,9 @@ class Daemon:
             for name in ("toggle", "next_face", "prev_face", "cycle_quality")
         }
         actions["bypass"] = HotkeyAction(commands.bind(c, "bypass", "on"), commands.bind(c, "bypass", "off"))
+        if is_wayland_session():  # pynput would only hear XWayland windows; the desktop may show a dialog
+            integrations.start_portal_shortcuts(self, actions)
+            return
         hk = Hotkeys(self.settings.hotkeys, actions)
         try:
             combos = hk.start()
@@ -253,7 +264,7 @@ class Daemon:
             log.warning("global hotkeys did not start listening; running without them")
             hk.stop()
             return
-        self.hotkeys = hk
+        self.hotkeys, self.hotkeys_backend = hk, "pynput"
         self.hotkey_problems = hk.problems
         if combos:
             log.info("hotkeys: %s", ", ".join(f"{x.name} {x.text}" for x in combos))
@@ -413,6 +424,8 @@ class Daemon:
             changed["preset"] = new.preset
         if old.swap_enabled != new.swap_enabled:
             changed["swap"] = new.swap_enabled
+        if old.label_on != new.label_on:
+            changed["label"] = new.label_text if new.label_on else ""
         if changed:
             with self._pending_lock:
                 self._pending.update(changed)

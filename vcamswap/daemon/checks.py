@@ -62,12 +62,19 @@ def check_hotkeys(ctx: Context) -> Iterable[Line]:
                        f"give one of them other keys in {ctx.settings_file}")
         else:
             seen[key] = name
+    from vcamswap.daemon.portal import BIND_HINT, backend_report
+
+    backend, about = backend_report()
+    if backend != "pynput":
+        yield Line(backend is not None, "hotkeys", about, BIND_HINT)
+        return
     problem = display_problem()
     if problem:
         yield Line(False, "hotkeys", f"global hotkeys are not available here: {problem}",
                    "log in to an X11 session, or bind 'vcamswap toggle' etc. in your desktop's keyboard settings")
     elif not bad:
-        yield Line(True, "hotkeys", ", ".join(f"{n} {c}" for n, c in ctx.settings.hotkeys.items() if c.strip()))
+        yield Line(True, "hotkeys", ", ".join(f"{n} {c}" for n, c in ctx.settings.hotkeys.items() if c.strip())
+                   + f" ({about})")
 
 
 def check_daemon(ctx: Context) -> Iterable[Line]:
@@ -82,7 +89,8 @@ def check_daemon(ctx: Context) -> Iterable[Line]:
     except IpcError as e:
         yield Line(False, "daemon", str(e), "stop the other process, or remove the stale socket it names")
         return
-    text = f"running (pid {st.get('pid')}): {st.get('state')}, {st.get('fps', 0):.1f} fps"
+    text = f"running (pid {st.get('pid')}): {st.get('state')}, {st.get('fps', 0):.1f} fps, hotkeys " + (
+        st.get("hotkeys_backend") or "off")
     if st.get("state") == "error":
         yield Line(False, "daemon", f"{text}: {st.get('detail')}", "see 'vcamswap status' and the daemon's log")
     else:
@@ -105,4 +113,13 @@ def check_service(ctx: Context) -> Iterable[Line]:
                    "(another interpreter, or edited)", "vcamswap service install --force")
 
 
-CHECKS = (check_tray, check_hotkeys, check_daemon, check_service)
+def check_audio(ctx: Context) -> Iterable[Line]:
+    if not sys.platform.startswith("linux"):
+        return
+    from vcamswap.daemon.audio_sync import doctor_report
+
+    ok, text, fix = doctor_report(ctx.settings.audio_sync)
+    yield Line(ok, "swap mic", text, fix)
+
+
+CHECKS = (check_tray, check_hotkeys, check_audio, check_daemon, check_service)

@@ -43,7 +43,7 @@ INTENTS: dict[str, Intent] = {
     "select_face": lambda c, arg: c.set_face(arg or ""),  # exactly this name (a menu entry)
     "next_face": lambda c, _: c.next_face(1),
     "prev_face": lambda c, _: c.next_face(-1),
-    "preset": lambda c, arg: c.set_preset(arg or ""),
+    "preset": lambda c, arg: c.cycle_preset() if arg == "next" else c.set_preset(arg or ""),
     "cycle_quality": lambda c, _: c.cycle_preset(),
     "pause": lambda c, _: c.set_paused(True),
     "resume": lambda c, _: c.set_paused(False),
@@ -51,11 +51,13 @@ INTENTS: dict[str, Intent] = {
     "preview": lambda c, arg: c.set_preview(on_off(arg)),
     "toggle_preview": lambda c, _: c.set_preview(not c.snapshot().preview),
     "bypass": lambda c, arg: c.set_bypass(on_off(arg)),
+    "label": lambda c, arg: c.set_label(on_off(arg)),
+    "toggle_label": lambda c, _: c.set_label(not c.snapshot().label_on),
     "stop": _stop,
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
-SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "pause", "resume", "preview", "stop")
+SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "pause", "resume", "preview", "label", "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
@@ -69,4 +71,5 @@ def bind(controls: Controls, intent: str, arg: str | None = None) -> Callable[[]
 
 
 def controls_dict(s: ControlState) -> dict[str, object]:
-    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "paused": s.paused}
+    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "paused": s.paused,
+            "label": s.label_text if s.label_on else None}

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from vcamswap import __version__
+from vcamswap.daemon import integrations
 from vcamswap.daemon.commands import controls_dict
 from vcamswap.daemon.ipc import Reply
 
@@ -77,7 +78,9 @@ def status(d: Daemon) -> Reply:
         "preview": snap.preview,
         "tray": d.tray.backend if d.tray is not None else None,
         "hotkeys": d.hotkeys is not None and d.hotkeys.running,
+        "hotkeys_backend": d.hotkeys_backend,
         "hotkey_problems": d.hotkey_problems,
+        "audio_sync": integrations.audio_status(d),
     }
     if d.stages is not None and d.stats is not None:
         stats = d.stats.snapshot().as_dict()

@@ -229,6 +229,8 @@ class Tray:
             item("Quality", menu(self._preset_items)),
             item("Show preview", self._act(commands.bind(c, "toggle_preview")),
                  checked=lambda _: snap().preview),
+            item("Show AI label", self._act(commands.bind(c, "toggle_label")),
+                 checked=lambda _: snap().label_on),
             item("Open faces folder", self._act(self._open_faces)),
             item("Pause camera", self._act(commands.bind(c, "toggle_pause")),
                  checked=lambda _: snap().paused),
@@ -284,7 +286,7 @@ class Tray:
         if not new.running:
             self.stop()
             return
-        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "preview", "paused")
+        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "preview", "paused", "label_on")
         if any(getattr(old, k) != getattr(new, k) for k in shown):
             self.refresh_menu()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
-from vcamswap.controls import Controls, ControlState
+from vcamswap.controls import Controls, initial_state
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
@@ -134,7 +134,7 @@ def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
 
 
 def build_live(settings: Settings, realtime: bool = True) -> Live:
-    controls = Controls(ControlState(swap_enabled=settings.swap, preset=settings.preset))
+    controls = Controls(initial_state(settings))
     get_preset(settings.preset)
     capture, _ = open_capture(settings, realtime)
     try:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vcamswap.capture.source import Capture
+from vcamswap.compose.label import Labeller
 from vcamswap.controls import Controls, ControlState
 from vcamswap.live.adaptive import AdaptiveQuality
 from vcamswap.live.pipeline import FrameResult, Pipeline
@@ -87,6 +88,7 @@ class LiveLoop:
         self.still = StillPublisher(sinks)
         self._last_image: np.ndarray | None = None
         self._paused_applied = False
+        self.labeller = Labeller()
 
     def run(self) -> LoopResult:
         stats = self.stats
@@ -111,12 +113,13 @@ class LiveLoop:
             for stage, seconds in result.timings:
                 stats.add_stage(stage, seconds)
             t1 = time.perf_counter()
-            self.sinks.send(result.image)
+            image = self.labeller.apply(result.image, state)
+            self.sinks.send(image)
             stats.add_stage("output", time.perf_counter() - t1)
             if self.adaptive is not None:  # busy time only: the wait for the camera is not load
                 self.adaptive.observe(time.perf_counter() - t_busy)
             stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped)
-            self._last_image = result.image
+            self._last_image = image
             if self.on_frame is not None:
                 self.on_frame(frame, result)
             if self.printer is not None:

@@ -27,7 +27,7 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
     loopback = [n for n in video_nodes(ctx.sysfs, ctx.dev) if n.virtual]
     if not loopback:
         what = "v4l2loopback is loaded but has no device" if module_loaded else "no v4l2loopback device"
-        yield Line(False, "virtual camera", what, hint)
+        yield Line(False, "virtual camera", what, f"vcamswap setup --yes (or: {hint})")
         return
     named = [n for n in loopback if n.label == VCAM_LABEL]
     listing = ", ".join(f"{n.path} '{n.label}'" for n in loopback)
@@ -35,7 +35,8 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
         yield Line(True, "virtual camera", f"'{VCAM_LABEL}' is {named[0].path}")
     else:
         yield Line(False, "virtual camera", f"no device named '{VCAM_LABEL}' (loopback devices: {listing})",
-                   f"sudo modprobe -r v4l2loopback && {hint.removeprefix('sudo apt install v4l2loopback-dkms && ')}"
+                   "vcamswap setup --yes, or sudo modprobe -r v4l2loopback && "
+                   f"{hint.removeprefix('sudo apt install v4l2loopback-dkms && ')}"
                    f" -- or keep the device and pass --vcam-device {loopback[0].path}")
     wanted = ctx.settings.vcam_device
     if wanted and wanted not in [n.path for n in loopback]:
