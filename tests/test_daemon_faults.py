@@ -133,7 +133,10 @@ def test_virtual_camera_gone_or_busy_is_retried_and_other_outputs_go_on(daemon: 
     mjpeg = f"mjpeg:{MJPEG_PORT}"
 
     def snapshot() -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{MJPEG_PORT}/snapshot.jpg", timeout=20) as r:
+        # The preview asks for the user's token: the URL comes from `status`, as a user would take it.
+        url = str(daemon.status()["preview_url"]).replace("/?", "/snapshot.jpg?")
+        assert url.startswith(f"http://127.0.0.1:{MJPEG_PORT}/snapshot.jpg?token=")
+        with urllib.request.urlopen(url, timeout=20) as r:
             return bytes(r.read())
 
     def vcam_error() -> str:

@@ -9,16 +9,20 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.settings import Settings, load_settings
+from vcamswap.settings import Settings, SettingsError, check_fps, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
     "vcamswap.daemon.cli", "vcamswap.daemon.control", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
     "vcamswap.tools.doctor", "vcamswap.tools.bench.cli", "vcamswap.tools.setup",
 )
+
+if TYPE_CHECKING:
+    from vcamswap.live.build import Live
+    from vcamswap.outputs.sinkset import SinkSet
 
 log = logging.getLogger("vcamswap")
 
@@ -33,11 +37,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output", action="append", help="vcam | preview | mjpeg[:PORT] | FILE.mp4 (repeatable; default vcam)"
     )
-    p.add_argument("--width", type=int)
-    p.add_argument("--height", type=int)
-    p.add_argument("--fps", type=float)
+    p.add_argument("--width", type=size_arg)
+    p.add_argument("--height", type=size_arg)
+    p.add_argument("--fps", type=fps_arg)
     p.add_argument("--preset", choices=["fast", "balanced", "quality"])
-    p.add_argument("--target-fps", type=float, help="adaptive quality keeps this fps (default: the camera's)")
+    p.add_argument("--target-fps", type=fps_arg, help="adaptive quality keeps this fps (default: the camera's)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
     p.add_argument("--vcam-backend", help="pyvirtualcam backend name (default: any present)")
@@ -49,6 +53,36 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-sync", metavar="auto|off|MS",
                    help="daemon: a 'Swap Mic' microphone delayed like the video (default auto on Linux)")
     p.add_argument("--label", metavar="TEXT", help="show TEXT (e.g. 'AI face') in a corner of Swap Cam while swapping")
+
+
+def fps_arg(text: str) -> float:
+    """A frame rate option: a finite number in (0, MAX_FPS]."""
+    try:
+        return check_fps(float(text), "")
+    except (ValueError, SettingsError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate ({str(e).lstrip(': ') or e})") from None
+
+
+def size_arg(text: str) -> int:
+    """A width or height option: a whole number of pixels, 16 to 7680."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 16 <= value <= 7680:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (16 to 7680 pixels)")
+    return value
+
+
+def count_arg(text: str) -> int:
+    """A count of frames: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
 
 
 def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -69,20 +103,30 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from vcamswap.compose.label import check_label
-    from vcamswap.live.build import build_live, make_loop
+    from vcamswap.live.build import build_live
     from vcamswap.outputs.sinkset import SinkSet, parse_output
 
     settings = settings_from_args(args)
     try:
         check_label(settings.label)
         sinks = SinkSet(
-            [parse_output(s, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device)
+            [parse_output(s, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device,
+                          overwrite=args.overwrite, protect=settings.input)
              for s in settings.output]
         )
     except ValueError as e:
         return _fail(str(e))
     live_sink = any(not _is_file_output(s) for s in settings.output)
     live = build_live(settings, realtime=live_sink)
+    try:
+        return _run_live(live, sinks, settings, args, live_sink)
+    finally:
+        live.capture.stop()
+
+
+def _run_live(live: Live, sinks: SinkSet, settings: Settings, args: argparse.Namespace, live_sink: bool) -> int:
+    from vcamswap.live.build import make_loop
+
     info = live.capture.info
     log.info(
         "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
@@ -95,6 +139,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     loop = make_loop(live, sinks, max_frames=max_frames, stats_every=5.0 if settings.stats else 0.0, emit=_emit)
     signal.signal(signal.SIGTERM, lambda *_: live.controls.stop())
     sinks.open(info.width, info.height, info.fps)
+    if not sinks.live:  # each failure was logged with its cause; nothing would receive a frame
+        states = sinks.states()
+        sinks.close()
+        if len(states) == 1:
+            return _fail(f"output {states[0].name} cannot work: {states[0].error}")
+        return _fail("none of the outputs can work: " + "; ".join(f"{x.name}: {x.error}" for x in states))
     live.capture.start()
     try:
         result = loop.run()
@@ -157,15 +207,19 @@ def _photo_notes(paths: list[Path]) -> dict[Path, str]:
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
     from vcamswap.faces.quality import photo_report
+    from vcamswap.imageio import ImageError, load_image
 
     if not paths:
         return {}
     analyze = FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
     notes: dict[Path, str] = {}
     for path in paths:
-        image = cv2.imread(str(path))
-        face = None if image is None else analyze(image)
-        if image is not None and face is not None:
+        try:
+            image = load_image(path)
+            face = analyze(image)
+        except (ImageError, cv2.error):
+            continue
+        if face is not None:
             notes[path] = photo_report(image, face).line()
     return notes
 
@@ -187,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="swap faces live from a camera or file into the outputs")
     add_run_options(run)
-    run.add_argument("--max-frames", type=int, help="stop after N published frames")
+    run.add_argument("--max-frames", type=count_arg, help="stop after N published frames")
+    run.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     run.set_defaults(func=cmd_run)
 
     faces = sub.add_parser("faces", help="list, add or remove source faces")

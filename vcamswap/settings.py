@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import platformdirs
 import tomli_w
 
 from vcamswap.presets import PRESET_NAMES
+from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -145,7 +147,7 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
     if name == "output" and isinstance(value, str):
         return [value]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is list:
         ok = ok and all(isinstance(v, str) for v in value)
@@ -153,8 +155,22 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         ok = ok and all(isinstance(v, str) for v in value.values())
     if not ok:
         raise SettingsError(f"{origin}: {key!r} must be {_KIND_WORDS[kind]}")
+    if name in ("fps", "target_fps"):
+        check_fps(value, f"{origin}: {key!r}")
+    if name in ("width", "height") and not 16 <= value <= 7680:
+        raise SettingsError(f"{origin}: {key!r} must be 16 to 7680 pixels, not {value}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return value
+
+
+MAX_FPS = 240.0
+
+
+def check_fps(value: float, what: str) -> float:
+    """`value` when it is a usable frame rate (finite, above 0, at most MAX_FPS); SettingsError otherwise."""
+    if not math.isfinite(value) or not 0 < value <= MAX_FPS:
+        raise SettingsError(f"{what}: must be a number above 0 and at most {MAX_FPS:g}, not {value:g}")
     return value
 
 
@@ -175,9 +191,9 @@ def settings_from_dict(data: dict[str, Any], origin: str = "settings") -> Settin
 
 def settings_problem(path: Path) -> str | None:
     """Why the settings file cannot be used (one line with file, line and column), or None."""
-    if not path.exists():
-        return None
     try:
+        if not path.exists():
+            return None
         parse_settings(path.read_text(encoding="utf-8"), str(path))
     except (SettingsError, OSError, UnicodeDecodeError) as e:
         return str(e)
@@ -187,8 +203,11 @@ def settings_problem(path: Path) -> str | None:
 def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
     """The settings and, when the file could not be used, the one-line reason (defaults are used then)."""
     path = path or settings_path()
-    if not path.exists():
-        return Settings(), None
+    try:
+        if not path.exists():
+            return Settings(), None
+    except OSError as e:  # a folder on the way that this user cannot enter
+        return Settings(), f"cannot read {path}: {e.strerror or e}; using defaults"
     try:
         return parse_settings(path.read_text(encoding="utf-8"), str(path)), None
     except (SettingsError, OSError, UnicodeDecodeError) as e:
@@ -200,9 +219,9 @@ def settings_to_dict(s: Settings) -> dict[str, Any]:
 
 
 def save_settings(s: Settings, path: Path | None = None) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    """Write into the user's file (through a symlink, keeping its mode); a read-only one raises OSError."""
     path = path or settings_path()
-    write_atomic(path, tomli_w.dumps(settings_to_dict(s)))
+    write_through(path, tomli_w.dumps(settings_to_dict(s)))
     return path
 
 
@@ -262,7 +281,9 @@ class SettingsFile:
         if merged == data:
             return None
         try:
-            write_atomic(self.path, tomli_w.dumps(merged))
+            write_through(self.path, tomli_w.dumps(merged))
+        except PermissionError as e:
+            return str(e) if e.strerror is None else f"cannot write {self.path}: {e.strerror}"
         except OSError as e:
             return f"cannot write {self.path}: {e.strerror or e}"
         return None

@@ -105,14 +105,25 @@ def open_file(path: str) -> tuple[cv2.VideoCapture, SourceInfo]:
         fps,
         max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
     )
+    try:
+        from vcamswap.imageio import ImageError, check_size
+
+        check_size(path, info.width, info.height)
+    except ImageError as e:
+        cap.release()
+        raise CaptureError(f"input {e}") from None
     return cap, info
 
 
 def load_image(path: str) -> np.ndarray:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise CaptureError(f"cannot read {path} as an image")
-    return img
+    """A still input, through the bounded loader: a tiny, huge or bomb image is a one-line CaptureError."""
+    from vcamswap.imageio import ImageError
+    from vcamswap.imageio import load_image as load_bounded
+
+    try:
+        return load_bounded(path)
+    except ImageError as e:
+        raise CaptureError(f"input {e}") from None
 
 
 class Capture:
@@ -145,6 +156,8 @@ class Capture:
         self.status = "ok"  # "ok" | "lost" | "paused" | "ended"
         self.dropped = 0
         self.last_error: str | None = None
+        self.truncated = False  # a file ended before its declared frame count
+        self._truncated_said = False
         self._thread = threading.Thread(target=self._run, name="vcamswap-capture", daemon=True)
 
     def _open(self) -> SourceInfo:
@@ -224,6 +237,8 @@ class Capture:
                 if self.info.kind == "file" and self._loop and self._rewind():
                     continue
                 if self.info.kind in ("file",):
+                    if self._cap is not None:
+                        self._say_if_truncated()
                     self.status = "ended"
                     with self._cond:
                         self._cond.notify_all()
@@ -254,12 +269,23 @@ class Capture:
 
     def _rewind(self) -> bool:
         assert self._cap is not None
+        self._say_if_truncated()
         self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         ok, image = self._cap.read()
         if not ok:
             return False
         self._publish(image)
         return True
+
+    def _say_if_truncated(self) -> None:
+        """A file that ends before the frame count its header declares is damaged: say so, once."""
+        read, declared = self._index, self.info.frame_count
+        if self._truncated_said or not declared or read >= declared - max(2, declared // 50):
+            return
+        self._truncated_said = True
+        self.truncated = True
+        log.warning("%s: only %d of the %d frames it declares could be read (truncated or damaged file)",
+                    self.info.name, read, declared)
 
     def _lost(self, backoff: float) -> None:
         """Camera unplugged or taken: release it and try again with backoff; the outputs keep going."""

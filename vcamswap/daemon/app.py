@@ -3,8 +3,9 @@ thread, the control socket in its own; all of them act on one Controls object, r
 
 It keeps publishing whatever happens: a camera that is missing at start is waited for (with a banner on
 the virtual camera), one lost mid-stream is retried by the capture, an output that fails is retried by the
-SinkSet, a face photo deleted in use is replaced by the next one, and a crash inside one frame restarts the
-loop rather than the process.
+SinkSet, a face photo deleted in use is replaced by the next one, a photo that cannot be used is never
+offered, a frame that fails in the pipeline is passed through as it is, and anything else that escapes
+restarts the loop rather than the process.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Daemon:
 
     def _build(self) -> None:
         from vcamswap.faces.library import FaceError
-        from vcamswap.live.build import build_stages, initial_face
+        from vcamswap.live.build import build_stages, initial_face, usable_faces
         from vcamswap.live.stats import Stats
         from vcamswap.outputs.preview import PreviewSink
         from vcamswap.outputs.sinkset import SinkSet, parse_output
@@ -178,7 +179,7 @@ class Daemon:
             s.face = None
             face = initial_face(s, library)
         self.stages = stages
-        self.controls.set_faces(library.names())
+        self.controls.set_faces(usable_faces(library))
         self._note_faces()
         if face is not None:
             self.controls.set_face(face)
@@ -203,7 +204,8 @@ class Daemon:
 
         if self.use_tray:
             try:
-                self.tray = Tray(self.controls, self.open_faces_folder)
+                self.tray = Tray(self.controls, self.open_faces_folder,
+                                 preview_url=self.preview_url if self.preview_url() else None)
             except TrayUnavailable as e:
                 log.info("no tray icon: %s; running without one (use 'vcamswap status', 'toggle', 'stop')", e)
             else:
@@ -383,9 +385,11 @@ class Daemon:
     def _rescan_faces(self) -> None:
         if self.stages is None:
             return
+        from vcamswap.live.build import usable_faces
+
         self.stages.sources.rescan()
         try:
-            names = tuple(self.stages.library.names())
+            names = tuple(usable_faces(self.stages.library))  # a photo that cannot be used is never offered
         except OSError as e:
             log.debug("faces folder: %s", e)
             return
@@ -445,6 +449,14 @@ class Daemon:
                 del pending["face"]
         self.settings_file.save_changes(pending)
 
+    def preview_url(self) -> str | None:
+        """The MJPEG preview output's full URL, token included; None without one."""
+        for sink in self.sinks or []:
+            url = getattr(sink, "url", None)
+            if isinstance(url, str):
+                return url
+        return None
+
     def open_faces_folder(self) -> None:
         from vcamswap.daemon.tray import open_folder
 
@@ -480,9 +492,12 @@ class Daemon:
             return error_reply(f"'{cmd}': the argument must be a string")
         if cmd not in commands.SOCKET_COMMANDS:
             return error_reply(f"unknown command {cmd!r}; known: {', '.join(commands.SOCKET_COMMANDS)}")
-        if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
-            self._rescan_faces()  # a photo added a moment ago
         try:
+            if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
+                self._rescan_faces()  # a photo added a moment ago
+                library = self.stages.library
+                if arg not in self.controls.snapshot().faces and library.path_of(arg) is not None:
+                    raise ValueError(library.problem(arg) or f"face {arg} cannot be used")
             snap = commands.run(self.controls, cmd, arg)
         except ValueError as e:
             return error_reply(str(e))

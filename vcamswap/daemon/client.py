@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 
-from vcamswap.daemon.ipc import IS_WINDOWS, IpcError, NotRunning, Reply, Request, _auth_key, default_address
+from vcamswap.daemon.ipc import BUSY, IS_WINDOWS, IpcError, NotRunning, Reply, Request, _auth_key, default_address
 
 log = logging.getLogger("vcamswap.ipc")
 
@@ -37,12 +37,12 @@ def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
         except PermissionError:
             raise IpcError(f"cannot connect to {address}: permission denied (another user's daemon?)") from None
         except BlockingIOError:
-            raise IpcError("the daemon is busy (too many connections); try again") from None
+            raise IpcError(BUSY) from None
         except OSError as e:
             raise IpcError(f"cannot connect to {address}: {e.strerror or e}") from None
+        buf = b""
         try:
             s.sendall(line)
-            buf = b""
             while not buf.endswith(b"\n"):
                 chunk = s.recv(65536)
                 if not chunk:
@@ -50,11 +50,25 @@ def _unix_request(address: str, line: bytes, timeout: float) -> bytes:
                 buf += chunk
         except TimeoutError:
             raise IpcError(f"the daemon did not answer within {timeout:.0f} s") from None
+        except (BrokenPipeError, ConnectionResetError):
+            # A full daemon answers "busy" and closes at once, before our request is sent: read what it said.
+            buf = buf or _leftover(s)
+            if not buf:
+                raise IpcError(BUSY) from None
         except OSError as e:
             raise IpcError(f"the control connection failed: {e.strerror or e}") from None
     if not buf:
         raise IpcError("the daemon closed the connection without a reply")
     return buf
+
+
+def _leftover(s: socket.socket) -> bytes:
+    """What the daemon sent before it closed the connection, if anything."""
+    try:
+        s.settimeout(1.0)
+        return s.recv(65536)
+    except OSError:
+        return b""
 
 
 def _pipe_request(address: str, line: bytes) -> bytes:

@@ -39,6 +39,7 @@ SOCKET_NAME = "control.sock"
 LOCK_NAME = "daemon.lock"
 MAX_LINE = 64 * 1024  # a request is a few dozen bytes; anything this long is not one of ours
 MAX_CLIENTS = 32
+BUSY = "the daemon is busy (too many connections); try again"
 IDLE_TIMEOUT_S = 60.0
 IS_WINDOWS = sys.platform == "win32"
 
@@ -84,6 +85,8 @@ def decode_request(line: bytes) -> Request:
         req = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"malformed request (expected one JSON object per line): {e}") from None
+    except RecursionError:
+        raise ValueError("malformed request: nested too deeply") from None
     if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
         raise ValueError('malformed request: expected {"cmd": "...", ...}')
     return req

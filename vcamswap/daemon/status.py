@@ -89,7 +89,11 @@ def status(d: Daemon) -> Reply:
         reply["engine"] = d.stages.pipeline.engine.name
     if d.sinks is not None:
         outs = [x for x in d.sinks.states() if x.name != PREVIEW]
-        reply["outputs"] = [{"name": x.name, "live": x.live, "error": x.error} for x in outs]
+        urls = {x.name: u for x in d.sinks if isinstance(u := getattr(x, "url", None), str)}
+        reply["outputs"] = [{"name": x.name, "live": x.live, "error": x.error, **(
+            {"url": urls[x.name]} if x.name in urls else {})} for x in outs]
+        if urls:
+            reply["preview_url"] = next(iter(urls.values()))
         reply["outputs_live"] = [x.name for x in outs if x.live]
     cap = d.capture
     if cap is not None:

@@ -194,9 +194,12 @@ class Tray:
         open_faces: Callable[[], None],
         pystray: Any | None = None,
         name: str = "vcamswap",
+        preview_url: Callable[[], str | None] | None = None,
     ) -> None:
+        """`preview_url`: where the MJPEG preview is (with its token), when the daemon serves one."""
         self.controls = controls
         self._open_faces = open_faces
+        self._preview_url = preview_url
         self._pystray = pystray or load_pystray()
         self._lock = threading.Lock()
         self._view = TrayView("starting", preset=controls.snapshot().preset)
@@ -231,12 +234,24 @@ class Tray:
                  checked=lambda _: snap().preview),
             item("Show AI label", self._act(commands.bind(c, "toggle_label")),
                  checked=lambda _: snap().label_on),
+            *([item("Open browser preview", self._act(self._open_browser_preview))] if self._preview_url else []),
             item("Open faces folder", self._act(self._open_faces)),
             item("Pause camera", self._act(commands.bind(c, "toggle_pause")),
                  checked=lambda _: snap().paused),
             menu.SEPARATOR,
             item("Quit", self._act(self._quit)),
         )
+
+    def _open_browser_preview(self) -> None:
+        """The MJPEG preview's full URL (token included) in the user's browser."""
+        import webbrowser
+
+        url = self._preview_url() if self._preview_url else None
+        if url is None:
+            log.warning("the MJPEG preview is not running")
+            return
+        if not webbrowser.open(url):
+            log.warning("no browser to open; the preview is at %s", url)
 
     def _face_items(self) -> tuple[Any, ...]:
         ps = self._pystray

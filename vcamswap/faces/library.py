@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vcamswap.imageio import ImageError, load_image
 from vcamswap.paths import sha256_file
+from vcamswap.safepath import UnsafePath, check_name, new_file
 from vcamswap.types import FaceGeometry, SourceFace
 
 log = logging.getLogger("vcamswap.faces")
@@ -36,31 +37,65 @@ class FaceEntry:
 
 
 def list_faces(folder: Path) -> list[FaceEntry]:
-    if not folder.is_dir():
+    """The photos of the folder whose name is a usable face name (others are not faces of ours)."""
+    try:
+        if not folder.is_dir():
+            return []
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FACE_EXTS and p.is_file())
+    except OSError:
         return []
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FACE_EXTS and p.is_file())
-    return [FaceEntry(p.stem, p) for p in files]
+    return [FaceEntry(p.stem, p) for p in files if _plain(p.stem)]
+
+
+def _plain(name: str) -> bool:
+    try:
+        check_name(name)
+    except UnsafePath:
+        return False
+    return True
+
+
+def face_name(name: str) -> str:
+    """`name` when it can name a face (one plain file name part); FaceError with one line otherwise."""
+    try:
+        return check_name(name, "face name")
+    except UnsafePath as e:
+        raise FaceError(str(e)) from None
 
 
 def add_face(folder: Path, image: Path, name: str | None = None) -> Path:
-    """Copy a photo into the faces folder; refuses to replace an existing face."""
+    """Copy a photo into the faces folder; refuses a name that leaves it and never replaces a file."""
     if not image.is_file():
         raise FaceError(f"no such file: {image}")
-    if cv2.imread(str(image)) is None:
-        raise FaceError(f"{image}: not a readable image")
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{name or image.stem}{image.suffix.lower()}"
-    clash = [e for e in list_faces(folder) if e.name == dest.stem]
+    suffix = image.suffix.lower()
+    if suffix not in FACE_EXTS:
+        raise FaceError(f"{image}: {suffix or 'no'} extension; face photos are {', '.join(FACE_EXTS)}")
+    stem = face_name(image.stem if name is None else name)
+    try:
+        load_image(image)
+    except ImageError as e:
+        raise FaceError(str(e)) from None
+    clash = [e for e in list_faces(folder) if e.name.lower() == stem.lower()]
     if clash:
-        raise FaceError(f"a face named {dest.stem!r} exists already ({clash[0].path}); pass --name to pick another")
-    shutil.copy2(image, dest)
+        raise FaceError(f"a face named {stem!r} exists already ({clash[0].path}); pass --name to pick another")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = new_file(folder, f"{stem}{suffix}")
+        shutil.copyfile(image, dest)
+    except UnsafePath as e:
+        raise FaceError(str(e)) from None
+    except OSError as e:
+        raise FaceError(f"cannot write to the faces folder {folder}: {e.strerror or e}") from None
     return dest
 
 
 def remove_face(folder: Path, name: str) -> Path:
     for entry in list_faces(folder):
         if entry.name == name:
-            entry.path.unlink()
+            try:
+                entry.path.unlink()
+            except OSError as e:
+                raise FaceError(f"cannot remove {entry.path}: {e.strerror or e}") from None
             return entry.path
     raise FaceError(f"no face named {name!r} in {folder}")
 
@@ -73,7 +108,7 @@ class FaceLibrary:
         self._analyze = analyzer
         self._lock = threading.Lock()
         self._by_digest: dict[str, SourceFace | None] = {}
-        self._errors: dict[str, str] = {}  # digest -> reason, so a bad file is reported once
+        self._errors: dict[str, str] = {}  # name -> why it cannot be used (said once: results are cached)
         self._extra: dict[str, Path] = {}  # faces given as a path outside the folder
         self._stamps: dict[Path, tuple[tuple[int, int], str]] = {}  # path -> ((mtime_ns, size), digest)
 
@@ -131,16 +166,32 @@ class FaceLibrary:
             self._stamps[path] = (stamp, digest)
         return digest
 
+    def problem(self, name: str) -> str | None:
+        """Why the face `name` cannot be used (one line), or None when it can."""
+        if self.path_of(name) is None:
+            return f"no face named {name!r}"
+        if self.get(name) is None:
+            return self._errors.get(name) or f"face {name}: unreadable or no face found"
+        return None
+
     def _load(self, name: str, path: Path, digest: str) -> SourceFace | None:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("face %s: %s is not a readable image; skipped", name, path)
-            return None
-        geometry = self._analyze(image)
+        """The analysed face, or None with one line: a bad photo never raises into the live loop."""
+        try:
+            image = load_image(path)
+            geometry = self._analyze(image)
+        except ImageError as e:
+            return self._skip(name, f"face {name}: {e}; skipped")
+        except Exception as e:  # a model failing on an odd photo must not stop the stream
+            return self._skip(name, f"face {name}: cannot analyse {path} ({type(e).__name__}: {e}); skipped")
         if geometry is None:
-            log.warning("face %s: no face found in %s; skipped", name, path)
-            return None
+            return self._skip(name, f"face {name}: no face found in {path}; skipped")
+        self._errors.pop(name, None)
         return SourceFace(name, str(path), digest, image, geometry)
+
+    def _skip(self, name: str, message: str) -> SourceFace | None:
+        self._errors[name] = message
+        log.warning("%s", message)
+        return None
 
     def check_all(self) -> dict[str, str]:
         """Analyse every face in the folder; returns name -> problem for the ones that cannot be used."""

@@ -69,7 +69,9 @@ class Live:
         return self.stages.library
 
 
-def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) -> tuple[Capture, bool]:
+def open_capture(
+    settings: Settings, realtime: bool, allow_demo: bool = True, loop: bool = True
+) -> tuple[Capture, bool]:
     """The asked source; with neither --camera nor --input and no camera present, the shipped demo clip."""
     try:
         return Capture(
@@ -78,6 +80,7 @@ def open_capture(settings: Settings, realtime: bool, allow_demo: bool = True) ->
             width=settings.width,
             height=settings.height,
             fps=settings.fps,
+            loop=loop,
             realtime=realtime,
         ), False
     except CaptureError as e:
@@ -121,29 +124,43 @@ def build_stages(
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
-    """The face to start with: --face, else the first in the folder, else the demo face."""
+    """The face to start with: --face, else the first usable one of the folder, else the demo face.
+
+    A face that cannot be used is never chosen: its one-line reason is logged by the library, and an
+    unusable --face gives None (frames pass through unswapped).
+    """
     if settings.face:
-        return library.resolve(settings.face)
+        name = library.resolve(settings.face)
+        return name if library.get(name) is not None else None
     names = library.names()
+    usable = usable_faces(library)
+    if usable:
+        return usable[0]
     if names:
-        return names[0]
+        log.warning("none of the faces in %s can be used; using the demo face", library.folder)
     # First run with an empty faces folder: the shipped demo face, so the swap is visible at once.
     log.info("no faces in %s yet; using the demo face (add yours with 'vcamswap faces add IMAGE')",
              library.folder)
     return library.resolve(str(demo_face()))
 
 
+def usable_faces(library: FaceLibrary) -> list[str]:
+    """The names whose photo loads and shows a face (each analysed once; a bad one is reported once)."""
+    return [n for n in library.names() if library.get(n) is not None]
+
+
 def build_live(settings: Settings, realtime: bool = True) -> Live:
+    """`realtime` False (file outputs only): every frame is processed once and a file source is not looped."""
     controls = Controls(initial_state(settings))
     get_preset(settings.preset)
-    capture, _ = open_capture(settings, realtime)
+    capture, _ = open_capture(settings, realtime, loop=realtime or not settings.input)
     try:
         stages = build_stages(settings, controls, realtime=realtime)
         face = initial_face(settings, stages.library)
     except (FaceError, EngineUnavailable):
         capture.stop()
         raise
-    controls.set_faces(stages.library.names())
+    controls.set_faces(usable_faces(stages.library))
     if face is not None:
         controls.set_face(face)
     return Live(capture, stages, controls)

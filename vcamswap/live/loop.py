@@ -89,6 +89,7 @@ class LiveLoop:
         self._last_image: np.ndarray | None = None
         self._paused_applied = False
         self.labeller = Labeller()
+        self._failures: set[str] = set()
 
     def run(self) -> LoopResult:
         stats = self.stats
@@ -109,7 +110,7 @@ class LiveLoop:
                 continue
             t_busy = time.perf_counter()
             stats.add_stage("capture", t_busy - t0)
-            result = self.pipeline.process(frame, *self.inputs())
+            result = self._process(frame)
             for stage, seconds in result.timings:
                 stats.add_stage(stage, seconds)
             t1 = time.perf_counter()
@@ -124,6 +125,17 @@ class LiveLoop:
                 self.on_frame(frame, result)
             if self.printer is not None:
                 self.printer.tick()
+
+    def _process(self, frame: Frame) -> FrameResult:
+        """The processed frame; if a stage fails on it, the camera frame itself (said once per reason)."""
+        try:
+            return self.pipeline.process(frame, *self.inputs())
+        except Exception as e:  # one bad frame or photo must never stop or restart the stream
+            reason = f"{type(e).__name__}: {e}"
+            if reason not in self._failures:
+                self._failures.add(reason)
+                log.warning("a frame could not be processed (%s); passing frames through", reason)
+            return FrameResult(frame.image, None, False, False)
 
     def _apply_pause(self, paused: bool) -> None:
         if paused != self._paused_applied:

@@ -32,6 +32,7 @@ from vcamswap.modelstore.manifest import (
     DownloadError,
     ModelError,
     ModelSpec,
+    OversizeError,
     Source,
     _check,
     _retry_hint,
@@ -86,7 +87,7 @@ class Progress:
         if self.total:
             pct = 100 * self.done / self.total
             width = 24
-            fill = int(width * self.done / self.total)
+            fill = min(width, int(width * self.done / self.total))
             bar = "#" * fill + "-" * (width - fill)
             return f"{self.label} [{bar}] {pct:5.1f}% {mb:.1f}/{self.total / 1e6:.1f} MB {rate:.1f} MB/s"
         return f"{self.label} {mb:.1f} MB {rate:.1f} MB/s"
@@ -115,6 +116,7 @@ class Fetcher:
     retry_delay: float = 1.0
     progress: ProgressFactory = no_progress
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (url, Range) sent, for diagnostics
+    max_bytes: int | None = None  # the most one file may bring; None: the size fetch() is told
 
     def fetch(self, url: str, part: Path, size: int | None, label: str) -> None:
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +131,11 @@ class Fetcher:
                         continue
                     return
                 try:
-                    self._transfer(url, part, have, bar)
+                    self._transfer(url, part, have, bar, size)
                     return
+                except OversizeError:
+                    part.unlink(missing_ok=True)
+                    raise
                 except urllib.error.HTTPError as e:
                     if e.code == 416 and have:  # nothing left past `have`: let the checksum decide
                         return
@@ -150,7 +155,7 @@ class Fetcher:
         finally:
             bar.close()
 
-    def _transfer(self, url: str, part: Path, have: int, bar: Progress) -> None:
+    def _transfer(self, url: str, part: Path, have: int, bar: Progress, size: int | None = None) -> None:
         headers = {"User-Agent": f"vcamswap/{__version__}"}
         if have:
             headers["Range"] = f"bytes={have}-"
@@ -163,12 +168,20 @@ class Fetcher:
             start = have if resumed else 0
             bar.start_at(start)
             expected = resp.headers.get("Content-Length")
+            limit = self.max_bytes if self.max_bytes is not None else size
+            if limit is not None and expected is not None and expected.isdigit() and start + int(expected) > limit:
+                raise OversizeError(f"{url}: the server offers {start + int(expected)} bytes, more than the "
+                                    f"{limit} the manifest lists; not downloaded")
             got = 0
             with part.open("ab" if resumed else "wb") as f:
                 while True:
                     chunk = resp.read(_CHUNK)
                     if not chunk:
                         break
+                    if limit is not None and start + got + len(chunk) > limit:
+                        f.truncate(0)
+                        raise OversizeError(f"{url}: the server sent more than the {limit} bytes the manifest "
+                                            "lists; not installed")
                     f.write(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
@@ -309,6 +322,12 @@ class Installer:
                 name = _member_name(zf, member)
                 if name is None:
                     raise ChecksumError(f"{origin} has no {member}; {_retry_hint(spec)}")
+                declared = zf.getinfo(name).file_size
+                if declared != spec.size:  # refused from the zip's directory, before a byte is written
+                    raise ChecksumError(
+                        f"{origin}:{name} has {declared} bytes, not the {spec.size} of {spec.file}; not installed. "
+                        f"Use an unmodified copy of {spec.file}"
+                    )
                 with zf.open(name) as inp:
                     self._publish(spec, inp, f"{origin}:{name}")
         except zipfile.BadZipFile as e:
@@ -326,6 +345,8 @@ class Installer:
                 for chunk in iter(lambda: inp.read(1 << 20), b""):
                     h.update(chunk)
                     size += len(chunk)
+                    if size > spec.size:  # a header that lied: stop at once, never write past the size
+                        break
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())

@@ -56,6 +56,10 @@ class ChecksumError(ModelError):
     """A file does not match the manifest's size or SHA-256; it was not installed."""
 
 
+class OversizeError(ChecksumError):
+    """A server sent (or offered) more bytes than the manifest lists; the transfer was cut and dropped."""
+
+
 @dataclass(frozen=True)
 class Source:
     url: str
@@ -163,7 +167,7 @@ def _source(entry: object, where: str) -> Source:
 
 class ModelStatus(NamedTuple):
     name: str
-    state: Literal["ok", "present", "missing", "size", "checksum"]  # present = size ok, hash not checked
+    state: Literal["ok", "present", "missing", "size", "checksum", "unreadable"]  # present: size ok, no hash
     path: Path
     detail: str
 
@@ -182,7 +186,10 @@ def status(spec: ModelSpec, models_dir: Path, deep: bool = True) -> ModelStatus:
         return ModelStatus(spec.name, "size", path, f"{path} has {size} bytes, expected {spec.size}")
     if not deep:
         return ModelStatus(spec.name, "present", path, "size matches (checksum not checked)")
-    digest = sha256_file(path)
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        return ModelStatus(spec.name, "unreadable", path, f"cannot read {path}: {e.strerror or e}")
     if digest != spec.sha256:
         return ModelStatus(spec.name, "checksum", path, f"{path}: SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…")
     return ModelStatus(spec.name, "ok", path, "SHA-256 verified")

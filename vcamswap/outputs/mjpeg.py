@@ -17,6 +17,8 @@ from vcamswap.types import check_bgr
 log = logging.getLogger("vcamswap.outputs")
 
 DEFAULT_MJPEG_PORT = 8089
+MJPEG_MAX_CONNECTIONS = 32
+MJPEG_TIMEOUT_S = 10.0
 
 
 class _FrameHub:
@@ -98,26 +100,73 @@ class _FrameHub:
 
 
 class _MjpegServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """At most MJPEG_MAX_CONNECTIONS at once (more are closed at once), a backlog for bursts of clients."""
 
-    def __init__(self, address: tuple[str, int], hub: _FrameHub) -> None:
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], hub: _FrameHub, token: str | None) -> None:
         self.hub = hub
+        self.token = token
+        self._active = 0
+        self._active_lock = threading.Lock()
         super().__init__(address, _MjpegHandler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        with self._active_lock:
+            if self._active >= MJPEG_MAX_CONNECTIONS:
+                log.debug("mjpeg: refused a connection: %d open already", self._active)
+                return False
+            self._active += 1
+        return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away is normal: one debug line, never a traceback in the log."""
+        import sys
+
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):
+            log.debug("mjpeg %s: client went away (%s)", client_address, e)
+        else:
+            log.warning("mjpeg %s: request failed: %s: %s", client_address, type(e).__name__, e)
 
 
 class _MjpegHandler(BaseHTTPRequestHandler):
     server: _MjpegServer
     protocol_version = "HTTP/1.0"
     boundary = "frame"
+    timeout = MJPEG_TIMEOUT_S  # reading the request and writing each frame; a stalled client is dropped
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
+        from vcamswap.outputs.previewauth import host_allowed, token_matches
+
+        path, _, query = self.path.partition("?")
+        if not host_allowed(self.headers.get("Host")):
+            self._refuse("this preview answers only to 127.0.0.1 and localhost")
+            return
+        if not token_matches(query, self.server.token):
+            self._refuse("the preview URL needs its token: see 'vcamswap status'")
+            return
         if path in ("/", "/stream.mjpg"):
             self._stream()
         elif path == "/snapshot.jpg":
             self._snapshot()
         else:
             self.send_error(404, "try /stream.mjpg or /snapshot.jpg")
+
+    def _refuse(self, why: str) -> None:
+        log.debug("mjpeg %s: 403 %s", self.address_string(), why)
+        try:
+            self.send_error(403, why)
+        except OSError:
+            pass
 
     def _no_cache_headers(self) -> None:
         self.send_header("Cache-Control", "no-cache, no-store, must-revalidate")
@@ -128,19 +177,25 @@ class _MjpegHandler(BaseHTTPRequestHandler):
         if jpeg is None:
             self.send_error(503, "no frame yet")
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(jpeg)))
-        self._no_cache_headers()
-        self.end_headers()
-        self.wfile.write(jpeg)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(jpeg)))
+            self._no_cache_headers()
+            self.end_headers()
+            self.wfile.write(jpeg)
+        except OSError:  # the client went away
+            pass
 
     def _stream(self) -> None:
         hub = self.server.hub
-        self.send_response(200)
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={self.boundary}")
-        self._no_cache_headers()
-        self.end_headers()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={self.boundary}")
+            self._no_cache_headers()
+            self.end_headers()
+        except OSError:
+            return
         hub.join(self.connection)
         try:
             seq = 0
@@ -167,11 +222,15 @@ class MjpegSink:
     tells which after open().
     """
 
-    def __init__(self, port: int = DEFAULT_MJPEG_PORT, host: str = "127.0.0.1", quality: int = 80) -> None:
+    def __init__(
+        self, port: int = DEFAULT_MJPEG_PORT, host: str = "127.0.0.1", quality: int = 80, token: str | None = None
+    ) -> None:
+        """`token`: when given, every request must carry it (`?token=...`); `url` includes it."""
         if not 0 <= port <= 65535:
             raise ValueError(f"MJPEG port must be 0-65535, got {port}")
         self.name = f"mjpeg:{port}"
         self.host = host
+        self.token = token
         self._port = port
         self._quality = quality
         self._hub = _FrameHub(quality)
@@ -184,7 +243,16 @@ class MjpegSink:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The page to open, with the token when one is asked for."""
+        from vcamswap.outputs.previewauth import with_token
+
+        return with_token(f"http://{self.host}:{self.port}/", self.token)
+
+    @property
+    def stream_url(self) -> str:
+        from vcamswap.outputs.previewauth import with_token
+
+        return with_token(f"http://{self.host}:{self.port}/stream.mjpg", self.token)
 
     @property
     def clients(self) -> int:
@@ -200,7 +268,7 @@ class MjpegSink:
             return
         hub = _FrameHub(self._quality)
         try:
-            server = _MjpegServer((self.host, self._port), hub)
+            server = _MjpegServer((self.host, self._port), hub, self.token)
         except OSError as e:
             raise OutputUnavailable(
                 f"cannot serve MJPEG on {self.host}:{self._port} ({e.strerror or e}); "

@@ -7,6 +7,8 @@ and the GTK tray cannot share a process, and a window problem must never take th
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ import numpy as np
 from vcamswap import desktop
 from vcamswap.outputs.base import OutputUnavailable
 from vcamswap.outputs.mjpeg import MjpegSink
+from vcamswap.outputs.viewer import URL_ENV
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
@@ -124,15 +127,16 @@ class PreviewSink:
         problem = display_problem()
         if problem:
             return fail(problem)
-        stream = MjpegSink(0)
+        stream = MjpegSink(0, token=secrets.token_hex(24))  # a token for this window only
         try:
             stream.open(*self._format)
         except OutputUnavailable as e:
             return fail(str(e))
         try:
+            # The URL goes in the environment, which only this user can read (not the command line).
             viewer = subprocess.Popen(
-                [sys.executable, "-m", "vcamswap.outputs.viewer", f"http://127.0.0.1:{stream.port}/stream.mjpg"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                [sys.executable, "-m", "vcamswap.outputs.viewer"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env={**os.environ, URL_ENV: stream.stream_url},
             )
         except OSError as e:
             stream.close()

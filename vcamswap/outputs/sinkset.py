@@ -15,28 +15,38 @@ from vcamswap.outputs.base import OutputUnavailable, Sink, one_line
 from vcamswap.outputs.file import FILE_FOURCC, FileSink
 from vcamswap.outputs.mjpeg import DEFAULT_MJPEG_PORT, MjpegSink
 from vcamswap.outputs.preview import PreviewSink
+from vcamswap.outputs.previewauth import preview_token
 from vcamswap.outputs.vcam import VirtualCamSink
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
 
-def parse_output(spec: str, *, vcam_backend: str | None = None, vcam_device: str | None = None) -> Sink:
-    """A sink for a CLI output: vcam, preview, mjpeg, mjpeg:PORT, or a .mp4/.avi/.mkv path."""
+def parse_output(
+    spec: str,
+    *,
+    vcam_backend: str | None = None,
+    vcam_device: str | None = None,
+    overwrite: bool = False,
+    protect: str | None = None,
+) -> Sink:
+    """A sink for a CLI output: vcam, preview, mjpeg, mjpeg:PORT, or a .mp4/.avi/.mkv path.
+
+    The MJPEG preview asks for this user's token; a file never replaces `protect` (the input) and replaces
+    another existing file only with `overwrite`.
+    """
     text = spec.strip()
     key = text.lower()
     if key == "vcam":
         return VirtualCamSink(backend=vcam_backend, device=vcam_device)
     if key == "preview":
         return PreviewSink()
-    if key == "mjpeg":
-        return MjpegSink(DEFAULT_MJPEG_PORT)
-    if key.startswith("mjpeg:"):
-        port = text.split(":", 1)[1]
+    if key == "mjpeg" or key.startswith("mjpeg:"):
+        port = text.split(":", 1)[1] if ":" in text else str(DEFAULT_MJPEG_PORT)
         if not port.isdigit() or int(port) > 65535:
             raise ValueError(f"bad MJPEG port in '{spec}': expected mjpeg:PORT with PORT 0-65535")
-        return MjpegSink(int(port))
+        return MjpegSink(int(port), token=preview_token())
     if Path(text).suffix.lower() in FILE_FOURCC and Path(text).stem:
-        return FileSink(text)
+        return FileSink(text, overwrite=overwrite, protect=protect)
     raise ValueError(f"unknown output '{spec}': expected vcam, preview, mjpeg[:PORT] or a .mp4/.avi/.mkv path")
 
 

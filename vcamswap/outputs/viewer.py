@@ -8,22 +8,26 @@ or when the stream ends.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 WINDOW = "Swap Cam preview"
+URL_ENV = "VCAMSWAP_PREVIEW_URL"  # the stream's URL with its token: not on the command line, which anyone sees
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args and os.environ.get(URL_ENV):
+        args = [os.environ[URL_ENV]]
     if len(args) != 1:
-        print("usage: python -m vcamswap.outputs.viewer URL", file=sys.stderr)
+        print(f"usage: python -m vcamswap.outputs.viewer URL (or ${URL_ENV})", file=sys.stderr)
         return 2
     import cv2
 
     cap = cv2.VideoCapture(args[0])
     if not cap.isOpened():
-        print(f"vcamswap: preview: cannot read {args[0]}", file=sys.stderr)
+        print(f"vcamswap: preview: cannot read {args[0].split('?', 1)[0]}", file=sys.stderr)
         return 1
     try:
         # Resizable, aspect kept, and without Qt's toolbar and status bar around the picture.
