@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcamswap.compose.lighting import relight
+from vcamswap.compose.lighting import GRID, relight
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.compose.skin import BROWS, protected
 from vcamswap.presets import Preset
@@ -56,6 +56,9 @@ def color_match(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarra
     return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2BGR)
 
 
+LIGHT_SIZE = 2 * GRID  # where the relight's weights are worked out
+
+
 def finish(
     out: SwapOutput,
     crop: np.ndarray,
@@ -78,8 +81,13 @@ def finish(
         cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
         if preset.color_match:
             # Skin on both sides only: not the eyes, lips or brows, not hair, glasses or what is in front.
-            plain = out.mask * (1.0 - holes) * (1.0 - protected(points, mask.shape, BROWS))
-            skin = relight(skin, crop, plain * out.skin, plain * cam)
+            # The weights only feed a low-pass: they are worked out at LIGHT_SIZE, not the crop's size.
+            def small(a: np.ndarray) -> np.ndarray:
+                return cv2.resize(a, (LIGHT_SIZE, LIGHT_SIZE), interpolation=cv2.INTER_AREA)
+
+            brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
+            plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
+            skin = relight(skin, crop, plain * small(out.skin), plain * small(cam))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)

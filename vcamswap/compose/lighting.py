@@ -19,8 +19,11 @@ MAX_GAIN = 4.0  # a ratio past this is a bad measurement (a black frame, a blown
 
 
 def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The GRID-sized low-pass colour of `image` where `weight` is high, extended smoothly where it is not."""
+    """The GRID-sized low-pass colour of `image` where `weight` is high, extended smoothly where it is not.
+    `weight` may be smaller than the image (a few times GRID is plenty): the image is reduced to it first."""
     grid = (GRID, GRID)
+    if image.shape[:2] != weight.shape[:2]:
+        image = cv2.resize(image, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_AREA)
     w = cv2.resize(weight.astype(np.float32), grid, interpolation=cv2.INTER_AREA)
     img = cv2.resize(image.astype(np.float32) * weight[..., None], grid, interpolation=cv2.INTER_AREA)
     num = cv2.GaussianBlur(img, (0, 0), SIGMA)
@@ -33,7 +36,7 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def relight(src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray) -> np.ndarray:
-    """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin."""
+    """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size)."""
     size = src.shape[1], src.shape[0]
     gain = (weighted_lowpass(ref, w_ref) + 4.0) / (weighted_lowpass(src, w_src) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
