@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import shutil
 import socket
-import struct
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,9 @@ import cv2
 import numpy as np
 import pytest
 from daemon_util import DaemonProcess, default_args, running_daemon, wait_until
+from helpers.images import png_declaring
 
 SOURCES = {"obama": "faces/single/obama_official_portrait.jpg", "biden": "faces/single/biden.jpg"}
-
-
-def png_declaring(path: Path, width: int, height: int) -> None:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 4_000_000, 9)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def write_bad_photos(folder: Path) -> list[str]:

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 import pytest
 from daemon_util import WEBCAM, media_path, wait_until
+from helpers.images import png_declaring
 
 from vcamswap.daemon.client import request
 from vcamswap.daemon.ipc import MAX_CLIENTS, ControlServer, IpcError, Reply, Request
@@ -60,18 +60,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     for needle in needles:
         assert needle in last, proc.stderr
     return last
-
-
-def png_declaring(path: Path, width: int, height: int) -> Path:
-    """A small PNG whose header declares width x height (a decompression bomb when large)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 4_000_000, 9)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
 
 
 def tiny_png(path: Path) -> Path:

@@ -5,21 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from vcamswap.tools.bench.passes import read_frames as bench_frames
 
 
 def frames(path: Path | str, limit: int = 10**9) -> Iterator[np.ndarray]:
-    """Up to `limit` frames of the file, as they decode (fewer when it ends)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(limit):
-            ok, image = cap.read()
-            if not ok or image is None:
-                return
-            yield image
-    finally:
-        cap.release()
+    """Up to `limit` frames of the file, as they decode (fewer when it ends): the bench's own reader."""
+    return bench_frames(str(path), limit)
 
 
 def read_frames(path: Path | str, count: int, step: int = 1) -> list[np.ndarray]:

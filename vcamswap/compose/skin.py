@@ -44,7 +44,8 @@ class SkinModel(NamedTuple):
     detail: float  # typical fine-detail energy of this skin
 
 
-def polygon(points: np.ndarray, indices: tuple[int, ...]) -> np.ndarray:
+def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
+    """Points as an int32 polygon with 4 fractional bits (cv2's `shift=4`): sub-pixel edges."""
     return np.round(points[list(indices)] * 16).astype(np.int32)
 
 

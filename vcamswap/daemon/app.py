@@ -180,7 +180,6 @@ class Daemon:
             face = initial_face(s, library)
         self.stages = stages
         self.controls.set_faces(usable_faces(library))
-        self._note_faces()
         if face is not None:
             self.controls.set_face(face)
         self.controls.subscribe(self._on_change)
@@ -370,6 +369,7 @@ class Daemon:
     # -- monitor: faces folder, tray view, settings ------------------------------------------------------
 
     def _monitor(self) -> None:
+        self._note_faces()  # here, not at start-up: the first frame never waits for the photos' reports
         next_faces = 0.0
         while self.controls.snapshot().running:
             now = time.monotonic()

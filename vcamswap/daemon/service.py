@@ -160,7 +160,8 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _ask(question: str) -> bool:
+def ask(question: str) -> bool:
+    """Yes only when a person at a terminal says so; no terminal means no."""
     if not sys.stdin.isatty():
         return False
     try:
@@ -293,7 +294,7 @@ def install(target: Target, *, force: bool = False, enable: bool = True) -> int:
         _say(f"already installed: {target.path}")
     else:
         if current is not None and not force:
-            if not _ask(f"{target.path} differs from what vcamswap would write. Replace it?"):
+            if not ask(f"{target.path} differs from what vcamswap would write. Replace it?"):
                 _warn(f"{target.path} exists and differs from what vcamswap would write (changed by you?); "
                       "left as it is. Pass --force to replace it")
                 return 1
@@ -324,7 +325,7 @@ def uninstall(target: Target, *, force: bool = False, enable: bool = True) -> in
         _say(f"not installed: {target.path}")
         return 0
     if current != target.content and MARKER not in current and not force:
-        if not _ask(f"{target.path} was not written by vcamswap. Remove it anyway?"):
+        if not ask(f"{target.path} was not written by vcamswap. Remove it anyway?"):
             _warn(f"{target.path} was not written by vcamswap; left as it is. Pass --force to remove it")
             return 1
     if enable:

@@ -7,11 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
 from vcamswap.modelstore.manifest import (
     NEURAL_MODELS,

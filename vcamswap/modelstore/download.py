@@ -18,12 +18,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vcamswap import __version__
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
 from vcamswap.modelstore.manifest import (
     _CHUNK,
     _DOWNLOADS,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcamswap.daemon.service import MODPROBE_DEST, MODULES_LOAD_DEST, V4L2LOOPBACK_MODPROBE
+from vcamswap.daemon.service import ask as confirm
 
 VCAM_LABEL = "Swap Cam"
 MODULE = "v4l2loopback"
@@ -268,7 +269,7 @@ def persist_steps(root: Path, plan: Plan, staging: Path, ask: bool) -> tuple[lis
         if current == content:
             continue
         ours_before = current is None or current.startswith(SETUP_MARKER) or current in ours
-        if not ours_before and not (ask and _confirm(f"{dest} was changed by you. Replace it?")):
+        if not ours_before and not (ask and confirm(f"{dest} was changed by you. Replace it?")):
             notes.append(f"{dest} was changed by you and is left as it is; it should say:\n{content}")
             continue
         src = staging / f"{Path(dest).parent.name}-{Path(dest).name}"  # modprobe.d-..., modules-load.d-...
@@ -284,14 +285,3 @@ def _raw(path: Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-
-
-def _confirm(question: str) -> bool:
-    import sys
-
-    if not sys.stdin.isatty():
-        return False
-    try:
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-    except EOFError:
-        return False

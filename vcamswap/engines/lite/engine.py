@@ -18,7 +18,7 @@ import numpy as np
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
-from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
+from vcamswap.compose.skin import EYES_AND_LIPS, oval, polygon, protected, skin_mask
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
@@ -176,10 +176,6 @@ def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
     trust = np.where(index >= 0, tri_trust[np.maximum(index, 0)], 0.0).astype(np.float32)
     k = max(3, (index.shape[0] // 40) | 1)
     return cv2.GaussianBlur(trust, (k, k), 0)
-
-
-def polygon(points: np.ndarray, indices: tuple[int, ...] | list[int]) -> np.ndarray:
-    return np.round(points[list(indices)] * 16).astype(np.int32)
 
 
 def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:

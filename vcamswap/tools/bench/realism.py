@@ -175,10 +175,11 @@ class Landmarks68:
             except ImportError:
                 pass
         if self._dlib is None:
+            from vcamswap.faces.analyzer import FaceAnalyzer
             from vcamswap.faces.detector import BlazeFaceDetector
             from vcamswap.faces.landmarker import FaceMesh
 
-            self._mesh = (BlazeFaceDetector(), FaceMesh())
+            self._analyze = FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         if self._dlib is not None:
@@ -189,15 +190,8 @@ class Landmarks68:
                 return None
             shape = predictor(rgb, max(rects, key=lambda r: r.area()))  # type: ignore[operator]
             return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
-        from vcamswap.faces.tracking import pick_face
-
-        det, mesh = self._mesh
-        d = pick_face(det.detect(image), image.shape)
-        if d is None:
-            return None
-        res = mesh.run(image, mesh.roi_from_detection(d))
-        res = mesh.run(image, mesh.roi_from_points(res.points))
-        return None if res.presence < 0.5 else res.points[list(MESH_TO_68), :2].astype(np.float32)
+        face = self._analyze(image)
+        return None if face is None or face.points is None else face.points[list(MESH_TO_68)].astype(np.float32)
 
 
 def summarize(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> Realism | None:
