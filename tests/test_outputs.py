@@ -576,6 +576,33 @@ def test_preview_without_display_raises(monkeypatch: pytest.MonkeyPatch) -> None
     assert display_problem({}, "Darwin") is None
 
 
+def test_a_dismissed_preview_opens_again_once_its_owner_has_acted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """"Show preview" unticked after a dismissal and ticked again before any frame saw it off: the next frame
+    tries the window again instead of staying dismissed (which made the daemon untick it at once)."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("needs a platform where no display means no window")
+    sink = PreviewSink(lambda: True)
+    sink.open(320, 240, 30)
+    frame = np.zeros((240, 320, 3), np.uint8)
+
+    def attempts() -> int:
+        return sum("preview:" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING, logger="vcamswap"):
+        sink.send(frame)
+        assert sink.dismissed and attempts() == 1
+        sink.send(frame)
+        assert attempts() == 1  # dismissed: no new try while nobody acted on it
+        sink.acknowledge()
+        sink.send(frame)
+        assert attempts() == 2
+    sink.close()
+
+
 def test_preview_unreachable_display_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPLAY", ":987")
     expected = "cannot reach the X display ':987'; use --output mjpeg to watch in a browser"

@@ -356,6 +356,7 @@ class Daemon:
         """The window could not show or the user closed it: untick "Show preview" (the output never does)."""
         if self.preview is not None and self.preview.dismissed and self.controls.snapshot().preview:
             self.controls.set_preview(False)
+            self.preview.acknowledge()
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         self._sync_preview()

@@ -92,6 +92,11 @@ class PreviewSink:
                 raise OutputUnavailable(problem)
             self._show(raise_errors=True)
 
+    def acknowledge(self) -> None:
+        """The owner has acted on a dismissal (unticked "Show preview"): the next wish opens the window again,
+        even when it comes before any frame saw the wish turn false."""
+        self.dismissed = False
+
     def send(self, frame_bgr: np.ndarray) -> None:
         if not self._open:
             raise OutputUnavailable("the preview window is not open")
