@@ -9,7 +9,9 @@ the current pose.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -28,11 +30,23 @@ class EngineUnavailable(Exception):
 P = TypeVar("P")  # what an engine makes of a source face once (texture and mesh, embedding)
 
 
+@dataclass(frozen=True)
+class SwapItem(Generic[P]):
+    """One face of a frame to swap: its aligned crop, the face in crop coordinates, the prepared source."""
+
+    crop: np.ndarray
+    face: FaceGeometry
+    source: P
+
+
 class Engine(Protocol[P]):
     """Everything the pipeline asks of an engine. The engine swaps; compositing policy (colour match,
     laying the camera's features back, paste-back) is compose's, applied to what swap() returns."""
 
     name: str
+    # How many swaps may run at once off the live loop: 0 runs swap() in the loop itself (measured cheaper for
+    # a fast CPU engine), 1 a worker thread, more keeps several requests in flight (a remote server).
+    in_flight: int
 
     def crop_size(self, preset: Preset) -> int:
         """Side of the square aligned crop the engine works in."""
@@ -49,6 +63,10 @@ class Engine(Protocol[P]):
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: P, preset: Preset) -> SwapOutput:
         """Swap the face in an aligned crop (face given in crop coordinates)."""
+        ...
+
+    def swap_many(self, items: Sequence[SwapItem[P]], preset: Preset) -> list[SwapOutput]:
+        """Every face of one frame, in order; one batched model call where the engine can."""
         ...
 
     def make_detector(self, preset: Preset) -> FaceDetector | None:

@@ -9,6 +9,7 @@ that on CUDA it can use I/O binding. Alignment follows insightface's `norm_crop`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ import onnxruntime as ort
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
-from vcamswap.engines import EngineError, EngineUnavailable, providers
+from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, providers
 from vcamswap.faces.landmarks import ARCFACE_112, LIPS_OUTER
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
@@ -187,6 +188,7 @@ class ScrfdDetector:
 
 class InswapperEngine:
     name = "inswapper"
+    in_flight = 1
 
     def __init__(
         self,
@@ -316,6 +318,9 @@ class InswapperEngine:
         latent = (embedding.reshape(1, -1) @ self.emap).astype(np.float32)
         latent /= np.linalg.norm(latent)
         return InswapperSource(embedding, np.ascontiguousarray(latent))
+
+    def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
+        return [self.swap(i.crop, i.face, i.source, preset) for i in items]
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
         check_bgr(crop, "aligned crop", 2)

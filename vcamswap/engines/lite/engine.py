@@ -9,6 +9,7 @@ and speech come through; skin colour is matched by compose before they are laid 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -19,6 +20,7 @@ import numpy as np
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, polygon, protected, skin_mask
+from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
@@ -246,6 +248,7 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
 
 class LiteEngine:
     name = "lite"
+    in_flight = 0
 
     def crop_size(self, preset: Preset) -> int:
         return preset.crop_size
@@ -266,6 +269,9 @@ class LiteEngine:
         assert pts is not None
         skin, texture = source_skin(texture, pts)
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin)
+
+    def swap_many(self, items: Sequence[SwapItem[LiteSource]], preset: Preset) -> list[SwapOutput]:
+        return [self.swap(i.crop, i.face, i.source, preset) for i in items]
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
         if face.points is None:
