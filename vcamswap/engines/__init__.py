@@ -77,6 +77,7 @@ class Engine(Protocol[P]):
 ENGINES: dict[str, str] = {
     "lite": "vcamswap.engines.lite.engine:LiteEngine",
     "inswapper": "vcamswap.engines.inswapper:InswapperEngine",
+    "remote": "vcamswap.engines.remote.engine:create",
 }
 
 

@@ -303,9 +303,10 @@ class InswapperEngine:
 
     def embed(self, image: np.ndarray, kps: np.ndarray) -> np.ndarray:
         """The L2-normalised ArcFace embedding of the face at `kps` (insightface's norm_crop + get_feat)."""
-        size = int(self._arcface.input_size[0])
-        m = similarity(kps, arcface_template(size))
-        aligned = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        return self.embed_aligned(arcface_crop(image, kps, int(self._arcface.input_size[0])))
+
+    def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
+        """The embedding of a face already aligned to the ArcFace template (what a remote client sends)."""
         feat = np.asarray(self._arcface.get_feat(aligned), np.float32).reshape(-1)
         norm = float(np.linalg.norm(feat))
         if feat.size != EMBED_SIZE or not np.isfinite(feat).all() or norm < 1e-6:
@@ -315,9 +316,7 @@ class InswapperEngine:
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> InswapperSource:
         check_bgr(image, "source face", 2)
         embedding = self.embed(image, face.kps)
-        latent = (embedding.reshape(1, -1) @ self.emap).astype(np.float32)
-        latent /= np.linalg.norm(latent)
-        return InswapperSource(embedding, np.ascontiguousarray(latent))
+        return InswapperSource(embedding, latent_of(embedding, self.emap))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
         return [self.swap(i.crop, i.face, i.source, preset) for i in items]
@@ -328,15 +327,47 @@ class InswapperEngine:
             raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
         if not isinstance(source, InswapperSource):
             raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
-        blob = cv2.dnn.blobFromImage(crop, 1.0 / 255.0, (SWAP_SIZE, SWAP_SIZE), (0, 0, 0), swapRB=True)
-        pred = self.runner.run(blob, source.latent)
+        return SwapOutput(self.swap_crop(crop, source.latent), swap_mask(face, preset))
+
+    def swap_crop(self, crop: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        """The swapped 128x128 BGR crop for a checked aligned crop and a source latent (local or served)."""
+        pred = self.runner.run(to_blob(crop), latent)
         check_output(pred)
-        rgb = pred[0].transpose(1, 2, 0)
-        bgr = np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])
-        mask = face_mask(SWAP_SIZE, preset.mask_feather)
-        if preset.mouth_mask:
-            mask = mask * (1.0 - mouth_mask(face, SWAP_SIZE))
-        return SwapOutput(bgr, mask)
+        return from_pred(pred)
+
+
+def to_blob(crop: np.ndarray) -> np.ndarray:
+    """1x3x128x128 RGB in [0, 1]: what inswapper_128 takes."""
+    blob: np.ndarray = cv2.dnn.blobFromImage(crop, 1.0 / 255.0, (SWAP_SIZE, SWAP_SIZE), (0, 0, 0), swapRB=True)
+    return blob
+
+
+def from_pred(pred: np.ndarray) -> np.ndarray:
+    """The model's 1x3x128x128 RGB [0, 1] output as a BGR uint8 crop."""
+    rgb = pred[0].transpose(1, 2, 0)
+    return np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])
+
+
+def swap_mask(face: FaceGeometry, preset: Preset) -> np.ndarray:
+    """The blend mask of a swapped crop: the face oval, less the mouth when the preset keeps the camera's."""
+    mask = face_mask(SWAP_SIZE, preset.mask_feather)
+    if preset.mouth_mask:
+        mask = mask * (1.0 - mouth_mask(face, SWAP_SIZE))
+    return mask
+
+
+def latent_of(embedding: np.ndarray, emap: np.ndarray) -> np.ndarray:
+    """(1, 512) float32: the swap model's source input, L2-normalised (embedding @ emap)."""
+    latent = (np.asarray(embedding, np.float32).reshape(1, -1) @ emap).astype(np.float32)
+    latent /= np.linalg.norm(latent)
+    return np.ascontiguousarray(latent)
+
+
+def arcface_crop(image: np.ndarray, kps: np.ndarray, size: int = 112) -> np.ndarray:
+    """The face at `kps` aligned to the ArcFace template (insightface's norm_crop)."""
+    m = similarity(kps, arcface_template(size))
+    out: np.ndarray = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    return out
 
 
 def read_emap(path: Path) -> np.ndarray:

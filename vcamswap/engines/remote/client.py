@@ -1,0 +1,216 @@
+"""The connection to the swap server: one gRPC channel shared by every worker, bounded calls, the token on
+each request, and reconnection with backoff while the server is away.
+
+Thread-safe: tritonclient's gRPC client may be used from many threads for unary calls; the state
+(up/down, the current channel) is behind one lock. While the server is down no call reaches the network:
+`call` raises ServerDown at once, and a probe thread looks for the server's return.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import numpy as np
+
+log = logging.getLogger("vcamswap.remote")
+
+TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"  # the gRPC form of Triton's restricted-protocol header
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 1.0  # seconds between probes; the cap keeps a return seen within ~1 s
+PROBE_TIMEOUT = 1.0
+DEFAULT_PORT = 8001
+# Codes that mean "the server (or the path to it) is away": reconnect. Any other is a refused request.
+DOWN_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL")
+
+
+class RemoteError(Exception):
+    """A request the server answered with a refusal (bad token, bad input); the message is one line."""
+
+
+class ServerDown(RemoteError):
+    """The server cannot be reached now; the client is reconnecting."""
+
+
+class ServerAddress(NamedTuple):
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{'grpcs' if self.tls else 'grpc'}://{self.host}:{self.port}"
+
+
+def parse_server(text: str) -> ServerAddress:
+    """grpc://HOST:PORT (plain) or grpcs://HOST:PORT (TLS); a bare HOST:PORT is grpc://."""
+    raw = text.strip()
+    parts = urlsplit(raw if "://" in raw else f"grpc://{raw}")
+    if parts.scheme not in ("grpc", "grpcs") or not parts.hostname:
+        raise ValueError(f"server {text!r}: give grpc://HOST:PORT or grpcs://HOST:PORT (TLS)")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"server {text!r}: the port must be a number 1 to 65535") from None
+    return ServerAddress(parts.hostname, port, parts.scheme == "grpcs")
+
+
+def read_token(path: str | Path | None) -> str | None:
+    """The shared token in `path` (first line, stripped); ValueError with one line when it cannot be used."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    try:
+        token = p.read_text(encoding="utf-8").strip().splitlines()[0].strip() if p.stat().st_size else ""
+    except (OSError, UnicodeDecodeError, IndexError) as e:
+        raise ValueError(f"token file {p}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    if not token or len(token) > 4096 or any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError(f"token file {p}: must hold one token of printable characters without spaces")
+    return token
+
+
+def error_line(e: Exception) -> tuple[bool, str]:
+    """(server away?, one line) for a tritonclient error."""
+    status = str(getattr(e, "status", lambda: "")() or "")
+    message = getattr(e, "message", lambda: str(e))() or str(e)
+    text = " ".join(str(message).split())[:200]
+    down = any(status.endswith(code) for code in DOWN_CODES) or "failed to connect" in text.lower()
+    if "restricted" in text.lower() or "access-token" in text.lower() or status.endswith("PERMISSION_DENIED"):
+        return False, "the server refused the token (give the server's token with --token-file)"
+    return down, text or type(e).__name__
+
+
+class Client:
+    """Calls to one server. `infer` is blocking and bounded by `timeout`; ServerDown while it is away."""
+
+    def __init__(self, address: ServerAddress, token: str | None = None, timeout: float = 1.0,
+                 ca_file: str | None = None, on_change: Callable[[bool], None] | None = None) -> None:
+        self.address, self.timeout, self.ca_file = address, timeout, ca_file
+        self.headers = {TOKEN_HEADER: token} if token else {}
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._up = True
+        self._probe: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._grpc: Any = self._connect()
+        self.rtt_ms: float | None = None  # the last call's round trip, for the tray and stats
+
+    def _connect(self) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        # Short reconnect backoff in gRPC itself: its default grows to two minutes.
+        args = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
+                ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_receive_message_length", 16 << 20)]
+        return grpcclient.InferenceServerClient(
+            self.address.target, ssl=self.address.tls, root_certificates=self.ca_file, channel_args=args)
+
+    @property
+    def up(self) -> bool:
+        with self._lock:
+            return self._up
+
+    def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], output: str) -> np.ndarray:
+        """One request's output; ServerDown (at once while away) or RemoteError."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        with self._lock:
+            if not self._up:
+                raise ServerDown(f"the swap server {self.address} is unreachable; reconnecting")
+            grpc = self._grpc
+        tensors = []
+        for name, array in inputs:
+            t = grpcclient.InferInput(name, list(array.shape), _triton_type(array))
+            t.set_data_from_numpy(array)
+            tensors.append(t)
+        t0 = time.perf_counter()
+        try:
+            result = grpc.infer(model, tensors, outputs=[grpcclient.InferRequestedOutput(output)],
+                                client_timeout=self.timeout, headers=self.headers)
+        except InferenceServerException as e:
+            down, line = error_line(e)
+            if down:
+                self.mark_down(line)
+                raise ServerDown(f"the swap server {self.address} is unreachable; reconnecting") from None
+            raise RemoteError(f"{self.address}: {line}") from None
+        self.rtt_ms = (time.perf_counter() - t0) * 1000.0
+        out = result.as_numpy(output)
+        if out is None:
+            raise RemoteError(f"{self.address}: the answer holds no {output!r}")
+        array: np.ndarray = out
+        return array
+
+    def check(self, models: Sequence[str]) -> None:
+        """The server is ready, takes the token and serves `models`; ServerDown or RemoteError saying why."""
+        from tritonclient.utils import InferenceServerException
+
+        grpc = self._grpc
+        try:
+            if not grpc.is_server_live(client_timeout=PROBE_TIMEOUT):
+                raise ServerDown(f"{self.address}: the server is not live")
+            for m in models:  # metadata is a restricted protocol: a bad token is refused here
+                grpc.get_model_metadata(m, headers=self.headers, client_timeout=PROBE_TIMEOUT)
+        except InferenceServerException as e:
+            down, line = error_line(e)
+            if "unknown model" in line.lower() or "not found" in line.lower():
+                raise RemoteError(f"{self.address}: the server does not serve {', '.join(models)} ({line}); "
+                                  "start it with 'vcamswap serve'") from None
+            raise (ServerDown if down else RemoteError)(f"{self.address}: {line}") from None
+
+    def mark_down(self, line: str) -> None:
+        with self._lock:
+            if not self._up:
+                return
+            self._up = False
+            start = self._probe is None or not self._probe.is_alive()
+            if start:
+                self._probe = threading.Thread(target=self._reconnect, name="remote-probe", daemon=True)
+        log.warning("swap server %s went away (%s); reconnecting", self.address, line)
+        if self.on_change is not None:
+            self.on_change(False)
+        if start and self._probe is not None:
+            self._probe.start()
+
+    def _reconnect(self) -> None:
+        """Probe with a fresh channel, backing off, until the server is ready again (or the client closes)."""
+        delay = BACKOFF_FIRST
+        while not self._closed.wait(delay):
+            try:
+                fresh = self._connect()
+                if fresh.is_server_ready(client_timeout=PROBE_TIMEOUT):
+                    with self._lock:
+                        old, self._grpc, self._up = self._grpc, fresh, True
+                    _close_quietly(old)
+                    log.warning("swap server %s is back", self.address)
+                    if self.on_change is not None:
+                        self.on_change(True)
+                    return
+                _close_quietly(fresh)
+            except Exception as e:  # any failure to reach it means: still away
+                log.debug("swap server %s still away: %s", self.address, e)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def close(self) -> None:
+        self._closed.set()
+        _close_quietly(self._grpc)
+
+
+def _close_quietly(grpc: Any) -> None:
+    try:
+        grpc.close()
+    except Exception:  # closing a dead channel
+        pass
+
+
+def _triton_type(array: np.ndarray) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    name: str = np_to_triton_dtype(array.dtype)
+    return name

@@ -1,0 +1,83 @@
+"""How the aligned crop travels: raw pixels or JPEG, in both directions, with the model names of each.
+
+The wire contract shared by the client (engines.remote) and the server (vcamswap.serve):
+
+* `vcamswap_source`: `crop` UINT8 [112,112,3] (the source face aligned to the ArcFace template, BGR) ->
+  `latent` FP32 [512], the swap model's source input.
+* `vcamswap_swap` (raw): `crop` UINT8 [128,128,3] BGR + `latent` FP32 [512] -> `swapped` UINT8 [128,128,3].
+* `vcamswap_swap_jpeg`: `crop` BYTES [1] (a JPEG of the crop) + `latent` + `quality` INT32 [1] ->
+  `swapped` BYTES [1] (a JPEG at that quality). Served by `vcamswap serve` only (a repository exported for
+  the stock Triton container has no Python to decode images).
+
+Every model is batched: the client sends a leading batch dimension of 1, the server's dynamic batcher
+joins requests of several clients into one model call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+SWAP_SIZE = 128
+ARC_SIZE = 112
+LATENT_SIZE = 512
+SOURCE_MODEL = "vcamswap_source"
+SWAP_MODEL = "vcamswap_swap"
+SWAP_JPEG_MODEL = "vcamswap_swap_jpeg"
+RAW_BYTES = SWAP_SIZE * SWAP_SIZE * 3
+
+
+class CodecError(ValueError):
+    """A crop that cannot be encoded or decoded (bad bytes from the other side, a bad setting)."""
+
+
+class Codec(NamedTuple):
+    kind: str  # "raw" | "jpeg"
+    quality: int  # JPEG quality 1..100; 0 for raw
+
+    @property
+    def model(self) -> str:
+        return SWAP_MODEL if self.kind == "raw" else SWAP_JPEG_MODEL
+
+    def __str__(self) -> str:
+        return "raw" if self.kind == "raw" else f"jpeg:{self.quality}"
+
+
+def parse_codec(text: str) -> Codec:
+    """`raw` or `jpeg:Q` (Q 1..100; `jpeg` alone is quality 90)."""
+    t = text.strip().lower()
+    if t == "raw":
+        return Codec("raw", 0)
+    if t == "jpeg" or t.startswith("jpeg:"):
+        q = t.partition(":")[2] or "90"
+        if not q.isdigit() or not 1 <= int(q) <= 100:
+            raise CodecError(f"remote codec {text!r}: the JPEG quality must be a whole number 1 to 100")
+        return Codec("jpeg", int(q))
+    raise CodecError(f"remote codec {text!r}: choose raw or jpeg:QUALITY (e.g. jpeg:90)")
+
+
+def encode_jpeg(crop: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise CodecError("the crop could not be encoded as JPEG")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes, size: int = SWAP_SIZE) -> np.ndarray:
+    """A size x size BGR crop from JPEG bytes; CodecError for anything else (never a huge or odd image)."""
+    if not data or len(data) > 4 * RAW_BYTES:
+        raise CodecError(f"a crop of {len(data)} bytes is not a JPEG of a {size}x{size} crop")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape != (size, size, 3):
+        got = "no image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+        raise CodecError(f"the crop is not a {size}x{size} JPEG ({got})")
+    return image
+
+
+def check_crop(crop: np.ndarray, size: int = SWAP_SIZE) -> np.ndarray:
+    """The crop as a contiguous size x size x 3 uint8 array; CodecError otherwise."""
+    if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
+        raise CodecError(f"a crop must be {size}x{size}x3 uint8, got {crop.shape} {crop.dtype}")
+    return np.ascontiguousarray(crop)
