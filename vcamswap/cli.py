@@ -33,7 +33,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="a video, image or URL instead of a camera")
     p.add_argument("--face", help="source face: a name in the faces folder or an image path")
     p.add_argument("--faces", help="faces folder (default: the platform's data dir)")
-    p.add_argument("--engine", choices=["lite", "inswapper"], help="swap engine (default lite)")
+    p.add_argument("--engine", choices=["lite", "inswapper", "remote"], help="swap engine (default lite)")
+    p.add_argument("--server", metavar="grpc://HOST:PORT", help="remote engine: the swap server ('vcamswap serve')")
+    p.add_argument("--token-file", metavar="FILE", help="remote engine: a file holding the server's shared token")
+    p.add_argument("--remote-fallback", choices=["passthrough", "lite"],
+                   help="remote engine: while the server is away pass frames through or swap with lite")
+    p.add_argument("--remote-codec", metavar="raw|jpeg:Q", help="remote engine: how crops travel (default raw)")
+    p.add_argument("--remote-in-flight", type=count_arg, metavar="N", help="remote engine: swaps in flight (default 4)")
+    p.add_argument("--server-ca", metavar="PEM", help="remote engine: CA of the server's TLS certificate (grpcs://)")
     p.add_argument(
         "--output", action="append", help="vcam | preview | mjpeg[:PORT] | FILE.mp4 (repeatable; default vcam)"
     )

@@ -97,6 +97,12 @@ class Settings:
     hotkeys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
     label: str | None = None  # the disclosure label's text; None or "" = no label
     audio_sync: str = "auto"  # Swap Mic: "auto" (follow the video's latency), "off", or a fixed delay in ms
+    server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT
+    token_file: str | None = None  # a file holding the swap server's shared token
+    remote_fallback: str = "passthrough"  # while the server is away: "passthrough" or "lite"
+    remote_codec: str = "raw"  # how crops travel: "raw" or "jpeg:QUALITY" (raw measured cheaper; docs/remote.md)
+    remote_in_flight: int = 4  # swaps kept in flight to the server, so fps does not follow the round trip
+    server_ca: str | None = None  # PEM file of the CA that signed the server's TLS certificate (grpcs://)
 
     def faces_dir(self) -> Path:
         return Path(self.faces).expanduser() if self.faces else default_faces_dir()
@@ -134,7 +140,8 @@ _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str,
+    "label": str, "audio_sync": str, "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
+    "remote_in_flight": int, "server_ca": str,
 }
 _KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list of strings", dict: "a table of strings"}
@@ -159,6 +166,17 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         check_fps(value, f"{origin}: {key!r}")
     if name in ("width", "height") and not 16 <= value <= 7680:
         raise SettingsError(f"{origin}: {key!r} must be 16 to 7680 pixels, not {value}")
+    if name == "remote_fallback" and value not in ("passthrough", "lite"):
+        raise SettingsError(f"{origin}: {key!r} must be passthrough or lite, not {value!r}")
+    if name == "remote_in_flight" and not 1 <= value <= 32:
+        raise SettingsError(f"{origin}: {key!r} must be 1 to 32, not {value}")
+    if name == "remote_codec":
+        from vcamswap.engines.remote.codec import CodecError, parse_codec
+
+        try:
+            parse_codec(value)
+        except CodecError as e:
+            raise SettingsError(f"{origin}: {e}") from None
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value

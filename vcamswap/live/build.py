@@ -41,6 +41,10 @@ def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
 def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.engine == "lite":
         return {}
+    if settings.engine == "remote":
+        return {"server": settings.server, "token_file": settings.token_file, "fallback": settings.remote_fallback,
+                "codec_name": settings.remote_codec, "in_flight": settings.remote_in_flight,
+                "ca_file": settings.server_ca}
     return {"models_dir": settings.models_dir(), "provider": settings.provider}
 
 

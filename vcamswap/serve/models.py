@@ -54,12 +54,12 @@ class Handlers:
         self.engine = engine
         self.cache = LatentCache()
 
-    def source(self, crop: np.ndarray, digest: np.ndarray) -> dict[str, np.ndarray]:
-        """crop (N,112,112,3) uint8, digest (N,1) bytes -> latent (N,512)."""
+    def source(self, crop: np.ndarray) -> dict[str, np.ndarray]:
+        """crop (N,112,112,3) uint8 -> latent (N,512), cached by the crop's digest (the client's key too)."""
         out = np.empty((len(crop), codec.LATENT_SIZE), np.float32)
         for i in range(len(crop)):
             aligned = codec.check_crop(crop[i], codec.ARC_SIZE)
-            key = bytes(digest[i].reshape(-1)[0]) or aligned.tobytes()
+            key = codec.digest(aligned).encode()
             out[i] = self.cache.get(key, lambda a=aligned: latent_of(self.engine.embed_aligned(a), self.engine.emap))
         return {"latent": out}
 
@@ -70,16 +70,17 @@ class Handlers:
             out[i] = self.engine.swap_crop(codec.check_crop(crop[i]), _latent(latent[i]))
         return {"swapped": out}
 
-    def swap_jpeg(self, crop: np.ndarray, latent: np.ndarray, quality: np.ndarray) -> dict[str, np.ndarray]:
-        """crop (N,1) JPEG bytes, latent (N,512), quality (N,1) -> swapped (N,1) JPEG bytes."""
-        out = np.empty((len(crop), 1), object)
-        for i in range(len(crop)):
-            q = int(quality[i].reshape(-1)[0])
+    def swap_jpeg(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Per request: crop (L,) JPEG bytes as uint8, latent (1,512), quality (1,) -> swapped (M,) JPEG bytes."""
+        answers = []
+        for r in requests:
+            q = int(r["quality"].reshape(-1)[0])
             if not 1 <= q <= 100:
                 raise codec.CodecError(f"JPEG quality {q} is not 1 to 100")
-            image = codec.decode_jpeg(bytes(crop[i].reshape(-1)[0]))
-            out[i, 0] = codec.encode_jpeg(self.engine.swap_crop(image, _latent(latent[i])), q)
-        return {"swapped": out}
+            image = codec.decode_jpeg(r["crop"].tobytes())
+            data = codec.encode_jpeg(self.engine.swap_crop(image, _latent(r["latent"])), q)
+            answers.append({"swapped": np.frombuffer(data, np.uint8)})
+        return answers
 
 
 def _latent(row: np.ndarray) -> np.ndarray:
@@ -101,13 +102,15 @@ def bind(triton: Any, engine: InswapperEngine, max_batch: int = MAX_BATCH,
     crop_t = Tensor(name="crop", dtype=np.uint8, shape=(size, size, 3))
     latent_t = Tensor(name="latent", dtype=np.float32, shape=(codec.LATENT_SIZE,))
     triton.bind(model_name=codec.SOURCE_MODEL, infer_func=batch(h.source),
-                inputs=[Tensor(name="crop", dtype=np.uint8, shape=(arc, arc, 3)),
-                        Tensor(name="digest", dtype=np.bytes_, shape=(1,))],
+                inputs=[Tensor(name="crop", dtype=np.uint8, shape=(arc, arc, 3))],
                 outputs=[latent_t], config=config, strict=True)
     triton.bind(model_name=codec.SWAP_MODEL, infer_func=batch(h.swap), inputs=[crop_t, latent_t],
                 outputs=[Tensor(name="swapped", dtype=np.uint8, shape=(size, size, 3))], config=config, strict=True)
-    triton.bind(model_name=codec.SWAP_JPEG_MODEL, infer_func=batch(h.swap_jpeg),
-                inputs=[Tensor(name="crop", dtype=np.bytes_, shape=(1,)), latent_t,
+    # JPEG sizes differ per request, so those requests are not batched (they decode in Python anyway).
+    triton.bind(model_name=codec.SWAP_JPEG_MODEL, infer_func=h.swap_jpeg,
+                inputs=[Tensor(name="crop", dtype=np.uint8, shape=(-1,)),
+                        Tensor(name="latent", dtype=np.float32, shape=(1, codec.LATENT_SIZE)),
                         Tensor(name="quality", dtype=np.int32, shape=(1,))],
-                outputs=[Tensor(name="swapped", dtype=np.bytes_, shape=(1,))], config=config, strict=False)
+                outputs=[Tensor(name="swapped", dtype=np.uint8, shape=(-1,))], config=ModelConfig(batching=False),
+                strict=True)
     return [codec.SOURCE_MODEL, codec.SWAP_MODEL, codec.SWAP_JPEG_MODEL]

@@ -98,6 +98,7 @@ def pytriton_problem() -> str | None:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton binds: a restart may follow a crash
         try:
             s.bind((host, port))
         except OSError:

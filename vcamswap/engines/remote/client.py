@@ -9,6 +9,7 @@ Thread-safe: tritonclient's gRPC client may be used from many threads for unary 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.2, 1.0  # seconds between probes; the cap keeps a
 PROBE_TIMEOUT = 1.0
 DEFAULT_PORT = 8001
 # Codes that mean "the server (or the path to it) is away": reconnect. Any other is a refused request.
-DOWN_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL")
+DOWN_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
 class RemoteError(Exception):
@@ -80,7 +81,11 @@ def error_line(e: Exception) -> tuple[bool, str]:
     """(server away?, one line) for a tritonclient error."""
     status = str(getattr(e, "status", lambda: "")() or "")
     message = getattr(e, "message", lambda: str(e))() or str(e)
-    text = " ".join(str(message).split())[:200]
+    text = " ".join(str(message).split())
+    raised = re.findall(r"\b\w+(?:Error|Exception): (.+?)(?= \w+(?:Error|Exception): |$)", text)
+    if "Traceback" in text and raised:  # a server-side exception: its own last message, not the traceback
+        text = raised[-1]
+    text = text[:200]
     down = any(status.endswith(code) for code in DOWN_CODES) or "failed to connect" in text.lower()
     if "restricted" in text.lower() or "access-token" in text.lower() or status.endswith("PERMISSION_DENIED"):
         return False, "the server refused the token (give the server's token with --token-file)"

@@ -3,18 +3,19 @@
 The wire contract shared by the client (engines.remote) and the server (vcamswap.serve):
 
 * `vcamswap_source`: `crop` UINT8 [112,112,3] (the source face aligned to the ArcFace template, BGR) ->
-  `latent` FP32 [512], the swap model's source input.
+  `latent` FP32 [512], the swap model's source input; both sides key it by `digest(crop)`.
 * `vcamswap_swap` (raw): `crop` UINT8 [128,128,3] BGR + `latent` FP32 [512] -> `swapped` UINT8 [128,128,3].
-* `vcamswap_swap_jpeg`: `crop` BYTES [1] (a JPEG of the crop) + `latent` + `quality` INT32 [1] ->
-  `swapped` BYTES [1] (a JPEG at that quality). Served by `vcamswap serve` only (a repository exported for
-  the stock Triton container has no Python to decode images).
+* `vcamswap_swap_jpeg`: `crop` UINT8 [-1] (the bytes of a JPEG of the crop) + `latent` FP32 [1,512] +
+  `quality` INT32 [1] -> `swapped` UINT8 [-1] (a JPEG at that quality). Not batched (sizes differ per
+  request); served by `vcamswap serve` only (an exported repository has no Python to decode images).
 
-Every model is batched: the client sends a leading batch dimension of 1, the server's dynamic batcher
+The raw models are batched: the client sends a leading batch dimension of 1, the server's dynamic batcher
 joins requests of several clients into one model call.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import cv2
@@ -81,3 +82,8 @@ def check_crop(crop: np.ndarray, size: int = SWAP_SIZE) -> np.ndarray:
     if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
         raise CodecError(f"a crop must be {size}x{size}x3 uint8, got {crop.shape} {crop.dtype}")
     return np.ascontiguousarray(crop)
+
+
+def digest(aligned: np.ndarray) -> str:
+    """The key of a source face on both sides: a hash of its aligned crop."""
+    return hashlib.sha256(np.ascontiguousarray(aligned).tobytes()).hexdigest()[:32]

@@ -11,7 +11,6 @@ swap_many raises EngineError at once (the frame passes through) and the client r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -69,8 +68,7 @@ class RemoteEngine:
         try:
             self.client.check([codec.SOURCE_MODEL, self.codec.model])
         except ServerDown as e:  # it may come later: frames pass through until then
-            log.warning("%s; frames pass through until it answers", e)
-            self.client.mark_down(str(e))
+            self.client.mark_down(str(e).split(": ", 1)[-1])
         except RemoteError as e:
             self.client.close()
             raise EngineUnavailable(f"remote: {e}") from None
@@ -93,7 +91,7 @@ class RemoteEngine:
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> RemoteSource:
         check_bgr(image, "source face", 2)
         aligned = arcface_crop(image, face.kps, codec.ARC_SIZE)
-        source = RemoteSource(aligned, hashlib.sha256(aligned.tobytes()).hexdigest()[:32])
+        source = RemoteSource(aligned, codec.digest(aligned))
         try:
             self.latent(source)
         except EngineError as e:  # the server is away: the latent is asked for again at the first swap
@@ -109,9 +107,7 @@ class RemoteEngine:
                 with self._lock:
                     known = self._latents.get(source.digest)
                 if known is None:
-                    out = self._call(codec.SOURCE_MODEL, [("crop", source.aligned[None]),
-                                                          ("digest", np.array([[source.digest.encode()]], object))],
-                                     "latent")
+                    out = self._call(codec.SOURCE_MODEL, [("crop", source.aligned[None])], "latent")
                     known = np.ascontiguousarray(out.reshape(1, codec.LATENT_SIZE).astype(np.float32))
                     if not np.isfinite(known).all():
                         raise EngineError("the swap server gave no usable latent for this source face")
@@ -142,11 +138,11 @@ class RemoteEngine:
                 return codec.check_crop(out.reshape(out.shape[1:]) if out.ndim == 4 else out)
             except codec.CodecError as e:
                 raise EngineError(f"remote: the server's answer: {e}") from None
-        data = np.array([[codec.encode_jpeg(crop, self.codec.quality)]], object)
-        quality = np.array([[self.codec.quality]], np.int32)
+        data = np.frombuffer(codec.encode_jpeg(crop, self.codec.quality), np.uint8)
+        quality = np.array([self.codec.quality], np.int32)
         out = self._call(codec.SWAP_JPEG_MODEL, [("crop", data), ("latent", lat), ("quality", quality)], "swapped")
         try:
-            return codec.decode_jpeg(bytes(out.reshape(-1)[0]))
+            return codec.decode_jpeg(out.astype(np.uint8).tobytes())
         except codec.CodecError as e:
             raise EngineError(f"remote: the server's answer: {e}") from None
 

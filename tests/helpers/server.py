@@ -1,0 +1,102 @@
+"""A real swap server (`vcamswap serve`, Triton through PyTriton) in its own process, for the remote tests.
+
+It runs from the server's virtual environment (.venv-serve, made by .ci/setup from a Python with a shared
+libpython); tests skip, saying so, only where that environment cannot exist.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_PYTHON = REPO / ".venv-serve" / "bin" / "python"
+READY = "swap server ready"
+
+
+def serve_python() -> Path:
+    """The server's Python, or a skip saying why it is absent."""
+    if SERVE_PYTHON.is_file():
+        return SERVE_PYTHON
+    if not Path("/usr/bin/python3").is_file():
+        pytest.skip("no Python with a shared libpython here (/usr/bin/python3): Triton's Python backend cannot run")
+    pytest.fail(f"{SERVE_PYTHON} is missing: run .ci/setup (it makes the server's environment from /usr/bin/python3)")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Server:
+    models: Path
+    token_file: Path | None
+    host: str = "127.0.0.1"
+    ports: list[int] = field(default_factory=lambda: free_ports(3))
+    extra: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", NAME)
+    proc: subprocess.Popen[str] | None = None
+    log: list[str] = field(default_factory=list)
+    ready_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"grpc://{self.host}:{self.ports[0]}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[2]}/metrics"
+
+    def start(self, timeout: float = 150.0) -> Server:
+        cmd = [*self.prefix, str(serve_python()), "-m", "vcamswap", "serve", "--models", str(self.models),
+               "--listen", f"{self.host}:{self.ports[0]}", "--http-port", str(self.ports[1]),
+               "--metrics-port", str(self.ports[2]), *self.extra]
+        if self.token_file is not None:
+            cmd += ["--token-file", str(self.token_file)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        ready = threading.Event()
+        threading.Thread(target=self._read, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise AssertionError("the swap server did not start:\n" + "\n".join(self.log[-30:]))
+        self.ready_at = time.monotonic()
+        return self
+
+    def _read(self, ready: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.log.append(line.rstrip())
+            if READY in line:
+                ready.set()
+        ready.set()
+
+    def kill(self) -> None:
+        """Kill the whole process group at once, as a crash or a pulled cable would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()

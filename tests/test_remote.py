@@ -1,0 +1,319 @@
+"""The remote engine against a real Triton server (`vcamswap serve` through PyTriton) serving the stand-in
+models: the same swap as the local neural engine, the token enforced, two clients batched together, the
+server killed and restarted mid-stream, and pipelining under 80 ms of added round trip (netem)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers.frames import read_frames
+from helpers.pipeline import build
+from helpers.server import Server
+
+from vcamswap.compose.align import align
+from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, create_engine
+from vcamswap.engines.fallback import FallbackEngine
+from vcamswap.engines.inswapper import InswapperEngine, swap_template
+from vcamswap.engines.remote.engine import RemoteEngine
+from vcamswap.faces.analyzer import FaceAnalyzer
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.presets import get_preset
+from vcamswap.types import FaceGeometry, Frame
+
+pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'vcamswap[remote]'")
+
+SOURCE = "faces/single/biden.jpg"
+TARGET = "faces/resolution_ladder/obama-720p.jpg"
+WEBCAM = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vcamswap.modelstore import standins
+
+    out = tmp_path_factory.mktemp("standins")
+    standins.make_all(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("token") / "token"
+    p.write_text(TOKEN + "\n")
+    return p
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path, token_file: Path) -> Iterator[Server]:
+    # A 5 ms queue delay lets the batcher join requests of concurrent clients even on a busy 2-core machine.
+    s = Server(models_dir, token_file, extra=("--queue-delay-us", "5000")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
+
+
+def face_of(analyzer: FaceAnalyzer, image: np.ndarray) -> FaceGeometry:
+    geometry = analyzer(image)
+    assert geometry is not None
+    return geometry
+
+
+def read(media: Path, rel: str) -> np.ndarray:
+    image = cv2.imread(str(media / rel))
+    assert image is not None, rel
+    return image
+
+
+def remote(server: Server, token_file: Path | None, **options: object) -> RemoteEngine:
+    engine = create_engine("remote", server=server.url, token_file=token_file, **options)
+    assert isinstance(engine, RemoteEngine)
+    return engine
+
+
+def target_crop(analyzer: FaceAnalyzer, media: Path) -> tuple[np.ndarray, FaceGeometry]:
+    image = read(media, TARGET)
+    face = face_of(analyzer, image)
+    crop, m = align(image, face.kps, swap_template(128), 128)
+    return crop, face.transformed(m)
+
+
+# ----------------------------------------------------------------------------------------------- the swap
+
+
+def test_remote_swap_equals_the_local_swap_of_the_same_crop(
+    server: Server, token_file: Path, models_dir: Path, analyzer: FaceAnalyzer, media: Path
+) -> None:
+    local = InswapperEngine(models_dir, provider="cpu", threads=1)
+    engine = remote(server, token_file)
+    source_image = read(media, SOURCE)
+    source_face = face_of(analyzer, source_image)
+    lsrc, rsrc = local.prepare_source(source_image, source_face), engine.prepare_source(source_image, source_face)
+    assert rsrc.latent is not None
+    np.testing.assert_allclose(rsrc.latent, lsrc.latent, atol=1e-5)
+    crop, face = target_crop(analyzer, media)
+    preset = get_preset("balanced")
+    want = local.swap(crop, face, lsrc, preset)
+    got = engine.swap_many([SwapItem(crop, face, rsrc)], preset)[0]
+    assert np.array_equal(got.crop, want.crop)
+    assert np.array_equal(got.mask, want.mask)
+    assert float(np.abs(got.crop.astype(int) - crop.astype(int)).mean()) > 5  # the swap changed the crop
+    # The same source again: the latent comes from memory, the same object as before.
+    assert engine.prepare_source(source_image, source_face).latent is rsrc.latent
+    jpeg = remote(server, token_file, codec_name="jpeg:90").swap(crop, face, rsrc, preset)
+    assert float(np.abs(jpeg.crop.astype(int) - want.crop.astype(int)).mean()) < 3.0
+    engine.close()
+
+
+def test_bad_crops_are_one_line_engine_errors(server: Server, token_file: Path, analyzer: FaceAnalyzer,
+                                              media: Path) -> None:
+    engine = remote(server, token_file)
+    source_image = read(media, SOURCE)
+    src = engine.prepare_source(source_image, face_of(analyzer, source_image))
+    crop, face = target_crop(analyzer, media)
+    with pytest.raises(EngineError, match=r"128x128x3 uint8") as e:
+        engine.swap(crop[:64], face, src, get_preset("fast"))
+    assert "\n" not in str(e.value)
+    assert engine.swap(crop, face, src, get_preset("fast")).crop.shape == (128, 128, 3)  # still served
+
+
+# ----------------------------------------------------------------------------------------------- the token
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+def test_a_missing_or_wrong_token_is_refused_in_one_line(server: Server, tmp_path: Path, token: str | None) -> None:
+    token_file = None
+    if token is not None:
+        token_file = tmp_path / "token"
+        token_file.write_text(token)
+    with pytest.raises(EngineUnavailable) as e:
+        create_engine("remote", server=server.url, token_file=token_file)
+    assert "refused the token" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_run_refuses_a_missing_token_in_one_line(server: Server, media: Path, tmp_path: Path) -> None:
+    from helpers.cli import run_cli
+
+    out = tmp_path / "out.mp4"
+    r = run_cli("run", "--engine", "remote", "--server", server.url, "--input", str(media / WEBCAM),
+                "--output", str(out), "--max-frames", "3", "--no-adaptive", timeout=120)
+    lines = [x for x in r.stderr.splitlines() if "refused the token" in x]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------- two clients
+
+
+def _metric(text: str, name: str, model: str) -> float:
+    m = re.search(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M)
+    assert m, f"{name} for {model} not in the metrics"
+    return float(m.group(1))
+
+
+def test_two_clients_at_once_are_both_served_in_shared_batches(
+    server: Server, token_file: Path, analyzer: FaceAnalyzer, media: Path
+) -> None:
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    req0 = _metric(text, "nv_inference_request_success", "vcamswap_swap")
+    exe0 = _metric(text, "nv_inference_exec_count", "vcamswap_swap")
+    clients = [remote(server, token_file), remote(server, token_file)]
+    source_image = read(media, SOURCE)
+    source_face = face_of(analyzer, source_image)
+    sources = [c.prepare_source(source_image, source_face) for c in clients]
+    crop, face = target_crop(analyzer, media)
+    preset = get_preset("fast")
+    per_client = 24
+
+    def work(i: int) -> np.ndarray:
+        c = clients[i % 2]
+        return c.swap_many([SwapItem(crop, face, sources[i % 2])], preset)[0].crop
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 4 in flight per client, as the live loop keeps them
+        results = list(pool.map(work, range(2 * per_client)))
+    assert all(np.array_equal(r, results[0]) for r in results)
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    requests = _metric(text, "nv_inference_request_success", "vcamswap_swap") - req0
+    executions = _metric(text, "nv_inference_exec_count", "vcamswap_swap") - exe0
+    assert requests == 2 * per_client
+    assert executions < requests, "no two requests were ever joined in one model call"
+
+
+# ----------------------------------------------------------------------------------------------- pipelining
+
+
+def _netns_with_netem(name: str) -> str | None:
+    """Make network namespace `name` with 40 ms of netem on its loopback (80 ms round trip); why not, or None."""
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "ip/tc (iproute2) are not installed"
+    steps = [["ip", "netns", "add", name], ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+             ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "40ms"]]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            return f"{' '.join(cmd[:3])}... failed: {r.stderr.strip() or r.returncode}"
+    return None
+
+
+PIPELINE_PROBE = """
+import json, sys, time
+from vcamswap.engines.remote.measure import pipelined_rate
+print(json.dumps(pipelined_rate(sys.argv[1], sys.argv[2], seconds=4.0, in_flight=int(sys.argv[3]))))
+"""
+
+
+def test_pipelining_keeps_the_clip_fps_with_80ms_round_trip(models_dir: Path, token_file: Path,
+                                                            tmp_path: Path) -> None:
+    name = f"vcs-remote-{int(time.time() * 1000) % 10**8}"
+    why = _netns_with_netem(name)
+    if why:
+        pytest.skip(f"no netem in a network namespace here ({why})")
+    try:
+        prefix = ("ip", "netns", "exec", name)
+        srv = Server(models_dir, token_file, prefix=prefix).start()
+        try:
+            import json
+
+            out = {}
+            for in_flight in (1, 4):
+                r = subprocess.run([*prefix, sys.executable, "-c", PIPELINE_PROBE, srv.url, str(token_file),
+                                    str(in_flight)], capture_output=True, text=True, timeout=120)
+                assert r.returncode == 0, r.stderr
+                out[in_flight] = json.loads(r.stdout.strip().splitlines()[-1])
+        finally:
+            srv.stop()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    assert out[1]["rtt_ms_p50"] >= 75, out  # the delay is really there
+    assert out[1]["swaps_per_s"] < 14, out  # one at a time: bound by the round trip
+    assert out[4]["swaps_per_s"] >= 30, out  # four in flight: the clip's 30 fps
+
+
+def test_the_server_refuses_off_loopback_without_tls_or_token(models_dir: Path) -> None:
+    from helpers.server import serve_python
+
+    py = serve_python()
+    r = subprocess.run([str(py), "-m", "vcamswap", "serve", "--models", str(models_dir), "--listen", "0.0.0.0:18991"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--tls CERT KEY" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([str(py), "-m", "vcamswap", "serve", "--models", str(models_dir), "--listen", "0.0.0.0:18991",
+                        "--insecure"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "token" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_server_on_a_python_without_shared_libpython_says_so_in_one_line(models_dir: Path) -> None:
+    import sysconfig
+
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        pytest.skip("this test Python has a shared libpython")
+    r = subprocess.run([sys.executable, "-m", "vcamswap", "serve", "--models", str(models_dir), "--listen",
+                        "127.0.0.1:18992"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "shared libpython" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------- the server goes away
+
+
+def test_killing_the_server_mid_stream_keeps_publishing_and_resumes(
+    server: Server, token_file: Path, media: Path, detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path
+) -> None:
+    """Last in the module: it kills the module's server and starts it again on the same ports."""
+    remote_engine = remote(server, token_file)
+    engine = FallbackEngine(remote_engine, create_engine("lite"))
+    driven = build(engine, detector, mesh, tmp_path / "faces", str(media / SOURCE), preset="fast")
+    frames = read_frames(media / WEBCAM, 40)
+    state: dict[str, float] = {}
+
+    def step(i: int) -> tuple[bool, int]:
+        t0 = time.perf_counter()
+        result = driven.process(Frame(frames[i % len(frames)], i, t0))
+        state["worst"] = max(state.get("worst", 0.0), time.perf_counter() - t0)
+        return result.swapped, engine.crop_size(get_preset("fast"))
+
+    assert step(0) == (True, 128)  # swapped by the server
+    i = 1
+    server.kill()
+    t_kill = time.monotonic()
+    sizes = set()
+    while time.monotonic() - t_kill < 3.0:  # the stream goes on: lite swaps while the server is away
+        swapped, size = step(i)
+        sizes.add(size)
+        i += 1
+    assert 192 in sizes, "the lite engine never took over"
+    swapped, size = step(i)
+    assert swapped and size == 192
+    # A frame while away never waits on the network.
+    t0 = time.perf_counter()
+    with pytest.raises(EngineError):
+        src = driven.source(driven.controls.snapshot().face or "")
+        assert src is not None
+        crop = np.zeros((128, 128, 3), np.uint8)
+        remote_engine.swap(crop, src.face.geometry, src.payload.remote, get_preset("fast"))
+    assert time.perf_counter() - t0 < 0.1
+    server.start()
+    resumed = None
+    while time.monotonic() - server.ready_at < 6.0:
+        i += 1
+        swapped, size = step(i)
+        if size == 128 and swapped:
+            resumed = time.monotonic() - server.ready_at
+            break
+        time.sleep(0.02)
+    assert resumed is not None and resumed < 3.0, f"resumed after {resumed}"

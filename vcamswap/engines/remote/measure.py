@@ -1,0 +1,67 @@
+"""How many swaps a second the server gives with N requests in flight, and what one costs: the figures that
+choose `remote_in_flight` and `remote_codec`, used by `vcamswap bench` and the tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcamswap.engines.remote import codec
+from vcamswap.engines.remote.engine import RemoteEngine
+
+
+def sample_crop() -> np.ndarray:
+    """A real face at the crop's size: the shipped demo face, resized."""
+    from vcamswap.capture.demo import demo_face
+
+    image = cv2.imread(str(demo_face()))
+    if image is None:
+        raise RuntimeError("the demo face cannot be read")
+    return cv2.resize(image, (codec.SWAP_SIZE, codec.SWAP_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 4.0, in_flight: int = 4,
+                   codec_name: str = "raw") -> dict[str, float]:
+    """Swaps per second with `in_flight` workers calling swap_crop back to back, and the round trips' ms."""
+    engine = RemoteEngine(server, token_file, codec_name=codec_name, in_flight=in_flight, timeout=5.0)
+    crop = sample_crop()
+    latent = np.zeros((1, codec.LATENT_SIZE), np.float32)
+    latent[0, :3] = 1.0 / np.sqrt(3.0)
+    engine.swap_crop(crop, latent)  # warm the channel and the model
+    rtts: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def work() -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                engine.swap_crop(crop, latent)
+            except Exception:  # counted: a rate with failures is not a rate
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                rtts.append((time.perf_counter() - t0) * 1000.0)
+
+    threads = [threading.Thread(target=work) for _ in range(in_flight)]
+    t_start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t_start
+    engine.close()
+    t0 = time.perf_counter()
+    for _ in range(50):
+        payload = codec.encode_jpeg(crop, 90) if codec_name != "raw" else crop.tobytes()
+    encode_ms = (time.perf_counter() - t0) * 1000.0 / 50
+    arr = np.asarray(rtts or [float("nan")])
+    return {"in_flight": float(in_flight), "swaps_per_s": len(rtts) / elapsed, "errors": float(errors[0]),
+            "rtt_ms_p50": float(np.median(arr)), "rtt_ms_p95": float(np.percentile(arr, 95)),
+            "encode_ms": encode_ms, "bytes_up": float(len(payload))}
