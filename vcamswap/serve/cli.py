@@ -13,7 +13,7 @@ def register(sub: Any) -> None:
     p.add_argument("--listen", default="127.0.0.1:8001", metavar="HOST:PORT",
                    help="gRPC address (default 127.0.0.1:8001; off loopback needs --tls or --insecure, and a token)")
     p.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve gRPC over TLS (PEM files)")
-    p.add_argument("--insecure", action="store_true", help="allow plain gRPC off loopback (a trusted network or tunnel)")
+    p.add_argument("--insecure", action="store_true", help="allow plain gRPC off loopback (trusted network, tunnel)")
     p.add_argument("--token-file", help="a file holding the shared token every request must carry")
     p.add_argument("--models", help="models folder (default: the one 'vcamswap models' fills)")
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")

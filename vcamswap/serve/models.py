@@ -8,6 +8,7 @@ per face digest (bounded).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -60,8 +61,11 @@ class Handlers:
         for i in range(len(crop)):
             aligned = codec.check_crop(crop[i], codec.ARC_SIZE)
             key = codec.digest(aligned).encode()
-            out[i] = self.cache.get(key, lambda a=aligned: latent_of(self.engine.embed_aligned(a), self.engine.emap))
+            out[i] = self.cache.get(key, functools.partial(self._latent_of, aligned))
         return {"latent": out}
+
+    def _latent_of(self, aligned: np.ndarray) -> np.ndarray:
+        return latent_of(self.engine.embed_aligned(aligned), self.engine.emap)
 
     def swap(self, crop: np.ndarray, latent: np.ndarray) -> dict[str, np.ndarray]:
         """crop (N,128,128,3) uint8 BGR, latent (N,512) -> swapped (N,128,128,3)."""

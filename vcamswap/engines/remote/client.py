@@ -149,8 +149,8 @@ class Client:
         out = result.as_numpy(output)
         if out is None:
             raise RemoteError(f"{self.address}: the answer holds no {output!r}")
-        array: np.ndarray = out
-        return array
+        answer: np.ndarray = out
+        return answer
 
     def check(self, models: Sequence[str]) -> None:
         """The server is ready, takes the token and serves `models`; ServerDown or RemoteError saying why."""
