@@ -101,7 +101,7 @@ def test_remote_swap_equals_the_local_swap_of_the_same_crop(
     server: Server, token_file: Path, models_dir: Path, analyzer: FaceAnalyzer, media: Path
 ) -> None:
     local = InswapperEngine(models_dir, provider="cpu", threads=1)
-    engine = remote(server, token_file)
+    engine = remote(server, token_file, codec_name="raw")
     source_image = read(media, SOURCE)
     source_face = face_of(analyzer, source_image)
     lsrc, rsrc = local.prepare_source(source_image, source_face), engine.prepare_source(source_image, source_face)
@@ -173,7 +173,7 @@ def test_two_clients_at_once_are_both_served_in_shared_batches(
     text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
     req0 = _metric(text, "nv_inference_request_success", "vcamswap_swap")
     exe0 = _metric(text, "nv_inference_exec_count", "vcamswap_swap")
-    clients = [remote(server, token_file), remote(server, token_file)]
+    clients = [remote(server, token_file, codec_name="raw"), remote(server, token_file, codec_name="raw")]
     source_image = read(media, SOURCE)
     source_face = face_of(analyzer, source_image)
     sources = [c.prepare_source(source_image, source_face) for c in clients]
@@ -217,6 +217,25 @@ import json, sys, time
 from vcamswap.engines.remote.measure import pipelined_rate
 print(json.dumps(pipelined_rate(sys.argv[1], sys.argv[2], seconds=4.0, in_flight=int(sys.argv[3]))))
 """
+
+
+def test_pipelining_through_a_delay_relay_keeps_the_clip_fps_with_80ms_added(server: Server,
+                                                                             token_file: Path) -> None:
+    """The same, everywhere: a TCP relay holds every byte 40 ms each way (real sockets, the real server)."""
+    from vcamswap.engines.remote.measure import pipelined_rate
+    from vcamswap.tools.bench.delay import start_relay
+
+    relay = start_relay("127.0.0.1", server.ports[0], 0.040)
+    try:
+        url = f"grpc://127.0.0.1:{relay.port}"
+        one = pipelined_rate(url, token_file, seconds=3.0, in_flight=1, codec_name="raw")
+        four = pipelined_rate(url, token_file, seconds=3.0, in_flight=4, codec_name="raw")
+    finally:
+        relay.stop.set()
+    assert one["rtt_ms_p50"] >= 80, one  # the delay is really there
+    assert one["swaps_per_s"] < 13, one  # one at a time: bound by the round trip
+    assert four["swaps_per_s"] >= 30, four  # four in flight: the clip's 30 fps
+    assert one["errors"] == four["errors"] == 0
 
 
 def test_pipelining_keeps_the_clip_fps_with_80ms_round_trip(models_dir: Path, token_file: Path,

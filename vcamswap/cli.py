@@ -38,7 +38,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", metavar="FILE", help="remote engine: a file holding the server's shared token")
     p.add_argument("--remote-fallback", choices=["passthrough", "lite"],
                    help="remote engine: while the server is away pass frames through or swap with lite")
-    p.add_argument("--remote-codec", metavar="raw|jpeg:Q", help="remote engine: how crops travel (default raw)")
+    p.add_argument("--remote-codec", metavar="raw|jpeg:Q", help="remote engine: how crops travel (default jpeg:90)")
     p.add_argument("--remote-in-flight", type=count_arg, metavar="N", help="remote engine: swaps in flight (default 4)")
     p.add_argument("--server-ca", metavar="PEM", help="remote engine: CA of the server's TLS certificate (grpcs://)")
     p.add_argument(

@@ -100,7 +100,7 @@ class Settings:
     server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT
     token_file: str | None = None  # a file holding the swap server's shared token
     remote_fallback: str = "passthrough"  # while the server is away: "passthrough" or "lite"
-    remote_codec: str = "raw"  # how crops travel: "raw" or "jpeg:QUALITY" (raw measured cheaper; docs/remote.md)
+    remote_codec: str = "jpeg:90"  # how crops travel: "raw" or "jpeg:QUALITY" (docs/remote.md: 6x fewer bytes)
     remote_in_flight: int = 4  # swaps kept in flight to the server, so fps does not follow the round trip
     server_ca: str | None = None  # PEM file of the CA that signed the server's TLS certificate (grpcs://)
 

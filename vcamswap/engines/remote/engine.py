@@ -45,7 +45,7 @@ class RemoteSource:
 class RemoteEngine:
     name = "remote"
 
-    def __init__(self, server: str | None = None, token_file: str | Path | None = None, codec_name: str = "raw",
+    def __init__(self, server: str | None = None, token_file: str | Path | None = None, codec_name: str = "jpeg:90",
                  in_flight: int = DEFAULT_IN_FLIGHT, timeout: float = DEFAULT_TIMEOUT, ca_file: str | None = None,
                  **_ignored: object) -> None:
         if not server:
@@ -71,7 +71,10 @@ class RemoteEngine:
             self.client.mark_down(str(e).split(": ", 1)[-1])
         except RemoteError as e:
             self.client.close()
-            raise EngineUnavailable(f"remote: {e}") from None
+            hint = ""
+            if self.codec.kind == "jpeg" and "does not serve" in str(e):
+                hint = "; a repository exported for the stock container takes raw crops: --remote-codec raw"
+            raise EngineUnavailable(f"remote: {e}{hint}") from None
         log.info("remote engine: %s (%s crops, %d in flight)", self.address, self.codec, self.in_flight)
 
     # -- Engine protocol

@@ -59,9 +59,38 @@ def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 
     engine.close()
     t0 = time.perf_counter()
     for _ in range(50):
-        payload = codec.encode_jpeg(crop, 90) if codec_name != "raw" else crop.tobytes()
+        c = codec.parse_codec(codec_name)
+        payload = codec.encode_jpeg(crop, c.quality) if c.kind == "jpeg" else crop.tobytes()
     encode_ms = (time.perf_counter() - t0) * 1000.0 / 50
     arr = np.asarray(rtts or [float("nan")])
     return {"in_flight": float(in_flight), "swaps_per_s": len(rtts) / elapsed, "errors": float(errors[0]),
             "rtt_ms_p50": float(np.median(arr)), "rtt_ms_p95": float(np.percentile(arr, 95)),
             "encode_ms": encode_ms, "bytes_up": float(len(payload))}
+
+
+def server_stats(server: str, token_file: str | Path | None, model: str = codec.SWAP_MODEL) -> dict[str, object]:
+    """Triton's own figures for `model`: requests, model calls, mean queue and compute ms, and how many calls
+    ran at each batch size (several clients' crops joined in one call)."""
+    import tritonclient.grpc as grpcclient
+
+    from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
+
+    address = parse_server(server)
+    token = read_token(token_file)
+    c = grpcclient.InferenceServerClient(address.target, ssl=address.tls)
+    try:
+        stats = c.get_inference_statistics(model, headers={TOKEN_HEADER: token} if token else None, as_json=True,
+                                           client_timeout=5.0)
+    finally:
+        c.close()
+    m = stats["model_stats"][0]
+    inf = m["inference_stats"]
+    n = max(int(inf["success"].get("count", 0)), 1)
+
+    def ms(key: str) -> float:
+        return int(inf[key].get("ns", 0)) / n / 1e6
+
+    batches = {int(b["batch_size"]): int(b["compute_infer"].get("count", 0)) for b in m.get("batch_stats", [])}
+    return {"requests": int(m.get("inference_count", 0)), "executions": int(m.get("execution_count", 0)),
+            "queue_ms": ms("queue"), "compute_ms": ms("compute_input") + ms("compute_infer") + ms("compute_output"),
+            "batch_sizes": dict(sorted(batches.items()))}

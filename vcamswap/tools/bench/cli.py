@@ -37,7 +37,14 @@ log = logging.getLogger("vcamswap.bench")
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed, steadiness and identity of engines and presets on a clip")
     p.add_argument("--input", required=True, help="a video file (a real face; see docs/presets.md)")
-    p.add_argument("--engine", action="append", choices=["lite", "inswapper"], help="repeatable (default lite)")
+    p.add_argument("--engine", action="append", choices=["lite", "inswapper", "remote"],
+                   help="repeatable (default lite)")
+    p.add_argument("--server", help="remote engine: grpc://HOST:PORT of 'vcamswap serve'")
+    p.add_argument("--token-file", help="remote engine: the server's token")
+    p.add_argument("--remote-codec", default="jpeg:90", help="remote engine: raw or jpeg:Q in the pipeline passes")
+    p.add_argument("--remote-in-flight", type=int, default=4, help="remote engine: requests in flight (default 4)")
+    p.add_argument("--delay-ms", type=delays_arg, metavar="MS,MS,...",
+                   help="remote engine: delays added each way, one pass each (e.g. 0,40,100)")
     p.add_argument("--preset", action="append", choices=list(PRESET_NAMES), help="repeatable (default all)")
     p.add_argument("--frames", type=int, default=300, help="frames per pass (default 300, at most the file's)")
     p.add_argument("--realtime", action="store_true", help="also run paced like a camera: output fps, latency")
@@ -57,11 +64,24 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def delays_arg(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole milliseconds, e.g. 0,40,100") from None
+    if any(not 0 <= v <= 5000 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each delay must be 0 to 5000 ms")
+    return values
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from vcamswap.capture.demo import demo_face
 
     if args.frames < WARMUP_FRAMES + 5:
         print(f"vcamswap: error: --frames must be at least {WARMUP_FRAMES + 5}", file=sys.stderr)
+        return 2
+    if "remote" in (args.engine or []) and not args.server:
+        print("vcamswap: error: --engine remote needs --server grpc://HOST:PORT", file=sys.stderr)
         return 2
     tracking = {"on": [True], "off": [False], "both": [True, False]}[args.tracking]
     opts = BenchOptions(
@@ -79,6 +99,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         adaptive=args.adaptive,
         repeat=max(1, args.repeat),
         steady_frames=args.steady_frames,
+        remote={"server": args.server, "token_file": args.token_file, "codec_name": args.remote_codec,
+                "in_flight": args.remote_in_flight} if args.server else None,
+        delays=args.delay_ms,
     )
     results, meta = run_bench(opts, lambda line: print(line, flush=True))
     if args.json:

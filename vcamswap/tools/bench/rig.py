@@ -90,11 +90,15 @@ class EngineSetup:
     detector_for: Callable[[Preset], FaceDetector | None]
 
 
-def make_engine(name: str, models: str | None, provider: str | None, blaze: FaceDetector) -> EngineSetup:
+def make_engine(name: str, models: str | None, provider: str | None, blaze: FaceDetector,
+                remote: dict[str, object] | None = None) -> EngineSetup:
     from vcamswap.engines import EngineUnavailable, create_engine
 
     if name == "lite":
         engine = create_engine("lite")
+        return EngineSetup(engine, False, engine.make_detector)
+    if name == "remote":  # no fallback to lite: a bench of the remote engine measures the server or fails
+        engine = create_engine("remote", **(remote or {}))
         return EngineSetup(engine, False, engine.make_detector)
     options: dict[str, object] = {"provider": provider}
     if models:

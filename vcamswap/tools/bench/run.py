@@ -53,6 +53,8 @@ class BenchOptions:
     adaptive: bool = False
     repeat: int = 1
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
+    remote: dict[str, object] | None = None  # the remote engine's options (server, token_file, codec_name, ...)
+    delays: list[int] | None = None  # ms added each way to the remote engine's requests, one pass each
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -84,12 +86,16 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         steady_frames = min(steady_frames, file_frames)
     fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh)
     items: list[tuple[EngineSetup, Config]] = []
+    servers: dict[str, str] = {}  # remote variant's label -> the address its requests go to (a delay relay)
     for engine_name in opts.engines:
-        setup = make_engine(engine_name, opts.models, opts.provider, blaze)
-        if setup.random_weights:
-            notes.append(RANDOM_NOTE)
-            emit(f"note: {RANDOM_NOTE}")
-        items += [(setup, Config(engine_name, p, t)) for p in opts.presets for t in opts.tracking]
+        for label, remote in _variants(engine_name, opts):
+            setup = make_engine(engine_name, opts.models, opts.provider, blaze, remote)
+            if remote:
+                servers[label] = str(remote["server"])
+            if setup.random_weights:
+                notes.append(RANDOM_NOTE)
+                emit(f"note: {RANDOM_NOTE}")
+            items += [(setup, Config(label, p, t)) for p in opts.presets for t in opts.tracking]
     results = {config: RunResult(config) for _, config in items}
     sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
     source_image = face.library.get(face.name).image  # type: ignore[union-attr]
@@ -159,7 +165,65 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         },
         "notes": notes,
     }
+    if "remote" in opts.engines and opts.remote:
+        meta["remote"] = {label: remote_figures({**opts.remote, "server": server}, emit, label)
+                          for label, server in servers.items()}
+        meta["remote_delay"] = ("added with a TCP relay holding every byte the given ms each way (round trip + 2x); "
+                                "the pipeline passes swap one request at a time, the swaps/s figures keep N in flight")
     return list(results.values()), meta
+
+
+def _variants(engine: str, opts: BenchOptions) -> list[tuple[str, dict[str, object] | None]]:
+    """One (label, remote options) per added delay for the remote engine; the engine itself otherwise."""
+    if engine != "remote" or not opts.remote:
+        return [(engine, None)]
+    from vcamswap.engines.remote.client import parse_server
+    from vcamswap.tools.bench.delay import start_relay
+
+    address = parse_server(str(opts.remote["server"]))
+    out: list[tuple[str, dict[str, object] | None]] = []
+    for ms in opts.delays or [0]:
+        server = str(address)
+        if ms > 0:
+            relay = start_relay(address.host, address.port, ms / 1000.0)
+            server = f"{'grpcs' if address.tls else 'grpc'}://127.0.0.1:{relay.port}"
+        out.append((f"remote+{ms}ms" if opts.delays else "remote", {**opts.remote, "server": server}))
+    return out
+
+
+def remote_figures(remote: dict[str, object], emit: Callable[[str], None], label: str = "remote") -> dict[str, object]:
+    """Swaps/s with one and with N requests in flight per codec, the round trip's parts, the server's batches.
+
+    The pipeline passes above swap one request at a time; these say what keeping `in_flight` requests going
+    gives, whatever the round trip."""
+    from vcamswap.engines.remote.measure import pipelined_rate, server_stats
+
+    server, token = str(remote["server"]), remote.get("token_file")
+    token_file = str(token) if token else None
+    n = int(str(remote.get("in_flight") or 4))
+    out: dict[str, object] = {}
+    for codec_name in ("raw", "jpeg:90"):
+        for k in sorted({1, n}):
+            before = server_stats(server, token_file, _model_of(codec_name))
+            r = pipelined_rate(server, token_file, seconds=4.0, in_flight=k, codec_name=codec_name)
+            after = server_stats(server, token_file, _model_of(codec_name))
+            calls = int(str(after["executions"])) - int(str(before["executions"]))
+            reqs = int(str(after["requests"])) - int(str(before["requests"]))
+            r["server_ms"] = float(str(after["compute_ms"])) + float(str(after["queue_ms"]))
+            r["network_ms_p50"] = r["rtt_ms_p50"] - r["server_ms"] - r["encode_ms"]
+            r["mean_batch"] = reqs / max(calls, 1)
+            out[f"{codec_name} x{k}"] = {**r, "batch_sizes": after["batch_sizes"]}
+            emit(f"{label} {codec_name}, {k} in flight: {r['swaps_per_s']:.1f} swaps/s, round trip p50 "
+                 f"{r['rtt_ms_p50']:.1f} ms p95 {r['rtt_ms_p95']:.1f} ms (encode {r['encode_ms']:.2f} ms, server "
+                 f"{r['server_ms']:.1f} ms, network {r['network_ms_p50']:.1f} ms), {r['bytes_up']:.0f} B up, "
+                 f"mean batch {r['mean_batch']:.2f}")
+    return out
+
+
+def _model_of(codec_name: str) -> str:
+    from vcamswap.engines.remote.codec import parse_codec
+
+    return parse_codec(codec_name).model
 
 
 def _load_average() -> float:
