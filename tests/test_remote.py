@@ -158,6 +158,27 @@ def test_run_refuses_a_missing_token_in_one_line(server: Server, media: Path, tm
     assert "Traceback" not in r.stderr
 
 
+def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token_file: Path, tmp_path: Path) -> None:
+    from helpers.server import free_ports
+
+    from vcamswap.engines.remote.checks import check_remote
+    from vcamswap.settings import Settings
+    from vcamswap.tools.doctor import Context
+
+    def lines(**settings: object) -> list[str]:
+        out = check_remote(Context(Settings(engine="remote", **settings), tmp_path / "s.toml"))  # type: ignore[arg-type]
+        return [("ok " if x.ok else "problem ") + x.text for x in out]
+
+    assert lines(server=server.url, token_file=str(token_file), remote_codec="raw") == [
+        f"ok {server.url} answers, takes the token and serves vcamswap_swap (raw crops)"]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope")
+    (line,) = lines(server=server.url, token_file=str(wrong))
+    assert line.startswith("problem") and "refused the token" in line
+    (line,) = lines(server=f"grpc://127.0.0.1:{free_ports(1)[0]}", token_file=str(token_file))
+    assert line.startswith("problem") and "127.0.0.1" in line
+
+
 # ----------------------------------------------------------------------------------------------- two clients
 
 

@@ -69,11 +69,12 @@ def collect() -> list[Check]:
     from vcamswap.capture.checks import check_cameras
     from vcamswap.daemon.checks import CHECKS as DAEMON_CHECKS
     from vcamswap.engines.checks import check_engines, check_providers
+    from vcamswap.engines.remote.checks import check_remote, check_serve
     from vcamswap.faces.checks import check_faces
     from vcamswap.outputs.checks import check_virtual_camera
 
-    return [check_settings, check_cameras, check_virtual_camera, check_engines, check_providers, check_faces,
-            *DAEMON_CHECKS, *CHECKS]
+    return [check_settings, check_cameras, check_virtual_camera, check_engines, check_providers, check_remote,
+            check_serve, check_faces, *DAEMON_CHECKS, *CHECKS]
 
 
 CHECKS: list[Check] = []  # more checks, added with register_check(); they run after the collected ones

@@ -1,0 +1,59 @@
+"""`vcamswap doctor` lines for the remote engine (server reachable, TLS, token, models served) and for
+`vcamswap serve` on this machine (PyTriton present, a Python whose libpython the Triton stub can load)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vcamswap.tools.doctor import Context, Line, first_line
+
+
+def check_remote(ctx: Context) -> Iterable[Line]:
+    s = ctx.settings
+    if s.engine != "remote":
+        return
+    if not s.server:
+        yield Line(False, "remote", "engine 'remote' needs a server",
+                   "vcamswap run --engine remote --server grpc://HOST:PORT")
+        return
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError as e:
+        yield Line(False, "remote", f"tritonclient is not importable ({first_line(e)})",
+                   "pip install 'vcamswap[remote]'")
+        return
+    from vcamswap.engines.remote import codec
+    from vcamswap.engines.remote.client import Client, RemoteError, ServerDown, parse_server, read_token
+
+    try:
+        address, token, c = parse_server(s.server), read_token(s.token_file), codec.parse_codec(s.remote_codec)
+    except ValueError as e:
+        yield Line(False, "remote", str(e), "fix the setting or the file")
+        return
+    if not address.tls and address.host not in ("127.0.0.1", "localhost", "::1"):
+        yield Line(False, "remote TLS", f"{address} is plain gRPC off this machine: faces travel unencrypted",
+                   "serve with --tls CERT KEY and use grpcs://, or reach it through a TLS tunnel")
+    client = Client(address, token, timeout=3.0, ca_file=s.server_ca)
+    try:
+        client.check([codec.SOURCE_MODEL, c.model])
+        yield Line(True, "remote", f"{address} answers, takes the token and serves {c.model} ({c} crops)")
+    except ServerDown as e:
+        yield Line(False, "remote", f"{e}", "start 'vcamswap serve' there, or check the address, tunnel and firewall")
+    except RemoteError as e:
+        yield Line(False, "remote", f"{e}", "give the server's token with --token-file" if "token" in str(e) else None)
+    finally:
+        client.close()
+
+
+def check_serve(ctx: Context) -> Iterable[Line]:
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        return  # not a GPU box: nothing to say
+    from vcamswap.serve.server import libpython_problem
+
+    problem = libpython_problem()
+    if problem:
+        yield Line(False, "serve", problem.split("; ", 1)[0], problem.split("; ", 1)[-1])
+    else:
+        yield Line(True, "serve", "PyTriton present; this Python's shared libpython lets Triton's Python backend start")
