@@ -11,7 +11,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from helpers.cli import run_cli
-from helpers.server import SERVE_PYTHON
 
 from vcamswap.compose.align import align
 from vcamswap.engines.inswapper import InswapperEngine, arcface_crop, swap_template
@@ -99,12 +98,3 @@ def test_an_existing_folder_is_never_written_over(models_dir: Path, tmp_path: Pa
     assert r.returncode == 2 and "nothing is overwritten" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
-
-def test_the_bundled_server_loads_the_repository_where_it_has_the_backend(repo: Path) -> None:
-    if not SERVE_PYTHON.is_file():
-        pytest.skip("no server environment (.venv-serve)")
-    backends = sorted(SERVE_PYTHON.parents[1].glob("lib/python3*/site-packages/pytriton/tritonserver/backends/*"))
-    if not any(b.name == "onnxruntime" for b in backends):
-        pytest.skip(f"PyTriton's bundled tritonserver has only the {', '.join(b.name for b in backends)} backend: "
-                    "the exported repository is for the stock Triton container's onnxruntime backend")
-    pytest.fail("the bundled server has an onnxruntime backend: load the repository with it here")

@@ -46,8 +46,8 @@ class RemoteEngine:
     name = "remote"
 
     def __init__(self, server: str | None = None, token_file: str | Path | None = None, codec_name: str = "jpeg:90",
-                 in_flight: int = DEFAULT_IN_FLIGHT, timeout: float = DEFAULT_TIMEOUT, ca_file: str | None = None,
-                 **_ignored: object) -> None:
+                 in_flight: int = DEFAULT_IN_FLIGHT, timeout: float = DEFAULT_TIMEOUT, ca_file: str | None = None
+                 ) -> None:
         if not server:
             raise EngineUnavailable("remote: no server given; pass --server grpc://HOST:PORT (see 'vcamswap serve')")
         try:
