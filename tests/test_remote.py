@@ -154,8 +154,8 @@ def test_run_refuses_a_missing_token_in_one_line(server: Server, media: Path, tm
     r = run_cli("run", "--engine", "remote", "--server", server.url, "--input", str(media / WEBCAM),
                 "--output", str(out), "--max-frames", "3", "--no-adaptive", timeout=120)
     lines = [x for x in r.stderr.splitlines() if "refused the token" in x]
-    assert len(lines) == 1, r.stderr
-    assert "Traceback" not in r.stderr
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("vcamswap: error:"), r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
 
 
 def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token_file: Path, tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
     try:
         return create_engine(settings.engine, **_engine_options(settings))
     except EngineUnavailable as e:
-        if settings.engine == "lite":
+        # remote: a missing server, a refused token or a bad codec is a setting to fix, not a reason to swap
+        # with another engine unasked (a server that is only away is handled while running).
+        if settings.engine in ("lite", "remote"):
             raise
         if warn:
             log.warning("%s; using the lite engine", e)
