@@ -20,7 +20,7 @@ from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.quality import assess
-from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tools.bench.realism import Landmarks68, Measures, measure
 from vcamswap.types import FaceGeometry, Frame
@@ -65,13 +65,13 @@ def stages(
     faces_dir: Path,
     source: str,
     engine: LiteEngine | None = None,
-    occlusion: CameraSkin | None = None,
+    occlusion: OccluderFactory | None = None,
     preset: Preset | None = None,
 ) -> Driven:
     driven = build(engine or LiteEngine(), detector, mesh, faces_dir, str(media_path(source)),
                    adjust=(lambda p: preset) if preset else None)
     if occlusion is not None:
-        driven.pipeline = Pipeline(driven.pipeline.engine, driven.pipeline.tracker, occlusion)
+        driven.pipeline = Pipeline(driven.pipeline.engine, driven.pipeline.tracker, occlusion, realtime=False)
     return driven
 
 
@@ -116,7 +116,7 @@ def test_glasses_and_fringe_of_the_camera_stay(
     for n, clip in enumerate((GLASSES_CLIP, FRINGE_CLIP)):
         kept = measures(swap_clip(stages(detector, mesh, tmp_path / f"k{n}", CLEAR), clip), landmarks)
         erased = measures(
-            swap_clip(stages(detector, mesh, tmp_path / f"e{n}", CLEAR, occlusion=NoOcclusion()), clip), landmarks
+            swap_clip(stages(detector, mesh, tmp_path / f"e{n}", CLEAR, occlusion=NoOcclusion), clip), landmarks
         )
         assert min(m.occluders for m in kept) >= 0.7, [round(m.occluders, 2) for m in kept]
         # Control: without the camera's skin mask, the swap covers the frames and the lenses' edges.
@@ -136,7 +136,7 @@ def test_skin_tone_follows_the_camera_and_no_seam(
 def test_occlusion_mask_is_steady(detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path) -> None:
     """Frame to frame, the camera's skin mask (in face-aligned crop coordinates) barely moves."""
     occlusion = CameraSkin()
-    driven = stages(detector, mesh, tmp_path, CLEAR, occlusion=occlusion)
+    driven = stages(detector, mesh, tmp_path, CLEAR, occlusion=lambda: occlusion)
     masks = []
     for i, image in enumerate(read_frames(media_path(GLASSES_CLIP), FRAMES)):
         driven.process(Frame(image, i, 0.0))

@@ -11,7 +11,7 @@ import numpy as np
 
 from vcamswap.compose.lighting import GRID, relight
 from vcamswap.compose.occlusion import CameraSkin
-from vcamswap.compose.skin import BROWS, protected
+from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, protected
 from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
 
@@ -71,7 +71,9 @@ def finish(
 
     With an engine that says where its crop is the source's skin (`out.skin`) and the camera's points in the
     crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
-    occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched.
+    occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched and
+    the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
+    kept in front.
     """
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
@@ -91,8 +93,15 @@ def finish(
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
-    elif preset.color_match:
-        skin = color_match(skin, crop, out.mask * (1.0 - holes))
+    else:
+        if preset.color_match:
+            skin = color_match(skin, crop, out.mask * (1.0 - holes))
+        if occlusion is not None and points is not None:
+            # An engine that paints the whole face (the neural one): its eyes and lips are the swap's, and
+            # whatever else in the face region is not the camera's skin stays in front.
+            shape = mask.shape
+            face = np.maximum(occlusion(crop, points), protected(points, shape, EYES_AND_LIPS))
+            mask = (mask * face).astype(np.float32)
     if layer is None:
         return SwapOutput(skin, mask)
     img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])

@@ -120,7 +120,7 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
-    return Stages(Pipeline(engine, tracker), library, Sources(library, engine), adaptive)
+    return Stages(Pipeline(engine, tracker, realtime=realtime), library, Sources(library, engine), adaptive)
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:

@@ -119,7 +119,8 @@ class LiveLoop:
             stats.add_stage("output", time.perf_counter() - t1)
             if self.adaptive is not None:  # busy time only: the wait for the camera is not load
                 self.adaptive.observe(time.perf_counter() - t_busy)
-            stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped)
+            stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped, late=result.late,
+                                  stale=result.stale)
             self._last_image = image
             if self.on_frame is not None:
                 self.on_frame(frame, result)
@@ -135,7 +136,7 @@ class LiveLoop:
             if reason not in self._failures:
                 self._failures.add(reason)
                 log.warning("a frame could not be processed (%s); passing frames through", reason)
-            return FrameResult(frame.image, None, False, False)
+            return FrameResult(frame.image)
 
     def _apply_pause(self, paused: bool) -> None:
         if paused != self._paused_applied:

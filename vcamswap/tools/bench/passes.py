@@ -74,6 +74,7 @@ def speed_pass(
     finally:
         capture.stop()
         sinks.close()
+        stages.pipeline.close()
     n = stats.frames
     if realtime and len(stats.publish_t) > 1:
         fps = (len(stats.publish_t) - 1) / (stats.publish_t[-1] - stats.publish_t[0])

@@ -40,10 +40,11 @@ class RecordingStats(Stats):
         self.samples.setdefault(stage, []).append(seconds * 1000.0)
 
     def frame_published(
-        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None
+        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None,
+        late: int = 0, stale: int = 0,
     ) -> None:
         now = time.perf_counter() if t_now is None else t_now
-        super().frame_published(t_capture, swapped, now, dropped)
+        super().frame_published(t_capture, swapped, now, dropped, late, stale)
         self.latencies.append((now - t_capture) * 1000.0)
         self.publish_t.append(now)
 
@@ -134,7 +135,8 @@ class FixedFace:
 
 
 def make_stages(
-    setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool
+    setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool,
+    realtime: bool,
 ) -> tuple[Stages, Controls]:
     """The stages of one configuration, wired by the same build as `run` and the daemon."""
     from vcamswap.live.build import build_stages
@@ -143,6 +145,6 @@ def make_stages(
     controls = Controls(ControlState(face=face.name, preset=config.preset))
     stages = build_stages(
         Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
-        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh),
+        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh), realtime=realtime,
     )
     return stages, controls

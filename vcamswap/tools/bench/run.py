@@ -100,8 +100,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         for setup, config in items:
             if opts.throughput:
                 keep = sample_at if opts.quality and rep == 0 else None
-                data, samples = speed_pass(*make_stages(setup, face, mesh, blaze, config, False), opts.input, frames,
-                                           False, keep)
+                stages = make_stages(setup, face, mesh, blaze, config, False, False)
+                data, samples = speed_pass(*stages, opts.input, frames, False, keep)
                 thr[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
                 if rec is not None and samples:
@@ -110,7 +110,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                     results[config].realism = realism([(x.frame, x.output) for x in samples if x.bbox is not None],
                                                       landmarks)
             if opts.realtime:
-                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive), opts.input,
+                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive, True), opts.input,
                                      frames, True)
                 rt[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: realtime {data.fps:.1f} fps, dropped {data.dropped}")
