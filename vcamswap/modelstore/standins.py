@@ -15,6 +15,16 @@ The real weights cannot ship (non-commercial licences, hundreds of MB), so tests
   test can tell the swap ran and that the source latent was `embedding @ emap` (see `expected_swap`).
   mode="nan" makes every output NaN, mode="constant" a flat grey image.
 
+The optional models:
+
+* `xseg_3.onnx` (occluder): `input` Nx256x256x3 (NHWC, BGR, [0,1]) -> `output` Nx256x256x1 in [0,1], 1 = the
+  face. A face-colour segmenter: a pixel is face when its colour is near the mean colour of the crop's central
+  32x32 (the nose and inner cheeks of an aligned crop), with a soft edge; anything of another colour in front
+  of the face (an object, a sleeve, a microphone) comes out 0. See `expected_occluder`.
+* `gfpgan_1.4.onnx` (enhancer): `input` 1x3x512x512 (NCHW, RGB, [-1,1]) -> `output` the same. It sharpens
+  (unsharp mask, gain ENHANCE_GAIN over a 5x5 mean) inside the square ENHANCE_BOX only and leaves every
+  other pixel exactly as it came, so a test knows where an enhanced crop may differ. See `expected_enhance`.
+
     python models/make_standins.py OUT_DIR
 """
 
@@ -210,6 +220,87 @@ def expected_swap(target_rgb01: np.ndarray, latent: np.ndarray) -> np.ndarray:
     return (1.0 - ALPHA) * target_rgb01 + ALPHA * colour[:, None, None]
 
 
+# ------------------------------------------------------------------------------------------------- occluder
+
+OCCLUDER_INPUT, OCCLUDER_OUTPUT = "input", "output"
+OCCLUDER_SIZE = 256
+OCCLUDER_PATCH = (112, 144)  # rows and columns of the central patch whose mean colour is "the face"
+OCCLUDER_RADIUS = 0.2  # BGR distance (0..1 units) at which a pixel is half face
+OCCLUDER_GAIN = 60.0  # steepness of the edge, per squared distance
+
+
+def occluder_model() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info(OCCLUDER_INPUT, TensorProto.FLOAT, ["batch", OCCLUDER_SIZE, OCCLUDER_SIZE, 3])
+    y = helper.make_tensor_value_info(OCCLUDER_OUTPUT, TensorProto.FLOAT, ["batch", OCCLUDER_SIZE, OCCLUDER_SIZE, 1])
+    lo, hi = OCCLUDER_PATCH
+    inits = [
+        _const("patch_starts", np.array([lo, lo], np.int64)),
+        _const("patch_ends", np.array([hi, hi], np.int64)),
+        _const("patch_axes", np.array([2, 3], np.int64)),
+        _const("channel_axis", np.array([1], np.int64)),
+        _const("radius2", np.array(OCCLUDER_RADIUS**2, np.float32)),
+        _const("gain", np.array(OCCLUDER_GAIN, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Transpose", [OCCLUDER_INPUT], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Slice", ["nchw", "patch_starts", "patch_ends", "patch_axes"], ["patch"]),
+        helper.make_node("ReduceMean", ["patch"], ["face_colour"], axes=[2, 3], keepdims=1),
+        helper.make_node("Sub", ["nchw", "face_colour"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["diff2"]),
+        helper.make_node("ReduceSum", ["diff2", "channel_axis"], ["dist2"], keepdims=1),
+        helper.make_node("Sub", ["radius2", "dist2"], ["margin"]),
+        helper.make_node("Mul", ["margin", "gain"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["face"]),
+        helper.make_node("AveragePool", ["face"], ["soft"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
+                         count_include_pad=0),
+        helper.make_node("Transpose", ["soft"], [OCCLUDER_OUTPUT], perm=[0, 2, 3, 1]),
+    ]
+    return _model(nodes, [x], [y], inits, "xseg_standin")
+
+
+def expected_occluder(bgr01: np.ndarray) -> np.ndarray:
+    """The stand-in's 256x256 face map for one 256x256x3 BGR [0,1] input, before its 5x5 smoothing."""
+    lo, hi = OCCLUDER_PATCH
+    ref = bgr01[lo:hi, lo:hi].reshape(-1, 3).mean(0)
+    dist2 = ((bgr01 - ref) ** 2).sum(-1)
+    return 1.0 / (1.0 + np.exp(-OCCLUDER_GAIN * (OCCLUDER_RADIUS**2 - dist2)))
+
+
+# ------------------------------------------------------------------------------------------------- enhancer
+
+ENHANCER_INPUT, ENHANCER_OUTPUT = "input", "output"
+ENHANCER_SIZE = 512
+ENHANCE_BOX = (160, 352)  # rows and columns (of the 512 input) that the stand-in sharpens
+ENHANCE_GAIN = 1.5
+
+
+def enhancer_model() -> onnx.ModelProto:
+    shape = [1, 3, ENHANCER_SIZE, ENHANCER_SIZE]
+    x = helper.make_tensor_value_info(ENHANCER_INPUT, TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info(ENHANCER_OUTPUT, TensorProto.FLOAT, shape)
+    box = np.zeros((1, 1, ENHANCER_SIZE, ENHANCER_SIZE), np.float32)
+    lo, hi = ENHANCE_BOX
+    box[..., lo:hi, lo:hi] = ENHANCE_GAIN
+    inits = [_const("box_gain", box), _const("lo", np.array(-1.0, np.float32)), _const("hi", np.array(1.0, np.float32))]
+    nodes = [
+        helper.make_node("AveragePool", [ENHANCER_INPUT], ["blur"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
+                         count_include_pad=0),
+        helper.make_node("Sub", [ENHANCER_INPUT, "blur"], ["high"]),
+        helper.make_node("Mul", ["high", "box_gain"], ["boost"]),
+        helper.make_node("Add", [ENHANCER_INPUT, "boost"], ["sharp"]),
+        helper.make_node("Clip", ["sharp", "lo", "hi"], [ENHANCER_OUTPUT]),
+    ]
+    return _model(nodes, [x], [y], inits, "gfpgan_standin")
+
+
+def enhance_region(size: int, margin: int = 0) -> tuple[slice, slice]:
+    """Where, in a `size` crop resized to and from the stand-in's 512, its output may differ from the input;
+    `margin` pixels wider on each side (resampling spreads an edge by a pixel or two)."""
+    lo, hi = (int(v * size / ENHANCER_SIZE) for v in ENHANCE_BOX)
+    span = slice(max(0, lo - margin), min(size, hi + margin))
+    return span, span  # the box is square: the same span of rows and of columns
+
+
 # ------------------------------------------------------------------------------------------------- files
 
 
@@ -228,11 +319,19 @@ def make_all(out_dir: Path, swap_mode: SwapMode = "blend") -> dict[str, Path]:
     }
 
 
+def make_optional(out_dir: Path) -> dict[str, Path]:
+    """xseg_3.onnx (occluder) and gfpgan_1.4.onnx (enhancer) stand-ins in `out_dir`."""
+    return {
+        "xseg_3": save(occluder_model(), out_dir / "xseg_3.onnx"),
+        "gfpgan_1.4": save(enhancer_model(), out_dir / "gfpgan_1.4.onnx"),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.exit("usage: python models/make_standins.py OUT_DIR")
-    for name, p in make_all(Path(args[0])).items():
+    for name, p in {**make_all(Path(args[0])), **make_optional(Path(args[0]))}.items():
         print(f"{name}: {p}")
 
 
