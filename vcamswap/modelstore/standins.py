@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -248,7 +248,7 @@ def occluder_model() -> onnx.ModelProto:
         _const("gain", np.array(OCCLUDER_GAIN, np.float32)),
     ]
 
-    def node(op: str, inputs: list[str], output: str, **attrs: object) -> onnx.NodeProto:
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> onnx.NodeProto:
         return helper.make_node(op, inputs, [output], name=output, **attrs)
 
     nodes = [
