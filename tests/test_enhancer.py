@@ -141,7 +141,7 @@ def test_the_crop_changes_only_where_the_model_changes_it(session: Counted, crop
     outside[rows, cols] = False
     assert not outside.any()
     inside = np.abs(enhanced.crop.astype(np.int16) - crops[0])[enhance_region(SIZE)]
-    assert inside.mean() > 1.0  # the face itself got sharper
+    assert inside.mean() > 0.5  # the face itself got sharper
 
 
 def test_make_enhancer_rules(tmp_path: Path) -> None:

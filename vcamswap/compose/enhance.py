@@ -60,16 +60,17 @@ class LiveEnhancer:
     def detail(self, crop: np.ndarray) -> np.ndarray:
         """What the model adds to a BGR uint8 crop: (S, S, 3) float32, in grey levels, at the crop's size."""
         size = crop.shape[0]
-        up = cv2.INTER_CUBIC if size < self.size else cv2.INTER_AREA
-        inp = cv2.resize(crop, (self.size, self.size), interpolation=up).astype(np.float32)
-        blob = (inp[..., ::-1] / 127.5 - 1.0).transpose(2, 0, 1)[None]
-        raw = np.asarray(self.session.run([self.output], {self.input: np.ascontiguousarray(blob)})[0], np.float32)
+        # One pass for resize, BGR -> RGB, NCHW and [-1, 1]; the difference is taken in the model's own units
+        # and turned back into grey levels after the (linear) resize down, where it is a quarter of the work.
+        blob = cv2.dnn.blobFromImage(crop, 1.0 / 127.5, (self.size, self.size), (127.5, 127.5, 127.5), swapRB=True)
+        raw = np.asarray(self.session.run([self.output], {self.input: blob})[0], np.float32)
         self.runs += 1
         if raw.shape[-2:] != (self.size, self.size) or not np.isfinite(raw).all():
             return np.zeros((size, size, 3), np.float32)  # a broken output adds nothing, never noise
-        enhanced = (raw.reshape(3, self.size, self.size).clip(-1.0, 1.0).transpose(1, 2, 0)[..., ::-1] + 1.0) * 127.5
-        back = cv2.INTER_AREA if size < self.size else cv2.INTER_CUBIC
-        return cv2.resize(enhanced - inp, (size, size), interpolation=back)
+        diff = raw.reshape(3, self.size, self.size).clip(-1.0, 1.0) - blob[0]
+        bgr = cv2.merge([diff[2], diff[1], diff[0]])
+        back = cv2.INTER_AREA if size < self.size else cv2.INTER_LINEAR
+        return cv2.resize(bgr, (size, size), interpolation=back) * np.float32(127.5)
 
     def apply(self, out: SwapOutput, crop_size: int, key: tuple[Hashable, ...]) -> SwapOutput:
         """`out` with the enhancer's detail added to its crop (its mask and layers as they were)."""
