@@ -166,3 +166,20 @@ def test_make_occluder_rules(tmp_path: Path) -> None:
     assert isinstance(occ, ModelOccluder) and occ.size == 256
     with pytest.raises(ValueError, match="unknown occlusion"):
         make_occluder("everything", tmp_path)  # type: ignore[arg-type]
+
+
+def test_doctor_says_an_optional_model_is_missing_only_when_settings_ask_for_it(tmp_path: Path) -> None:
+    from vcamswap.engines.checks import check_engines
+    from vcamswap.settings import Settings
+    from vcamswap.tools.doctor import Context
+
+    def lines(settings: Settings) -> dict[str, tuple[bool, str, str | None]]:
+        found = check_engines(Context(settings, tmp_path / "s.toml"))
+        return {line.topic: (line.ok, line.text, line.fix) for line in found}
+
+    plain = lines(Settings(engine="inswapper", models=str(tmp_path)))
+    assert plain["model xseg_3"][:2] == (True, "not installed (optional occluder: 'vcamswap models download occluder')")
+    assert plain["model gfpgan_1.4"][0] and "optional enhancer" in plain["model gfpgan_1.4"][1]
+    asked = lines(Settings(engine="inswapper", models=str(tmp_path), occlusion="model", enhance=2))
+    assert asked["model xseg_3"][0] is False and asked["model xseg_3"][2] == "vcamswap models download occluder"
+    assert asked["model gfpgan_1.4"][0] is False and asked["model gfpgan_1.4"][2] == "vcamswap models download enhancer"
