@@ -16,8 +16,8 @@ from helpers.frames import read_frames
 from helpers.media import WEBCAM, media_path
 
 from vcamswap.cli import build_parser
-from vcamswap.compose.align import align
-from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
+from vcamswap.compose.align import align, similarity
+from vcamswap.compose.enhance import FFHQ_TEMPLATE, LiveEnhancer, make_enhancer
 from vcamswap.engines.lite.engine import lite_template
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.live.adaptive import LADDER, degrade
@@ -142,6 +142,26 @@ def test_the_crop_changes_only_where_the_model_changes_it(session: Counted, crop
     assert not outside.any()
     inside = np.abs(enhanced.crop.astype(np.int16) - crops[0])[enhance_region(SIZE)]
     assert inside.mean() > 0.5  # the face itself got sharper
+
+
+def test_with_the_engine_template_the_model_sees_ffhq_framing(session: Counted, crops: list[np.ndarray]) -> None:
+    """Given the crop's template, the model runs on the face re-framed as FFHQ is, and its detail lands back
+    where that framing came from: the changed pixels are the stand-in's box mapped into the crop."""
+    template = lite_template(SIZE) / SIZE
+    enhanced = LiveEnhancer(1, session, template=template).apply(swap(crops[0]), SIZE, ("a",))
+    m = similarity(template * SIZE, FFHQ_TEMPLATE * SIZE)
+    rows, cols = enhance_region(SIZE)
+    corners = np.array([[cols.start, rows.start], [cols.stop, rows.start], [cols.start, rows.stop],
+                        [cols.stop, rows.stop]], np.float32)
+    inv = cv2.invertAffineTransform(m)
+    mapped = corners @ inv[:, :2].T + inv[:, 2]
+    (x0, y0), (x1, y1) = np.floor(mapped.min(0)).astype(int) - 3, np.ceil(mapped.max(0)).astype(int) + 3
+    changed = enhanced.crop != crops[0]
+    outside = changed.copy()
+    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    assert changed.any() and not outside.any()
+    plain = LiveEnhancer(1, session).apply(swap(crops[0]), SIZE, ("a",))
+    assert not np.array_equal(plain.crop, enhanced.crop)  # control: the framing really differs
 
 
 def test_make_enhancer_rules(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 A restorer costs several times the swap itself, and what it adds (sharper eyes, lashes, skin texture) barely
 changes from one frame to the next in the face-aligned crop, which moves with the head. So it runs on the
 swapped crop every `every`-th call only; what it added (its output minus its input, in the crop's
-coordinates) is kept and added to the swaps in between. A new key (another source face, track, engine or crop
+coordinates) is kept and added to the swaps in between. Restorers are trained on FFHQ's alignment, so given
+the engine's template the crop is first re-framed onto FFHQ's (at the crop's own resolution) and the detail
+framed back. A new key (another source face, track, engine or crop
 size) drops the kept detail at once: detail of one face is never laid over another.
 """
 
@@ -16,8 +18,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from vcamswap.compose.align import similarity
 from vcamswap.modelstore.manifest import ENHANCER_MODEL
 from vcamswap.types import SwapOutput
+
+# FFHQ's 5-point alignment (eyes, nose tip, mouth corners) in a unit square: what GFPGAN and GPEN expect.
+FFHQ_TEMPLATE = np.array(
+    [[0.37691676, 0.46864664], [0.62285697, 0.46912813], [0.50123859, 0.61331904],
+     [0.39308822, 0.72541100], [0.61150205, 0.72490465]], np.float32,
+)
 
 
 class Session(Protocol):
@@ -34,10 +43,13 @@ class LiveEnhancer:
     """Runs the enhancer on every `every`-th call for one key and re-uses its detail in between; 0 = off.
 
     `every` may change between calls (adaptive quality sets it to 0 when over budget); `runs` counts the
-    model calls, for the stats.
+    model calls, for the stats. `template`: the engine's 5 template points in a unit square (its
+    `template(size) / size`); None runs the model on the crop as it is.
     """
 
-    def __init__(self, every: int, session: Session, strength: float = 1.0) -> None:
+    def __init__(
+        self, every: int, session: Session, strength: float = 1.0, template: np.ndarray | None = None
+    ) -> None:
         if every < 0:
             raise ValueError(f"enhance every must be 0 (off) or more, not {every}")
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
@@ -49,6 +61,7 @@ class LiveEnhancer:
         self.size = shape[2] if isinstance(shape[2], int) else 512
         self.every = every
         self.strength = strength
+        self.template = None if template is None else np.asarray(template, np.float32).reshape(5, 2)
         self.runs = 0
         self._key: Hashable | None = None
         self._detail: np.ndarray | None = None
@@ -58,7 +71,17 @@ class LiveEnhancer:
         self._key, self._detail, self._since = None, None, 0
 
     def detail(self, crop: np.ndarray) -> np.ndarray:
-        """What the model adds to a BGR uint8 crop: (S, S, 3) float32, in grey levels, at the crop's size."""
+        """What the model adds to a BGR uint8 crop: (S, S, 3) float32, in grey levels, in the crop's coordinates."""
+        if self.template is None:
+            return self._model_detail(crop)
+        size = crop.shape[0]
+        m = similarity(self.template * size, FFHQ_TEMPLATE * size)  # the crop -> FFHQ's framing, same resolution
+        framed = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        detail = self._model_detail(framed)
+        return cv2.warpAffine(detail, cv2.invertAffineTransform(m), (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _model_detail(self, crop: np.ndarray) -> np.ndarray:
         size = crop.shape[0]
         # One pass for resize, BGR -> RGB, NCHW and [-1, 1]; the difference is taken in the model's own units
         # and turned back into grey levels after the (linear) resize down, where it is a quarter of the work.
@@ -91,7 +114,8 @@ class LiveEnhancer:
 
 
 def make_enhancer(
-    every: int, models_dir: Path, provider: str | None = None, threads: int | None = None
+    every: int, models_dir: Path, provider: str | None = None, threads: int | None = None,
+    template: np.ndarray | None = None,
 ) -> LiveEnhancer | None:
     """The enhancer for `enhance_every` = `every`: None when 0; ModelError (one line naming
     `vcamswap models download enhancer`) when it is asked for and not installed."""
@@ -102,6 +126,6 @@ def make_enhancer(
 
     session = open_optional(ENHANCER_MODEL, "enhancer", models_dir, provider, threads)
     try:
-        return LiveEnhancer(every, session)
+        return LiveEnhancer(every, session, template=template)
     except ValueError as e:
         raise ModelError(f"{e}; reinstall it with 'vcamswap models download enhancer --force'") from None
