@@ -109,7 +109,8 @@ class ModelOccluder:
     def predict(self, crop: np.ndarray) -> np.ndarray:
         """The model's face map for one crop, at the crop's size, 0..1 (not softened, not settled)."""
         size = crop.shape[0]
-        blob = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        shrink = cv2.INTER_AREA if size > self.size else cv2.INTER_LINEAR
+        blob = cv2.resize(crop, (self.size, self.size), interpolation=shrink)
         blob = (blob.astype(np.float32) / 255.0)[None]
         face = np.asarray(self.session.run([self.output], {self.input: blob})[0], np.float32)
         face = face.reshape(self.size, self.size)
