@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.settings import Settings, SettingsError, check_fps, load_settings
+from vcamswap.presets import OCCLUSION_KINDS
+from vcamswap.settings import MAX_ENHANCE_EVERY, Settings, SettingsError, check_fps, load_settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -53,6 +54,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-sync", metavar="auto|off|MS",
                    help="daemon: a 'Swap Mic' microphone delayed like the video (default auto on Linux)")
     p.add_argument("--label", metavar="TEXT", help="show TEXT (e.g. 'AI face') in a corner of Swap Cam while swapping")
+    p.add_argument("--occlusion", choices=list(OCCLUSION_KINDS),
+                   help="keep hands, glasses, a mug in front of the face: off, fast (CPU skin model) or model "
+                        "(the optional occluder: 'vcamswap models download occluder'); default: the preset's")
+    p.add_argument("--enhance", type=enhance_arg, metavar="N",
+                   help="run the optional face enhancer every N swaps, re-using its detail between (0 = off; "
+                        "'vcamswap models download enhancer'); default: the preset's")
 
 
 def fps_arg(text: str) -> float:
@@ -71,6 +78,17 @@ def size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 16 <= value <= 7680:
         raise argparse.ArgumentTypeError(f"{value} is out of range (16 to 7680 pixels)")
+    return value
+
+
+def enhance_arg(text: str) -> int:
+    """Every how many swaps the enhancer runs: a whole number, 0 (off) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_ENHANCE_EVERY:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 = off, up to {MAX_ENHANCE_EVERY})")
     return value
 
 

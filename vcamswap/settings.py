@@ -20,7 +20,7 @@ from typing import Any
 import platformdirs
 import tomli_w
 
-from vcamswap.presets import PRESET_NAMES
+from vcamswap.presets import OCCLUSION_KINDS, PRESET_NAMES
 from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
@@ -97,6 +97,8 @@ class Settings:
     hotkeys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
     label: str | None = None  # the disclosure label's text; None or "" = no label
     audio_sync: str = "auto"  # Swap Mic: "auto" (follow the video's latency), "off", or a fixed delay in ms
+    occlusion: str | None = None  # "off" | "fast" | "model" (the optional occluder); None = the preset's
+    enhance: int | None = None  # run the face enhancer every N swaps (0 = off); None = the preset's
 
     def faces_dir(self) -> Path:
         return Path(self.faces).expanduser() if self.faces else default_faces_dir()
@@ -134,7 +136,7 @@ _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str,
+    "label": str, "audio_sync": str, "occlusion": str, "enhance": int,
 }
 _KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list of strings", dict: "a table of strings"}
@@ -159,12 +161,17 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         check_fps(value, f"{origin}: {key!r}")
     if name in ("width", "height") and not 16 <= value <= 7680:
         raise SettingsError(f"{origin}: {key!r} must be 16 to 7680 pixels, not {value}")
+    if name == "occlusion" and value not in OCCLUSION_KINDS:
+        raise SettingsError(f"{origin}: unknown occlusion {value!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
+    if name == "enhance" and not 0 <= value <= MAX_ENHANCE_EVERY:
+        raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value
 
 
 MAX_FPS = 240.0
+MAX_ENHANCE_EVERY = 1000
 
 
 def check_fps(value: float, what: str) -> float:

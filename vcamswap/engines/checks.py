@@ -57,6 +57,13 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
             yield Line(True, f"model {spec.name}", f"installed and verified ({size}, {st.path})")
         elif st.state == "present":
             yield Line(True, f"model {spec.name}", f"installed ({size}; checksum not checked, {st.path})")
+        elif st.state == "missing" and spec.optional:
+            hint = f"vcamswap models download {spec.role or spec.name}"
+            if _asked_for(ctx, spec.role):
+                yield Line(False, f"model {spec.name}", f"settings ask for the {spec.role} but it is not installed "
+                                                        f"in {folder}", hint)
+            else:
+                yield Line(True, f"model {spec.name}", f"not installed (optional {spec.role}: '{hint}')")
         elif st.state == "missing" and ctx.settings.engine != "inswapper":
             yield Line(True, f"model {spec.name}", f"not installed (only the inswapper engine needs it: "
                                                    f"{install_hint([spec.name])})")
@@ -69,6 +76,15 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
         import insightface  # noqa: F401
     except ImportError as e:
         yield Line(False, "engine inswapper", f"insightface is not importable ({e})", "pip install insightface==2.1")
+
+
+def _asked_for(ctx: Context, role: str) -> bool:
+    """Whether the settings turn on what an optional model does (`occlusion = "model"`, `enhance = N`)."""
+    if role == "occluder":
+        return ctx.settings.occlusion == "model"
+    if role == "enhancer":
+        return (ctx.settings.enhance or 0) > 0
+    return False
 
 
 def _neural_ready(ctx: Context) -> bool:

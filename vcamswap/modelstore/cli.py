@@ -1,4 +1,8 @@
-"""`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME]`."""
+"""`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME]`.
+
+Without names, `download` fetches the required models only; an optional one (the occluder, the enhancer)
+is fetched when named, by its name or its role. `--from` without names installs whatever the copy holds.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ log = logging.getLogger("vcamswap.models")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, download, verify the neural engine's models")
     p.add_argument("action", choices=["list", "download", "verify", "path"])
-    p.add_argument("names", nargs="*", metavar="NAME", help=f"model names (default: all): {', '.join(NEURAL_MODELS)}")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"model names or roles (default: the required ones, {', '.join(NEURAL_MODELS)}); "
+                        "optional: occluder, enhancer")
     p.add_argument("--from", dest="source", type=Path, metavar="DIR_OR_FILE",
                    help="install from a local copy (a model file, buffalo_l.zip, or a folder) instead of the network")
     p.add_argument("--models", help="models folder (default: the platform's data dir)")
@@ -43,13 +49,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     models_dir = settings_from_args(args).models_dir()
     try:
         manifest = load_manifest(args.manifest)
-        specs = manifest.select(args.names)
+        # list shows every model; verify also checks the optional ones that are installed; a local copy
+        # installs whatever it holds; a plain download fetches the required ones only.
+        everything = args.action in ("list", "verify") or (args.action == "download" and args.source is not None)
+        specs = manifest.select(args.names, optional=everything)
         if args.action == "list":
             return _cmd_list(specs, models_dir)
         if args.action == "path":
             _out(str(model_path(specs[0], models_dir)) if args.names else str(models_dir))
             return 0
         if args.action == "verify":
+            if not args.names:
+                specs = [s for s in specs if not s.optional or model_path(s, models_dir).is_file()]
             return _cmd_verify(specs, models_dir)
         return _cmd_download(specs, models_dir, args.source, args.force)
     except ModelError as e:
@@ -62,7 +73,8 @@ def _cmd_list(specs: list[ModelSpec], models_dir: Path) -> int:
     for spec in specs:
         st = status(spec, models_dir, deep=False)
         state = {"present": "installed", "missing": "missing", "size": "wrong size"}.get(st.state, st.state)
-        _out(f"{spec.name}\t{spec.size / 1e6:.1f} MB\t{state}\t{spec.licence}")
+        kind = f"\toptional {spec.role}".rstrip() if spec.optional else ""
+        _out(f"{spec.name}\t{spec.size / 1e6:.1f} MB\t{state}\t{spec.licence}{kind}")
     return 0
 
 
