@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.lighting import GRID, relight
-from vcamswap.compose.occlusion import CameraSkin
-from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, protected
+from vcamswap.compose.occlusion import Occluder
+from vcamswap.compose.skin import BROWS, protected
 from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
 
@@ -64,7 +64,7 @@ def finish(
     crop: np.ndarray,
     preset: Preset,
     points: np.ndarray | None = None,
-    occlusion: CameraSkin | None = None,
+    occlusion: Occluder | None = None,
 ) -> SwapOutput:
     """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
     the camera's own features laid over it, and what is in front of the camera's face kept in front.
@@ -96,12 +96,11 @@ def finish(
     else:
         if preset.color_match:
             skin = color_match(skin, crop, out.mask * (1.0 - holes))
-        if occlusion is not None and points is not None:
-            # An engine that paints the whole face (the neural one): its eyes and lips are the swap's, and
-            # whatever else in the face region is not the camera's skin stays in front.
-            shape = mask.shape
-            face = np.maximum(occlusion(crop, points), protected(points, shape, EYES_AND_LIPS))
-            mask = (mask * face).astype(np.float32)
+        if occlusion is not None:
+            # An engine that paints the whole face (the neural one): whatever in the face region is not the
+            # camera's face (its skin, nose, brows and eyes; the lips only where nothing covers them) stays
+            # in front.
+            mask = (mask * occlusion(crop, points)).astype(np.float32)
     if layer is None:
         return SwapOutput(skin, mask)
     img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])

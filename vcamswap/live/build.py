@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
+from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
+from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, initial_state
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -16,12 +22,12 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceError, FaceLibrary
 from vcamswap.faces.tracking import DetectorFactory, Tracker
 from vcamswap.live.adaptive import AdaptiveQuality
-from vcamswap.live.loop import LiveLoop
+from vcamswap.live.loop import LiveLoop, PresetHook
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.outputs.sinkset import SinkSet
-from vcamswap.presets import get_preset
+from vcamswap.presets import get_preset, with_overrides
 from vcamswap.settings import Settings
 
 log = logging.getLogger("vcamswap")
@@ -52,6 +58,7 @@ class Stages:
     library: FaceLibrary
     sources: Sources
     adaptive: AdaptiveQuality | None
+    tune: PresetHook | None = None  # the settings' occlusion and enhance knobs over every preset
 
 
 @dataclass
@@ -120,7 +127,17 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
-    return Stages(Pipeline(engine, tracker, realtime=realtime), library, Sources(library, engine), adaptive)
+    models_dir, provider = settings.models_dir(), settings.provider
+    pipeline = Pipeline(
+        engine, tracker, partial(make_occluder, models_dir=models_dir, provider=provider),
+        enhancer=partial(make_enhancer_for, models_dir=models_dir, provider=provider), realtime=realtime,
+    )
+    return Stages(pipeline, library, Sources(library, engine), adaptive, partial(
+        with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance))
+
+
+def make_enhancer_for(every: int, template: np.ndarray, models_dir: Path, provider: str | None) -> LiveEnhancer | None:
+    return make_enhancer(every, models_dir, provider, template=template)
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
@@ -169,5 +186,6 @@ def build_live(settings: Settings, realtime: bool = True) -> Live:
 def make_loop(live: Live, sinks: SinkSet, stats: Stats | None = None, **options: Any) -> LiveLoop:
     """The live loop over a built run: its capture, pipeline, sources and adaptive quality."""
     s = live.stages
-    return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, stats=stats,
+    return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, tune=s.tune,
+                    stats=stats,
                     **options)

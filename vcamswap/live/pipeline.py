@@ -18,13 +18,16 @@ import numpy as np
 
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import finish, paste_back
-from vcamswap.compose.occlusion import CameraSkin
+from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
+from vcamswap.compose.occlusion import CameraSkin, Occluder, make_occluder
 from vcamswap.controls import ControlState
 from vcamswap.engines import Engine, SwapItem
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.sources import PreparedSource
 from vcamswap.live.worker import Key, SwapJob, make_stage
-from vcamswap.presets import Preset
+from vcamswap.modelstore.manifest import ModelError
+from vcamswap.presets import OcclusionKind, Preset
+from vcamswap.settings import default_models_dir
 from vcamswap.types import FaceGeometry, Frame, SwapOutput, TrackedFace
 
 log = logging.getLogger("vcamswap.pipeline")
@@ -73,7 +76,16 @@ class Finished(NamedTuple):
     pasted: bool
 
 
-OccluderFactory = Callable[[], CameraSkin]
+OccluderFactory = Callable[[OcclusionKind], Occluder | None]  # the preset's occlusion kind -> one face's occluder
+EnhancerFactory = Callable[[int, np.ndarray], LiveEnhancer | None]  # (every, unit template) -> an enhancer
+
+
+def default_occluder(kind: OcclusionKind) -> Occluder | None:
+    return make_occluder(kind, default_models_dir())
+
+
+def default_enhancer(every: int, template: np.ndarray) -> LiveEnhancer | None:
+    return make_enhancer(every, default_models_dir(), template=template)
 
 
 class Pipeline:
@@ -87,6 +99,7 @@ class Pipeline:
         tracker: Tracker,
         occlusion: OccluderFactory | None = None,
         *,
+        enhancer: EnhancerFactory | None = None,
         realtime: bool = True,
     ) -> None:
         self.engine = engine
@@ -97,8 +110,11 @@ class Pipeline:
         self._timings: list[tuple[str, float]] = []
         tracker.on_time = self._time
         self._finished: dict[Key, Finished] = {}
-        self._new_occluder = occlusion or CameraSkin  # what is in front of each followed face
-        self._occluders: dict[int, CameraSkin] = {}
+        self._new_occluder = occlusion or default_occluder  # what is in front of each followed face
+        self._occluders: dict[int, tuple[OcclusionKind, Occluder | None]] = {}
+        self._new_enhancer = enhancer or default_enhancer
+        self._enhancers: dict[int, LiveEnhancer] = {}
+        self._enhance_failed = False
         self._since_swap = 0
         self._stalled = False
         self._warned: set[str] = set()
@@ -186,8 +202,9 @@ class Pipeline:
         for key in [k for k in self._finished if k not in current]:
             del self._finished[key]
         tracks = {c.face.track_id for c in cuts}
-        for track in [t for t in self._occluders if t not in tracks]:
-            del self._occluders[track]
+        for per_track in (self._occluders, self._enhancers):
+            for track in [t for t in per_track if t not in tracks]:
+                del per_track[track]
         arrived = False
         for done in self.stage.collect():
             self._time("engine", done.engine_s)
@@ -205,7 +222,11 @@ class Pipeline:
                 old = self._finished.get(key)
                 if cut is None or (old is not None and old.seq > done.job.seq):
                     continue
-                occluder = self._occluders.setdefault(cut.face.track_id, self._new_occluder())
+                if preset.enhance_every > 0:
+                    t0 = time.perf_counter()
+                    out = self._enhance(cut, out, preset.enhance_every)
+                    self._time("enhance", time.perf_counter() - t0)
+                occluder = self._occluder(cut.face.track_id, preset.occlusion)
                 final = finish(out, cut.crop, preset, cut.in_crop.points, occluder)
                 if not _valid(final):
                     self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")
@@ -214,6 +235,40 @@ class Pipeline:
                 self._finished[key] = Finished(final, done.job.seq, shape, False)
                 arrived = True
         return arrived
+
+    def _occluder(self, track: int, kind: OcclusionKind) -> Occluder | None:
+        """The face's occluder for the preset's kind, made when the face or the kind is new; the model
+        occluder failing to load falls back to the camera-skin one, said once."""
+        have = self._occluders.get(track)
+        if have is not None and have[0] == kind:
+            return have[1]
+        try:
+            occluder = self._new_occluder(kind)
+        except (ModelError, ValueError) as e:
+            self._warn_once(f"{e}; keeping what is in front of the face by its skin colour instead")
+            occluder = CameraSkin()
+        self._occluders[track] = (kind, occluder)
+        return occluder
+
+    def _enhance(self, cut: Cut, out: SwapOutput, every: int) -> SwapOutput:
+        """The swap with the enhancer's detail, run every `every` swaps of this face; an enhancer that cannot
+        load is left off, said once."""
+        if self._enhance_failed:
+            return out
+        enhancer = self._enhancers.get(cut.face.track_id)
+        if enhancer is None:
+            size = cut.crop.shape[0]
+            try:
+                made = self._new_enhancer(every, self.engine.template(size) / size)
+            except (ModelError, ValueError) as e:
+                self._enhance_failed = True
+                self._warn_once(f"{e}; the face enhancer stays off")
+                return out
+            if made is None:
+                return out
+            enhancer = self._enhancers[cut.face.track_id] = made
+        enhancer.every = every
+        return enhancer.apply(out, cut.crop.shape[0], cut.key)
 
     def _stalled_now(self) -> bool:
         if self.stage.stalled_for(time.perf_counter()) < STALL_S:
@@ -244,6 +299,7 @@ class Pipeline:
     def _forget(self) -> None:
         self._finished.clear()
         self._occluders.clear()
+        self._enhancers.clear()
         self._since_swap = 0
 
 

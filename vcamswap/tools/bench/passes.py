@@ -59,7 +59,7 @@ def speed_pass(
 
     def loop(**options: Any) -> LiveLoop:
         return LiveLoop(capture, stages.pipeline, sinks, controls, stages.sources, adaptive=stages.adaptive,
-                        **options)
+                        tune=stages.tune, **options)
 
     tracker: Tracker = stages.pipeline.tracker
     capture.start()
