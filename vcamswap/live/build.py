@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vcamswap.capture.demo import demo_clip, demo_face
@@ -20,6 +20,7 @@ from vcamswap.live.loop import LiveLoop
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
+from vcamswap.live.targets import Embedder, TargetRouter, load_people
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
@@ -52,6 +53,8 @@ class Stages:
     library: FaceLibrary
     sources: Sources
     adaptive: AdaptiveQuality | None
+    # Which source each face in view gets (--map); without a map, the chosen face for all, no model call.
+    router: TargetRouter = field(default_factory=TargetRouter)
 
 
 @dataclass
@@ -108,7 +111,8 @@ def build_stages(
     """
     detector, mesh = models or (BlazeFaceDetector(), FaceMesh())
     engine = engine or load_engine(settings)
-    library = library or FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
+    analyzer = FaceAnalyzer(detector, mesh)
+    library = library or FaceLibrary(settings.faces_dir(), analyzer)
     preset = get_preset(controls.snapshot().preset)
     detector_for = detector_for or engine.make_detector
     track_detector = detector_for(preset) or detector
@@ -120,7 +124,24 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
-    return Stages(Pipeline(engine, tracker), library, Sources(library, engine), adaptive)
+    sources = Sources(library, engine)
+    router = build_router(settings, engine, sources, analyzer)
+    return Stages(Pipeline(engine, tracker), library, sources, adaptive, router)
+
+
+def build_router(settings: Settings, engine: Engine[Any], sources: Sources, analyzer: FaceAnalyzer) -> TargetRouter:
+    """The map's people, embedded once by the neural engine. Asked of the lite engine it is a one-line error;
+    when the neural engine was asked but could not load (lite stands in), the map is set aside with one line."""
+    if not settings.map:
+        return TargetRouter()
+    if not isinstance(engine, Embedder):
+        if settings.engine == "lite":
+            raise EngineUnavailable("--map needs the neural engine (--engine inswapper): the lite engine cannot "
+                                    "tell people apart")
+        log.warning("--map is set aside: the %s engine cannot tell people apart", engine.name)
+        return TargetRouter()
+    people = load_people(settings.map, engine, analyzer, sources.library.resolve)
+    return TargetRouter(people, engine, sources)
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
