@@ -4,6 +4,7 @@ original untouched), the batched call giving the single calls' crops, and face-b
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -166,3 +167,17 @@ def test_a_graph_that_cannot_batch_gets_no_copy(tmp_path: Path) -> None:
     assert result.outcome == "cannot-batch" and result.path is None
     assert not batched_path(tmp_path).exists() and sha(original) == before
     assert [p.name for p in tmp_path.iterdir()] == ["inswapper_128.onnx"]  # no temporary file left behind
+
+
+def test_bench_batch_reports_one_line_per_face_count(plain_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(plain_dir, models)
+    out = tmp_path / "batch.json"
+    r = run_cli("bench", "--batch", "1,2", "--runs", "1", "--models", str(models), "--provider", "cpu",
+                "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "batched copy: made" in r.stdout and "1 face:" in r.stdout and "2 faces:" in r.stdout
+    rows = json.loads(out.read_text())["batch"]
+    assert [(row["faces"], row["batched"]) for row in rows] == [(1, True), (2, True)]
+    r = run_cli("bench", "--batch", "0,x")
+    assert r.returncode == 2 and "face counts" in r.stderr and "Traceback" not in r.stderr
