@@ -511,3 +511,49 @@ def test_the_enhancer_runs_every_nth_swap_in_the_live_pipeline(
     assert len(made) == 1 and made[0].runs == 3, "made once for the face, run on swaps 1, 4 and 7"
     for plain, enhanced in zip(outputs[0], outputs[3], strict=True):
         assert np.abs(plain.astype(np.int16) - enhanced.astype(np.int16)).max() > 0, "each frame has the detail"
+
+
+# ----------------------------------------------------------------------------------------------- insightface
+
+
+@pytest.mark.parametrize("swap_model", ["standin", "architecture"])
+def test_engine_agrees_with_insightfaces_own_inswapper_and_arcface(
+    models_dir: Path, analyzer: FaceAnalyzer, media: Path, tmp_path: Path, swap_model: str
+) -> None:
+    """insightface's INSwapper.get and ArcFaceONNX.get on the same model files and keypoints: the engine's
+    embedding and latent agree to 1e-5, its alignment matrix to 1e-5 and its swapped crop to 2 grey levels
+    (insightface truncates to uint8 where the engine rounds)."""
+    from insightface.app.common import Face
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+    from insightface.model_zoo.inswapper import INSwapper
+    from insightface.utils import face_align
+
+    for name in ("det_10g.onnx", "w600k_r50.onnx", "inswapper_128.onnx"):
+        (tmp_path / name).write_bytes((models_dir / name).read_bytes())
+    if swap_model == "architecture":  # the real graph's shape (AdaIN from the latent) at low width
+        load_arch().build_arch_model(tmp_path / "inswapper_128.onnx", channels=64)
+    engine = InswapperEngine(tmp_path, provider="cpu", threads=1)
+    cpu = ["CPUExecutionProvider"]
+    ref_arcface = ArcFaceONNX(str(tmp_path / "w600k_r50.onnx"),
+                              ort.InferenceSession(str(tmp_path / "w600k_r50.onnx"), providers=cpu))
+    ref_swapper = INSwapper(str(tmp_path / "inswapper_128.onnx"),
+                            ort.InferenceSession(str(tmp_path / "inswapper_128.onnx"), providers=cpu))
+
+    source_img, target_img = read(media, SOURCE_A), read(media, TARGET)
+    source_geo, target_geo = face_of(analyzer, source_img), face_of(analyzer, target_img)
+    source_face, target_face = Face(kps=source_geo.kps), Face(kps=target_geo.kps)
+    ref_arcface.get(source_img, source_face)
+    payload = engine.prepare_source(source_img, source_geo)
+    np.testing.assert_allclose(payload.embedding, source_face.normed_embedding, atol=1e-5)
+    ref_latent = source_face.normed_embedding.reshape(1, -1) @ ref_swapper.emap
+    ref_latent /= np.linalg.norm(ref_latent)
+    np.testing.assert_allclose(payload.latent, ref_latent, atol=1e-5)
+
+    preset = get_preset("balanced")
+    crop, m = align(target_img, target_geo.kps, engine.template(128), engine.crop_size(preset))
+    np.testing.assert_allclose(m, face_align.estimate_norm(target_geo.kps, 128), atol=1e-5)
+    ref_crop, ref_m = ref_swapper.get(target_img, target_face, source_face, paste_back=False)
+    np.testing.assert_allclose(m, ref_m, atol=1e-5)
+    out = engine.swap(crop, target_geo.transformed(m), payload, preset)
+    assert np.abs(out.crop.astype(np.int16) - ref_crop.astype(np.int16)).max() <= 2
+    assert np.abs(out.crop.astype(np.int16) - crop.astype(np.int16)).mean() > 2  # the model did change the face

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
 from vcamswap.presets import OCCLUSION_KINDS
-from vcamswap.settings import MAX_ENHANCE_EVERY, Settings, SettingsError, check_fps, load_settings
+from vcamswap.settings import MAX_ENHANCE_EVERY, Settings, SettingsError, check_fps, load_settings, parse_map_entry
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -42,6 +42,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=size_arg)
     p.add_argument("--fps", type=fps_arg)
     p.add_argument("--preset", choices=["fast", "balanced", "quality"])
+    p.add_argument("--targets", choices=["one", "all"], help="swap the main face only (default) or every face in view")
+    p.add_argument("--map", action="append", type=map_arg, metavar="CAMERA_PERSON_PHOTO=SOURCE_FACE",
+                   help="neural engine: the person in this photo gets this source face (repeatable; others get --face)")
     p.add_argument("--target-fps", type=fps_arg, help="adaptive quality keeps this fps (default: the camera's)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
@@ -68,6 +71,13 @@ def fps_arg(text: str) -> float:
         return check_fps(float(text), "")
     except (ValueError, SettingsError) as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate ({str(e).lstrip(': ') or e})") from None
+
+
+def map_arg(text: str) -> tuple[str, str]:
+    try:
+        return parse_map_entry(text, "")
+    except SettingsError as e:
+        raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
 
 
 def size_arg(text: str) -> int:
@@ -107,6 +117,8 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
     """Options given on the command line override the settings file, one setting per option name."""
     for name in vars(settings):
         value = getattr(args, name, None)
+        if name == "map" and value is not None:
+            value = {**settings.map, **dict(value)}  # --map adds to (and overrides) the file's table
         if value is not None:
             setattr(settings, name, value)
     return settings

@@ -86,6 +86,9 @@ class Settings:
     height: int = 720
     fps: float = 30.0
     preset: str = "balanced"
+    targets: str = "one"  # "one": the main face of the frame; "all": every face in view
+    # camera person's photo -> source face, for `targets = "all"` on the neural engine (who is who by ArcFace)
+    map: dict[str, str] = field(default_factory=dict)
     target_fps: float | None = None  # None = the camera's fps
     adaptive: bool = True
     provider: str | None = None  # onnxruntime execution provider; None = best present
@@ -136,7 +139,7 @@ _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str, "occlusion": str, "enhance": int,
+    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "targets": str, "map": dict,
 }
 _KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list of strings", dict: "a table of strings"}
@@ -148,6 +151,8 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         return str(value)  # camera = 0
     if name == "output" and isinstance(value, str):
         return [value]
+    if name == "map" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = dict(parse_map_entry(v, f"{origin}: {key!r}") for v in value)  # map = ["PHOTO=FACE", ...]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
@@ -165,6 +170,8 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: unknown occlusion {value!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
     if name == "enhance" and not 0 <= value <= MAX_ENHANCE_EVERY:
         raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
+    if name == "targets" and value not in ("one", "all"):
+        raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value
@@ -172,6 +179,14 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
 
 MAX_FPS = 240.0
 MAX_ENHANCE_EVERY = 1000
+
+
+def parse_map_entry(text: str, what: str = "--map") -> tuple[str, str]:
+    """CAMERA_PERSON_PHOTO=SOURCE_FACE -> (photo, face); the photo path may itself hold '=', the face not."""
+    photo, sep, face = text.rpartition("=")
+    if not sep or not photo.strip() or not face.strip():
+        raise SettingsError(f"{what}: {text!r} is not CAMERA_PERSON_PHOTO=SOURCE_FACE")
+    return photo.strip(), face.strip()
 
 
 def check_fps(value: float, what: str) -> float:

@@ -427,6 +427,8 @@ class Daemon:
             changed["face"] = new.face
         if old.preset != new.preset:
             changed["preset"] = new.preset
+        if old.targets != new.targets:
+            changed["targets"] = new.targets
         if old.swap_enabled != new.swap_enabled:
             changed["swap"] = new.swap_enabled
         if old.label_on != new.label_on:

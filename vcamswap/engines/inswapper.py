@@ -224,12 +224,14 @@ class InswapperEngine:
         self.swap_session = self._session("inswapper_128")
         self.emap = self._load("inswapper_128", read_emap)
         self._check_interfaces()
+        self.batch_session = self._batch_session()
         device = providers.device_of(self.swap_session)
         use_binding = device != "cpu" if io_binding is None else io_binding
         self.runner: PlainRunner | BoundRunner = (
             BoundRunner(self.swap_session, device) if use_binding else PlainRunner(self.swap_session)
         )
         self._detectors: dict[int, ScrfdDetector] = {}
+        self.batched_calls = 0  # swap_many calls that ran every face in one model call
         log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
 
     # -- loading
@@ -254,6 +256,24 @@ class InswapperEngine:
                 f"'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
                 f"({OFFLINE_HINT})"
             ) from None
+
+    def _batch_session(self) -> ort.InferenceSession | None:
+        """The session that takes several faces per call: the swap model itself when its batch is dynamic,
+        else the copy `vcamswap models download` made beside it (modelstore.batch); None: face by face."""
+        from vcamswap.modelstore.batch import current_batched
+
+        dim = self.swap_session.get_inputs()[0].shape[0]
+        if not isinstance(dim, int):
+            return self.swap_session
+        path = current_batched(self.models_dir)
+        if path is None:
+            return None
+        try:
+            return providers.create_session(path, self.choice, self.threads, self.models_dir / "trt-cache")
+        except Exception as e:  # a damaged copy only costs the batching
+            log.warning("inswapper: %s cannot be loaded (%s); faces are swapped one call each", path,
+                        str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            return None
 
     def _check_interfaces(self) -> None:
         ins = {i.name: i.shape for i in self.swap_session.get_inputs()}
@@ -320,16 +340,37 @@ class InswapperEngine:
         return InswapperSource(embedding, np.ascontiguousarray(latent))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
-        return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        """All faces of a frame in one model call when a batching session is there, else one call each."""
+        if len(items) < 2 or self.batch_session is None:
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        blobs = np.concatenate([self._blob(i.crop, i.source) for i in items])
+        latents = np.concatenate([i.source.latent for i in items]).astype(np.float32)
+        try:
+            preds = self.batch_session.run(None, {"target": blobs, "source": latents})[0]
+        except Exception as e:  # onnxruntime's error types vary by provider; one line, then face by face
+            log.warning("inswapper: the batched swap failed (%s); faces are swapped one call each",
+                        str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            self.batch_session = None
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        self.batched_calls += 1
+        return [self._output(preds[k:k + 1], i.face, preset) for k, i in enumerate(items)]
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
+        pred = self.runner.run(self._blob(crop, source), source.latent)
+        return self._output(pred, face, preset)
+
+    def _blob(self, crop: np.ndarray, source: InswapperSource) -> np.ndarray:
+        """The model's (1, 3, 128, 128) RGB [0, 1] input for one aligned crop; refuses what is not one."""
         check_bgr(crop, "aligned crop", 2)
         if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
             raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
         if not isinstance(source, InswapperSource):
             raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
-        blob = cv2.dnn.blobFromImage(crop, 1.0 / 255.0, (SWAP_SIZE, SWAP_SIZE), (0, 0, 0), swapRB=True)
-        pred = self.runner.run(blob, source.latent)
+        blob: np.ndarray = cv2.dnn.blobFromImage(crop, 1.0 / 255.0, (SWAP_SIZE, SWAP_SIZE), (0, 0, 0), swapRB=True)
+        return blob
+
+    def _output(self, pred: np.ndarray, face: FaceGeometry, preset: Preset) -> SwapOutput:
+        """One face's (1, 3, 128, 128) model output -> the swapped BGR crop and its blend mask."""
         check_output(pred)
         rgb = pred[0].transpose(1, 2, 0)
         bgr = np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])

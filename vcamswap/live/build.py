@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from vcamswap.live.loop import LiveLoop, PresetHook
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
+from vcamswap.live.targets import Embedder, TargetRouter, load_people
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.presets import get_preset, with_overrides
 from vcamswap.settings import Settings
@@ -59,6 +60,8 @@ class Stages:
     sources: Sources
     adaptive: AdaptiveQuality | None
     tune: PresetHook | None = None  # the settings' occlusion and enhance knobs over every preset
+    # Which source each face in view gets (--map); without a map, the chosen face for all, no model call.
+    router: TargetRouter = field(default_factory=TargetRouter)
 
 
 @dataclass
@@ -115,7 +118,8 @@ def build_stages(
     """
     detector, mesh = models or (BlazeFaceDetector(), FaceMesh())
     engine = engine or load_engine(settings)
-    library = library or FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
+    analyzer = FaceAnalyzer(detector, mesh)
+    library = library or FaceLibrary(settings.faces_dir(), analyzer)
     preset = get_preset(controls.snapshot().preset)
     detector_for = detector_for or engine.make_detector
     track_detector = detector_for(preset) or detector
@@ -127,17 +131,35 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
+    sources = Sources(library, engine)
+    router = build_router(settings, engine, sources, analyzer)
     models_dir, provider = settings.models_dir(), settings.provider
     pipeline = Pipeline(
         engine, tracker, partial(make_occluder, models_dir=models_dir, provider=provider),
-        enhancer=partial(make_enhancer_for, models_dir=models_dir, provider=provider), realtime=realtime,
+        enhancer=partial(make_enhancer_for, models_dir=models_dir, provider=provider), router=router,
+        realtime=realtime,
     )
-    return Stages(pipeline, library, Sources(library, engine), adaptive, partial(
-        with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance))
+    tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance)
+    return Stages(pipeline, library, sources, adaptive, tune, router)
 
 
 def make_enhancer_for(every: int, template: np.ndarray, models_dir: Path, provider: str | None) -> LiveEnhancer | None:
     return make_enhancer(every, models_dir, provider, template=template)
+
+
+def build_router(settings: Settings, engine: Engine[Any], sources: Sources, analyzer: FaceAnalyzer) -> TargetRouter:
+    """The map's people, embedded once by the neural engine. Asked of the lite engine it is a one-line error;
+    when the neural engine was asked but could not load (lite stands in), the map is set aside with one line."""
+    if not settings.map:
+        return TargetRouter()
+    if not isinstance(engine, Embedder):
+        if settings.engine == "lite":
+            raise EngineUnavailable("--map needs the neural engine (--engine inswapper): the lite engine cannot "
+                                    "tell people apart")
+        log.warning("--map is set aside: the %s engine cannot tell people apart", engine.name)
+        return TargetRouter()
+    people = load_people(settings.map, engine, analyzer, sources.library.resolve)
+    return TargetRouter(people, engine, sources)
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:

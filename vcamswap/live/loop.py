@@ -123,7 +123,7 @@ class LiveLoop:
             self.sinks.send(image)
             stats.add_stage("output", time.perf_counter() - t1)
             if self.adaptive is not None:  # busy time only: the wait for the camera is not load
-                self.adaptive.observe(time.perf_counter() - t_busy)
+                self.adaptive.observe(time.perf_counter() - t_busy, faces=result.swapped_faces)
             stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped, late=result.late,
                                   stale=result.stale)
             self._last_image = image

@@ -24,6 +24,7 @@ from vcamswap.controls import ControlState
 from vcamswap.engines import Engine, SwapItem
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.sources import PreparedSource
+from vcamswap.live.targets import TargetRouter
 from vcamswap.live.worker import Key, SwapJob, make_stage
 from vcamswap.modelstore.manifest import ModelError
 from vcamswap.presets import OcclusionKind, Preset
@@ -49,10 +50,11 @@ class FrameResult:
     timings: Timings = ()  # track, swap, paste, engine, queue and the tracker's detect / landmarks
     late: int = 0  # results pasted for the first time a frame or more after the frame they were cut from
     stale: int = 0  # faces shown unswapped: their newest result was too old for the face's current pose
+    swapped_faces: int = 0  # faces a swap was pasted on (adaptive quality counts them)
 
     @property
     def face(self) -> TrackedFace | None:
-        """The first face (the followed one with `--targets one`)."""
+        """The first face (the followed one with `targets` one)."""
         return self.faces[0] if self.faces else None
 
 
@@ -100,10 +102,12 @@ class Pipeline:
         occlusion: OccluderFactory | None = None,
         *,
         enhancer: EnhancerFactory | None = None,
+        router: TargetRouter | None = None,
         realtime: bool = True,
     ) -> None:
         self.engine = engine
         self.tracker = tracker
+        self.router = router or TargetRouter()
         self.stage = make_stage(engine)
         # A file is processed frame-exact: each frame waits for its own swap. Live, nothing waits.
         self.realtime = realtime
@@ -151,13 +155,13 @@ class Pipeline:
             return FrameResult(image)
         self.tracker.apply_preset(preset)
         t0 = time.perf_counter()
-        face = self.tracker.update(image)
-        faces = [] if face is None else [face]
+        faces = self.tracker.track(image, "all" if state.targets == "all" else "one")
         self._time("track", time.perf_counter() - t0)
         if not faces:
             self._forget()
             return FrameResult(image)
-        cuts = [self._cut(image, f, source, preset) for f in faces]
+        routed = self.router.route(image, faces, source)
+        cuts = [self._cut(image, f, s, preset) for f, s in zip(faces, routed, strict=True) if s is not None]
         t0 = time.perf_counter()
         self._submit(frame.index, cuts, preset)
         if not self.realtime:
@@ -281,7 +285,7 @@ class Pipeline:
 
     def _paste(self, image: np.ndarray, seq: int, cuts: list[Cut]) -> FrameResult:
         out: np.ndarray | None = None
-        late = stale = 0
+        late = stale = pasted = 0
         for cut in cuts:
             fin = self._finished.get(cut.key)
             if fin is None:
@@ -294,7 +298,9 @@ class Pipeline:
                 late += 1
             self._finished[cut.key] = fin._replace(pasted=True)
             out = paste_back(image.copy() if out is None else out, fin.out, cut.m)
-        return FrameResult(image if out is None else out, swapped=out is not None, late=late, stale=stale)
+            pasted += 1
+        return FrameResult(image if out is None else out, swapped=out is not None, late=late, stale=stale,
+                           swapped_faces=pasted)
 
     def _forget(self) -> None:
         self._finished.clear()

@@ -95,6 +95,7 @@ def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None,
     if source is not None:
         for spec in installer.install_from(specs, source.expanduser()):
             _out(f"installed {spec.name} from {source} -> {model_path(spec, models_dir)}")
+        _batch_copy(specs, models_dir)
         return 0
     try:
         for spec in specs:
@@ -104,7 +105,29 @@ def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None,
             _out(f"installed {spec.name} -> {installer.download(spec, force=True)}")
     finally:
         installer.cleanup()
+    _batch_copy(specs, models_dir)
     return 0
+
+
+def _batch_copy(specs: list[ModelSpec], models_dir: Path) -> None:
+    """Once, beside an installed swap model that fixes batch to 1: a copy that swaps several faces per call."""
+    from vcamswap.modelstore.batch import SWAP_MODEL, ensure_batched
+
+    if SWAP_MODEL not in {s.name for s in specs} or not status_ok(specs, models_dir, SWAP_MODEL):
+        return
+    result = ensure_batched(models_dir)
+    if result.outcome == "made":
+        _out(f"made {result.path.name if result.path else ''} (several faces per swap call; "
+             f"{SWAP_MODEL}.onnx unchanged) -> {result.path}")
+    elif result.outcome == "present":
+        _out(f"already made {result.path}")
+    elif result.outcome == "cannot-batch":
+        _out(f"{SWAP_MODEL}: its graph does not batch ({result.detail}); faces are swapped one call each")
+
+
+def status_ok(specs: list[ModelSpec], models_dir: Path, name: str) -> bool:
+    spec = next(s for s in specs if s.name == name)
+    return status(spec, models_dir, deep=False).state in ("ok", "present")
 
 
 def _bar(label: str, total: int | None) -> Progress:
