@@ -15,7 +15,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 import tomli_w
@@ -89,6 +89,7 @@ class Settings:
     target_fps: float | None = None  # None = the camera's fps
     adaptive: bool = True
     provider: str | None = None  # onnxruntime execution provider; None = best present
+    precision: str = "auto"  # neural swap model: auto (fp16 on a GPU that gains from it), fp32 or fp16
     vcam_backend: str | None = None
     vcam_device: str | None = None
     swap: bool = True
@@ -133,6 +134,7 @@ def _with_position(message: str, text: str) -> str:
 _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
+    "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
     "label": str, "audio_sync": str,
 }
@@ -159,12 +161,16 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         check_fps(value, f"{origin}: {key!r}")
     if name in ("width", "height") and not 16 <= value <= 7680:
         raise SettingsError(f"{origin}: {key!r} must be 16 to 7680 pixels, not {value}")
+    if name == "precision" and value not in PRECISIONS:
+        raise SettingsError(f"{origin}: unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value
 
 
 MAX_FPS = 240.0
+# The neural swap model's precisions (engines.precision chooses the file); here so settings stay light.
+PRECISIONS: tuple[Literal["auto", "fp32", "fp16"], ...] = ("auto", "fp32", "fp16")
 
 
 def check_fps(value: float, what: str) -> float:

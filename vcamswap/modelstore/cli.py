@@ -1,10 +1,11 @@
-"""`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME]`."""
+"""`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME] | convert --fp16`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
@@ -26,13 +27,17 @@ log = logging.getLogger("vcamswap.models")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, download, verify the neural engine's models")
-    p.add_argument("action", choices=["list", "download", "verify", "path"])
+    p.add_argument("action", choices=["list", "download", "verify", "path", "convert"])
     p.add_argument("names", nargs="*", metavar="NAME", help=f"model names (default: all): {', '.join(NEURAL_MODELS)}")
     p.add_argument("--from", dest="source", type=Path, metavar="DIR_OR_FILE",
                    help="install from a local copy (a model file, buffalo_l.zip, or a folder) instead of the network")
     p.add_argument("--models", help="models folder (default: the platform's data dir)")
     p.add_argument("--manifest", type=Path, help="a manifest other than the shipped one (e.g. an internal mirror)")
     p.add_argument("--force", action="store_true", help="download again even when the file verifies")
+    p.add_argument("--fp16", action="store_true",
+                   help="convert: make inswapper_128.fp16.onnx from the installed model (for GPUs; needs "
+                        "onnxconverter-common)")
+    p.add_argument("--overwrite", action="store_true", help="convert: replace an fp16 file this command did not make")
     p.add_argument("--settings", type=Path)
     p.set_defaults(func=cmd_models)
 
@@ -51,6 +56,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             return 0
         if args.action == "verify":
             return _cmd_verify(specs, models_dir)
+        if args.action == "convert":
+            return _cmd_convert(args.names, models_dir, args.fp16, args.overwrite)
         return _cmd_download(specs, models_dir, args.source, args.force)
     except ModelError as e:
         print(f"vcamswap: error: {e}", file=sys.stderr, flush=True)
@@ -92,6 +99,22 @@ def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None,
             _out(f"installed {spec.name} -> {installer.download(spec, force=True)}")
     finally:
         installer.cleanup()
+    return 0
+
+
+def _cmd_convert(names: list[str], models_dir: Path, fp16: bool, overwrite: bool) -> int:
+    from vcamswap.modelstore.fp16 import SWAP_MODEL, make_fp16
+
+    if not fp16:
+        raise ModelError("convert needs --fp16 (the one conversion there is): 'vcamswap models convert --fp16'")
+    if any(n != SWAP_MODEL for n in names):
+        raise ModelError(f"only {SWAP_MODEL} has an fp16 copy (it is the per-frame model; the others gain nothing)")
+    t0 = time.monotonic()
+    result = make_fp16(models_dir, SWAP_MODEL, overwrite)
+    if result.action == "current":
+        _out(f"already made {result.copy} (from the installed {SWAP_MODEL}.onnx)")
+    else:
+        _out(f"made {result.copy} in {time.monotonic() - t0:.0f} s; the neural engine uses it on CUDA and TensorRT")
     return 0
 
 
