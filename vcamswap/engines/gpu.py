@@ -109,14 +109,21 @@ def _model_key(model: Path) -> dict[str, object]:
     return {"model": model.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "onnxruntime": ort.__version__}
 
 
+def has_engine(cache: TrtCache) -> bool:
+    """Whether TensorRT wrote an engine there (it does at session start for fixed input shapes)."""
+    try:
+        return any(p.suffix == ".engine" for p in cache.engines.iterdir())
+    except OSError:
+        return False
+
+
 def cache_is_warm(cache: TrtCache, model: Path) -> bool:
     """True when an engine was built for this very file (size, mtime) by this onnxruntime and is still there."""
     try:
         mark = json.loads((cache.engines / BUILT_MARK).read_text(encoding="utf-8"))
-        has_engine = any(p.suffix == ".engine" for p in cache.engines.iterdir())
     except (OSError, ValueError):
         return False
-    return bool(has_engine and mark == _model_key(model))
+    return has_engine(cache) and mark == _model_key(model)
 
 
 def mark_built(cache: TrtCache, model: Path) -> None:

@@ -172,7 +172,7 @@ def create_session(
     warm = gpu.cache_is_warm(cache, model)
     label = f"building the TensorRT engine for {model.name} (first run only; cached in {cache.engines})"
     session = gpu.with_progress(make, label, delay=gpu.WARM_GRACE_S if warm else gpu.COLD_GRACE_S)
-    if not warm and runs_on(session) == "tensorrt":
+    if not warm and gpu.has_engine(cache):
         gpu.mark_built(cache, model)
     return session
 
