@@ -173,6 +173,9 @@ def test_cli_convert_makes_then_confirms_the_copy(tmp_path: Path) -> None:
     assert first.returncode == 0 and "made" in first.stdout, first.stderr
     second = run_cli("models", "convert", "--fp16", "--models", str(folder))
     assert second.returncode == 0 and "already made" in second.stdout, second.stderr
+    listed = run_cli("models", "list", "--models", str(folder))
+    assert any(line.startswith("inswapper_128.fp16\t") and "made from the installed original" in line
+               for line in listed.stdout.splitlines()), listed.stdout
     no_flag = run_cli("models", "convert", "--models", str(folder))
     assert no_flag.returncode == 2 and "needs --fp16" in no_flag.stderr
 

@@ -70,7 +70,19 @@ def _cmd_list(specs: list[ModelSpec], models_dir: Path) -> int:
         st = status(spec, models_dir, deep=False)
         state = {"present": "installed", "missing": "missing", "size": "wrong size"}.get(st.state, st.state)
         _out(f"{spec.name}\t{spec.size / 1e6:.1f} MB\t{state}\t{spec.licence}")
+    _list_fp16(models_dir)
     return 0
+
+
+def _list_fp16(models_dir: Path) -> None:
+    """The local fp16 copy, when there is one: current, or why the engine will not use it."""
+    from vcamswap.modelstore.fp16 import fp16_files, fp16_state
+
+    files = fp16_files(models_dir)
+    if files.copy.is_file():
+        state = {"ok": "made from the installed original", "stale": "stale (made from another original)",
+                 "unrecorded": "not made by 'models convert'", "no-source": "original missing"}[fp16_state(models_dir)]
+        _out(f"{files.copy.stem}\t{files.copy.stat().st_size / 1e6:.1f} MB\t{state}\tlocal fp16 copy")
 
 
 def _cmd_verify(specs: list[ModelSpec], models_dir: Path) -> int:

@@ -162,11 +162,15 @@ def make_fp16(models_dir: Path, name: str = SWAP_MODEL, overwrite: bool = False)
     if state != "missing" and not overwrite:
         why = "was made from another " if state == "stale" else "is not one this command made from "
         raise ConvertError(f"{files.copy} exists and {why}{files.source.name}; add --overwrite to replace it")
-    st = files.source.stat()
-    source_sha = sha256_file(files.source)
-    converter = convert_model(files.source, files.copy)
-    rec = Fp16Record(files.source.name, source_sha, st.st_size, st.st_mtime_ns, sha256_file(files.copy), converter)
-    _write_record(files.record, rec)
+    try:
+        st = files.source.stat()
+        source_sha = sha256_file(files.source)
+        converter = convert_model(files.source, files.copy)
+        rec = Fp16Record(files.source.name, source_sha, st.st_size, st.st_mtime_ns, sha256_file(files.copy),
+                         converter)
+        _write_record(files.record, rec)
+    except OSError as e:  # a read-only models folder, a full disk
+        raise ConvertError(f"cannot write the fp16 copy in {models_dir}: {e.strerror or e}") from None
     return ConvertResult(files.copy, "made")
 
 
