@@ -51,6 +51,7 @@ CPU_VARIANTS = (Variant("cpu fp32", "cpu", "fp32"), Variant("cpu fp16", "cpu", "
 class Report:
     """Everything measured, and every part that failed (with its reason), for the JSON."""
 
+    deadline: float = float("inf")  # time.perf_counter() past which parts are skipped, not started
     meta: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, dict[str, Any]] = field(default_factory=dict)
     faces: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -61,6 +62,10 @@ class Report:
 def attempt(report: Report, part: str, fn: Callable[[], T], emit: Callable[[str], None]) -> T | None:
     """Run one part; a failure is one line on screen and an entry in the JSON, never the end of the run."""
     t0 = time.perf_counter()
+    if t0 > report.deadline:
+        report.errors.append({"part": part, "error": "skipped: past --max-seconds"})
+        emit(f"-- {part}: skipped (past --max-seconds)")
+        return None
     emit(f"-- {part} ...")
     try:
         value = fn()
@@ -89,10 +94,21 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
             "fp16": str(made.copy), "fp16_s": round(time.perf_counter() - t0 - built, 1)}
 
 
+def require_provider(v: Variant) -> None:
+    """Refuse a variant whose provider this onnxruntime lacks (the engine would quietly run on another)."""
+    from vcamswap.engines import providers
+
+    if v.provider != "cpu" and v.provider not in providers.present():
+        raise RuntimeError(f"{v.provider} is not in this onnxruntime build (present: "
+                           f"{', '.join(providers.present())})")
+
+
 def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str) -> dict[str, Any]:
     """`vcamswap bench`'s throughput and realtime passes for one provider and precision."""
     from vcamswap.capture.demo import demo_face
     from vcamswap.tools.bench.run import BenchOptions, run_bench
+
+    require_provider(v)
 
     opts = BenchOptions(input=clip, engines=["inswapper"], presets=[preset], frames=frames, realtime=True,
                         throughput=True, tracking=[True], quality=False, face=str(demo_face()), models=str(models),
@@ -132,6 +148,7 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
     from vcamswap.imageio import load_image
     from vcamswap.presets import get_preset
 
+    require_provider(v)
     engine = create_engine("inswapper", models_dir=models, provider=v.provider, precision=v.precision)
     analyzer = FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
     source_img = load_image(demo_face())
@@ -162,6 +179,7 @@ def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int,
     from vcamswap.tools.bench.dlc import run_dlc
     from vcamswap.tools.bench.passes import read_frames
 
+    require_provider(v)
     files = fp16_files(models)
     # Deep-Live-Cam gives TensorRT no engine cache: every start would rebuild for minutes, so it runs on CUDA.
     chain = list(providers.choose("cuda" if v.provider == "tensorrt" else v.provider).chain)
@@ -229,6 +247,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="width of the swap model (1024 = inswapper_128's cost; less for a quick CPU dry run)")
     ap.add_argument("--preset", default="balanced")
     ap.add_argument("--dlc", type=Path, help="a Deep-Live-Cam checkout: time its process_frame alongside")
+    ap.add_argument("--max-seconds", type=float, default=480,
+                    help="start no part after this many seconds (default 480), so a slow build cannot eat the slot")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the bench's own progress lines")
     return ap.parse_args(argv)
 
@@ -243,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     models = out / "models"
     emit: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
-    report = Report()
     t0 = time.perf_counter()
+    report = Report(deadline=t0 + args.max_seconds)
     report.meta["machine"] = attempt(report, "machine", machine, emit)
     report.meta["models"] = attempt(report, "models", lambda: build_models(models, args.channels), emit)
     clip = args.input or attempt(report, "clip", lambda: str(demo_clip(args.width, args.height, 30.0,
@@ -269,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     report.dlc[v.label] = d
     report.meta["seconds"] = round(time.perf_counter() - t0, 1)
     path = out / "gpu_bench.json"
-    path.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    path.write_text(json.dumps({k: v for k, v in asdict(report).items() if k != "deadline"}, indent=2,
+                               default=str) + "\n")
     print()
     print(table(report))
     print(f"\n{len(report.errors)} part(s) failed; figures in {path} ({report.meta['seconds']} s)")
