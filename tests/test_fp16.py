@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -301,8 +302,8 @@ def test_a_tensorrt_build_is_announced_and_a_warm_cache_is_quiet(
     assert slow.calls[0]["provider_options"][0]["trt_timing_cache_path"] == str(tmp_path / "trt-cache")
     err = capfd.readouterr().err.splitlines()
     label = f"building the TensorRT engine for inswapper_128.onnx (first run only; cached in {tmp_path}"
-    assert err[0].startswith(label) and err[0].endswith(": 1 s")
-    assert err[-1].startswith(label) and err[-1].endswith("done after 2 s")
+    assert err[0].startswith(label) and re.search(r": [12] s$", err[0])  # after the 1 s grace, not at once
+    assert err[-1].startswith(label) and re.search(r": done after [23] s$", err[-1])
     assert gpu.cache_is_warm(gpu.trt_cache(tmp_path, model), model)
 
     providers.create_session(model, choice, 1, tmp_path, factory=slow)  # warm: loads quietly
