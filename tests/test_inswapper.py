@@ -280,7 +280,8 @@ def test_provider_choice() -> None:
 
 def test_engine_reports_where_models_run(engine: InswapperEngine) -> None:
     assert engine.choice.chain == ("CPUExecutionProvider",)
-    assert engine.placement() == {"det_10g": "cpu", "w600k_r50": "cpu", "inswapper_128": "cpu"}
+    swap = "cpu (fp32, inswapper_128.onnx)"
+    assert engine.placement() == {"det_10g": "cpu", "w600k_r50": "cpu", "inswapper_128": swap}
     assert engine.swap_session.get_session_options().intra_op_num_threads == 1
 
 

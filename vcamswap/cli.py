@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
 from vcamswap.presets import OCCLUSION_KINDS
-from vcamswap.settings import MAX_ENHANCE_EVERY, Settings, SettingsError, check_fps, load_settings, parse_map_entry
+from vcamswap.settings import (
+    MAX_ENHANCE_EVERY,
+    PRECISIONS,
+    Settings,
+    SettingsError,
+    check_fps,
+    load_settings,
+    parse_map_entry,
+)
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -48,6 +56,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-fps", type=fps_arg, help="adaptive quality keeps this fps (default: the camera's)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
+    p.add_argument("--precision", choices=list(PRECISIONS),
+                   help="neural swap model: fp16 copy on a GPU that gains from it (auto, default), fp32 or fp16")
     p.add_argument("--vcam-backend", help="pyvirtualcam backend name (default: any present)")
     p.add_argument("--vcam-device", help="virtual camera device (e.g. /dev/video10)")
     p.add_argument("--swap", action=argparse.BooleanOptionalAction, default=None, help="start with the swap on")

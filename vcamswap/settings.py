@@ -15,7 +15,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 import tomli_w
@@ -92,6 +92,7 @@ class Settings:
     target_fps: float | None = None  # None = the camera's fps
     adaptive: bool = True
     provider: str | None = None  # onnxruntime execution provider; None = best present
+    precision: str = "auto"  # neural swap model: auto (fp16 on a GPU that gains from it), fp32 or fp16
     vcam_backend: str | None = None
     vcam_device: str | None = None
     swap: bool = True
@@ -138,6 +139,7 @@ def _with_position(message: str, text: str) -> str:
 _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
+    "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
     "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "targets": str, "map": dict,
 }
@@ -172,6 +174,8 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
     if name == "targets" and value not in ("one", "all"):
         raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
+    if name == "precision" and value not in PRECISIONS:
+        raise SettingsError(f"{origin}: unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value
@@ -187,6 +191,10 @@ def parse_map_entry(text: str, what: str = "--map") -> tuple[str, str]:
     if not sep or not photo.strip() or not face.strip():
         raise SettingsError(f"{what}: {text!r} is not CAMERA_PERSON_PHOTO=SOURCE_FACE")
     return photo.strip(), face.strip()
+
+
+# The neural swap model's precisions (engines.precision chooses the file); here so settings stay light.
+PRECISIONS: tuple[Literal["auto", "fp32", "fp16"], ...] = ("auto", "fp32", "fp16")
 
 
 def check_fps(value: float, what: str) -> float:

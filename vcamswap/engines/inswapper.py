@@ -20,7 +20,14 @@ import onnxruntime as ort
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
-from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, providers
+from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, gpu, providers
+from vcamswap.engines.precision import (
+    FP16_PROVIDERS,
+    PrecisionError,
+    choose_swap_model,
+    parse_precision,
+    wanted_precision,
+)
 from vcamswap.faces.landmarks import ARCFACE_112, LIPS_OUTER
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
@@ -157,6 +164,10 @@ class BoundRunner:
         out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
         return out
 
+    def warm_up(self) -> None:
+        """One run on zeros (the first run is where onnxruntime records a CUDA graph)."""
+        self.run(np.zeros((1, 3, SWAP_SIZE, SWAP_SIZE), np.float32), np.zeros((1, EMBED_SIZE), np.float32))
+
 
 # ----------------------------------------------------------------------------------------------- detector
 
@@ -196,6 +207,8 @@ class InswapperEngine:
         provider: str | None = None,
         threads: int | None = None,
         io_binding: bool | None = None,
+        precision: str | None = None,
+        cuda_graph: bool | None = None,
     ) -> None:
         self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
         missing = missing_models(NEURAL_MODELS, self.models_dir)
@@ -212,49 +225,75 @@ class InswapperEngine:
             ) from None
         try:
             self.choice = providers.choose(provider)
-        except providers.ProviderError as e:
+            asked = parse_precision(precision)
+        except (providers.ProviderError, PrecisionError) as e:
             raise EngineUnavailable(f"inswapper: {e}") from None
         if self.choice.note:
             log.warning("%s", self.choice.note)
+        fast = gpu.fast_fp16(gpu.compute_capability()) if self.choice.name in FP16_PROVIDERS else False
+        self.swap_model = choose_swap_model(self.models_dir, asked, self.choice.name, fast)
+        if self.swap_model.note:
+            (log.warning if asked == "fp16" else log.info)("inswapper: %s", self.swap_model.note)
+        # TensorRT makes its own fp16 kernels from either file: it follows what was asked, not which file runs.
+        self.fp16 = wanted_precision(asked, self.choice.name, fast) == "fp16"
         self.threads = threads or providers.default_threads()
         det_session = self._session("det_10g")
         self._scrfd = self._load("det_10g", lambda p: SCRFD(model_file=str(p), session=det_session))
         arc_session = self._session("w600k_r50")
         self._arcface = self._load("w600k_r50", lambda p: ArcFaceONNX(model_file=str(p), session=arc_session))
-        self.swap_session = self._session("inswapper_128")
-        self.emap = self._load("inswapper_128", read_emap)
+        self.emap = self._load("inswapper_128", read_emap)  # the fp32 original's: the fp16 copy keeps it as is
+        self.swap_session, self.runner, self.cuda_graph = self._swap_runner(io_binding, cuda_graph)
         self._check_interfaces()
         self.batch_session = self._batch_session()
-        device = providers.device_of(self.swap_session)
-        use_binding = device != "cpu" if io_binding is None else io_binding
-        self.runner: PlainRunner | BoundRunner = (
-            BoundRunner(self.swap_session, device) if use_binding else PlainRunner(self.swap_session)
-        )
         self._detectors: dict[int, ScrfdDetector] = {}
         self.batched_calls = 0  # swap_many calls that ran every face in one model call
         log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
+
+    def _swap_runner(
+        self, io_binding: bool | None, cuda_graph: bool | None
+    ) -> tuple[ort.InferenceSession, PlainRunner | BoundRunner, bool]:
+        """The swap session and its runner: on a GPU bound buffers, replayed as a CUDA graph where onnxruntime
+        allows it (tried once at start; any refusal falls back to plain bound runs with one line saying why)."""
+        on_gpu = self.choice.name in providers.DEVICE_OF and io_binding is not False
+        if on_gpu if cuda_graph is None else cuda_graph:
+            try:
+                session = providers.create_session(self.swap_model.path, self.choice, self.threads, self.models_dir,
+                                                   self.fp16, cuda_graph=True)
+                device = providers.device_of(session)
+                if device != "cpu":
+                    runner = BoundRunner(session, device)
+                    runner.warm_up()  # the first run records the graph: a refusal shows here, not mid-call
+                    return session, runner, True
+            except Exception as e:  # onnxruntime refuses graphs with nodes off the GPU or with free shapes
+                reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                log.warning("inswapper: CUDA graphs not used for %s (%s); running without them",
+                            self.swap_model.path.name, reason)
+        session = self._session("inswapper_128", self.swap_model.path)
+        device = providers.device_of(session)
+        use_binding = device != "cpu" if io_binding is None else io_binding
+        return session, BoundRunner(session, device) if use_binding else PlainRunner(session), False
 
     # -- loading
 
     def path(self, name: str) -> Path:
         return (self.models_dir / f"{name}.onnx").resolve()
 
-    def _session(self, name: str) -> ort.InferenceSession:
+    def _session(self, name: str, path: Path | None = None) -> ort.InferenceSession:
         return self._load(
             name,
-            lambda p: providers.create_session(p, self.choice, self.threads, self.models_dir / "trt-cache"),
+            lambda p: providers.create_session(p, self.choice, self.threads, self.models_dir, self.fp16),
+            path,
         )
 
-    def _load(self, name: str, loader: Any) -> Any:
-        path = self.path(name)
+    def _load(self, name: str, loader: Any, path: Path | None = None) -> Any:
+        path = path or self.path(name)
         try:
             return loader(path)
         except Exception as e:  # onnxruntime/onnx/insightface raise many types for a bad file
             reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise EngineUnavailable(
-                f"inswapper: {path} cannot be loaded ({reason}); it may be corrupt: check it with "
-                f"'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
-                f"({OFFLINE_HINT})"
+                f"inswapper: {path} cannot be loaded ({reason}); it may be corrupt: "
+                f"{_reinstall_hint(name, path)}"
             ) from None
 
     def _batch_session(self) -> ort.InferenceSession | None:
@@ -277,17 +316,19 @@ class InswapperEngine:
 
     def _check_interfaces(self) -> None:
         ins = {i.name: i.shape for i in self.swap_session.get_inputs()}
+        types = {i.name: i.type for i in self.swap_session.get_inputs()}
         outs = self.swap_session.get_outputs()
         ok = (
             list(ins) == ["target", "source"]
             and list(ins["target"])[1:] == [3, SWAP_SIZE, SWAP_SIZE]
             and list(ins["source"])[-1] == EMBED_SIZE
+            and set(types.values()) == {"tensor(float)"}  # an fp16 copy keeps float32 in and out
             and len(outs) == 1
             and self.emap.shape == (EMBED_SIZE, EMBED_SIZE)
         )
         if not ok:
             raise EngineUnavailable(
-                f"inswapper: {self.path('inswapper_128')} is not an inswapper_128 model (inputs {ins}, "
+                f"inswapper: {self.swap_model.path} is not an inswapper_128 model (inputs {ins}, "
                 f"emap {self.emap.shape}); {install_hint(['inswapper_128'])}"
             )
         if getattr(self._arcface, "output_shape", [None, EMBED_SIZE])[-1] != EMBED_SIZE:
@@ -300,11 +341,13 @@ class InswapperEngine:
             )
 
     def placement(self) -> dict[str, str]:
-        """Which provider each model runs on."""
+        """Which provider each model runs on; for the swap model also its precision and file."""
+        graph = ", CUDA graph" if self.cuda_graph else ""
+        swap = f"{self.swap_model.precision}, {self.swap_model.path.name}{graph}"
         return {
             "det_10g": providers.runs_on(self._scrfd.session),
             "w600k_r50": providers.runs_on(self._arcface.session),
-            "inswapper_128": providers.runs_on(self.swap_session),
+            "inswapper_128": f"{providers.runs_on(self.swap_session)} ({swap})",
         }
 
     # -- Engine protocol
@@ -378,6 +421,13 @@ class InswapperEngine:
         if preset.mouth_mask:
             mask = mask * (1.0 - mouth_mask(face, SWAP_SIZE))
         return SwapOutput(bgr, mask)
+
+
+def _reinstall_hint(name: str, path: Path) -> str:
+    if path.name.endswith(".fp16.onnx"):
+        return "make it again with 'vcamswap models convert --fp16 --overwrite', or run with --precision fp32"
+    return (f"check it with 'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
+            f"({OFFLINE_HINT})")
 
 
 def read_emap(path: Path) -> np.ndarray:

@@ -48,7 +48,7 @@ def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
 def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.engine == "lite":
         return {}
-    return {"models_dir": settings.models_dir(), "provider": settings.provider}
+    return {"models_dir": settings.models_dir(), "provider": settings.provider, "precision": settings.precision}
 
 
 @dataclass

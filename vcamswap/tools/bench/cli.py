@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap.presets import PRESET_NAMES
+from vcamswap.settings import PRECISIONS
 from vcamswap.tools.bench.metrics import STEADY_MAX, WARMUP_FRAMES
 from vcamswap.tools.bench.report import LEGEND, clean_json, table, to_json
 from vcamswap.tools.bench.run import BenchOptions, run_bench
@@ -55,6 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument("--face", help="source face image (default: the demo face)")
     p.add_argument("--models", help="models folder for the neural engine")
     p.add_argument("--provider", help="onnxruntime execution provider")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="neural swap model precision (default auto)")
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
     p.add_argument("--batch", type=_counts, metavar="N,N,...",
                    help="only time the neural swap for N faces per frame: one call each against one batched call")
@@ -110,6 +112,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         face=args.face or str(demo_face()),
         models=args.models,
         provider=args.provider,
+        precision=args.precision,
         adaptive=args.adaptive,
         repeat=max(1, args.repeat),
         steady_frames=args.steady_frames,

@@ -50,6 +50,7 @@ class BenchOptions:
     face: str
     models: str | None = None
     provider: str | None = None
+    precision: str | None = None  # the neural swap model's (auto when None)
     adaptive: bool = False
     repeat: int = 1
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
@@ -85,7 +86,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh)
     items: list[tuple[EngineSetup, Config]] = []
     for engine_name in opts.engines:
-        setup = make_engine(engine_name, opts.models, opts.provider, blaze)
+        setup = make_engine(engine_name, opts.models, opts.provider, blaze, opts.precision)
         if setup.random_weights:
             notes.append(RANDOM_NOTE)
             emit(f"note: {RANDOM_NOTE}")
