@@ -163,3 +163,39 @@ def test_live_loop_feeds_the_adaptive_control(media: Path) -> None:
     assert aq.frames == 20 and aq.target_fps == capture.info.fps
     off = build_stages(Settings(adaptive=False, faces="/nonexistent-faces"), controls)
     assert off.adaptive is None
+
+
+def replay_faces(aq: AdaptiveQuality, times: dict[int, np.ndarray], faces: list[int]) -> list[int]:
+    """Closed loop as replay(), with the faces of each frame: k faces cost k times a one-face frame."""
+    base = get_preset("balanced")
+    levels = []
+    for i, k in enumerate(faces):
+        aq(base)
+        seq = times[min(aq.level, max(times))]
+        aq.observe(float(seq[i % len(seq)]) * max(k, 0.05), faces=k)
+        levels.append(aq.level)
+    return levels
+
+
+def test_a_second_face_steps_down_and_its_leaving_steps_back_up(measured: dict[int, np.ndarray]) -> None:
+    """One face fits at full quality; two do not. The second person walking in is met within a second, and
+    once they leave quality returns."""
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=0.5 / mean0)  # one face: half the budget; two: all of it
+    assert set(replay_faces(aq, measured, [1] * 300)) == {0}
+    assert any(2 * measured[lv].mean() < 0.85 * aq.budget for lv in range(LEVELS)), "no level fits two faces"
+    two = replay_faces(aq, measured, [2] * 900)
+    assert max(two[:30]) > 0  # reacted within a second of the second face
+    assert 2 * measured[two[-1]].mean() / aq.budget <= aq.down  # settled where two faces fit
+    assert len(set(two[-300:])) == 1
+    back = replay_faces(aq, measured, [1] * 3000)
+    assert back[-1] == 0 and back[0] > 0
+
+
+def test_frames_without_a_face_never_step_quality_up(measured: dict[int, np.ndarray]) -> None:
+    mean0 = float(measured[0].mean())
+    aq = AdaptiveQuality(target_fps=OVERLOAD / mean0)
+    replay_faces(aq, measured, [1] * 600)
+    level = aq.level
+    assert level > 0
+    assert set(replay_faces(aq, measured, [0] * 2000)) == {level}  # nobody in view: nothing learnt, no change

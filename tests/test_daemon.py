@@ -91,6 +91,13 @@ def test_cli_controls_apply_at_once_and_are_saved(daemon: DaemonProcess) -> None
     assert daemon.request("preset", "fast")["preset"] == "fast"
     r = daemon.cli("preset", "ultra")
     assert r.returncode == 2 and "unknown preset" in r.stderr
+    assert daemon.status()["targets"] == "one"
+    r = daemon.cli("targets", "all")
+    assert r.returncode == 0 and "all faces" in r.stdout, r.stderr
+    assert daemon.status()["targets"] == "all"
+    r = daemon.cli("targets", "some")
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+    assert daemon.request("targets", "some") == {"ok": False, "error": "unknown targets 'some'; choose one of one, all"}
 
     assert daemon.request("toggle")["swap"] is True
     wait_until(lambda: daemon.status()["state"] in ("swapping", "no-face"), "swap back on")
@@ -103,6 +110,7 @@ def test_cli_controls_apply_at_once_and_are_saved(daemon: DaemonProcess) -> None
         except (OSError, tomllib.TOMLDecodeError):
             return None
         wanted = data.get("preset") == "fast" and data.get("face") == "obama" and data.get("swap") is True
+        wanted = wanted and data.get("targets") == "all"
         return data if wanted else None
 
     data = wait_until(saved, "settings saved")

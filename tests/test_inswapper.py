@@ -4,6 +4,7 @@ source identity, alignment, swap, masks, paste-back, provider choice and the fai
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -11,10 +12,14 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers.frames import read_frames
+from helpers.images import hand, in_front, swapped_over
 from helpers.pipeline import drive
 
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
+from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
+from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import EngineUnavailable, create_engine, providers
 from vcamswap.engines.inswapper import (
@@ -31,6 +36,7 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.build import load_engine
+from vcamswap.live.pipeline import Pipeline
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry, Frame
@@ -274,7 +280,8 @@ def test_provider_choice() -> None:
 
 def test_engine_reports_where_models_run(engine: InswapperEngine) -> None:
     assert engine.choice.chain == ("CPUExecutionProvider",)
-    assert engine.placement() == {"det_10g": "cpu", "w600k_r50": "cpu", "inswapper_128": "cpu"}
+    swap = "cpu (fp32, inswapper_128.onnx)"
+    assert engine.placement() == {"det_10g": "cpu", "w600k_r50": "cpu", "inswapper_128": swap}
     assert engine.swap_session.get_session_options().intra_op_num_threads == 1
 
 
@@ -436,3 +443,118 @@ def test_detector_architecture_has_det_10g_interface(tmp_path: Path) -> None:
     assert det.use_kps and det.fmc == 3 and det._num_anchors == 2
     boxes, kps = det.detect(np.zeros((240, 320, 3), np.uint8), input_size=(320, 320))
     assert boxes.shape == (0, 5)  # nothing passes the threshold: timing without NMS noise
+
+
+@pytest.mark.parametrize("kind", ["fast", "model", "off"])
+def test_a_hand_in_front_of_the_face_stays_a_hand(
+    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path, kind: str
+) -> None:
+    """The neural engine paints the whole face; the one masking step keeps a real hand in front of it, by the
+    camera's skin colour (fast) or the occluder model (model); with occlusion off it is swapped over."""
+    ms.make_optional(models_dir)
+    engine = InswapperEngine(models_dir, provider="cpu", threads=1)
+    detector, mesh = BlazeFaceDetector(), FaceMesh()
+    library = FaceLibrary(tmp_path / "faces", FaceAnalyzer(detector, mesh))
+    controls = Controls(ControlState(preset="balanced"))
+    controls.set_face(library.resolve(str(media / SOURCE_A)))
+    driven = drive(engine, Tracker(detector, mesh, 4), library, controls,
+                   adjust=lambda p: p.with_knobs(occlusion=kind, color_match=False))
+    driven.pipeline = Pipeline(engine, driven.pipeline.tracker,
+                               partial(make_occluder, models_dir=models_dir, provider="cpu"), realtime=False)
+    frames = read_frames(media / WEBCAM, 24)
+    result = None
+    for i, image in enumerate(frames[:12]):
+        result = driven.process(Frame(image, i, 0.0))
+    assert result is not None and result.face is not None
+    bbox = result.face.geometry.bbox
+    held = hand(float(bbox[2] - bbox[0]))
+    # The occluder stand-in takes the face's colour from the crop's centre (the real model has no such blind
+    # spot), so for it the hand covers the chin, clear of that centre.
+    at = (0.3, 0.8) if kind == "model" else (0.05, 0.55)
+    over = []
+    for i, image in enumerate(frames[12:], start=12):
+        shown, where = in_front(image, held, bbox, at)
+        out = driven.process(Frame(shown, i, 0.0))
+        assert out.swapped
+        over.append(swapped_over(shown, out.image, where))
+    if kind == "off":
+        assert min(over) > 0.3, "control: without occlusion the swap covers the hand"
+    else:
+        assert max(over) < 0.1, [round(o, 2) for o in over]
+
+
+def test_the_enhancer_runs_every_nth_swap_in_the_live_pipeline(
+    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path
+) -> None:
+    """`enhance_every` 3: the model runs on swaps 1, 4, 7 of a face; the swaps between re-use its detail, so
+    every output carries it (the stand-in sharpens a known box of the crop)."""
+    ms.make_optional(models_dir)
+    engine = InswapperEngine(models_dir, provider="cpu", threads=1)
+    made: list[LiveEnhancer] = []
+
+    def enhancer(every: int, template: np.ndarray) -> LiveEnhancer | None:
+        e = make_enhancer(every, models_dir, "cpu", template=template)
+        assert e is not None
+        made.append(e)
+        return e
+
+    detector, mesh = BlazeFaceDetector(), FaceMesh()
+    library = FaceLibrary(tmp_path / "faces", FaceAnalyzer(detector, mesh))
+    controls = Controls(ControlState(preset="balanced"))
+    controls.set_face(library.resolve(str(media / SOURCE_A)))
+    outputs = {}
+    for every in (0, 3):
+        driven = drive(engine, Tracker(detector, mesh, 4), library, controls,
+                       adjust=lambda p, n=every: p.with_knobs(enhance_every=n))
+        driven.pipeline = Pipeline(engine, driven.pipeline.tracker, enhancer=enhancer, realtime=False)
+        outputs[every] = [driven.process(Frame(image, i, 0.0)).image for i, image in
+                          enumerate(read_frames(media / WEBCAM, 7))]
+    assert len(made) == 1 and made[0].runs == 3, "made once for the face, run on swaps 1, 4 and 7"
+    for plain, enhanced in zip(outputs[0], outputs[3], strict=True):
+        assert np.abs(plain.astype(np.int16) - enhanced.astype(np.int16)).max() > 0, "each frame has the detail"
+
+
+# ----------------------------------------------------------------------------------------------- insightface
+
+
+@pytest.mark.parametrize("swap_model", ["standin", "architecture"])
+def test_engine_agrees_with_insightfaces_own_inswapper_and_arcface(
+    models_dir: Path, analyzer: FaceAnalyzer, media: Path, tmp_path: Path, swap_model: str
+) -> None:
+    """insightface's INSwapper.get and ArcFaceONNX.get on the same model files and keypoints: the engine's
+    embedding and latent agree to 1e-5, its alignment matrix to 1e-5 and its swapped crop to 2 grey levels
+    (insightface truncates to uint8 where the engine rounds)."""
+    from insightface.app.common import Face
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+    from insightface.model_zoo.inswapper import INSwapper
+    from insightface.utils import face_align
+
+    for name in ("det_10g.onnx", "w600k_r50.onnx", "inswapper_128.onnx"):
+        (tmp_path / name).write_bytes((models_dir / name).read_bytes())
+    if swap_model == "architecture":  # the real graph's shape (AdaIN from the latent) at low width
+        load_arch().build_arch_model(tmp_path / "inswapper_128.onnx", channels=64)
+    engine = InswapperEngine(tmp_path, provider="cpu", threads=1)
+    cpu = ["CPUExecutionProvider"]
+    ref_arcface = ArcFaceONNX(str(tmp_path / "w600k_r50.onnx"),
+                              ort.InferenceSession(str(tmp_path / "w600k_r50.onnx"), providers=cpu))
+    ref_swapper = INSwapper(str(tmp_path / "inswapper_128.onnx"),
+                            ort.InferenceSession(str(tmp_path / "inswapper_128.onnx"), providers=cpu))
+
+    source_img, target_img = read(media, SOURCE_A), read(media, TARGET)
+    source_geo, target_geo = face_of(analyzer, source_img), face_of(analyzer, target_img)
+    source_face, target_face = Face(kps=source_geo.kps), Face(kps=target_geo.kps)
+    ref_arcface.get(source_img, source_face)
+    payload = engine.prepare_source(source_img, source_geo)
+    np.testing.assert_allclose(payload.embedding, source_face.normed_embedding, atol=1e-5)
+    ref_latent = source_face.normed_embedding.reshape(1, -1) @ ref_swapper.emap
+    ref_latent /= np.linalg.norm(ref_latent)
+    np.testing.assert_allclose(payload.latent, ref_latent, atol=1e-5)
+
+    preset = get_preset("balanced")
+    crop, m = align(target_img, target_geo.kps, engine.template(128), engine.crop_size(preset))
+    np.testing.assert_allclose(m, face_align.estimate_norm(target_geo.kps, 128), atol=1e-5)
+    ref_crop, ref_m = ref_swapper.get(target_img, target_face, source_face, paste_back=False)
+    np.testing.assert_allclose(m, ref_m, atol=1e-5)
+    out = engine.swap(crop, target_geo.transformed(m), payload, preset)
+    assert np.abs(out.crop.astype(np.int16) - ref_crop.astype(np.int16)).max() <= 2
+    assert np.abs(out.crop.astype(np.int16) - crop.astype(np.int16)).mean() > 2  # the model did change the face

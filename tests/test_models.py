@@ -135,9 +135,11 @@ def leftovers(models_dir: Path) -> list[str]:
 
 def test_shipped_manifest_names_the_three_models_with_checksums() -> None:
     manifest = load_manifest()
-    assert tuple(manifest.models) == NEURAL_MODELS
+    assert tuple(s.name for s in manifest.select(None)) == NEURAL_MODELS
     sizes = {"det_10g": 16923827, "w600k_r50": 174383860, "inswapper_128": 554253681}
     for name, spec in manifest.models.items():
+        if spec.optional:
+            continue
         assert spec.file == f"{name}.onnx" and spec.size == sizes[name]
         assert len(spec.sha256) == 64 and spec.sources and "non-commercial" in spec.licence
         assert all(s.url.startswith("https://") for s in spec.sources)
@@ -145,6 +147,18 @@ def test_shipped_manifest_names_the_three_models_with_checksums() -> None:
         archive = manifest.models[name].sources[0]
         assert archive.archive_name == "buffalo_l.zip" and archive.member == f"{name}.onnx"
         assert archive.archive_size == 288621354 and archive.archive_sha256
+
+
+def test_shipped_manifest_lists_the_optional_occluder_and_enhancer() -> None:
+    manifest = load_manifest()
+    optional = {s.name: s for s in manifest.select(None, optional=True) if s.optional}
+    assert set(optional) == {"xseg_3", "gfpgan_1.4"}
+    assert manifest.get("occluder") is optional["xseg_3"] and manifest.get("enhancer") is optional["gfpgan_1.4"]
+    assert (optional["xseg_3"].size, optional["gfpgan_1.4"].size) == (70327709, 340299087)
+    for spec in optional.values():
+        assert spec.file == f"{spec.name}.onnx" and len(spec.sha256) == 64 and spec.licence
+        assert [s.url.split("/")[2] for s in spec.sources] == ["github.com", "huggingface.co"]
+        assert all(s.url.endswith("/" + spec.file) for s in spec.sources)
 
 
 def test_bad_manifest_is_a_one_line_error(tmp_path: Path) -> None:
@@ -413,6 +427,50 @@ def test_models_command_end_to_end(
 
     r = cli(capsys, "download", "nosuch", *common)
     assert r.returncode == 2 and "unknown model 'nosuch'" in r.stderr
+
+
+def test_optional_models_come_only_when_asked_for(
+    server: tuple[str, Served], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain download leaves the occluder out; by role it is fetched; --from installs and verifies it."""
+    from vcamswap.compose.occlusion import ModelOccluder, make_occluder
+    from vcamswap.modelstore.standins import occluder_model, save
+
+    base, served = server
+    det = blob("det", 50_000)
+    standin = save(occluder_model(), tmp_path / "copy" / "occluder-copy.onnx").read_bytes()
+    served.files["/det.onnx"], served.files["/xseg_3.onnx"] = det, standin
+    manifest = write_manifest(
+        tmp_path / "m.toml",
+        {"det": (det, [{"url": f"{base}/det.onnx"}]), "xseg_3": (standin, [{"url": f"{base}/xseg_3.onnx"}])},
+    )
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace('[models.xseg_3]\n', '[models.xseg_3]\noptional = true\nrole = "occluder"\n'),
+                        encoding="utf-8")
+    models = tmp_path / "models"
+    common = ["--manifest", str(manifest), "--models", str(models)]
+
+    r = cli(capsys, "list", *common)
+    assert "xseg_3\t" in r.stdout and r.stdout.rstrip().endswith("optional occluder")
+    r = cli(capsys, "download", *common)
+    assert r.returncode == 0 and "installed det" in r.stdout and "xseg_3" not in r.stdout
+    assert not (models / "xseg_3.onnx").exists() and all(path != "/xseg_3.onnx" for path, _ in served.requests)
+    r = cli(capsys, "verify", *common)  # an optional model that is not installed is no problem
+    assert r.returncode == 0 and r.stdout.count("OK ") == 1
+    r = cli(capsys, "download", "occluder", *common)
+    assert r.returncode == 0 and f"installed xseg_3 -> {models / 'xseg_3.onnx'}" in r.stdout
+    (models / "xseg_3.onnx").unlink()
+
+    r = cli(capsys, "download", "occluder", "--from", str(tmp_path / "copy" / "occluder-copy.onnx"), *common)
+    assert r.returncode == 0 and "installed xseg_3 from" in r.stdout
+    r = cli(capsys, "verify", *common)
+    assert r.returncode == 0 and "OK       xseg_3: SHA-256 verified" in r.stdout
+    assert isinstance(make_occluder("model", models, provider="cpu"), ModelOccluder)
+    # A copy that is not the listed file is refused, and the installed one stays.
+    (tmp_path / "copy" / "occluder-copy.onnx").write_bytes(standin[:-1] + b"\x00")
+    r = cli(capsys, "download", "occluder", "--from", str(tmp_path / "copy" / "occluder-copy.onnx"), *common)
+    assert r.returncode == 2 and "does not match the manifest" in r.stderr
+    assert (models / "xseg_3.onnx").read_bytes() == standin
 
 
 def test_an_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:

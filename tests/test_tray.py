@@ -93,9 +93,9 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
 def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
     tray, controls, opened = menu_tray
     icon, menu = tray.icon, tray.icon.menu
-    assert texts(menu) == ["Swap", "Source face", "Quality", "Show preview", "Show AI label", "Open faces folder",
-                           "Pause camera", "- - - -", "Quit"]
-    swap, faces, quality, preview, label, folder, pause, _, quit_ = menu.items
+    assert texts(menu) == ["Swap", "Source face", "Quality", "Faces in view", "Show preview", "Show AI label",
+                           "Open faces folder", "Pause camera", "- - - -", "Quit"]
+    swap, faces, quality, targets, preview, label, folder, pause, _, quit_ = menu.items
 
     assert swap.checked is True
     swap(icon)
@@ -125,6 +125,11 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
     quality.submenu.items[0](icon)
     assert controls.snapshot().preset == "fast"
     assert [i.checked for i in quality.submenu.items] == [True, False, False]
+
+    assert texts(targets.submenu) == ["one", "all"]
+    assert [i.checked for i in targets.submenu.items] == [True, False] and all(i.radio for i in targets.submenu.items)
+    targets.submenu.items[1](icon)
+    assert controls.snapshot().targets == "all" and [i.checked for i in targets.submenu.items] == [False, True]
 
     preview(icon)
     assert controls.snapshot().preview is True and preview.checked is True
@@ -246,8 +251,11 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
                 # Quality > fast: the third item's submenu, first entry.
                 _choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
                 wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
-                # Show preview (fourth item) opens the preview window; closing the window unticks it.
-                _choose(env, ["Down"] * 4 + ["Return"], None)
+                # Faces in view > all: the fourth item's submenu, second entry.
+                _choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
+                wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
+                # Show preview (fifth item) opens the preview window; closing the window unticks it.
+                _choose(env, ["Down"] * 5 + ["Return"], None)
                 wait_until(lambda: d.status()["preview"] is True, "preview on")
                 window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
                 xdotool(env, "windowkill", window.split()[0])

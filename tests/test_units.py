@@ -78,6 +78,11 @@ def test_intents_are_the_same_changes_for_socket_tray_and_hotkeys() -> None:
         commands.run(c, "swap", "maybe")
     with pytest.raises(ValueError, match="face: say next, prev or a face name"):
         commands.run(c, "face", "")
+    assert commands.run(c, "targets", "all").targets == "all"
+    assert commands.controls_dict(c.snapshot())["targets"] == "all"
+    with pytest.raises(ValueError, match="unknown targets 'some'; choose one of one, all"):
+        commands.run(c, "targets", "some")
+    assert c.snapshot().targets == "all"
     assert set(commands.SOCKET_COMMANDS) - {"status"} <= set(commands.INTENTS)
 
 

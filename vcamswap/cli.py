@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.settings import Settings, SettingsError, check_fps, load_settings
+from vcamswap.presets import OCCLUSION_KINDS
+from vcamswap.settings import (
+    MAX_ENHANCE_EVERY,
+    PRECISIONS,
+    Settings,
+    SettingsError,
+    check_fps,
+    load_settings,
+    parse_map_entry,
+)
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -48,9 +57,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=size_arg)
     p.add_argument("--fps", type=fps_arg)
     p.add_argument("--preset", choices=["fast", "balanced", "quality"])
+    p.add_argument("--targets", choices=["one", "all"], help="swap the main face only (default) or every face in view")
+    p.add_argument("--map", action="append", type=map_arg, metavar="CAMERA_PERSON_PHOTO=SOURCE_FACE",
+                   help="neural engine: the person in this photo gets this source face (repeatable; others get --face)")
     p.add_argument("--target-fps", type=fps_arg, help="adaptive quality keeps this fps (default: the camera's)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
+    p.add_argument("--precision", choices=list(PRECISIONS),
+                   help="neural swap model: fp16 copy on a GPU that gains from it (auto, default), fp32 or fp16")
     p.add_argument("--vcam-backend", help="pyvirtualcam backend name (default: any present)")
     p.add_argument("--vcam-device", help="virtual camera device (e.g. /dev/video10)")
     p.add_argument("--swap", action=argparse.BooleanOptionalAction, default=None, help="start with the swap on")
@@ -60,6 +74,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-sync", metavar="auto|off|MS",
                    help="daemon: a 'Swap Mic' microphone delayed like the video (default auto on Linux)")
     p.add_argument("--label", metavar="TEXT", help="show TEXT (e.g. 'AI face') in a corner of Swap Cam while swapping")
+    p.add_argument("--occlusion", choices=list(OCCLUSION_KINDS),
+                   help="keep hands, glasses, a mug in front of the face: off, fast (CPU skin model) or model "
+                        "(the optional occluder: 'vcamswap models download occluder'); default: the preset's")
+    p.add_argument("--enhance", type=enhance_arg, metavar="N",
+                   help="run the optional face enhancer every N swaps, re-using its detail between (0 = off; "
+                        "'vcamswap models download enhancer'); default: the preset's")
 
 
 def fps_arg(text: str) -> float:
@@ -70,6 +90,13 @@ def fps_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate ({str(e).lstrip(': ') or e})") from None
 
 
+def map_arg(text: str) -> tuple[str, str]:
+    try:
+        return parse_map_entry(text, "")
+    except SettingsError as e:
+        raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
+
+
 def size_arg(text: str) -> int:
     """A width or height option: a whole number of pixels, 16 to 7680."""
     try:
@@ -78,6 +105,17 @@ def size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 16 <= value <= 7680:
         raise argparse.ArgumentTypeError(f"{value} is out of range (16 to 7680 pixels)")
+    return value
+
+
+def enhance_arg(text: str) -> int:
+    """Every how many swaps the enhancer runs: a whole number, 0 (off) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_ENHANCE_EVERY:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 = off, up to {MAX_ENHANCE_EVERY})")
     return value
 
 
@@ -96,6 +134,8 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
     """Options given on the command line override the settings file, one setting per option name."""
     for name in vars(settings):
         value = getattr(args, name, None)
+        if name == "map" and value is not None:
+            value = {**settings.map, **dict(value)}  # --map adds to (and overrides) the file's table
         if value is not None:
             setattr(settings, name, value)
     return settings

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from vcamswap.presets import PRESETS, next_preset
 
+TARGETS = ("one", "all")  # which faces are swapped: the one face of the frame (sticky), or every face in view
+
 if TYPE_CHECKING:
     from vcamswap.settings import Settings
 
@@ -24,6 +26,7 @@ class ControlState:
     swap_enabled: bool = True
     face: str | None = None  # name of the source face in the faces folder
     preset: str = "balanced"
+    targets: str = "one"  # one of TARGETS
     bypass: bool = False  # held hotkey: show the real face while held
     paused: bool = False  # camera released, a still "paused" frame is published
     preview: bool = False
@@ -41,7 +44,8 @@ class ControlState:
 
 def initial_state(settings: Settings) -> ControlState:
     """The controls at start, from the settings."""
-    return ControlState(swap_enabled=settings.swap, preset=settings.preset, label_on=bool(settings.label),
+    return ControlState(swap_enabled=settings.swap, preset=settings.preset, targets=settings.targets,
+                        label_on=bool(settings.label),
                         label_text=settings.label or DEFAULT_LABEL)
 
 
@@ -101,6 +105,11 @@ class Controls:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return self._update(preset=name)
+
+    def set_targets(self, which: str) -> ControlState:
+        if which not in TARGETS:
+            raise ValueError(f"unknown targets {which!r}; choose one of {', '.join(TARGETS)}")
+        return self._update(targets=which)
 
     def cycle_preset(self, step: int = 1) -> ControlState:
         return self._update(preset=next_preset(self.snapshot().preset, step))

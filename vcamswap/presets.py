@@ -7,6 +7,11 @@ from typing import Literal
 
 PresetName = Literal["fast", "balanced", "quality"]
 PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
+# What keeps the camera's occluders (hands, glasses, a mug) in front of the swap: nothing, the camera's own
+# skin model (compose.skin, CPU), or the optional occluder model on onnxruntime (`vcamswap models download
+# occluder`).
+OcclusionKind = Literal["off", "fast", "model"]
+OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,12 @@ class Preset:
     crop_size: int  # aligned crop size for the lite engine (the neural engine is fixed at 128)
     smoothing: float  # 0 = raw keypoints, 1 = heavy smoothing (Kalman measurement-noise scale)
     mouth_mask: bool  # let the real mouth show through (neural engine)
+    # A preset may run on a CPU with either engine, so none needs an optional model: every preset keeps the
+    # camera's occluders with the CPU skin model ("fast", what the lite engine is tuned with) and runs no
+    # enhancer (0; GFPGAN costs seconds per call on a CPU). `run --occlusion model` and `--enhance N` turn
+    # them on for a GPU.
+    occlusion: OcclusionKind = "fast"
+    enhance_every: int = 0  # run the face enhancer every N engine calls, re-use its detail between; 0 = off
 
     def with_knobs(self, **knobs: object) -> Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
@@ -42,6 +53,20 @@ PRESETS: dict[str, Preset] = {
         crop_size=320, smoothing=0.4, mouth_mask=True,
     ),
 }
+
+
+def with_overrides(preset: Preset, occlusion: str | None = None, enhance_every: int | None = None) -> Preset:
+    """The preset with the user's `occlusion` and `enhance` settings in force (None keeps the preset's)."""
+    if occlusion is not None and occlusion not in OCCLUSION_KINDS:
+        raise ValueError(f"unknown occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
+    if enhance_every is not None and enhance_every < 0:
+        raise ValueError(f"enhance must be 0 (off) or a number of frames, not {enhance_every}")
+    knobs: dict[str, object] = {}
+    if occlusion is not None:
+        knobs["occlusion"] = occlusion
+    if enhance_every is not None:
+        knobs["enhance_every"] = enhance_every
+    return preset.with_knobs(**knobs) if knobs else preset
 
 
 def get_preset(name: str) -> Preset:

@@ -15,12 +15,12 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 import tomli_w
 
-from vcamswap.presets import PRESET_NAMES
+from vcamswap.presets import OCCLUSION_KINDS, PRESET_NAMES
 from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
@@ -86,9 +86,13 @@ class Settings:
     height: int = 720
     fps: float = 30.0
     preset: str = "balanced"
+    targets: str = "one"  # "one": the main face of the frame; "all": every face in view
+    # camera person's photo -> source face, for `targets = "all"` on the neural engine (who is who by ArcFace)
+    map: dict[str, str] = field(default_factory=dict)
     target_fps: float | None = None  # None = the camera's fps
     adaptive: bool = True
     provider: str | None = None  # onnxruntime execution provider; None = best present
+    precision: str = "auto"  # neural swap model: auto (fp16 on a GPU that gains from it), fp32 or fp16
     vcam_backend: str | None = None
     vcam_device: str | None = None
     swap: bool = True
@@ -97,6 +101,8 @@ class Settings:
     hotkeys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
     label: str | None = None  # the disclosure label's text; None or "" = no label
     audio_sync: str = "auto"  # Swap Mic: "auto" (follow the video's latency), "off", or a fixed delay in ms
+    occlusion: str | None = None  # "off" | "fast" | "model" (the optional occluder); None = the preset's
+    enhance: int | None = None  # run the face enhancer every N swaps (0 = off); None = the preset's
     server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT
     token_file: str | None = None  # a file holding the swap server's shared token
     remote_fallback: str = "passthrough"  # while the server is away: "passthrough" or "lite"
@@ -139,8 +145,10 @@ def _with_position(message: str, text: str) -> str:
 _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
     "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
+    "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str, "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
+    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "targets": str, "map": dict,
+    "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
     "remote_in_flight": int, "server_ca": str,
 }
 _KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
@@ -153,6 +161,8 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         return str(value)  # camera = 0
     if name == "output" and isinstance(value, str):
         return [value]
+    if name == "map" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = dict(parse_map_entry(v, f"{origin}: {key!r}") for v in value)  # map = ["PHOTO=FACE", ...]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
@@ -166,6 +176,14 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         check_fps(value, f"{origin}: {key!r}")
     if name in ("width", "height") and not 16 <= value <= 7680:
         raise SettingsError(f"{origin}: {key!r} must be 16 to 7680 pixels, not {value}")
+    if name == "occlusion" and value not in OCCLUSION_KINDS:
+        raise SettingsError(f"{origin}: unknown occlusion {value!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
+    if name == "enhance" and not 0 <= value <= MAX_ENHANCE_EVERY:
+        raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
+    if name == "targets" and value not in ("one", "all"):
+        raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
+    if name == "precision" and value not in PRECISIONS:
+        raise SettingsError(f"{origin}: unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
     if name == "remote_fallback" and value not in ("passthrough", "lite"):
         raise SettingsError(f"{origin}: {key!r} must be passthrough or lite, not {value!r}")
     if name == "remote_in_flight" and not 1 <= value <= 32:
@@ -183,6 +201,19 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
 
 
 MAX_FPS = 240.0
+MAX_ENHANCE_EVERY = 1000
+
+
+def parse_map_entry(text: str, what: str = "--map") -> tuple[str, str]:
+    """CAMERA_PERSON_PHOTO=SOURCE_FACE -> (photo, face); the photo path may itself hold '=', the face not."""
+    photo, sep, face = text.rpartition("=")
+    if not sep or not photo.strip() or not face.strip():
+        raise SettingsError(f"{what}: {text!r} is not CAMERA_PERSON_PHOTO=SOURCE_FACE")
+    return photo.strip(), face.strip()
+
+
+# The neural swap model's precisions (engines.precision chooses the file); here so settings stay light.
+PRECISIONS: tuple[Literal["auto", "fp32", "fp16"], ...] = ("auto", "fp32", "fp16")
 
 
 def check_fps(value: float, what: str) -> float:

@@ -42,7 +42,8 @@ def drive(
     adjust: PresetHook | None = None,
 ) -> Driven:
     sources = Sources(library, engine)
-    return Driven(Pipeline(engine, tracker), controls, library, sources, FrameInputs(controls, sources, adjust))
+    pipeline = Pipeline(engine, tracker, realtime=False)  # frame-exact: each frame waits for its swap
+    return Driven(pipeline, controls, library, sources, FrameInputs(controls, sources, adjust))
 
 
 def build(

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.lighting import GRID, relight
-from vcamswap.compose.occlusion import CameraSkin
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, protected
 from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
@@ -64,14 +64,16 @@ def finish(
     crop: np.ndarray,
     preset: Preset,
     points: np.ndarray | None = None,
-    occlusion: CameraSkin | None = None,
+    occlusion: Occluder | None = None,
 ) -> SwapOutput:
     """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
     the camera's own features laid over it, and what is in front of the camera's face kept in front.
 
     With an engine that says where its crop is the source's skin (`out.skin`) and the camera's points in the
     crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
-    occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched.
+    occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched and
+    the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
+    kept in front.
     """
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
@@ -91,8 +93,14 @@ def finish(
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
-    elif preset.color_match:
-        skin = color_match(skin, crop, out.mask * (1.0 - holes))
+    else:
+        if preset.color_match:
+            skin = color_match(skin, crop, out.mask * (1.0 - holes))
+        if occlusion is not None:
+            # An engine that paints the whole face (the neural one): whatever in the face region is not the
+            # camera's face (its skin, nose, brows and eyes; the lips only where nothing covers them) stays
+            # in front.
+            mask = (mask * occlusion(crop, points)).astype(np.float32)
     if layer is None:
         return SwapOutput(skin, mask)
     img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])

@@ -1,17 +1,57 @@
 """What is in front of the camera's face: glasses, a fringe, a hand or a mug show the camera, not the swap.
 
-Per frame, every pixel of the face-aligned crop is judged against a model of the camera person's own skin
-(compose.skin, fitted on their cheeks). The model follows the light smoothly across frames, and the mask is
-kept in crop coordinates, which move with the head: something coming in front of the face shows at once,
-and the skin comes back over a few frames, so sensor noise never makes the mask flicker.
+Two occluders share one contract (`Occluder`): called with the face-aligned crop (and its FaceMesh points,
+when known), they return a mask of the crop, 1 = the camera's own face, 0 = something in front of it.
+
+* `CameraSkin` ("fast", CPU): every pixel is judged against a model of the camera person's own skin
+  (compose.skin, fitted on their cheeks), which follows the light smoothly across frames.
+* `ModelOccluder` ("model"): the optional XSeg occluder on onnxruntime (`vcamswap models download
+  occluder`), which also knows a skin-coloured hand from a cheek.
+
+Both keep their mask in crop coordinates, which move with the head, and settle it the same way: something
+coming in front of the face shows at once, the face comes back over a few frames, so sensor noise never
+makes the mask flicker. reset() when the followed face changes.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from vcamswap.compose.skin import SkinModel, skin_mask
+from vcamswap.modelstore.manifest import OCCLUDER_MODEL
+from vcamswap.presets import OcclusionKind
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+
+@runtime_checkable
+class Occluder(Protocol):
+    """The camera's face mask of one followed face, steady over frames."""
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The last mask (S, S) float32 0..1, or None before the first call or after reset()."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the followed face (the track changed)."""
+        ...
+
+    def __call__(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+        """(S, S) float32 0..1 for an (S, S, 3) BGR uint8 crop: 1 = the camera's face, 0 = in front of it."""
+        ...
+
+
+def settle(mask: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """Drops at once (an occluder shows the frame it arrives), rises halfway per call (no flicker)."""
+    if previous is not None and previous.shape == mask.shape:
+        mask = np.minimum(mask, 0.5 * mask + 0.5 * previous)
+    return mask.astype(np.float32, copy=False)
 
 
 class CameraSkin:
@@ -29,13 +69,80 @@ class CameraSkin:
     def reset(self) -> None:
         self._model, self._mask = None, None
 
-    def __call__(self, crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    def __call__(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
         size = crop.shape[0]
+        if points is None:  # no cheeks to sample without the mesh: keep the whole face
+            self._mask = settle(np.ones((size, size), np.float32), self._mask)
+            return self._mask
         half = max(64, size // 2)  # half resolution: the mask is soft anyway, and it costs a quarter
         small = cv2.resize(crop, (half, half), interpolation=cv2.INTER_AREA)
         mask, self._model = skin_mask(small, points * (half / size), self._model)
         mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
-        if self._mask is not None and self._mask.shape == mask.shape:
-            mask = np.minimum(mask, 0.5 * mask + 0.5 * self._mask)
-        self._mask = mask
-        return mask
+        self._mask = settle(mask, self._mask)
+        return self._mask
+
+
+class ModelOccluder:
+    """The occluder model (XSeg's interface: NHWC BGR 0..1 in, a 1-channel face map out) on one crop per call.
+
+    The model's map is resized to the crop, softened and pulled a little inside the face (as FaceFusion does
+    with the same model), so an occluder's edge is covered rather than cut along; then settled over frames.
+    """
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        inp, out = session.get_inputs()[0], session.get_outputs()[0]
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[3] != 3:
+            raise ValueError(f"occluder model input {inp.name} has shape {shape}, expected N x S x S x 3")
+        self.session = session
+        self.input, self.output = inp.name, out.name
+        self.size = shape[1] if isinstance(shape[1], int) else 256
+        self._mask: np.ndarray | None = None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self._mask
+
+    def reset(self) -> None:
+        self._mask = None
+
+    def predict(self, crop: np.ndarray) -> np.ndarray:
+        """The model's face map for one crop, at the crop's size, 0..1 (not softened, not settled)."""
+        size = crop.shape[0]
+        shrink = cv2.INTER_AREA if size > self.size else cv2.INTER_LINEAR
+        blob = cv2.resize(crop, (self.size, self.size), interpolation=shrink)
+        blob = (blob.astype(np.float32) / 255.0)[None]
+        face = np.asarray(self.session.run([self.output], {self.input: blob})[0], np.float32)
+        face = face.reshape(self.size, self.size)
+        face = np.nan_to_num(face, nan=1.0).clip(0.0, 1.0)  # a broken output must not erase the swap
+        return cv2.resize(face, (size, size), interpolation=cv2.INTER_LINEAR)
+
+    def __call__(self, crop: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        face = self.predict(crop)
+        sigma = max(1.0, crop.shape[0] / 50.0)  # FaceFusion's 5 px at a 256 crop
+        face = (cv2.GaussianBlur(face, (0, 0), sigma).clip(0.5, 1.0) - 0.5) * 2.0
+        self._mask = settle(face, self._mask)
+        return self._mask
+
+
+def make_occluder(
+    kind: OcclusionKind, models_dir: Path, provider: str | None = None, threads: int | None = None
+) -> Occluder | None:
+    """The occluder a preset's `occlusion` asks for: None ("off"), CameraSkin ("fast") or the model ("model").
+
+    "model" without the model installed raises ModelError, one line naming `vcamswap models download occluder`.
+    """
+    if kind == "off":
+        return None
+    if kind == "fast":
+        return CameraSkin()
+    if kind == "model":
+        from vcamswap.modelstore.manifest import ModelError
+        from vcamswap.modelstore.optional import open_optional
+
+        session = open_optional(OCCLUDER_MODEL, "occluder", models_dir, provider, threads)
+        try:
+            return ModelOccluder(session)
+        except ValueError as e:
+            raise ModelError(f"{e}; reinstall it with 'vcamswap models download occluder --force'") from None
+    raise ValueError(f"unknown occlusion {kind!r}; choose one of off, fast, model")

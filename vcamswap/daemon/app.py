@@ -289,8 +289,8 @@ class Daemon:
         capture.start()
         st = self.stages
         loop = LiveLoop(
-            capture, st.pipeline, self.sinks, self.controls, st.sources, adaptive=st.adaptive, stats=self.stats,
-            stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
+            capture, st.pipeline, self.sinks, self.controls, st.sources, adaptive=st.adaptive, tune=st.tune,
+            stats=self.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
         )
         self.ready.set()
         self._run_loop(loop, info.name)
@@ -427,6 +427,8 @@ class Daemon:
             changed["face"] = new.face
         if old.preset != new.preset:
             changed["preset"] = new.preset
+        if old.targets != new.targets:
+            changed["targets"] = new.targets
         if old.swap_enabled != new.swap_enabled:
             changed["swap"] = new.swap_enabled
         if old.label_on != new.label_on:

@@ -45,6 +45,7 @@ INTENTS: dict[str, Intent] = {
     "prev_face": lambda c, _: c.next_face(-1),
     "preset": lambda c, arg: c.cycle_preset() if arg == "next" else c.set_preset(arg or ""),
     "cycle_quality": lambda c, _: c.cycle_preset(),
+    "targets": lambda c, arg: c.set_targets(arg or ""),
     "pause": lambda c, _: c.set_paused(True),
     "resume": lambda c, _: c.set_paused(False),
     "toggle_pause": lambda c, _: c.set_paused(not c.snapshot().paused),
@@ -57,7 +58,8 @@ INTENTS: dict[str, Intent] = {
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
-SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "pause", "resume", "preview", "label", "stop")
+SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "targets", "pause", "resume", "preview", "label",
+                   "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
@@ -71,5 +73,5 @@ def bind(controls: Controls, intent: str, arg: str | None = None) -> Callable[[]
 
 
 def controls_dict(s: ControlState) -> dict[str, object]:
-    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "paused": s.paused,
+    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "targets": s.targets, "paused": s.paused,
             "label": s.label_text if s.label_on else None}

@@ -1,4 +1,4 @@
-"""`vcamswap status`, `toggle`, `face`, `preset`, `pause`, `resume`, `stop`: commands for the running daemon."""
+"""`vcamswap status`, `toggle`, `face`, `preset`, `targets`, `pause`, `resume`, `stop`: commands for the daemon."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ log = logging.getLogger("vcamswap.ipc")
 def _print_summary(reply: Reply) -> None:
     swap = "on" if reply.get("swap") else "off"
     extra = " (paused)" if reply.get("paused") else ""
-    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}{extra}", flush=True)
+    faces = "all faces" if reply.get("targets") == "all" else "one face"
+    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}, {faces}{extra}",
+          flush=True)
 
 
 def _send(req: Request) -> tuple[Reply | None, int]:
@@ -68,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preset", help="choose the quality preset in the running daemon")
     p.add_argument("name", metavar="fast|balanced|quality|next")
     p.set_defaults(func=_control("preset", "name"))
+    p = sub.add_parser("targets", help="swap one face (the main one) or every face in view, in the running daemon")
+    p.add_argument("which", choices=["one", "all"])
+    p.set_defaults(func=_control("targets", "which"))
     p = sub.add_parser("pause", help="release the camera; the virtual camera shows a still 'paused' frame")
     p.set_defaults(func=_control("pause"))
     p = sub.add_parser("resume", help="take the camera again after pause")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw
 
 from vcamswap import desktop
-from vcamswap.controls import Controls, ControlState
+from vcamswap.controls import TARGETS, Controls, ControlState
 from vcamswap.daemon import commands
 from vcamswap.presets import PRESET_NAMES
 
@@ -230,6 +230,7 @@ class Tray:
             item("Swap", self._act(commands.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
+            item("Faces in view", menu(self._targets_items)),
             item("Show preview", self._act(commands.bind(c, "toggle_preview")),
                  checked=lambda _: snap().preview),
             item("Show AI label", self._act(commands.bind(c, "toggle_label")),
@@ -275,6 +276,17 @@ class Tray:
             for name in PRESET_NAMES
         )
 
+    def _targets_items(self) -> tuple[Any, ...]:
+        ps = self._pystray
+        return tuple(
+            ps.MenuItem(which, self._act(commands.bind(self.controls, "targets", which)),
+                        checked=partial(self._is_targets, which), radio=True)
+            for which in TARGETS
+        )
+
+    def _is_targets(self, which: str, item: Any) -> bool:
+        return self.controls.snapshot().targets == which
+
     def _is_face(self, name: str, item: Any) -> bool:
         return self.controls.snapshot().face == name
 
@@ -301,7 +313,7 @@ class Tray:
         if not new.running:
             self.stop()
             return
-        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "preview", "paused", "label_on")
+        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "targets", "preview", "paused", "label_on")
         if any(getattr(old, k) != getattr(new, k) for k in shown):
             self.refresh_menu()
 

@@ -57,6 +57,13 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
             yield Line(True, f"model {spec.name}", f"installed and verified ({size}, {st.path})")
         elif st.state == "present":
             yield Line(True, f"model {spec.name}", f"installed ({size}; checksum not checked, {st.path})")
+        elif st.state == "missing" and spec.optional:
+            hint = f"vcamswap models download {spec.role or spec.name}"
+            if _asked_for(ctx, spec.role):
+                yield Line(False, f"model {spec.name}", f"settings ask for the {spec.role} but it is not installed "
+                                                        f"in {folder}", hint)
+            else:
+                yield Line(True, f"model {spec.name}", f"not installed (optional {spec.role}: '{hint}')")
         elif st.state == "missing" and ctx.settings.engine != "inswapper":
             yield Line(True, f"model {spec.name}", f"not installed (only the inswapper engine needs it: "
                                                    f"{install_hint([spec.name])})")
@@ -69,6 +76,15 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
         import insightface  # noqa: F401
     except ImportError as e:
         yield Line(False, "engine inswapper", f"insightface is not importable ({e})", "pip install insightface==2.1")
+
+
+def _asked_for(ctx: Context, role: str) -> bool:
+    """Whether the settings turn on what an optional model does (`occlusion = "model"`, `enhance = N`)."""
+    if role == "occluder":
+        return ctx.settings.occlusion == "model"
+    if role == "enhancer":
+        return (ctx.settings.enhance or 0) > 0
+    return False
 
 
 def _neural_ready(ctx: Context) -> bool:
@@ -101,10 +117,25 @@ def check_providers(ctx: Context) -> Iterable[Line]:
     yield from _placement(ctx, rep.choice.name)
 
 
+def _precision(ctx: Context, chosen: str) -> Iterable[Line]:
+    """Which swap model file and precision the neural engine takes here, and why not fp16 when it could."""
+    from vcamswap.engines import gpu
+    from vcamswap.engines.precision import FP16_PROVIDERS, choose_swap_model, parse_precision
+
+    asked = parse_precision(ctx.settings.precision)
+    fast = gpu.fast_fp16(gpu.compute_capability()) if chosen in FP16_PROVIDERS else False
+    model = choose_swap_model(ctx.settings.models_dir(), asked, chosen, fast)
+    detail = f"inswapper_128 in {model.precision} from {model.path.name} (precision {asked})"
+    yield Line(True, "precision", detail + (f"; {model.note}" if model.note and asked != "fp16" else ""))
+    if model.note and asked == "fp16":
+        yield Line(False, "precision", model.note, "vcamswap models convert --fp16")
+
+
 def _placement(ctx: Context, chosen: str) -> Iterable[Line]:
     if not _neural_ready(ctx):
         yield Line(True, "providers", f"neural models would run on {chosen} (not installed)")
         return
+    yield from _precision(ctx, chosen)
     if not ctx.load_models:
         yield Line(True, "providers", f"neural models will run on {chosen} (--load-models to confirm)")
         return
@@ -112,11 +143,11 @@ def _placement(ctx: Context, chosen: str) -> Iterable[Line]:
     from vcamswap.engines.inswapper import InswapperEngine
 
     try:
-        engine = InswapperEngine(ctx.settings.models_dir(), ctx.settings.provider)
+        engine = InswapperEngine(ctx.settings.models_dir(), ctx.settings.provider, precision=ctx.settings.precision)
     except EngineUnavailable as e:
         yield Line(False, "providers", str(e), "vcamswap models verify")
         return
     for name, where in engine.placement().items():
-        ok = where == chosen
+        ok = where.split()[0] == chosen  # the swap model adds its precision and file: "cuda (fp16, NAME)"
         yield Line(ok, "providers", f"{name} runs on {where}",
                    None if ok else f"onnxruntime could not start {chosen} for it; run with -v for its log")

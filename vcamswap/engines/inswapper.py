@@ -20,7 +20,14 @@ import onnxruntime as ort
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
-from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, providers
+from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, gpu, providers
+from vcamswap.engines.precision import (
+    FP16_PROVIDERS,
+    PrecisionError,
+    choose_swap_model,
+    parse_precision,
+    wanted_precision,
+)
 from vcamswap.faces.landmarks import ARCFACE_112, LIPS_OUTER
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
@@ -157,6 +164,10 @@ class BoundRunner:
         out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
         return out
 
+    def warm_up(self) -> None:
+        """One run on zeros (the first run is where onnxruntime records a CUDA graph)."""
+        self.run(np.zeros((1, 3, SWAP_SIZE, SWAP_SIZE), np.float32), np.zeros((1, EMBED_SIZE), np.float32))
+
 
 # ----------------------------------------------------------------------------------------------- detector
 
@@ -196,6 +207,8 @@ class InswapperEngine:
         provider: str | None = None,
         threads: int | None = None,
         io_binding: bool | None = None,
+        precision: str | None = None,
+        cuda_graph: bool | None = None,
     ) -> None:
         self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
         missing = missing_models(NEURAL_MODELS, self.models_dir)
@@ -212,62 +225,110 @@ class InswapperEngine:
             ) from None
         try:
             self.choice = providers.choose(provider)
-        except providers.ProviderError as e:
+            asked = parse_precision(precision)
+        except (providers.ProviderError, PrecisionError) as e:
             raise EngineUnavailable(f"inswapper: {e}") from None
         if self.choice.note:
             log.warning("%s", self.choice.note)
+        fast = gpu.fast_fp16(gpu.compute_capability()) if self.choice.name in FP16_PROVIDERS else False
+        self.swap_model = choose_swap_model(self.models_dir, asked, self.choice.name, fast)
+        if self.swap_model.note:
+            (log.warning if asked == "fp16" else log.info)("inswapper: %s", self.swap_model.note)
+        # TensorRT makes its own fp16 kernels from either file: it follows what was asked, not which file runs.
+        self.fp16 = wanted_precision(asked, self.choice.name, fast) == "fp16"
         self.threads = threads or providers.default_threads()
         det_session = self._session("det_10g")
         self._scrfd = self._load("det_10g", lambda p: SCRFD(model_file=str(p), session=det_session))
         arc_session = self._session("w600k_r50")
         self._arcface = self._load("w600k_r50", lambda p: ArcFaceONNX(model_file=str(p), session=arc_session))
-        self.swap_session = self._session("inswapper_128")
-        self.emap = self._load("inswapper_128", read_emap)
+        self.emap = self._load("inswapper_128", read_emap)  # the fp32 original's: the fp16 copy keeps it as is
+        self.swap_session, self.runner, self.cuda_graph = self._swap_runner(io_binding, cuda_graph)
         self._check_interfaces()
-        device = providers.device_of(self.swap_session)
-        use_binding = device != "cpu" if io_binding is None else io_binding
-        self.runner: PlainRunner | BoundRunner = (
-            BoundRunner(self.swap_session, device) if use_binding else PlainRunner(self.swap_session)
-        )
+        self.batch_session = self._batch_session()
         self._detectors: dict[int, ScrfdDetector] = {}
+        self.batched_calls = 0  # swap_many calls that ran every face in one model call
         log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
+
+    def _swap_runner(
+        self, io_binding: bool | None, cuda_graph: bool | None
+    ) -> tuple[ort.InferenceSession, PlainRunner | BoundRunner, bool]:
+        """The swap session and its runner: on a GPU bound buffers, replayed as a CUDA graph where onnxruntime
+        allows it (tried once at start; any refusal falls back to plain bound runs with one line saying why)."""
+        on_gpu = self.choice.name in providers.DEVICE_OF and io_binding is not False
+        if on_gpu if cuda_graph is None else cuda_graph:
+            try:
+                session = providers.create_session(self.swap_model.path, self.choice, self.threads, self.models_dir,
+                                                   self.fp16, cuda_graph=True)
+                device = providers.device_of(session)
+                if device != "cpu":
+                    runner = BoundRunner(session, device)
+                    runner.warm_up()  # the first run records the graph: a refusal shows here, not mid-call
+                    return session, runner, True
+            except Exception as e:  # onnxruntime refuses graphs with nodes off the GPU or with free shapes
+                reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                log.warning("inswapper: CUDA graphs not used for %s (%s); running without them",
+                            self.swap_model.path.name, reason)
+        session = self._session("inswapper_128", self.swap_model.path)
+        device = providers.device_of(session)
+        use_binding = device != "cpu" if io_binding is None else io_binding
+        return session, BoundRunner(session, device) if use_binding else PlainRunner(session), False
 
     # -- loading
 
     def path(self, name: str) -> Path:
         return (self.models_dir / f"{name}.onnx").resolve()
 
-    def _session(self, name: str) -> ort.InferenceSession:
+    def _session(self, name: str, path: Path | None = None) -> ort.InferenceSession:
         return self._load(
             name,
-            lambda p: providers.create_session(p, self.choice, self.threads, self.models_dir / "trt-cache"),
+            lambda p: providers.create_session(p, self.choice, self.threads, self.models_dir, self.fp16),
+            path,
         )
 
-    def _load(self, name: str, loader: Any) -> Any:
-        path = self.path(name)
+    def _load(self, name: str, loader: Any, path: Path | None = None) -> Any:
+        path = path or self.path(name)
         try:
             return loader(path)
         except Exception as e:  # onnxruntime/onnx/insightface raise many types for a bad file
             reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise EngineUnavailable(
-                f"inswapper: {path} cannot be loaded ({reason}); it may be corrupt: check it with "
-                f"'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
-                f"({OFFLINE_HINT})"
+                f"inswapper: {path} cannot be loaded ({reason}); it may be corrupt: "
+                f"{_reinstall_hint(name, path)}"
             ) from None
+
+    def _batch_session(self) -> ort.InferenceSession | None:
+        """The session that takes several faces per call: the swap model itself when its batch is dynamic,
+        else the copy `vcamswap models download` made beside it (modelstore.batch); None: face by face."""
+        from vcamswap.modelstore.batch import current_batched
+
+        dim = self.swap_session.get_inputs()[0].shape[0]
+        if not isinstance(dim, int):
+            return self.swap_session
+        path = current_batched(self.models_dir)
+        if path is None:
+            return None
+        try:
+            return providers.create_session(path, self.choice, self.threads, self.models_dir / "trt-cache")
+        except Exception as e:  # a damaged copy only costs the batching
+            log.warning("inswapper: %s cannot be loaded (%s); faces are swapped one call each", path,
+                        str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            return None
 
     def _check_interfaces(self) -> None:
         ins = {i.name: i.shape for i in self.swap_session.get_inputs()}
+        types = {i.name: i.type for i in self.swap_session.get_inputs()}
         outs = self.swap_session.get_outputs()
         ok = (
             list(ins) == ["target", "source"]
             and list(ins["target"])[1:] == [3, SWAP_SIZE, SWAP_SIZE]
             and list(ins["source"])[-1] == EMBED_SIZE
+            and set(types.values()) == {"tensor(float)"}  # an fp16 copy keeps float32 in and out
             and len(outs) == 1
             and self.emap.shape == (EMBED_SIZE, EMBED_SIZE)
         )
         if not ok:
             raise EngineUnavailable(
-                f"inswapper: {self.path('inswapper_128')} is not an inswapper_128 model (inputs {ins}, "
+                f"inswapper: {self.swap_model.path} is not an inswapper_128 model (inputs {ins}, "
                 f"emap {self.emap.shape}); {install_hint(['inswapper_128'])}"
             )
         if getattr(self._arcface, "output_shape", [None, EMBED_SIZE])[-1] != EMBED_SIZE:
@@ -280,11 +341,13 @@ class InswapperEngine:
             )
 
     def placement(self) -> dict[str, str]:
-        """Which provider each model runs on."""
+        """Which provider each model runs on; for the swap model also its precision and file."""
+        graph = ", CUDA graph" if self.cuda_graph else ""
+        swap = f"{self.swap_model.precision}, {self.swap_model.path.name}{graph}"
         return {
             "det_10g": providers.runs_on(self._scrfd.session),
             "w600k_r50": providers.runs_on(self._arcface.session),
-            "inswapper_128": providers.runs_on(self.swap_session),
+            "inswapper_128": f"{providers.runs_on(self.swap_session)} ({swap})",
         }
 
     # -- Engine protocol
@@ -319,21 +382,44 @@ class InswapperEngine:
         return InswapperSource(embedding, latent_of(embedding, self.emap))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
-        return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        """All faces of a frame in one model call when a batching session is there, else one call each."""
+        if len(items) < 2 or self.batch_session is None:
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        blobs = np.concatenate([self._blob(i.crop, i.source) for i in items])
+        latents = np.concatenate([i.source.latent for i in items]).astype(np.float32)
+        try:
+            preds = self.batch_session.run(None, {"target": blobs, "source": latents})[0]
+        except Exception as e:  # onnxruntime's error types vary by provider; one line, then face by face
+            log.warning("inswapper: the batched swap failed (%s); faces are swapped one call each",
+                        str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            self.batch_session = None
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        self.batched_calls += 1
+        return [self._output(preds[k:k + 1], i.face, preset) for k, i in enumerate(items)]
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
+        pred = self.runner.run(self._blob(crop, source), source.latent)
+        return self._output(pred, face, preset)
+
+    def _blob(self, crop: np.ndarray, source: InswapperSource) -> np.ndarray:
+        """The model's (1, 3, 128, 128) RGB [0, 1] input for one aligned crop; refuses what is not one."""
         check_bgr(crop, "aligned crop", 2)
         if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
             raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
         if not isinstance(source, InswapperSource):
             raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
-        return SwapOutput(self.swap_crop(crop, source.latent), swap_mask(face, preset))
+        return to_blob(crop)
 
     def swap_crop(self, crop: np.ndarray, latent: np.ndarray) -> np.ndarray:
         """The swapped 128x128 BGR crop for a checked aligned crop and a source latent (local or served)."""
         pred = self.runner.run(to_blob(crop), latent)
         check_output(pred)
         return from_pred(pred)
+
+    def _output(self, pred: np.ndarray, face: FaceGeometry, preset: Preset) -> SwapOutput:
+        """One face's (1, 3, 128, 128) model output -> the swapped BGR crop and its blend mask."""
+        check_output(pred)
+        return SwapOutput(from_pred(pred), swap_mask(face, preset))
 
 
 def to_blob(crop: np.ndarray) -> np.ndarray:
@@ -368,6 +454,13 @@ def arcface_crop(image: np.ndarray, kps: np.ndarray, size: int = 112) -> np.ndar
     m = similarity(kps, arcface_template(size))
     out: np.ndarray = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
     return out
+
+
+def _reinstall_hint(name: str, path: Path) -> str:
+    if path.name.endswith(".fp16.onnx"):
+        return "make it again with 'vcamswap models convert --fp16 --overwrite', or run with --precision fp32"
+    return (f"check it with 'vcamswap models verify', reinstall it with 'vcamswap models download {name} --force' "
+            f"({OFFLINE_HINT})")
 
 
 def read_emap(path: Path) -> np.ndarray:

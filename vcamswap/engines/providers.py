@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import onnxruntime as ort
+
+from vcamswap.engines import gpu
+from vcamswap.engines.gpu import TrtCache
 
 log = logging.getLogger("vcamswap.providers")
 
@@ -118,38 +121,60 @@ def default_threads() -> int:
     return max(1, n - 1) if n > 2 else n
 
 
-def provider_options(chain: Sequence[str], cache_dir: Path | None = None) -> list[dict[str, str]]:
-    """Per-provider options: TensorRT caches its engines (building one takes minutes) and uses fp16."""
+def provider_options(chain: Sequence[str], cache: TrtCache | None = None, fp16: bool = True,
+                     cuda_graph: bool = False) -> list[dict[str, str]]:
+    """Per-provider options. TensorRT: cached engines and timings (building takes minutes), fp16 kernels
+    when `fp16`. CUDA graphs go to the provider that runs the nodes: TensorRT's own, or CUDA's when CUDA leads."""
     out: list[dict[str, str]] = []
-    for ep in chain:
-        if ep == EP_NAMES["tensorrt"] and cache_dir is not None:
-            out.append(
-                {
-                    "trt_engine_cache_enable": "True",
-                    "trt_engine_cache_path": str(cache_dir),
-                    "trt_fp16_enable": "True",
-                }
-            )
+    for i, ep in enumerate(chain):
+        if ep == EP_NAMES["tensorrt"]:
+            out.append(gpu.trt_options(cache, fp16, cuda_graph))
+        elif ep == EP_NAMES["cuda"]:
+            out.append(gpu.cuda_options(cuda_graph and i == 0))
         else:
             out.append({})
     return out
+
+
+SessionFactory = Callable[..., ort.InferenceSession]
 
 
 def create_session(
     model: Path,
     choice: ProviderChoice,
     threads: int | None = None,
-    cache_dir: Path | None = None,
+    models_dir: Path | None = None,
+    fp16: bool = True,
+    cuda_graph: bool = False,
+    factory: SessionFactory = ort.InferenceSession,
 ) -> ort.InferenceSession:
-    """A session on the chosen provider chain; raises onnxruntime's errors for unreadable models."""
-    if cache_dir is not None and EP_NAMES["tensorrt"] in choice.chain:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    return ort.InferenceSession(
-        str(model),
-        sess_options=session_options(threads),
-        providers=list(choice.chain),
-        provider_options=provider_options(choice.chain, cache_dir),
-    )
+    """A session on the chosen provider chain; raises onnxruntime's errors for unreadable models.
+
+    With TensorRT in the chain and a models folder, engines and timings are cached there, and a build (an
+    empty or outdated cache) is announced with a ticking line while onnxruntime works; a warm cache is quiet.
+    `factory` is onnxruntime's constructor (replaceable, to see the announcement without a GPU).
+    """
+    trt = EP_NAMES["tensorrt"] in choice.chain
+    cache = gpu.trt_cache(models_dir, model) if trt and models_dir is not None else None
+
+    def make() -> ort.InferenceSession:
+        session: ort.InferenceSession = factory(
+            str(model),
+            sess_options=session_options(threads),
+            providers=list(choice.chain),
+            provider_options=provider_options(choice.chain, cache, fp16, cuda_graph),
+        )
+        return session
+
+    if cache is None:
+        return make()
+    cache.engines.mkdir(parents=True, exist_ok=True)
+    warm = gpu.cache_is_warm(cache, model)
+    label = f"building the TensorRT engine for {model.name} (first run only; cached in {cache.engines})"
+    session = gpu.with_progress(make, label, delay=gpu.WARM_GRACE_S if warm else gpu.COLD_GRACE_S)
+    if not warm and gpu.has_engine(cache):
+        gpu.mark_built(cache, model)
+    return session
 
 
 def runs_on(session: ort.InferenceSession) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -41,6 +42,11 @@ CUT_DIFF = 24.0  # mean abs difference (0..255) of 32x24 thumbnails that marks a
 
 
 
+if TYPE_CHECKING:
+    from vcamswap.faces.multitrack import MultiFaceTracker
+
+Targets = Literal["one", "all"]  # the face of the frame (sticky), or every face in view
+TARGETS: tuple[Targets, ...] = ("one", "all")
 TimeHook = Callable[[str, float], None]
 DetectorFactory = Callable[[Preset], "FaceDetector | None"]
 
@@ -166,6 +172,7 @@ class Tracker:
         self.detector_calls = 0
         self.losses = 0
         self.cuts = 0
+        self._multi: MultiFaceTracker | None = None  # the `all` path, made on first use
 
     @property
     def smoothing(self) -> float:
@@ -174,6 +181,8 @@ class Tracker:
     @smoothing.setter
     def smoothing(self, value: float) -> None:
         self.smoother.smoothing = value if self.tracking else 0.0
+        if self._multi is not None:
+            self._multi.set_smoothing(self.smoother.smoothing)
 
     def apply_preset(self, preset: Preset) -> None:
         """Take the preset's tracking knobs; called every frame, so a preset switch applies at once."""
@@ -188,6 +197,32 @@ class Tracker:
         """Forget the face without counting a loss (swap turned off, source changed)."""
         self._raw = None
         self.smoother.reset()
+        if self._multi is not None:
+            self._multi.clear()
+
+    def track(self, image: np.ndarray, targets: Targets = "one") -> list[TrackedFace]:
+        """The faces to swap in this frame: "one" is update()'s sticky face, "all" every face in view (up to
+        faces.multitrack.MAX_FACES), each its own track, in track-id order. Switching forgets the other
+        mode's faces."""
+        if targets == "one":
+            if self._multi is not None and self._multi.tracks:
+                self._multi.clear()
+            face = self.update(image)
+            return [] if face is None else [face]
+        if targets != "all":
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)}, not {targets!r}")
+        if self._raw is not None:
+            self._raw = None
+            self.smoother.reset()
+        if self._multi is None:
+            from vcamswap.faces.multitrack import MultiFaceTracker
+
+            self._multi = MultiFaceTracker(self)
+        self.frames += 1
+        if self._cut(image) and self._multi.tracks:
+            self.cuts += 1
+            self._multi.end_all()
+        return self._multi.step(image)
 
     def update(self, image: np.ndarray) -> TrackedFace | None:
         self.frames += 1
@@ -202,7 +237,7 @@ class Tracker:
 
     def _follow_or_check(self, image: np.ndarray) -> TrackedFace | None:
         assert self._raw is not None
-        res = self._mesh(image, self.mesh.roi_from_points(self._raw))
+        res = self.run_mesh(image, self.mesh.roi_from_points(self._raw))
         if implausible(res.points, res.presence, self._raw, image.shape) is not None:
             self._drop()
             return self._acquire(image, None)
@@ -210,7 +245,7 @@ class Tracker:
         if not checked:
             self._since_detect += 1
             return self._emit(res, False)
-        dets = self._detect(image)
+        dets = self.run_detector(image)
         if best_match(dets, box_of(res.points)) is not None:
             self._misses = 0
         else:
@@ -224,13 +259,13 @@ class Tracker:
 
     def _acquire(self, image: np.ndarray, dets: list[Detection] | None) -> TrackedFace | None:
         if dets is None:
-            dets = self._detect(image)
+            dets = self.run_detector(image)
         det = self._choose(dets, image.shape)
         if det is None:
             if self._raw is not None:
                 self._drop()
             return None
-        res = self._mesh(image, self.mesh.roi_from_detection(det))
+        res = self.run_mesh(image, self.mesh.roi_from_detection(det))
         if implausible(res.points, res.presence, None, image.shape) is not None:
             if self._raw is not None:
                 self._drop()
@@ -265,7 +300,7 @@ class Tracker:
 
     # -- stages ------------------------------------------------------------------------------------------
 
-    def _detect(self, image: np.ndarray) -> list[Detection]:
+    def run_detector(self, image: np.ndarray) -> list[Detection]:
         self.detector_calls += 1
         self._since_detect = 0
         t0 = time.perf_counter()
@@ -274,7 +309,7 @@ class Tracker:
             self.on_time("detect", time.perf_counter() - t0)
         return dets
 
-    def _mesh(self, image: np.ndarray, roi: Roi) -> MeshResult:
+    def run_mesh(self, image: np.ndarray, roi: Roi) -> MeshResult:
         t0 = time.perf_counter()
         res = self.mesh.run(image, roi)
         if self.on_time is not None:

@@ -10,6 +10,12 @@ Hysteresis keeps it from oscillating: it steps down as soon as the load has been
 frames, but up only after a long stretch under `up` (a wide gap between the two), only when the load last
 measured at the better level fitted too, and after a step up that had to be undone the wait before the
 next try doubles.
+
+It counts faces: each frame's busy time comes with the number of faces swapped in it. A change in that number
+is a change in the work per frame, not in the machine's speed, so the measurement restarts (a second person
+walking in is judged on frames with two faces, after `settle` of them, not averaged with the one-face past);
+what a step down bought is remembered per number of faces; and frames without a face never step quality up,
+since they measure nothing of the swap's cost: when the face comes back, the level is one known to fit.
 """
 
 from __future__ import annotations
@@ -33,6 +39,12 @@ def _swap_more(p: Preset) -> Preset:
     return replace(p, swap_interval=p.swap_interval + 1)
 
 
+def _enhancer_off_or_swap_more(p: Preset) -> Preset:
+    """The face enhancer, when it runs, is the dearest and least visible work: it goes first. Without it
+    this is the ladder's usual first step."""
+    return replace(p, enhance_every=0) if p.enhance_every > 0 else _swap_more(p)
+
+
 def _detect_less(p: Preset) -> Preset:
     return replace(p, detect_interval=min(p.detect_interval * 2, 32))
 
@@ -45,10 +57,11 @@ def _crop_smaller(p: Preset) -> Preset:
     return replace(p, crop_size=max(128, (int(p.crop_size * 0.75) // 16) * 16))
 
 
-# Cheapest visible loss first: skipping the engine on some frames re-pastes the last swap at the current pose,
-# which is hard to see; a smaller crop is the most visible, so it comes last.
+# Cheapest visible loss first: dropping the enhancer only softens detail; skipping the engine on some frames
+# re-pastes the last swap at the current pose, which is hard to see; a smaller crop is the most visible, so it
+# comes last.
 LADDER: tuple[Step, ...] = (
-    Step("swap interval +1", _swap_more),
+    Step("enhancer off (else swap interval +1)", _enhancer_off_or_swap_more),
     Step("detect interval x2", _detect_less),
     Step("detector size down", _detector_smaller),
     Step("swap interval +1", _swap_more),
@@ -106,9 +119,10 @@ class AdaptiveQuality:
         self._since_change = 0
         self._calm = 0  # frames in a row with the load under `up`
         self._hold_up = [hold_up] * (len(ladder) + 1)  # per level: calm frames needed before stepping up
-        self._gain: dict[int, float] = {}  # per level: load one level better / load here, as measured
+        self._gain: dict[tuple[int, int], float] = {}  # per (level, faces): load one level better / load here
         self._pending: tuple[int, float] | None = None  # (level stepped down to, load before the step)
         self._base: str | None = None
+        self._faces = 1  # faces per frame the current measurement is made with
 
     def set_source_fps(self, fps: float) -> None:
         """The camera's real fps, known once it is open; the target unless one was given."""
@@ -134,8 +148,13 @@ class AdaptiveQuality:
             self._base = preset.name
         return degrade(preset, self.level, self.ladder) if self.enabled else preset
 
-    def observe(self, busy_seconds: float) -> None:
-        """One frame's busy time (processing and output, not the wait for the next camera frame)."""
+    def observe(self, busy_seconds: float, faces: int = 1) -> None:
+        """One frame's busy time (processing and output, not the wait for the next camera frame) and the
+        number of faces swapped in it."""
+        if faces != self._faces:
+            self._faces = faces
+            self._restart()
+            self._pending = None  # the step's gain would be measured against another amount of work
         self.frames += 1
         self._since_change += 1
         self._times.append(max(0.0, busy_seconds))
@@ -143,18 +162,18 @@ class AdaptiveQuality:
             return
         load = self.load
         if self._since_change == self.window and self._pending and self._pending[0] == self.level:
-            self._gain[self.level] = self._pending[1] / max(load, 1e-6)  # what the last step down bought
+            self._gain[(self.level, faces)] = self._pending[1] / max(load, 1e-6)  # what the last step down bought
             self._pending = None
         if load > self.down and self.level < len(self.ladder):
             self._set_level(self.level + 1, load, "down")
             return
-        self._calm = self._calm + 1 if load < self.up else 0
+        self._calm = self._calm + 1 if load < self.up and faces > 0 else 0
         if self.level > 0 and self._calm >= self._hold_up[self.level] and self.predicted_up() < self.down * 0.9:
             self._set_level(self.level - 1, load, "up")
 
     def predicted_up(self) -> float:
         """The load expected one level better: today's load times what that step was measured to cost."""
-        return self.load * self._gain.get(self.level, 1.0)
+        return self.load * self._gain.get((self.level, self._faces), 1.0)
 
     def _set_level(self, level: int, load: float, reason: str) -> None:
         last = self.changes[-1] if self.changes else None
@@ -170,6 +189,9 @@ class AdaptiveQuality:
         self._pending = (level, load) if reason == "down" else None
         self.level = level
         self.changes.append(Change(self.frames, level, load, reason))
+        self._restart()
+
+    def _restart(self) -> None:
         self._times.clear()
         self._since_change = 0
         self._calm = 0

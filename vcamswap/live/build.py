@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
+from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
+from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, initial_state
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -16,12 +22,13 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceError, FaceLibrary
 from vcamswap.faces.tracking import DetectorFactory, Tracker
 from vcamswap.live.adaptive import AdaptiveQuality
-from vcamswap.live.loop import LiveLoop
+from vcamswap.live.loop import LiveLoop, PresetHook
 from vcamswap.live.pipeline import Pipeline
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
+from vcamswap.live.targets import Embedder, TargetRouter, load_people
 from vcamswap.outputs.sinkset import SinkSet
-from vcamswap.presets import get_preset
+from vcamswap.presets import get_preset, with_overrides
 from vcamswap.settings import Settings
 
 log = logging.getLogger("vcamswap")
@@ -47,7 +54,7 @@ def _engine_options(settings: Settings) -> dict[str, object]:
         return {"server": settings.server, "token_file": settings.token_file, "fallback": settings.remote_fallback,
                 "codec_name": settings.remote_codec, "in_flight": settings.remote_in_flight,
                 "ca_file": settings.server_ca}
-    return {"models_dir": settings.models_dir(), "provider": settings.provider}
+    return {"models_dir": settings.models_dir(), "provider": settings.provider, "precision": settings.precision}
 
 
 @dataclass
@@ -58,6 +65,9 @@ class Stages:
     library: FaceLibrary
     sources: Sources
     adaptive: AdaptiveQuality | None
+    tune: PresetHook | None = None  # the settings' occlusion and enhance knobs over every preset
+    # Which source each face in view gets (--map); without a map, the chosen face for all, no model call.
+    router: TargetRouter = field(default_factory=TargetRouter)
 
 
 @dataclass
@@ -114,7 +124,8 @@ def build_stages(
     """
     detector, mesh = models or (BlazeFaceDetector(), FaceMesh())
     engine = engine or load_engine(settings)
-    library = library or FaceLibrary(settings.faces_dir(), FaceAnalyzer(detector, mesh))
+    analyzer = FaceAnalyzer(detector, mesh)
+    library = library or FaceLibrary(settings.faces_dir(), analyzer)
     preset = get_preset(controls.snapshot().preset)
     detector_for = detector_for or engine.make_detector
     track_detector = detector_for(preset) or detector
@@ -126,7 +137,35 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
-    return Stages(Pipeline(engine, tracker), library, Sources(library, engine), adaptive)
+    sources = Sources(library, engine)
+    router = build_router(settings, engine, sources, analyzer)
+    models_dir, provider = settings.models_dir(), settings.provider
+    pipeline = Pipeline(
+        engine, tracker, partial(make_occluder, models_dir=models_dir, provider=provider),
+        enhancer=partial(make_enhancer_for, models_dir=models_dir, provider=provider), router=router,
+        realtime=realtime,
+    )
+    tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance)
+    return Stages(pipeline, library, sources, adaptive, tune, router)
+
+
+def make_enhancer_for(every: int, template: np.ndarray, models_dir: Path, provider: str | None) -> LiveEnhancer | None:
+    return make_enhancer(every, models_dir, provider, template=template)
+
+
+def build_router(settings: Settings, engine: Engine[Any], sources: Sources, analyzer: FaceAnalyzer) -> TargetRouter:
+    """The map's people, embedded once by the neural engine. Asked of the lite engine it is a one-line error;
+    when the neural engine was asked but could not load (lite stands in), the map is set aside with one line."""
+    if not settings.map:
+        return TargetRouter()
+    if not isinstance(engine, Embedder):
+        if settings.engine == "lite":
+            raise EngineUnavailable("--map needs the neural engine (--engine inswapper): the lite engine cannot "
+                                    "tell people apart")
+        log.warning("--map is set aside: the %s engine cannot tell people apart", engine.name)
+        return TargetRouter()
+    people = load_people(settings.map, engine, analyzer, sources.library.resolve)
+    return TargetRouter(people, engine, sources)
 
 
 def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
@@ -175,5 +214,6 @@ def build_live(settings: Settings, realtime: bool = True) -> Live:
 def make_loop(live: Live, sinks: SinkSet, stats: Stats | None = None, **options: Any) -> LiveLoop:
     """The live loop over a built run: its capture, pipeline, sources and adaptive quality."""
     s = live.stages
-    return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, stats=stats,
+    return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, tune=s.tune,
+                    stats=stats,
                     **options)

@@ -45,12 +45,16 @@ class FrameInputs:
     """What a frame is processed with: the control state, the preset (after adaptive quality, when on) and
     the prepared source face (resolved only when the choice or the folder changes)."""
 
-    def __init__(self, controls: Controls, sources: Sources, adjust: PresetHook | None = None) -> None:
-        self.controls, self.sources, self.adjust = controls, sources, adjust
+    def __init__(
+        self, controls: Controls, sources: Sources, adjust: PresetHook | None = None, tune: PresetHook | None = None
+    ) -> None:
+        self.controls, self.sources, self.adjust, self.tune = controls, sources, adjust, tune
 
     def __call__(self) -> tuple[ControlState, Preset, PreparedSource[Any] | None]:
         state = self.controls.snapshot()
         preset = get_preset(state.preset)
+        if self.tune is not None:  # the user's own knobs first, so adaptive quality can take them back
+            preset = self.tune(preset)
         if self.adjust is not None:
             preset = self.adjust(preset)
         source = self.sources.current(state.face) if state.swapping else None
@@ -67,6 +71,7 @@ class LiveLoop:
         sources: Sources,
         *,
         adaptive: AdaptiveQuality | None = None,
+        tune: PresetHook | None = None,
         stats: Stats | None = None,
         max_frames: int | None = None,
         stats_every: float = 0.0,
@@ -79,7 +84,7 @@ class LiveLoop:
         self.controls = controls
         self.stats = stats if stats is not None else Stats()
         self.adaptive = adaptive
-        self.inputs = FrameInputs(controls, sources, adaptive)
+        self.inputs = FrameInputs(controls, sources, adaptive, tune)
         self.max_frames = max_frames
         self.printer = StatsPrinter(self.stats, stats_every, emit) if stats_every > 0 else None
         self.on_frame = on_frame
@@ -118,8 +123,9 @@ class LiveLoop:
             self.sinks.send(image)
             stats.add_stage("output", time.perf_counter() - t1)
             if self.adaptive is not None:  # busy time only: the wait for the camera is not load
-                self.adaptive.observe(time.perf_counter() - t_busy)
-            stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped)
+                self.adaptive.observe(time.perf_counter() - t_busy, faces=result.swapped_faces)
+            stats.frame_published(frame.t_capture, result.swapped, dropped=self.capture.dropped, late=result.late,
+                                  stale=result.stale)
             self._last_image = image
             if self.on_frame is not None:
                 self.on_frame(frame, result)
@@ -135,7 +141,7 @@ class LiveLoop:
             if reason not in self._failures:
                 self._failures.add(reason)
                 log.warning("a frame could not be processed (%s); passing frames through", reason)
-            return FrameResult(frame.image, None, False, False)
+            return FrameResult(frame.image)
 
     def _apply_pause(self, paused: bool) -> None:
         if paused != self._paused_applied:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STAGES = ("capture", "track", "swap", "paste", "output")
+# engine: the engine call (in the loop or a worker); queue: from hand-over to the call's start (workers only)
+STAGES = ("capture", "track", "swap", "paste", "output", "engine", "queue")
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,15 @@ class StatsSnapshot:
     frames: int
     swapped: int  # frames in which a face was swapped (engine run or re-paste)
     dropped: int  # camera frames never processed (newest-frame-wins)
+    late: int = 0  # swaps first pasted a frame or more after the frame they were cut from (engine in a worker)
+    stale: int = 0  # times a face showed unswapped because its newest swap was too old for its pose
 
     def line(self) -> str:
         stages = " ".join(f"{k}={v:.1f}" for k, v in self.stage_ms.items())
         return (
             f"fps={self.fps:.1f} latency={self.latency_ms:.0f}ms (p95 {self.latency_p95_ms:.0f}) "
             f"ms: {stages} frames={self.frames} swapped={self.swapped} dropped={self.dropped}"
+            + (f" late={self.late} stale={self.stale}" if self.late or self.stale else "")
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -39,6 +43,8 @@ class StatsSnapshot:
             "frames": self.frames,
             "swapped": self.swapped,
             "dropped": self.dropped,
+            "late": self.late,
+            "stale": self.stale,
         }
 
 
@@ -51,17 +57,23 @@ class Stats:
         self.frames = 0
         self.swapped = 0
         self.dropped = 0
+        self.late = 0
+        self.stale = 0
 
     def add_stage(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._stage.setdefault(stage, deque(maxlen=self._latency.maxlen)).append(seconds * 1000.0)
 
     def frame_published(
-        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None
+        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None,
+        late: int = 0, stale: int = 0,
     ) -> None:
-        """One frame reached the outputs; `dropped`: the capture's count of frames never processed."""
+        """One frame reached the outputs; `dropped`: the capture's count of frames never processed; `late`,
+        `stale`: the frame's swaps that were pasted late, or held back as too old."""
         now = time.perf_counter() if t_now is None else t_now
         with self._lock:
+            self.late += late
+            self.stale += stale
             self._latency.append((now - t_capture) * 1000.0)
             self._publish_t.append(now)
             self.frames += 1
@@ -83,6 +95,8 @@ class Stats:
                 frames=self.frames,
                 swapped=self.swapped,
                 dropped=self.dropped,
+                late=self.late,
+                stale=self.stale,
             )
 
 

@@ -32,6 +32,8 @@ log = logging.getLogger("vcamswap.models")
 
 NeuralModel = Literal["det_10g", "w600k_r50", "inswapper_128"]
 NEURAL_MODELS: tuple[NeuralModel, ...] = ("det_10g", "w600k_r50", "inswapper_128")
+# Optional models, also named by the role they play (`vcamswap models download occluder`): never required.
+OCCLUDER_MODEL, ENHANCER_MODEL = "xseg_3", "gfpgan_1.4"
 
 _MODELS_PACKAGE = "vcamswap._models"  # wheels install the repository's models/ folder under this name
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -81,6 +83,8 @@ class ModelSpec:
     description: str = ""
     licence: str = ""
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    optional: bool = False  # fetched only when asked for by name or role
+    role: str = ""  # what an optional model does ("occluder", "enhancer"); a name for it on the command line
 
 
 class Manifest(NamedTuple):
@@ -88,14 +92,21 @@ class Manifest(NamedTuple):
     path: Path
 
     def get(self, name: str) -> ModelSpec:
-        try:
+        """The model of that name, or of that role (`occluder`)."""
+        if name in self.models:
             return self.models[name]
-        except KeyError:
-            raise ModelError(f"unknown model {name!r}; choose one of {', '.join(self.models)}") from None
+        for spec in self.models.values():
+            if spec.role and spec.role == name:
+                return spec
+        roles = [s.role for s in self.models.values() if s.role]
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join([*self.models, *roles])}")
 
-    def select(self, names: Iterable[str] | None) -> list[ModelSpec]:
+    def select(self, names: Iterable[str] | None, optional: bool = False) -> list[ModelSpec]:
+        """The named models; without names the required ones (and the optional ones too if `optional`)."""
         wanted = list(names or [])
-        return [self.get(n) for n in wanted] if wanted else list(self.models.values())
+        if wanted:
+            return list({id(s): s for s in (self.get(n) for n in wanted)}.values())
+        return [s for s in self.models.values() if optional or not s.optional]
 
 
 # --------------------------------------------------------------------------------------------- manifest
@@ -144,8 +155,12 @@ def _spec(name: str, entry: object, path: Path) -> ModelSpec:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ManifestError(f"{where}: sha256 must be 64 hex digits")
     sources = tuple(_source(s, where) for s in entry.get("sources", []))
+    optional = entry.get("optional", False)
+    if not isinstance(optional, bool):
+        raise ManifestError(f"{where}: optional must be true or false")
     return ModelSpec(
-        name, file, size, sha, str(entry.get("description", "")), str(entry.get("licence", "")), sources
+        name, file, size, sha, str(entry.get("description", "")), str(entry.get("licence", "")), sources,
+        optional, str(entry.get("role", "")),
     )
 
 

@@ -15,6 +15,16 @@ The real weights cannot ship (non-commercial licences, hundreds of MB), so tests
   test can tell the swap ran and that the source latent was `embedding @ emap` (see `expected_swap`).
   mode="nan" makes every output NaN, mode="constant" a flat grey image.
 
+The optional models:
+
+* `xseg_3.onnx` (occluder): `input` Nx256x256x3 (NHWC, BGR, [0,1]) -> `output` Nx256x256x1 in [0,1], 1 = the
+  face. A face-colour segmenter: a pixel is face when its chromaticity and lightness are near the mean of the
+  crop's central 64x64 (nose and inner cheeks of an aligned crop), with a soft edge; anything of another
+  colour in front of the face (an object, a sleeve, a microphone) comes out 0. See `expected_occluder`.
+* `gfpgan_1.4.onnx` (enhancer): `input` 1x3x512x512 (NCHW, RGB, [-1,1]) -> `output` the same. It sharpens
+  (unsharp mask, gain ENHANCE_GAIN over a 5x5 mean) inside the square ENHANCE_BOX only and leaves every
+  other pixel exactly as it came, so a test knows where an enhanced crop may differ. See `expected_enhance`.
+
     python models/make_standins.py OUT_DIR
 """
 
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -210,6 +220,111 @@ def expected_swap(target_rgb01: np.ndarray, latent: np.ndarray) -> np.ndarray:
     return (1.0 - ALPHA) * target_rgb01 + ALPHA * colour[:, None, None]
 
 
+# ------------------------------------------------------------------------------------------------- occluder
+
+OCCLUDER_INPUT, OCCLUDER_OUTPUT = "input", "output"
+OCCLUDER_SIZE = 256
+OCCLUDER_PATCH = (96, 160)  # rows and columns of the central patch whose mean colour is "the face"
+CHROMA_RADIUS = 0.08  # chromaticity distance (b, g, r shares of their sum) of a pixel that is half face
+LIGHT_RADIUS = 0.6  # lightness distance (0..1) of the same: shading moves lightness far more than chroma
+OCCLUDER_GAIN = 6.0  # steepness of the face map's edge
+
+
+def occluder_model() -> onnx.ModelProto:
+    side = OCCLUDER_SIZE
+    x = helper.make_tensor_value_info(OCCLUDER_INPUT, TensorProto.FLOAT, ["batch", side, side, 3])
+    y = helper.make_tensor_value_info(OCCLUDER_OUTPUT, TensorProto.FLOAT, ["batch", side, side, 1])
+    lo, hi = OCCLUDER_PATCH
+    inits = [
+        _const("patch_starts", np.array([lo, lo], np.int64)),
+        _const("patch_ends", np.array([hi, hi], np.int64)),
+        _const("patch_axes", np.array([2, 3], np.int64)),
+        _const("channel_axis", np.array([1], np.int64)),
+        _const("eps", np.array(1e-3, np.float32)),
+        _const("third", np.array(1.0 / 3.0, np.float32)),
+        _const("inv_chroma2", np.array(1.0 / CHROMA_RADIUS**2, np.float32)),
+        _const("inv_light2", np.array(1.0 / LIGHT_RADIUS**2, np.float32)),
+        _const("one", np.array(1.0, np.float32)),
+        _const("gain", np.array(OCCLUDER_GAIN, np.float32)),
+    ]
+
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [output], name=output, **attrs)
+
+    nodes = [
+        node("Transpose", [OCCLUDER_INPUT], "nchw", perm=[0, 3, 1, 2]),
+        node("ReduceSum", ["nchw", "channel_axis"], "total", keepdims=1),
+        node("Add", ["total", "eps"], "total_eps"),
+        node("Div", ["nchw", "total_eps"], "chroma"),
+        node("Mul", ["total", "third"], "light"),
+    ]
+    for name in ("chroma", "light"):
+        nodes += [
+            node("Slice", [name, "patch_starts", "patch_ends", "patch_axes"], f"{name}_patch"),
+            node("ReduceMean", [f"{name}_patch"], f"{name}_face", axes=[2, 3], keepdims=1),
+            node("Sub", [name, f"{name}_face"], f"{name}_diff"),
+            node("Mul", [f"{name}_diff", f"{name}_diff"], f"{name}_diff2"),
+            node("ReduceSum", [f"{name}_diff2", "channel_axis"], f"{name}_dist2", keepdims=1),
+        ]
+    nodes += [
+        node("Mul", ["chroma_dist2", "inv_chroma2"], "chroma_z2"),
+        node("Mul", ["light_dist2", "inv_light2"], "light_z2"),
+        node("Add", ["chroma_z2", "light_z2"], "z2"),
+        node("Sub", ["one", "z2"], "margin"),
+        node("Mul", ["margin", "gain"], "logit"),
+        node("Sigmoid", ["logit"], "face"),
+        node("AveragePool", ["face"], "soft", kernel_shape=[5, 5], pads=[2, 2, 2, 2], count_include_pad=0),
+        node("Transpose", ["soft"], OCCLUDER_OUTPUT, perm=[0, 2, 3, 1]),
+    ]
+    return _model(nodes, [x], [y], inits, "xseg_standin")
+
+
+def expected_occluder(bgr01: np.ndarray) -> np.ndarray:
+    """The stand-in's 256x256 face map for one 256x256x3 BGR [0,1] input, before its 5x5 smoothing."""
+    lo, hi = OCCLUDER_PATCH
+    total = bgr01.sum(-1, keepdims=True)
+    chroma, light = bgr01 / (total + 1e-3), total[..., 0] / 3.0
+    d_chroma = ((chroma - chroma[lo:hi, lo:hi].reshape(-1, 3).mean(0)) ** 2).sum(-1)
+    d_light = (light - light[lo:hi, lo:hi].mean()) ** 2
+    z2 = d_chroma / CHROMA_RADIUS**2 + d_light / LIGHT_RADIUS**2
+    return 1.0 / (1.0 + np.exp(-np.clip(OCCLUDER_GAIN * (1.0 - z2), -60.0, 60.0)))
+
+
+# ------------------------------------------------------------------------------------------------- enhancer
+
+ENHANCER_INPUT, ENHANCER_OUTPUT = "input", "output"
+ENHANCER_SIZE = 512
+ENHANCE_BOX = (160, 352)  # rows and columns (of the 512 input) that the stand-in sharpens
+ENHANCE_GAIN = 1.5
+
+
+def enhancer_model() -> onnx.ModelProto:
+    shape = [1, 3, ENHANCER_SIZE, ENHANCER_SIZE]
+    x = helper.make_tensor_value_info(ENHANCER_INPUT, TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info(ENHANCER_OUTPUT, TensorProto.FLOAT, shape)
+    box = np.zeros((1, 1, ENHANCER_SIZE, ENHANCER_SIZE), np.float32)
+    lo, hi = ENHANCE_BOX
+    box[..., lo:hi, lo:hi] = ENHANCE_GAIN
+    inits = [_const("box_gain", box), _const("lo", np.array(-1.0, np.float32)), _const("hi", np.array(1.0, np.float32))]
+    nodes = [
+        helper.make_node("AveragePool", [ENHANCER_INPUT], ["blur"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
+                         count_include_pad=0),
+        helper.make_node("Sub", [ENHANCER_INPUT, "blur"], ["high"]),
+        helper.make_node("Mul", ["high", "box_gain"], ["boost"]),
+        helper.make_node("Add", [ENHANCER_INPUT, "boost"], ["sharp"]),
+        helper.make_node("Clip", ["sharp", "lo", "hi"], [ENHANCER_OUTPUT]),
+    ]
+    return _model(nodes, [x], [y], inits, "gfpgan_standin")
+
+
+def enhance_region(size: int, margin: int = 0) -> tuple[slice, slice]:
+    """Where, in a `size` crop resized to and from the stand-in's 512, its output may differ from the input;
+    `margin` pixels wider on each side (resampling spreads an edge by a pixel or two)."""
+    lo, hi = (int(v * size / ENHANCER_SIZE) for v in ENHANCE_BOX)
+    span = slice(max(0, lo - margin), min(size, hi + margin))
+    return span, span  # the box is square: the same span of rows and of columns
+
+
 # ------------------------------------------------------------------------------------------------- files
 
 
@@ -228,11 +343,19 @@ def make_all(out_dir: Path, swap_mode: SwapMode = "blend") -> dict[str, Path]:
     }
 
 
+def make_optional(out_dir: Path) -> dict[str, Path]:
+    """xseg_3.onnx (occluder) and gfpgan_1.4.onnx (enhancer) stand-ins in `out_dir`."""
+    return {
+        "xseg_3": save(occluder_model(), out_dir / "xseg_3.onnx"),
+        "gfpgan_1.4": save(enhancer_model(), out_dir / "gfpgan_1.4.onnx"),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.exit("usage: python models/make_standins.py OUT_DIR")
-    for name, p in make_all(Path(args[0])).items():
+    for name, p in {**make_all(Path(args[0])), **make_optional(Path(args[0]))}.items():
         print(f"{name}: {p}")
 
 

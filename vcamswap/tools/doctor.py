@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from vcamswap.settings import Settings, load_settings, settings_path
+from vcamswap.settings import PRECISIONS, Settings, load_settings, settings_path
 
 
 class Line(NamedTuple):
@@ -108,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", help="models folder")
     p.add_argument("--faces", help="faces folder")
     p.add_argument("--provider", help="check this execution provider instead of the setting")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="check this precision instead of the setting")
     p.add_argument("--no-cameras", action="store_true", help="list cameras without opening them")
     p.add_argument("--quick", action="store_true", help="check model sizes only, not their SHA-256")
     p.add_argument("--load-models", action="store_true", help="load the neural models to see where they run")
@@ -118,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_doctor(args: argparse.Namespace) -> int:
     path = args.settings or settings_path()
     settings, problem = load_settings(path)
-    for name in ("models", "faces", "provider"):
+    for name in ("models", "faces", "provider", "precision"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)

@@ -10,6 +10,8 @@ Each configuration (engine x preset x tracking on/off) gets:
   trajectory (Savitzky-Golay, 0.5 s) on the stillest 3 s of the clip, i.e. motion the head did not make;
   accuracy = mean distance of the keypoints from a fresh detection on the same frame; track losses per
   minute. The reference is detection + landmarks on every frame with no smoothing, measured in the same run;
+* batch (--batch 1,2,4, alone): the neural swap model for N faces of a frame, one call each against one
+  batched call (tools/bench/batching.py), on --models or the random-weight architecture models;
 * identity (--quality): dlib's face descriptor (an independent recogniser) of the output face against the
   source face and against the person in front of the camera, frame by frame.
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap.presets import PRESET_NAMES
+from vcamswap.settings import PRECISIONS
 from vcamswap.tools.bench.metrics import STEADY_MAX, WARMUP_FRAMES
 from vcamswap.tools.bench.report import LEGEND, clean_json, table, to_json
 from vcamswap.tools.bench.run import BenchOptions, run_bench
@@ -36,7 +39,7 @@ log = logging.getLogger("vcamswap.bench")
 
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed, steadiness and identity of engines and presets on a clip")
-    p.add_argument("--input", required=True, help="a video file (a real face; see docs/presets.md)")
+    p.add_argument("--input", help="a video file (a real face; see docs/presets.md); needed except with --batch")
     p.add_argument("--engine", action="append", choices=["lite", "inswapper", "remote"],
                    help="repeatable (default lite)")
     p.add_argument("--server", help="remote engine: grpc://HOST:PORT of 'vcamswap serve'")
@@ -60,7 +63,11 @@ def register(sub: Any) -> None:
     p.add_argument("--face", help="source face image (default: the demo face)")
     p.add_argument("--models", help="models folder for the neural engine")
     p.add_argument("--provider", help="onnxruntime execution provider")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="neural swap model precision (default auto)")
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    p.add_argument("--batch", type=_counts, metavar="N,N,...",
+                   help="only time the neural swap for N faces per frame: one call each against one batched call")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per face count with --batch (default 5)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -74,8 +81,37 @@ def delays_arg(text: str) -> list[int]:
     return values
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of face counts like 1,2,4") from None
+    if not counts or any(not 1 <= c <= 16 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: face counts must be 1 to 16")
+    return counts
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from vcamswap.tools.bench.batching import run_batch_bench
+    from vcamswap.tools.bench.rig import random_weight_models
+
+    models = Path(args.models).expanduser() if args.models else random_weight_models()
+    figures = run_batch_bench(models, args.provider, args.batch, max(1, args.runs), lambda s: print(s, flush=True))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{**f._asdict(), "speedup": f.speedup} for f in figures]
+        args.json.write_text(json.dumps({"models": str(models), "batch": rows}, indent=2) + "\n")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from vcamswap.capture.demo import demo_face
+
+    if args.batch:
+        return cmd_batch(args)
+    if not args.input:
+        print("vcamswap: error: bench needs --input VIDEO (or --batch)", file=sys.stderr)
+        return 2
 
     if args.frames < WARMUP_FRAMES + 5:
         print(f"vcamswap: error: --frames must be at least {WARMUP_FRAMES + 5}", file=sys.stderr)
@@ -96,6 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         face=args.face or str(demo_face()),
         models=args.models,
         provider=args.provider,
+        precision=args.precision,
         adaptive=args.adaptive,
         repeat=max(1, args.repeat),
         steady_frames=args.steady_frames,

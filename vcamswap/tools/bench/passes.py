@@ -59,7 +59,7 @@ def speed_pass(
 
     def loop(**options: Any) -> LiveLoop:
         return LiveLoop(capture, stages.pipeline, sinks, controls, stages.sources, adaptive=stages.adaptive,
-                        **options)
+                        tune=stages.tune, **options)
 
     tracker: Tracker = stages.pipeline.tracker
     capture.start()
@@ -74,6 +74,7 @@ def speed_pass(
     finally:
         capture.stop()
         sinks.close()
+        stages.pipeline.close()
     n = stats.frames
     if realtime and len(stats.publish_t) > 1:
         fps = (len(stats.publish_t) - 1) / (stats.publish_t[-1] - stats.publish_t[0])

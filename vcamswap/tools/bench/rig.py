@@ -40,10 +40,11 @@ class RecordingStats(Stats):
         self.samples.setdefault(stage, []).append(seconds * 1000.0)
 
     def frame_published(
-        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None
+        self, t_capture: float, swapped: bool, t_now: float | None = None, dropped: int | None = None,
+        late: int = 0, stale: int = 0,
     ) -> None:
         now = time.perf_counter() if t_now is None else t_now
-        super().frame_published(t_capture, swapped, now, dropped)
+        super().frame_published(t_capture, swapped, now, dropped, late, stale)
         self.latencies.append((now - t_capture) * 1000.0)
         self.publish_t.append(now)
 
@@ -65,22 +66,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VCAMSWAP_CACHE_DIR") or platformdirs.user_cache_dir("vcamswap"))
 
 
-def random_weight_models(folder: Path | None = None) -> Path:
+RANDOM_MARK = ".complete"  # in a models folder of random-weight models: what they are, for make_engine
+
+
+def random_weight_models(folder: Path | None = None, channels: int = 1024) -> Path:
     """A models folder with det_10g and inswapper_128 of the real architecture (random weights) and a
-    stand-in ArcFace; built once (about 600 MB) and kept in the cache dir."""
+    stand-in ArcFace; built once (about 600 MB) and kept in the cache dir. `channels` < 1024 builds a cheaper
+    look-alike of the swap model (a dry run of the GPU bench on a CPU)."""
     folder = folder or cache_dir() / "bench-random-weights"
-    done = folder / ".complete"
-    if done.is_file():
+    done = folder / RANDOM_MARK
+    mark = "random weights, for timing only\n" if channels == 1024 else f"random weights, {channels} channels\n"
+    if done.is_file() and done.read_text() == mark:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     from vcamswap.modelstore import arch, standins
 
     log.info("building random-weight models of the inswapper_128 and det_10g architectures in %s", folder)
-    arch.build_arch_model(folder / "inswapper_128.onnx")
+    arch.build_arch_model(folder / "inswapper_128.onnx", channels=channels)
     arch.build_scrfd_model(folder / "det_10g.onnx")
     standins.save(standins.arcface_model(), folder / "w600k_r50.onnx")
-    done.write_text("random weights, for timing only\n")
+    done.write_text(mark)
     return folder
+
+
+def is_random_weights(folder: Path) -> bool:
+    return (folder / RANDOM_MARK).is_file()
 
 
 @dataclass
@@ -91,7 +101,9 @@ class EngineSetup:
 
 
 def make_engine(name: str, models: str | None, provider: str | None, blaze: FaceDetector,
-                remote: dict[str, object] | None = None) -> EngineSetup:
+                precision: str | None = None, remote: dict[str, object] | None = None) -> EngineSetup:
+    """The engine of a bench pass. Without installed neural weights (or given a folder of random-weight
+    models) the costs are real and the faces come from BlazeFace, since random weights find none."""
     from vcamswap.engines import EngineUnavailable, create_engine
 
     if name == "lite":
@@ -100,17 +112,19 @@ def make_engine(name: str, models: str | None, provider: str | None, blaze: Face
     if name == "remote":  # no fallback to lite: a bench of the remote engine measures the server or fails
         engine = create_engine("remote", **(remote or {}))
         return EngineSetup(engine, False, engine.make_detector)
-    options: dict[str, object] = {"provider": provider}
-    if models:
-        options["models_dir"] = models
-    try:
-        engine = create_engine(name, **options)
-        return EngineSetup(engine, False, engine.make_detector)
-    except EngineUnavailable as e:
-        if name != "inswapper" or models:
-            raise
-        log.info("%s", e)
-    engine = create_engine(name, models_dir=random_weight_models(), provider=provider)
+    options: dict[str, object] = {"provider": provider, "precision": precision}
+    folder = Path(models).expanduser() if models else None
+    if folder is None or not is_random_weights(folder):
+        if folder is not None:
+            options["models_dir"] = folder
+        try:
+            engine = create_engine(name, **options)
+            return EngineSetup(engine, False, engine.make_detector)
+        except EngineUnavailable as e:
+            if name != "inswapper" or models:
+                raise
+            log.info("%s", e)
+    engine = create_engine(name, **{**options, "models_dir": folder or random_weight_models()})
     cached: dict[int, FaceDetector] = {}
 
     def detector_for(p: Preset) -> FaceDetector:
@@ -138,7 +152,8 @@ class FixedFace:
 
 
 def make_stages(
-    setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool
+    setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool,
+    realtime: bool,
 ) -> tuple[Stages, Controls]:
     """The stages of one configuration, wired by the same build as `run` and the daemon."""
     from vcamswap.live.build import build_stages
@@ -147,6 +162,6 @@ def make_stages(
     controls = Controls(ControlState(face=face.name, preset=config.preset))
     stages = build_stages(
         Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
-        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh),
+        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh), realtime=realtime,
     )
     return stages, controls

@@ -50,6 +50,7 @@ class BenchOptions:
     face: str
     models: str | None = None
     provider: str | None = None
+    precision: str | None = None  # the neural swap model's (auto when None)
     adaptive: bool = False
     repeat: int = 1
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
@@ -89,7 +90,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     servers: dict[str, str] = {}  # remote variant's label -> the address its requests go to (a delay relay)
     for engine_name in opts.engines:
         for label, remote in _variants(engine_name, opts):
-            setup = make_engine(engine_name, opts.models, opts.provider, blaze, remote)
+            setup = make_engine(engine_name, opts.models, opts.provider, blaze, opts.precision, remote)
             if remote:
                 servers[label] = str(remote["server"])
             if setup.random_weights:
@@ -106,8 +107,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         for setup, config in items:
             if opts.throughput:
                 keep = sample_at if opts.quality and rep == 0 else None
-                data, samples = speed_pass(*make_stages(setup, face, mesh, blaze, config, False), opts.input, frames,
-                                           False, keep)
+                stages = make_stages(setup, face, mesh, blaze, config, False, False)
+                data, samples = speed_pass(*stages, opts.input, frames, False, keep)
                 thr[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
                 if rec is not None and samples:
@@ -116,7 +117,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                     results[config].realism = realism([(x.frame, x.output) for x in samples if x.bbox is not None],
                                                       landmarks)
             if opts.realtime:
-                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive), opts.input,
+                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive, True), opts.input,
                                      frames, True)
                 rt[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: realtime {data.fps:.1f} fps, dropped {data.dropped}")
