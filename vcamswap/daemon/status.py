@@ -14,6 +14,7 @@ from vcamswap.daemon.ipc import Reply
 if TYPE_CHECKING:
     from vcamswap.daemon.app import Daemon
     from vcamswap.daemon.tray import TrayView
+    from vcamswap.engines.remote.health import RemoteHealth
 
 NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face found"
 PREVIEW = "preview"  # the preview window's output: shown in the tray, not among the outputs
@@ -55,12 +56,22 @@ def fps(d: Daemon) -> float:
         return 0.0
     return d.stats.snapshot().fps
 
+def remote(d: Daemon) -> RemoteHealth | None:
+    """The swap server's health when the engine is remote (from the engine's fields, no network)."""
+    if d.stages is None:
+        return None
+    from vcamswap.engines.remote.health import remote_health
+
+    return remote_health(d.stages.pipeline.engine)
+
 def tray_view(d: Daemon) -> TrayView:
     from vcamswap.daemon.tray import TrayView
 
     word, detail = state(d)
     snap = d.controls.snapshot()
-    return TrayView(word, fps(d), snap.face, snap.preset, detail)
+    server = remote(d)
+    return TrayView(word, fps(d), snap.face, snap.preset, detail,
+                    server.line() if server else None, server.short() if server else None)
 
 def status(d: Daemon) -> Reply:
     snap = d.controls.snapshot()
@@ -87,6 +98,9 @@ def status(d: Daemon) -> Reply:
         stats["fps"] = round(fps(d), 2)
         reply.update(stats)
         reply["engine"] = d.stages.pipeline.engine.name
+        server = remote(d)
+        if server is not None:
+            reply["remote"] = server.as_dict()
     if d.sinks is not None:
         outs = [x for x in d.sinks.states() if x.name != PREVIEW]
         urls = {x.name: u for x in d.sinks if isinstance(u := getattr(x, "url", None), str)}

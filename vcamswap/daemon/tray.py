@@ -55,6 +55,8 @@ class TrayView:
     face: str | None = None
     preset: str = "balanced"
     detail: str | None = None  # why: "camera lost", "no face in the picture", ...
+    server: str | None = None  # the remote engine's menu line: "Server grpc://host:8001 — 92 ms"
+    server_short: str | None = None  # the same in the tooltip: "server 92 ms", "server away"
 
 
 def tooltip(view: TrayView) -> str:
@@ -73,6 +75,8 @@ def tooltip(view: TrayView) -> str:
     if view.face:
         parts.append(f"face {view.face}")
     parts.append(view.preset)
+    if view.server_short:
+        parts.append(view.server_short)
     if view.detail:
         parts.append(view.detail)
     text = " · ".join(parts)
@@ -227,6 +231,9 @@ class Tray:
             return c.snapshot()
 
         return menu(
+            # The swap server's line, only with the remote engine; it reads the view, never the engine.
+            item(lambda _: self.view.server or "", None, enabled=False, visible=lambda _: bool(self.view.server)),
+            menu.SEPARATOR,
             item("Swap", self._act(commands.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
@@ -339,6 +346,8 @@ class Tray:
                 self.icon.title = text
         except Exception as e:
             log.debug("tray update: %s", e)
+        if view.server != applied.server:
+            self.refresh_menu()  # the menu's text is read when it is built
 
     @property
     def view(self) -> TrayView:

@@ -23,24 +23,34 @@ def check_remote(ctx: Context) -> Iterable[Line]:
                    "pip install 'vcamswap[remote]'")
         return
     from vcamswap.engines.remote import codec
-    from vcamswap.engines.remote.client import Client, RemoteError, ServerDown, parse_server, read_token
+    from vcamswap.engines.remote.client import (
+        Client,
+        RemoteError,
+        ServerDown,
+        check_ca,
+        parse_server,
+        read_token,
+    )
 
     try:
         address, token, c = parse_server(s.server), read_token(s.token_file), codec.parse_codec(s.remote_codec)
+        ca_file = check_ca(s.server_ca)
     except ValueError as e:
         yield Line(False, "remote", str(e), "fix the setting or the file")
         return
     if not address.tls and address.host not in ("127.0.0.1", "localhost", "::1"):
         yield Line(False, "remote TLS", f"{address} is plain gRPC off this machine: faces travel unencrypted",
                    "serve with --tls CERT KEY and use grpcs://, or reach it through a TLS tunnel")
-    client = Client(address, token, timeout=3.0, ca_file=s.server_ca)
+    client = Client(address, token, timeout=3.0, ca_file=ca_file)
     try:
         client.check([codec.SOURCE_MODEL, c.model])
         yield Line(True, "remote", f"{address} answers, takes the token and serves {c.model} ({c} crops)")
     except ServerDown as e:
         yield Line(False, "remote", f"{e}", "start 'vcamswap serve' there, or check the address, tunnel and firewall")
     except RemoteError as e:
-        yield Line(False, "remote", f"{e}", "give the server's token with --token-file" if "token" in str(e) else None)
+        fix = ("give the server's token with --token-file" if "token" in str(e) else
+               "fix --server or --server-ca" if "TLS" in str(e) else None)
+        yield Line(False, "remote", f"{e}", fix)
     finally:
         client.close()
 

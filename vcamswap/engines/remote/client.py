@@ -9,9 +9,13 @@ Thread-safe: tritonclient's gRPC client may be used from many threads for unary 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,10 +24,14 @@ from urllib.parse import urlsplit
 import numpy as np
 
 log = logging.getLogger("vcamswap.remote")
+# gRPC's C core logs a failed TLS handshake at info level on stderr; the error it raises says it in one line.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"  # the gRPC form of Triton's restricted-protocol header
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 1.0  # seconds between probes; the cap keeps a return seen within ~1 s
 PROBE_TIMEOUT = 1.0
+CA_MAX_BYTES = 1 << 20
+RTT_WINDOW = 15  # answered calls the shown round trip is the median of
 DEFAULT_PORT = 8001
 # Codes that mean "the server (or the path to it) is away": reconnect. Any other is a refused request.
 DOWN_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
@@ -77,6 +85,54 @@ def read_token(path: str | Path | None) -> str | None:
     return token
 
 
+def check_ca(path: str | Path | None) -> str | None:
+    """The CA file for grpcs:// as a path, checked here so a bad one is one line, not gRPC's error."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    try:
+        if p.stat().st_size > CA_MAX_BYTES:
+            raise ValueError(f"--server-ca {p}: over {CA_MAX_BYTES >> 20} MB, not a CA certificate")
+        text = p.read_text(encoding="ascii", errors="replace")
+    except OSError as e:
+        raise ValueError(f"--server-ca {p}: cannot be read ({e.strerror or e})") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"--server-ca {p}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return str(p)
+
+
+def speaks_tls(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether HOST:PORT completes a TLS handshake (its certificate unchecked): tells a TLS server apart."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])  # as gRPC offers it
+    try:
+        with socket.create_connection((host, port), timeout) as raw, ctx.wrap_socket(raw, server_hostname=host):
+            return True
+    except (OSError, ValueError):  # ssl.SSLError is an OSError; refused, reset, timed out
+        return False
+
+
+def tls_problem(address: ServerAddress, ca_file: str | None, line: str) -> str | None:
+    """What is wrong with TLS when a connection failed with `line`: a setting to fix, not a server away."""
+    low = line.lower()
+    if not address.tls:
+        if speaks_tls(address.host, address.port):
+            return (f"{address}: the server speaks TLS; use grpcs://{address.target} "
+                    "(with --server-ca CA.pem when a private CA signed its certificate)")
+        return None
+    if "handshake" not in low and "socket closed" not in low and "connection reset" not in low:
+        return None  # refused, unreachable: away, not a TLS matter
+    if not speaks_tls(address.host, address.port):
+        return f"{address}: the server does not speak TLS; use grpc://{address.target}"
+    if "peer name" in low or "hostname" in low:
+        return f"{address}: the server's TLS certificate is not for {address.host}; connect by a name it holds"
+    if ca_file:
+        return f"{address}: the server's TLS certificate is not signed by the CA in {ca_file}"
+    return (f"{address}: the server's TLS certificate is not signed by a CA this machine trusts; "
+            "give the CA that signed it with --server-ca CA.pem")
+
+
 def error_line(e: Exception) -> tuple[bool, str]:
     """(server away?, one line) for a tritonclient error."""
     status = str(getattr(e, "status", lambda: "")() or "")
@@ -105,7 +161,7 @@ class Client:
         self._probe: threading.Thread | None = None
         self._closed = threading.Event()
         self._grpc: Any = self._connect()
-        self.rtt_ms: float | None = None  # the last call's round trip, for the tray and stats
+        self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
 
     def _connect(self) -> Any:
         import tritonclient.grpc as grpcclient
@@ -120,6 +176,13 @@ class Client:
     def up(self) -> bool:
         with self._lock:
             return self._up
+
+    @property
+    def rtt_ms(self) -> float | None:
+        """The median round trip of the last few answered calls (steady enough to show); None before any."""
+        with self._lock:
+            recent = sorted(self._rtts)
+        return recent[len(recent) // 2] if recent else None
 
     def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], output: str) -> np.ndarray:
         """One request's output; ServerDown (at once while away) or RemoteError."""
@@ -145,7 +208,9 @@ class Client:
                 self.mark_down(line)
                 raise ServerDown(f"the swap server {self.address} is unreachable; reconnecting") from None
             raise RemoteError(f"{self.address}: {line}") from None
-        self.rtt_ms = (time.perf_counter() - t0) * 1000.0
+        rtt = (time.perf_counter() - t0) * 1000.0
+        with self._lock:
+            self._rtts.append(rtt)
         out = result.as_numpy(output)
         if out is None:
             raise RemoteError(f"{self.address}: the answer holds no {output!r}")
@@ -167,6 +232,9 @@ class Client:
             if "unknown model" in line.lower() or "not found" in line.lower():
                 raise RemoteError(f"{self.address}: the server does not serve {', '.join(models)} ({line}); "
                                   "start it with 'vcamswap serve'") from None
+            problem = tls_problem(self.address, self.ca_file, line) if down else None
+            if problem:
+                raise RemoteError(problem) from None
             raise (ServerDown if down else RemoteError)(f"{self.address}: {line}") from None
 
     def mark_down(self, line: str) -> None:

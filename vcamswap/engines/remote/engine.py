@@ -22,7 +22,7 @@ import numpy as np
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem
 from vcamswap.engines.inswapper import arcface_crop, swap_mask, swap_template
 from vcamswap.engines.remote import codec
-from vcamswap.engines.remote.client import Client, RemoteError, ServerDown, parse_server, read_token
+from vcamswap.engines.remote.client import Client, RemoteError, ServerDown, check_ca, parse_server, read_token
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, SwapOutput, check_bgr
 
@@ -54,6 +54,7 @@ class RemoteEngine:
             self.address = parse_server(server)
             self.codec = codec.parse_codec(codec_name)
             token = read_token(token_file)
+            ca_file = check_ca(ca_file)
         except ValueError as e:
             raise EngineUnavailable(f"remote: {e}") from None
         try:
@@ -61,6 +62,8 @@ class RemoteEngine:
         except ImportError as e:
             raise EngineUnavailable(f"remote: tritonclient is not importable ({e}); "
                                     "pip install 'vcamswap[remote]'") from None
+        if ca_file and not self.address.tls:
+            log.warning("--server-ca is for grpcs:// servers; %s is plain gRPC, the CA is not used", self.address)
         self.in_flight = max(1, int(in_flight))
         self.client = Client(self.address, token, timeout, ca_file)
         self._latents: dict[str, np.ndarray] = {}  # digest -> latent: a face switched back to costs nothing
