@@ -153,6 +153,57 @@ def screenshot(env: dict[str, str], path: Path) -> bool:
     return subprocess.run(["import", "-window", "root", str(path)], env=env, timeout=30).returncode == 0
 
 
+# The tray icon on the screen: found by its tooltip (the embedded window's name), its menu by a right click.
+
+
+def _root_windows(env: dict[str, str]) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of the root's visible-sized children."""
+    out = subprocess.run(["xwininfo", "-root", "-children"], env=env, capture_output=True, text=True).stdout
+    boxes = []
+    for line in out.splitlines():
+        parts = line.split()
+        for p in parts:
+            if "x" in p and "+" in p and p[0].isdigit():
+                size, _, pos = p.partition("+")
+                w, _, h = size.partition("x")
+                x, _, y = pos.partition("+")
+                try:
+                    boxes.append((int(x), int(y), int(w), int(h)))
+                except ValueError:
+                    pass
+                break
+    return boxes
+
+
+def _menu_open(env: dict[str, str]) -> bool:
+    # A popup menu is a top-level window below the 32-pixel panel; nothing else of that size exists.
+    return any(w >= 100 and h >= 100 and y >= 20 for x, y, w, h in _root_windows(env))
+
+
+def _icon(env: dict[str, str]) -> tuple[int, int]:
+    """The centre of our status icon: the window embedded in the panel carries the tooltip as its name."""
+    win = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0], "tray icon window")
+    geo = xdotool(env, "getwindowgeometry", "--shell", win)
+    g = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
+    return int(g["X"]) + int(g["WIDTH"]) // 2, int(g["Y"]) + int(g["HEIGHT"]) // 2
+
+
+def tray_tooltip(env: dict[str, str]) -> str:
+    win = xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0]
+    return xdotool(env, "getwindowname", win) if win else ""
+
+
+def tray_choose(env: dict[str, str], keys: list[str], shot: Path | None = None) -> None:
+    """Open our icon's menu with a right click, type `keys` into it, wait until it closed."""
+    x, y = _icon(env)
+    xdotool(env, "mousemove", str(x), str(y), "click", "3")
+    wait_until(lambda: _menu_open(env), "menu open")
+    if shot is not None:
+        screenshot(env, shot)
+    xdotool(env, "key", *keys)
+    wait_until(lambda: not _menu_open(env), "menu closed")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Daemon processes
 

@@ -4,6 +4,7 @@ server killed and restarted mid-stream, and pipelining under 80 ms of added roun
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.frames import read_frames
+from helpers.media import media_path
 from helpers.pipeline import build
 from helpers.server import Server
 
@@ -308,6 +310,96 @@ def test_the_server_on_a_python_without_shared_libpython_says_so_in_one_line(mod
     assert r.returncode == 2 and "shared libpython" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+# ----------------------------------------------------------------------------------------------- TLS
+
+
+def _openssl(*args: str) -> None:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA: (certificate, key)."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+             "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert, key
+
+
+def make_server_cert(folder: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A server certificate for 127.0.0.1 signed by `ca`: (certificate, key)."""
+    cert, key, csr, ext = (folder / n for n in ("server.pem", "server.key", "server.csr", "server.ext"))
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+             "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                   "extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+             "-days", "2", "-out", str(cert), "-extfile", str(ext))
+    return cert, key
+
+
+def _one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vcamswap: error: remote: "), r.stderr
+    return lines[0]
+
+
+def test_tls_end_to_end_with_a_private_ca(models_dir: Path, token_file: Path, server: Server, analyzer: FaceAnalyzer,
+                                          media: Path, tmp_path: Path) -> None:
+    """`serve --tls` with a certificate of a CA made here: the client given the CA swaps; without it, with the
+    wrong CA, or with grpc:// for grpcs:// (and the reverse), it stops with one line saying which."""
+    from helpers.cli import run_cli
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (apt install openssl)")
+    ca = make_ca(tmp_path, "vcamswap-test-ca")
+    cert, key = make_server_cert(tmp_path, ca)
+    other_ca = make_ca(tmp_path, "another-ca")[0]
+    srv = Server(models_dir, token_file, extra=("--tls", str(cert), str(key))).start()
+    try:
+        url = srv.url
+        assert url.startswith("grpcs://")
+        assert any(f"--server {url}" in line for line in srv.log)  # the line to give the laptop says grpcs
+        common = ("--engine", "remote", "--token-file", str(token_file), "--input", str(media / WEBCAM),
+                  "--max-frames", "6", "--no-adaptive")
+        out = tmp_path / "out.mp4"
+        r = run_cli("run", *common, "--server", url, "--server-ca", str(ca[0]), "--output", str(out), timeout=180)
+        assert r.returncode == 0, r.stderr
+        done = re.search(r"frames=(\d+) swapped=(\d+)", r.stdout)
+        assert done and int(done.group(1)) == 6 and int(done.group(2)) >= 5, r.stdout
+        assert out.stat().st_size > 0
+
+        line = _one_error_line(run_cli("run", *common, "--server", url, "--output", str(tmp_path / "a.mp4")))
+        assert "not signed by a CA this machine trusts" in line and "--server-ca" in line
+        plain = f"grpc://127.0.0.1:{srv.ports[0]}"
+        line = _one_error_line(run_cli("run", *common, "--server", plain, "--output", str(tmp_path / "b.mp4")))
+        assert f"speaks TLS; use {url}" in line
+        assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
+
+        # The same checks in the engine, and the swap over TLS equals the swap over plain gRPC.
+        with pytest.raises(EngineUnavailable, match=r"not signed by the CA in .*another-ca\.pem"):
+            create_engine("remote", server=url, token_file=token_file, ca_file=str(other_ca))
+        with pytest.raises(EngineUnavailable, match=r"holds no PEM certificate"):
+            create_engine("remote", server=url, token_file=token_file, ca_file=str(key))
+        with pytest.raises(EngineUnavailable, match=rf"does not speak TLS; use {re.escape(server.url)}"):
+            create_engine("remote", server=server.url.replace("grpc://", "grpcs://"), token_file=token_file)
+        over_tls = remote(srv, token_file, codec_name="raw", ca_file=str(ca[0]))
+        plain_engine = remote(server, token_file, codec_name="raw")
+        source_image = read(media, SOURCE)
+        source_face = face_of(analyzer, source_image)
+        crop, face = target_crop(analyzer, media)
+        preset = get_preset("fast")
+        got = over_tls.swap(crop, face, over_tls.prepare_source(source_image, source_face), preset)
+        want = plain_engine.swap(crop, face, plain_engine.prepare_source(source_image, source_face), preset)
+        assert np.array_equal(got.crop, want.crop) and float(np.abs(got.crop.astype(int) - crop).mean()) > 5
+        over_tls.close()
+        plain_engine.close()
+    finally:
+        srv.stop()
+
+
 # ----------------------------------------------------------------------------------------------- the server goes away
 
 
@@ -357,3 +449,57 @@ def test_killing_the_server_mid_stream_keeps_publishing_and_resumes(
             break
         time.sleep(0.02)
     assert resumed is not None and resumed < 3.0, f"resumed after {resumed}"
+
+
+def test_tray_and_status_show_the_server_its_round_trip_and_when_it_is_away(server: Server, token_file: Path,
+                                                                          tmp_path: Path) -> None:
+    """The daemon with the real tray under Xvfb, after the restart above: its menu line, tooltip and `vcamswap
+    status` say where the server is and how fast it answers; the server killed, that it is away, while frames
+    keep reaching the virtual camera. Kills the module's server for good."""
+    from daemon_util import (
+        DaemonProcess,
+        default_args,
+        session_bus,
+        tray_choose,
+        tray_host,
+        tray_tooltip,
+        wait_until,
+        x_env,
+        xvfb,
+    )
+
+    faces = tmp_path / "data" / "faces"
+    faces.mkdir(parents=True)
+    shutil.copy(media_path(SOURCE), faces / "biden.jpg")
+    args = [a for a in default_args() if a != "--no-tray"]
+    args += ["--engine", "remote", "--server", server.url, "--token-file", str(token_file), "--preset", "fast"]
+    with xvfb() as disp, session_bus() as bus:
+        env = x_env(disp, bus)
+        env.pop("PYSTRAY_BACKEND", None)
+        with tray_host(env):
+            d = DaemonProcess(tmp_path, args, env).start()
+            try:
+                wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
+                st = wait_until(lambda: (s := d.status()).get("stage_ms", {}).get("engine") and s, "swaps answered")
+                info = st["remote"]
+                assert st["engine"] == "remote" and info["server"] == server.url and info["healthy"] is True
+                assert info["fallback"] == "passthrough" and 0 < info["rtt_ms"] < 2000, info
+                assert re.fullmatch(rf"Server {re.escape(server.url)} — \d+ ms", info["line"]), info
+                wait_until(lambda: re.search(r" · server \d+ ms", tray_tooltip(env)), "the round trip in the tooltip")
+                r = d.cli("status")
+                assert r.returncode == 0 and json.loads(r.stdout)["remote"]["server"] == server.url, r.stderr
+                # The server's line is shown but cannot be chosen: the first item a key reaches is still Swap.
+                tray_choose(env, ["Down", "Return"])
+                wait_until(lambda: d.status()["swap"] is False, "the menu turned the swap off")
+                tray_choose(env, ["Down", "Return"])
+                wait_until(lambda: d.status()["swap"] is True, "the menu turned the swap on")
+
+                server.kill()
+                away = wait_until(lambda: not (s := d.status())["remote"]["healthy"] and s, "status: server away")
+                assert away["remote"]["line"] == "Server away — passing through"
+                wait_until(lambda: tray_tooltip(env).endswith(" · server away"), "the tooltip says the server is away")
+                frames = d.vcam_frames()
+                wait_until(lambda: d.vcam_frames() > frames + 15, "frames reaching the virtual camera while away")
+                assert d.stop() == 0
+            finally:
+                d.kill()

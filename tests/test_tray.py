@@ -14,9 +14,10 @@ from daemon_util import (
     DaemonProcess,
     default_args,
     media_path,
-    screenshot,
     session_bus,
+    tray_choose,
     tray_host,
+    tray_tooltip,
     wait_until,
     x_env,
     xdotool,
@@ -43,7 +44,7 @@ def menu_tray(monkeypatch: pytest.MonkeyPatch) -> tuple[Tray, Controls, list[str
 
 
 def texts(menu: Any) -> list[str]:
-    return [item.text for item in menu.items]
+    return [item.text for item in menu]  # the visible items, as the backends draw them
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
     icon, menu = tray.icon, tray.icon.menu
     assert texts(menu) == ["Swap", "Source face", "Quality", "Faces in view", "Show preview", "Show AI label",
                            "Open faces folder", "Pause camera", "- - - -", "Quit"]
-    swap, faces, quality, targets, preview, label, folder, pause, _, quit_ = menu.items
+    swap, faces, quality, targets, preview, label, folder, pause, _, quit_ = list(menu)
 
     assert swap.checked is True
     swap(icon)
@@ -147,6 +148,25 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
     assert controls.snapshot().running is False
 
 
+def test_the_swap_server_line_follows_the_view(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
+    from vcamswap.engines.remote.health import RemoteHealth
+
+    tray = menu_tray[0]
+    up = RemoteHealth("grpc://gpu-box:8001", True, 91.6, "passthrough")
+    tray.show(TrayView("swapping", 30.0, "ann", "fast", None, up.line(), up.short()))
+    line, sep, swap = list(tray.icon.menu)[:3]
+    assert (line.text, line.enabled, sep.text, swap.text) == ("Server grpc://gpu-box:8001 — 92 ms", False, "- - - -",
+                                                             "Swap")
+    assert tooltip(tray.view) == "Swap Cam: swapping · 30.0 fps · face ann · fast · server 92 ms"
+    away = up._replace(healthy=False)
+    tray.show(TrayView("swapping", 30.0, "ann", "fast", None, away.line(), away.short()))
+    assert texts(tray.icon.menu)[0] == "Server away — passing through"
+    assert tooltip(tray.view).endswith("· server away")
+    assert away._replace(fallback="lite").line() == "Server away — swapping here (lite)"
+    tray.show(TrayView("swapping", 30.0, "ann", "fast"))  # an engine on this machine: no line, no separator
+    assert texts(tray.icon.menu)[:2] == ["Swap", "Source face"]
+
+
 def test_open_folder_creates_it_and_calls_the_desktop_opener(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from vcamswap.daemon.tray import open_folder
@@ -167,53 +187,6 @@ def test_open_folder_creates_it_and_calls_the_desktop_opener(tmp_path: Path,
 # The real thing: GTK tray icon in a tray host, menu opened with a real right click, global hotkeys.
 
 
-def _root_windows(env: dict[str, str]) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of the root's visible-sized children."""
-    out = subprocess.run(["xwininfo", "-root", "-children"], env=env, capture_output=True, text=True).stdout
-    boxes = []
-    for line in out.splitlines():
-        parts = line.split()
-        for p in parts:
-            if "x" in p and "+" in p and p[0].isdigit():
-                size, _, pos = p.partition("+")
-                w, _, h = size.partition("x")
-                x, _, y = pos.partition("+")
-                try:
-                    boxes.append((int(x), int(y), int(w), int(h)))
-                except ValueError:
-                    pass
-                break
-    return boxes
-
-
-def _menu_open(env: dict[str, str]) -> bool:
-    # A popup menu is a top-level window below the 32-pixel panel; nothing else of that size exists.
-    return any(w >= 100 and h >= 100 and y >= 20 for x, y, w, h in _root_windows(env))
-
-
-def _icon(env: dict[str, str]) -> tuple[int, int]:
-    """The centre of our status icon: the window embedded in the panel carries the tooltip as its name."""
-    win = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0], "tray icon window")
-    geo = xdotool(env, "getwindowgeometry", "--shell", win)
-    g = dict(line.split("=", 1) for line in geo.splitlines() if "=" in line)
-    return int(g["X"]) + int(g["WIDTH"]) // 2, int(g["Y"]) + int(g["HEIGHT"]) // 2
-
-
-def _tooltip(env: dict[str, str]) -> str:
-    win = xdotool(env, "search", "--name", "^Swap Cam").split("\n")[0]
-    return xdotool(env, "getwindowname", win) if win else ""
-
-
-def _choose(env: dict[str, str], keys: list[str], shot: Path | None = None) -> None:
-    x, y = _icon(env)
-    xdotool(env, "mousemove", str(x), str(y), "click", "3")
-    wait_until(lambda: _menu_open(env), "menu open")
-    if shot is not None:
-        screenshot(env, shot)
-    xdotool(env, "key", *keys)
-    wait_until(lambda: not _menu_open(env), "menu closed")
-
-
 def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
     faces = tmp_path / "data" / "faces"
     faces.mkdir(parents=True)
@@ -228,13 +201,13 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
             d = DaemonProcess(tmp_path, args, env).start()
             try:
                 wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
-                wait_until(lambda: "swapping" in _tooltip(env) and "fps" in _tooltip(env), "tooltip with fps")
+                wait_until(lambda: "swapping" in tray_tooltip(env) and "fps" in tray_tooltip(env), "tooltip with fps")
                 wait_until(lambda: d.hotkeys_ready(), "hotkeys listening")
 
                 # Global hotkeys, typed by the X server as a user would.
                 xdotool(env, "key", "ctrl+alt+shift+s")
                 wait_until(lambda: d.status()["swap"] is False, "hotkey toggled the swap off")
-                wait_until(lambda: "swap off" in _tooltip(env), "tooltip says swap off")
+                wait_until(lambda: "swap off" in tray_tooltip(env), "tooltip says swap off")
                 xdotool(env, "key", "ctrl+alt+shift+q")
                 wait_until(lambda: d.status()["preset"] == "quality", "hotkey cycled the quality")
                 face = d.status()["face"]
@@ -246,16 +219,16 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
                 wait_until(lambda: d.status()["bypass"] is False, "bypass released")
 
                 # The menu, with a real right click: Swap is the first item.
-                _choose(env, ["Down", "Return"], shots / "tray-menu.png")
+                tray_choose(env, ["Down", "Return"], shots / "tray-menu.png")
                 wait_until(lambda: d.status()["swap"] is True, "menu turned the swap on")
                 # Quality > fast: the third item's submenu, first entry.
-                _choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
+                tray_choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
                 wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
                 # Faces in view > all: the fourth item's submenu, second entry.
-                _choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
+                tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
                 wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
                 # Show preview (fifth item) opens the preview window; closing the window unticks it.
-                _choose(env, ["Down"] * 5 + ["Return"], None)
+                tray_choose(env, ["Down"] * 5 + ["Return"], None)
                 wait_until(lambda: d.status()["preview"] is True, "preview on")
                 window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
                 xdotool(env, "windowkill", window.split()[0])
@@ -265,7 +238,7 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
                 assert d.request("preview", "off")["ok"] is True
                 wait_until(lambda: not xdotool(env, "search", "--name", "^Swap Cam preview$"), "window gone")
                 # Quit is the last item.
-                _choose(env, ["Up", "Return"], None)
+                tray_choose(env, ["Up", "Return"], None)
                 assert d.proc is not None and d.proc.wait(timeout=60) == 0
             finally:
                 d.kill()

@@ -56,7 +56,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"grpc://{self.host}:{self.ports[0]}"
+        scheme = "grpcs" if "--tls" in self.extra else "grpc"
+        return f"{scheme}://{self.host}:{self.ports[0]}"
 
     @property
     def metrics_url(self) -> str:
