@@ -310,6 +310,37 @@ def test_the_server_on_a_python_without_shared_libpython_says_so_in_one_line(mod
     assert r.returncode == 2 and "shared libpython" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_bench_realtime_passes_report_late_and_stale_swaps(server: Server, token_file: Path, media: Path,
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vcamswap bench --realtime` of the remote engine with 60 ms added each way: swaps come back frames after
+    the frame they were cut from, and the table and JSON say how many (and how many faces were held back)."""
+    from vcamswap.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--engine", "remote", "--server", server.url, "--token-file", str(token_file),
+               "--remote-codec", "raw", "--input", str(media / WEBCAM), "--frames", "45", "--preset", "fast",
+               "--tracking", "on", "--realtime", "--no-throughput", "--steady-frames", "30", "--delay-ms", "0,60",
+               "--no-remote-rates", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert "remote" not in data  # --no-remote-rates: no swaps/s figures
+    runs = {r["config"]["label"]: r["realtime"] for r in data["runs"]}
+    assert set(runs) == {"remote+0ms/fast/track", "remote+60ms/fast/track"}
+    slow = runs["remote+60ms/fast/track"]
+    swaps = slow["engine_runs_per_frame"] * slow["frames"]
+    assert slow["stage_ms"]["engine"]["median"] >= 120, slow["stage_ms"]  # the delay is really there
+    # A swap takes 4 frame times or more: each one that was pasted was pasted late (else it was held back).
+    assert 0 < slow["late"] <= swaps + 1 and slow["late"] + slow["stale"] >= swaps / 2, slow
+    assert all(isinstance(r["late"], int) and isinstance(r["stale"], int) for r in runs.values())
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = lines[-4].split()
+    assert header[:8] == ["config", "fps", "rt", "fps", "p95", "ms", "drop", "late"] and header[8] == "stale"
+    for row in lines[-2:]:
+        cells = row.split()
+        rt = runs[cells[0]]
+        assert (int(cells[5]), int(cells[6])) == (rt["late"], rt["stale"]), row
+
+
 # ----------------------------------------------------------------------------------------------- TLS
 
 

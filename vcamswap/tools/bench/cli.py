@@ -48,6 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument("--remote-in-flight", type=int, default=4, help="remote engine: requests in flight (default 4)")
     p.add_argument("--delay-ms", type=delays_arg, metavar="MS,MS,...",
                    help="remote engine: delays added each way, one pass each (e.g. 0,40,100)")
+    p.add_argument("--no-remote-rates", dest="remote_rates", action="store_false",
+                   help="remote engine: only the pipeline passes, not the swaps/s with N in flight (16 s a delay)")
     p.add_argument("--preset", action="append", choices=list(PRESET_NAMES), help="repeatable (default all)")
     p.add_argument("--frames", type=int, default=300, help="frames per pass (default 300, at most the file's)")
     p.add_argument("--realtime", action="store_true", help="also run paced like a camera: output fps, latency")
@@ -139,6 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         remote={"server": args.server, "token_file": args.token_file, "codec_name": args.remote_codec,
                 "in_flight": args.remote_in_flight} if args.server else None,
         delays=args.delay_ms,
+        remote_rates=args.remote_rates,
     )
     results, meta = run_bench(opts, lambda line: print(line, flush=True))
     if args.json:

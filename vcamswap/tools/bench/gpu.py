@@ -122,6 +122,8 @@ def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str)
         "realtime_fps": rt.fps if rt else None,
         "latency_ms": rt.latency_ms if rt else {},
         "dropped": rt.dropped if rt else None,
+        "late": rt.late if rt else None,
+        "stale": rt.stale if rt else None,
     }
 
 

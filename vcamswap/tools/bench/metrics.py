@@ -84,6 +84,8 @@ class Speed:
     detector_calls_per_frame: float
     engine_runs_per_frame: float
     dropped: int = 0
+    late: int = 0  # swaps first pasted a frame or more after the frame they were cut from (engine in workers)
+    stale: int = 0  # faces shown unswapped because their newest swap was too old for the pose
     latency_ms: dict[str, float] = field(default_factory=dict)
     adaptive_level: int | None = None
     fps_runs: list[float] = field(default_factory=list)  # one per repeat, interleaved with the other configs
@@ -104,6 +106,8 @@ class PassData:
     engine_runs: int
     dropped: int
     adaptive_level: int | None
+    late: int = 0  # the loop's Stats counts over the pass
+    stale: int = 0
 
 
 def summarize(passes: list[PassData]) -> Speed:
@@ -123,6 +127,8 @@ def summarize(passes: list[PassData]) -> Speed:
                                        / max(sum(p.tracked_frames for p in passes), 1), 4),
         engine_runs_per_frame=round(sum(p.engine_runs for p in passes) / max(frames, 1), 4),
         dropped=sum(p.dropped for p in passes),
+        late=sum(p.late for p in passes),
+        stale=sum(p.stale for p in passes),
         latency_ms={q: round(float(np.percentile(lat, int(q[1:]))), 2) for q in ("p50", "p95", "p99")},
         adaptive_level=passes[-1].adaptive_level,
         fps_runs=[round(p.fps, 2) for p in passes],

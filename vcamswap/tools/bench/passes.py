@@ -92,6 +92,8 @@ def speed_pass(
         engine_runs=runs[0],
         dropped=dropped,
         adaptive_level=None if stages.adaptive is None else stages.adaptive.level,
+        late=stats.late,
+        stale=stats.stale,
     )
     return data, samples
 

@@ -20,16 +20,18 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 
 TABLE_COLUMNS = (
-    "config", "fps", "rt fps", "p95 ms", "drop", "det/f", "track ms", "swap ms", "paste ms",
+    "config", "fps", "rt fps", "p95 ms", "drop", "late", "stale", "det/f", "track ms", "swap ms", "paste ms",
     "jitter px", "vs ref", "acc px", "loss/min", "id src", "id tgt", "closer", "foreign", "tone dE", "seam",
     "occl",
 )
 
 
 LEGEND = (
-    "fps: as fast as possible | rt fps, p95 ms, drop: paced like a camera (output fps, capture->publish latency, "
-    "dropped frames) | det/f: detector calls per frame | stage ms: median/p95 | jitter: keypoint px on a still "
-    "stretch, vs ref = against detection on every frame | acc px: from a fresh detection | id src/tgt: dlib "
+    "fps: as fast as possible | rt fps, p95 ms, drop, late, stale: paced like a camera (output fps, "
+    "capture->publish latency, dropped frames, swaps pasted a frame or more after their own frame, faces shown "
+    "unswapped as their newest swap was too old for the pose) | det/f: detector calls per frame | stage ms: "
+    "median/p95 | jitter: keypoint px on a still stretch, vs ref = against detection on every frame | "
+    "acc px: from a fresh detection | id src/tgt: dlib "
     "distance of the output face to the source / to the camera's person, closer: frames closer to the source | "
     "foreign: skin pixels the swap brought in (mean/max) | tone dE: cheeks against the camera's | seam, occl: "
     "edges along the swap's border / around the eyes, output over camera"
@@ -54,6 +56,8 @@ def table(results: list[RunResult]) -> str:
             _fmt(rt.fps if rt else None),
             _fmt(rt.latency_ms.get("p95") if rt else None, ".0f"),
             str(rt.dropped) if rt else "-",
+            str(rt.late) if rt else "-",
+            str(rt.stale) if rt else "-",
             _fmt(speed.detector_calls_per_frame if speed else st.detector_calls_per_frame if st else None, ".3f"),
             _stage(stage, "track"),
             _stage(stage, "swap"),

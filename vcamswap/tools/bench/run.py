@@ -56,6 +56,7 @@ class BenchOptions:
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
     remote: dict[str, object] | None = None  # the remote engine's options (server, token_file, codec_name, ...)
     delays: list[int] | None = None  # ms added each way to the remote engine's requests, one pass each
+    remote_rates: bool = True  # the remote engine's swaps/s with 1 and N in flight, per codec (16 s per delay)
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -166,7 +167,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         },
         "notes": notes,
     }
-    if "remote" in opts.engines and opts.remote:
+    if "remote" in opts.engines and opts.remote and opts.remote_rates:
         meta["remote"] = {label: remote_figures({**opts.remote, "server": server}, emit, label)
                           for label, server in servers.items()}
         meta["remote_delay"] = ("added with a TCP relay holding every byte the given ms each way (round trip + 2x); "
