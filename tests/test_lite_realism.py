@@ -121,8 +121,10 @@ def test_glasses_and_fringe_of_the_camera_stay(
             landmarks,
         )
         assert min(m.occluders for m in kept) >= 0.7, [round(m.occluders, 2) for m in kept]
-        # Control: without the camera's skin mask, the swap covers the frames and the lenses' edges.
-        assert np.mean([m.occluders for m in erased]) < np.mean([m.occluders for m in kept]) - 0.1
+        # Control: without the camera's skin mask, the swap covers the frames and the lenses' edges, in every
+        # frame (the source's own skin mask, pulled back from its edges, already spares part of them).
+        gains = [k.occluders - e.occluders for k, e in zip(kept, erased, strict=True)]
+        assert min(gains) > 0.0 and np.mean(gains) > 0.05, [round(g, 2) for g in gains]
 
 
 def test_skin_tone_follows_the_camera_and_no_seam(

@@ -165,14 +165,18 @@ def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float) -> np.
 def strict(prob: np.ndarray, points: np.ndarray) -> np.ndarray:
     """A stricter skin mask for a still photo, where losing some skin costs nothing (the camera's face shows
     there) and keeping a strand costs a stripe: only confident skin connected to the sampled cheeks, pulled
-    back from every edge, softened."""
+    back from every edge, softened. Away from the features it is pulled back twice as far: light hair next to
+    skin (a fringe's edge, a tuft on the forehead) is where a strand passes for skin, while the skin right
+    around the eyes, brows, nose and lips carries the source's likeness."""
     shape = prob.shape
     area = float(cv2.countNonZero(oval(points, shape)))
-    sure = without_islands(prob > 0.6, sample_mask(points, shape), 0.03 * area)
+    sure = without_islands(prob > 0.6, sample_mask(points, shape), 0.03 * area).astype(np.uint8)
     r = max(1, int(round(face_width(points) * 0.015)))
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    sure = cv2.erode(sure.astype(np.uint8), k).astype(np.float32)
-    return cv2.GaussianBlur(sure, (0, 0), r)
+    near = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    far = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
+    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
+    kept = np.where(features, near, far).astype(np.float32)
+    return cv2.GaussianBlur(kept, (0, 0), r)
 
 
 def skin_mask(

@@ -242,7 +242,9 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
-    filled = fill_from_skin(texture, (weight > 0.5).astype(np.float32) * weight)
+    # Only confident skin keeps its own pixels: at the soft rim of the mask a pixel is part hair, and kept at
+    # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
+    filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
     return np.maximum(skin, features).astype(np.float32), filled
 
 
