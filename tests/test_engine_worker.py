@@ -14,7 +14,7 @@ from helpers.pipeline import build
 
 from vcamswap.capture.source import Capture
 from vcamswap.engines import SwapItem
-from vcamswap.engines.inswapper import face_mask, swap_template
+from vcamswap.engines.neural import face_mask, swap_template
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.live.loop import LiveLoop

@@ -23,7 +23,8 @@ from helpers.cli import run_cli
 
 from vcamswap.compose.align import align
 from vcamswap.engines import EngineUnavailable, gpu, providers
-from vcamswap.engines.inswapper import InswapperEngine, read_emap
+from vcamswap.engines.inswapper import InswapperEngine
+from vcamswap.engines.neural import read_emap
 from vcamswap.engines.precision import choose_swap_model, wanted_precision
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector

@@ -22,14 +22,8 @@ from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
 from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import EngineUnavailable, create_engine, providers
-from vcamswap.engines.inswapper import (
-    BoundRunner,
-    InswapperEngine,
-    InswapperSource,
-    SwapOutputError,
-    face_mask,
-    swap_template,
-)
+from vcamswap.engines.inswapper import BoundRunner, InswapperEngine, InswapperSource
+from vcamswap.engines.neural import SwapOutputError, face_mask, swap_template
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh

@@ -16,7 +16,7 @@ from helpers.media import WEBCAM, media_path
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
 from vcamswap.compose.occlusion import CameraSkin, ModelOccluder, Occluder, make_occluder
-from vcamswap.engines.inswapper import SWAP_SIZE, swap_template
+from vcamswap.engines.neural import SWAP_SIZE, swap_template
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.modelstore.manifest import ModelError

@@ -26,7 +26,8 @@ from helpers.server import Server
 from vcamswap.compose.align import align
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, create_engine
 from vcamswap.engines.fallback import FallbackEngine
-from vcamswap.engines.inswapper import InswapperEngine, swap_template
+from vcamswap.engines.inswapper import InswapperEngine
+from vcamswap.engines.neural import swap_template
 from vcamswap.engines.remote.engine import RemoteEngine
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector

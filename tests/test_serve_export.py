@@ -13,7 +13,8 @@ import pytest
 from helpers.cli import run_cli
 
 from vcamswap.compose.align import align
-from vcamswap.engines.inswapper import InswapperEngine, arcface_crop, swap_template
+from vcamswap.engines.inswapper import InswapperEngine
+from vcamswap.engines.neural import arcface_crop, swap_template
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh

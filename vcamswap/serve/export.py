@@ -154,7 +154,7 @@ def batched_swap_model(path: Path) -> onnx.ModelProto | None:
 
 def export_repo(models_dir: Path, out: Path, max_batch: int = 16, queue_delay_us: int = 2000) -> Iterator[str]:
     """Write the repository; yields one line per model written."""
-    from vcamswap.engines.inswapper import read_emap
+    from vcamswap.engines.neural import read_emap
 
     for name in (SWAP, ARC):
         if not (models_dir / f"{name}.onnx").is_file():

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from vcamswap.engines.inswapper import InswapperEngine, latent_of
+from vcamswap.engines.inswapper import InswapperEngine
+from vcamswap.engines.neural import latent_of
 from vcamswap.engines.remote import codec
 
 log = logging.getLogger("vcamswap.serve")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem
-from vcamswap.engines.inswapper import arcface_crop, swap_mask, swap_template
+from vcamswap.engines.neural import arcface_crop, swap_mask, swap_template
 from vcamswap.engines.remote import codec
 from vcamswap.engines.remote.client import Client, RemoteError, ServerDown, check_ca, parse_server, read_token
 from vcamswap.presets import Preset

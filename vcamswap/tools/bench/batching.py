@@ -36,7 +36,8 @@ class BatchFigure(NamedTuple):
 
 
 def _items(engine: Any, n: int) -> list[SwapItem[Any]]:
-    from vcamswap.engines.inswapper import InswapperSource, swap_template
+    from vcamswap.engines.inswapper import InswapperSource
+    from vcamswap.engines.neural import swap_template
 
     rng = np.random.default_rng(0)
     face = FaceGeometry(np.zeros(4, np.float32), swap_template(), None, 1.0)
