@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
-from vcamswap.controls import Controls, ControlState, initial_state
+from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import commands, integrations, status
 from vcamswap.daemon.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.monitor import Health, Monitor
 from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vcamswap.daemon")
 
-FACES_POLL_S = 2.0
-MONITOR_PERIOD_S = 1.0
 CAMERA_RETRY_S = 3.0
 WAITING_FPS = 5.0  # notice frames per second while no camera is there
 
@@ -57,17 +55,6 @@ def default_capture(settings: Settings) -> Capture:
     from vcamswap.live.build import open_capture
 
     return open_capture(settings, realtime=True, allow_demo=False)[0]
-
-
-@dataclass
-class _Health:
-    """Written by the loop thread, read by the monitor and the socket; single values, no lock needed."""
-
-    last_frame_t: float = 0.0
-    frames_without_face: int = 0
-    loop_error: str | None = None
-    loop_error_t: float = 0.0
-    waiting_for_camera: str | None = None
 
 
 class Daemon:
@@ -91,8 +78,8 @@ class Daemon:
         self.controls = Controls(initial_state(settings))
         self.server = ControlServer(self.handle, address)
         self.started = time.monotonic()
-        self.health = _Health()
-        self._photo_notes: dict[str, str] = {}  # photo digest -> what limits it ('' for nothing)
+        self.health = Health()
+        self.monitor = Monitor(self)
         self.stages: Stages | None = None  # set once built; the control socket answers 'starting' before
         self.stats: Stats | None = None  # the live loop's figures
         self.capture: Capture | None = None
@@ -104,9 +91,6 @@ class Daemon:
         self.hotkeys_backend: str | None = None  # "pynput" or "portal" once they listen
         self.audio: Any = None  # AudioSync once Swap Mic is there
         self.audio_problem: str | None = None
-        self._pending: dict[str, object] = {}
-        self._pending_lock = threading.Lock()
-        self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
         self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
@@ -182,14 +166,14 @@ class Daemon:
         self.controls.set_faces(usable_faces(library))
         if face is not None:
             self.controls.set_face(face)
-        self.controls.subscribe(self._on_change)
+        self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
         self._spawn("vcamswap-loop", self._loop_worker)
-        self._spawn("vcamswap-monitor", self._monitor)
+        self._spawn("vcamswap-monitor", self.monitor.run)
         integrations.start_audio_sync(self)
         if self.use_hotkeys:
-            self._start_hotkeys()
+            integrations.start_hotkeys(self)
         else:
             log.info("global hotkeys off (--no-hotkeys)")
 
@@ -222,11 +206,11 @@ class Daemon:
     def _tray_ready(self) -> None:
         assert self.tray is not None
         log.info("tray icon ready (%s)", self.tray.backend)
-        self._wake.set()
+        self.monitor.wake()
 
     def _shutdown(self) -> None:
         self.controls.stop()
-        self._wake.set()
+        self.monitor.wake()
         for t in self._threads:
             t.join(timeout=10)
         if self.hotkeys is not None:
@@ -237,38 +221,8 @@ class Daemon:
             self.capture.stop()
         if self.sinks is not None:
             self.sinks.close()
-        self._save_pending()
+        self.monitor.save_pending()
         self.server.close()
-
-    # -- hotkeys -----------------------------------------------------------------------------------------
-
-    def _start_hotkeys(self) -> None:
-        from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
-        from vcamswap.daemon.portal import is_wayland_session
-
-        c = self.controls
-        actions = {
-            name: HotkeyAction(commands.bind(c, name))
-            for name in ("toggle", "next_face", "prev_face", "cycle_quality")
-        }
-        actions["bypass"] = HotkeyAction(commands.bind(c, "bypass", "on"), commands.bind(c, "bypass", "off"))
-        if is_wayland_session():  # pynput would only hear XWayland windows; the desktop may show a dialog
-            integrations.start_portal_shortcuts(self, actions)
-            return
-        hk = Hotkeys(self.settings.hotkeys, actions)
-        try:
-            combos = hk.start()
-        except HotkeysUnavailable as e:
-            log.info("%s; running without them", e)
-            return
-        if not hk.wait_ready(5.0):
-            log.warning("global hotkeys did not start listening; running without them")
-            hk.stop()
-            return
-        self.hotkeys, self.hotkeys_backend = hk, "pynput"
-        self.hotkey_problems = hk.problems
-        if combos:
-            log.info("hotkeys: %s", ", ".join(f"{x.name} {x.text}" for x in combos))
 
     # -- the loop thread ---------------------------------------------------------------------------------
 
@@ -367,90 +321,7 @@ class Daemon:
         else:
             h.frames_without_face += 1
 
-    # -- monitor: faces folder, tray view, settings ------------------------------------------------------
-
-    def _monitor(self) -> None:
-        self._note_faces()  # here, not at start-up: the first frame never waits for the photos' reports
-        next_faces = 0.0
-        while self.controls.snapshot().running:
-            now = time.monotonic()
-            if now >= next_faces:
-                self._rescan_faces()
-                next_faces = now + FACES_POLL_S
-            if self.tray is not None:
-                self.tray.show(self.tray_view())
-            self._save_pending()
-            self._wake.wait(MONITOR_PERIOD_S)
-            self._wake.clear()
-
-    def _rescan_faces(self) -> None:
-        if self.stages is None:
-            return
-        from vcamswap.live.build import usable_faces
-
-        self.stages.sources.rescan()
-        try:
-            names = tuple(usable_faces(self.stages.library))  # a photo that cannot be used is never offered
-        except OSError as e:
-            log.debug("faces folder: %s", e)
-            return
-        if names != self.controls.snapshot().faces:
-            old = self.controls.snapshot().face
-            new = self.controls.set_faces(names).face
-            if old != new and old is not None:
-                log.info("face %s is gone; now using %s", old, new or "none")
-            self._note_faces()
-
-    def _note_faces(self) -> None:
-        """What limits each photo, for the tray (said once per photo in the log too)."""
-        from vcamswap.faces.quality import photo_report
-
-        if self.stages is None:
-            return
-        notes = []
-        for name in self.controls.snapshot().faces:
-            face = self.stages.library.get(name)
-            if face is None:
-                continue
-            line = self._photo_notes.get(face.digest)
-            if line is None:
-                line = self._photo_notes[face.digest] = photo_report(face.image, face.geometry).line()
-                if line:
-                    log.info("face %s: %s", name, line)
-            if line:
-                notes.append((name, line))
-        self.controls.set_face_notes(notes)
-
-    def _on_change(self, old: ControlState, new: ControlState) -> None:
-        changed: dict[str, object] = {}
-        if old.face != new.face and new.face is not None:
-            changed["face"] = new.face
-        if old.preset != new.preset:
-            changed["preset"] = new.preset
-        if old.targets != new.targets:
-            changed["targets"] = new.targets
-        if old.swap_enabled != new.swap_enabled:
-            changed["swap"] = new.swap_enabled
-        if old.label_on != new.label_on:
-            changed["label"] = new.label_text if new.label_on else ""
-        if changed:
-            with self._pending_lock:
-                self._pending.update(changed)
-            self._wake.set()
-
-    def _save_pending(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
-        if not pending or self.settings_file is None:
-            return
-        face = pending.get("face")
-        if face is not None and self.stages is not None:
-            from vcamswap.faces.library import list_faces
-
-            # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
-            if face not in {e.name for e in list_faces(self.stages.library.folder)}:
-                del pending["face"]
-        self.settings_file.save_changes(pending)
+    # -- for the tray ------------------------------------------------------------------------------------
 
     def preview_url(self) -> str | None:
         """The MJPEG preview output's full URL, token included; None without one."""
@@ -497,7 +368,7 @@ class Daemon:
             return error_reply(f"unknown command {cmd!r}; known: {', '.join(commands.SOCKET_COMMANDS)}")
         try:
             if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
-                self._rescan_faces()  # a photo added a moment ago
+                self.monitor.rescan_faces()  # a photo added a moment ago
                 library = self.stages.library
                 if arg not in self.controls.snapshot().faces and library.path_of(arg) is not None:
                     raise ValueError(library.problem(arg) or f"face {arg} cannot be used")

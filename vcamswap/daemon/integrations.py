@@ -1,6 +1,7 @@
-"""The daemon's desktop integrations that start beside the live loop: global shortcuts through the desktop
-portal on Wayland, and Swap Mic. Each starts in a thread of its own (the desktop may show a dialog, the
-sound server may be slow) and never stops the daemon when it cannot work here: it says so once."""
+"""The daemon's desktop integrations that start beside the live loop: global hotkeys (pynput, or the
+desktop portal on Wayland) and Swap Mic. The portal and Swap Mic start in a thread of their own (the desktop
+may show a dialog, the sound server may be slow); none stops the daemon when it cannot work here: it says so
+once."""
 
 from __future__ import annotations
 
@@ -10,11 +11,42 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from vcamswap.daemon import commands
+
 if TYPE_CHECKING:
     from vcamswap.daemon.app import Daemon
     from vcamswap.daemon.hotkeys import HotkeyAction
 
 log = logging.getLogger("vcamswap.daemon")
+
+
+def start_hotkeys(d: Daemon) -> None:
+    from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
+    from vcamswap.daemon.portal import is_wayland_session
+
+    c = d.controls
+    actions = {
+        name: HotkeyAction(commands.bind(c, name))
+        for name in ("toggle", "next_face", "prev_face", "cycle_quality")
+    }
+    actions["bypass"] = HotkeyAction(commands.bind(c, "bypass", "on"), commands.bind(c, "bypass", "off"))
+    if is_wayland_session():  # pynput would only hear XWayland windows; the desktop may show a dialog
+        start_portal_shortcuts(d, actions)
+        return
+    hk = Hotkeys(d.settings.hotkeys, actions)
+    try:
+        combos = hk.start()
+    except HotkeysUnavailable as e:
+        log.info("%s; running without them", e)
+        return
+    if not hk.wait_ready(5.0):
+        log.warning("global hotkeys did not start listening; running without them")
+        hk.stop()
+        return
+    d.hotkeys, d.hotkeys_backend = hk, "pynput"
+    d.hotkey_problems = hk.problems
+    if combos:
+        log.info("hotkeys: %s", ", ".join(f"{x.name} {x.text}" for x in combos))
 
 
 def start_portal_shortcuts(d: Daemon, actions: dict[str, HotkeyAction]) -> None:

@@ -1,0 +1,132 @@
+"""The daemon's monitor thread: the faces folder rescanned, what limits each photo, the tray's view
+refreshed, and the choices made while running saved to the settings file; and the loop's health it reads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vcamswap.controls import ControlState
+
+if TYPE_CHECKING:
+    from vcamswap.daemon.app import Daemon
+
+log = logging.getLogger("vcamswap.daemon")
+
+FACES_POLL_S = 2.0
+MONITOR_PERIOD_S = 1.0
+
+
+@dataclass
+class Health:
+    """Written by the loop thread, read by the monitor and the socket; single values, no lock needed."""
+
+    last_frame_t: float = 0.0
+    frames_without_face: int = 0
+    loop_error: str | None = None
+    loop_error_t: float = 0.0
+    waiting_for_camera: str | None = None
+
+
+class Monitor:
+    """Runs in its own thread until the controls stop; wake() makes it act now rather than next period."""
+
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+        self._photo_notes: dict[str, str] = {}  # photo digest -> what limits it ('' for nothing)
+        self._pending: dict[str, object] = {}
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        d = self.d
+        self.note_faces()  # here, not at start-up: the first frame never waits for the photos' reports
+        next_faces = 0.0
+        while d.controls.snapshot().running:
+            now = time.monotonic()
+            if now >= next_faces:
+                self.rescan_faces()
+                next_faces = now + FACES_POLL_S
+            if d.tray is not None:
+                d.tray.show(d.tray_view())
+            self.save_pending()
+            self._wake.wait(MONITOR_PERIOD_S)
+            self._wake.clear()
+
+    def rescan_faces(self) -> None:
+        d = self.d
+        if d.stages is None:
+            return
+        from vcamswap.live.build import usable_faces
+
+        d.stages.sources.rescan()
+        try:
+            names = tuple(usable_faces(d.stages.library))  # a photo that cannot be used is never offered
+        except OSError as e:
+            log.debug("faces folder: %s", e)
+            return
+        if names != d.controls.snapshot().faces:
+            old = d.controls.snapshot().face
+            new = d.controls.set_faces(names).face
+            if old != new and old is not None:
+                log.info("face %s is gone; now using %s", old, new or "none")
+            self.note_faces()
+
+    def note_faces(self) -> None:
+        """What limits each photo, for the tray (said once per photo in the log too)."""
+        from vcamswap.faces.quality import photo_report
+
+        d = self.d
+        if d.stages is None:
+            return
+        notes = []
+        for name in d.controls.snapshot().faces:
+            face = d.stages.library.get(name)
+            if face is None:
+                continue
+            line = self._photo_notes.get(face.digest)
+            if line is None:
+                line = self._photo_notes[face.digest] = photo_report(face.image, face.geometry).line()
+                if line:
+                    log.info("face %s: %s", name, line)
+            if line:
+                notes.append((name, line))
+        d.controls.set_face_notes(notes)
+
+    def on_change(self, old: ControlState, new: ControlState) -> None:
+        changed: dict[str, object] = {}
+        if old.face != new.face and new.face is not None:
+            changed["face"] = new.face
+        if old.preset != new.preset:
+            changed["preset"] = new.preset
+        if old.targets != new.targets:
+            changed["targets"] = new.targets
+        if old.swap_enabled != new.swap_enabled:
+            changed["swap"] = new.swap_enabled
+        if old.label_on != new.label_on:
+            changed["label"] = new.label_text if new.label_on else ""
+        if changed:
+            with self._pending_lock:
+                self._pending.update(changed)
+            self._wake.set()
+
+    def save_pending(self) -> None:
+        d = self.d
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        if not pending or d.settings_file is None:
+            return
+        face = pending.get("face")
+        if face is not None and d.stages is not None:
+            from vcamswap.faces.library import list_faces
+
+            # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
+            if face not in {e.name for e in list_faces(d.stages.library.folder)}:
+                del pending["face"]
+        d.settings_file.save_changes(pending)
