@@ -17,7 +17,7 @@ import pytest
 from helpers.media import WEBCAM, media_path  # noqa: F401 (used by the daemon tests)
 
 from vcamswap.daemon.client import request
-from vcamswap.daemon.ipc import IpcError
+from vcamswap.daemon.protocol import IpcError
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -30,7 +30,8 @@ from daemon_util import WEBCAM, media_path, wait_until
 from helpers.images import png_declaring
 
 from vcamswap.daemon.client import request
-from vcamswap.daemon.ipc import MAX_CLIENTS, ControlServer, IpcError, Reply, Request
+from vcamswap.daemon.ipc import ControlServer
+from vcamswap.daemon.protocol import MAX_CLIENTS, IpcError, Reply, Request
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
 from vcamswap.modelstore.manifest import OversizeError, load_manifest
 from vcamswap.outputs.mjpeg import MJPEG_MAX_CONNECTIONS, MjpegSink

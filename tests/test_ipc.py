@@ -18,9 +18,9 @@ import pytest
 from daemon_util import wait_until
 
 from vcamswap.daemon.client import request
-from vcamswap.daemon.ipc import (
+from vcamswap.daemon.ipc import ControlServer
+from vcamswap.daemon.protocol import (
     MAX_CLIENTS,
-    ControlServer,
     DaemonRunning,
     IpcError,
     NotRunning,

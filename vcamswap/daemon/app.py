@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from vcamswap import __version__
 from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import commands, integrations, status
-from vcamswap.daemon.ipc import ControlServer, DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.ipc import ControlServer
 from vcamswap.daemon.monitor import Health, Monitor
+from vcamswap.daemon.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
 from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the

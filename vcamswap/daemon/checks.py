@@ -79,7 +79,7 @@ def check_hotkeys(ctx: Context) -> Iterable[Line]:
 
 def check_daemon(ctx: Context) -> Iterable[Line]:
     from vcamswap.daemon.client import request
-    from vcamswap.daemon.ipc import IpcError, NotRunning
+    from vcamswap.daemon.protocol import IpcError, NotRunning
 
     try:
         st = request({"cmd": "status"}, timeout=5.0)

@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 
-from vcamswap.daemon.ipc import BUSY, IS_WINDOWS, IpcError, NotRunning, Reply, Request, _auth_key, default_address
+from vcamswap.daemon.protocol import BUSY, IS_WINDOWS, IpcError, NotRunning, Reply, Request, auth_key, default_address
 
 log = logging.getLogger("vcamswap.ipc")
 
@@ -75,7 +75,7 @@ def _pipe_request(address: str, line: bytes) -> bytes:
     from multiprocessing.connection import Client
 
     try:
-        conn = Client(address, family="AF_PIPE", authkey=_auth_key())
+        conn = Client(address, family="AF_PIPE", authkey=auth_key())
     except (FileNotFoundError, ConnectionRefusedError):
         raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None
     except Exception as e:

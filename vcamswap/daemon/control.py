@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from vcamswap.daemon.client import request
-from vcamswap.daemon.ipc import IpcError, Reply, Request
+from vcamswap.daemon.protocol import IpcError, Reply, Request
 
 log = logging.getLogger("vcamswap.ipc")
 

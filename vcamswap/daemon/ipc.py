@@ -1,12 +1,10 @@
-"""The control socket: the CLI talks to a running daemon with one JSON object per line each way.
+"""The control socket's server: the CLI talks to a running daemon with one JSON object per line each way
+(the protocol and its limits: daemon/protocol.py).
 
 POSIX: a Unix domain socket, mode 0600, in a 0700 runtime dir; on Linux the peer's uid is also checked
 (SO_PEERCRED), so only the user who started the daemon can drive it. A lock file next to it makes a
 second daemon refuse to start (naming the running one's pid) and tells a crashed daemon's leftover socket
 from a live one. Windows: a named pipe through multiprocessing.connection with a per-user auth key.
-
-Request:  {"cmd": "status"}  or  {"cmd": "face", "arg": "next"}
-Reply:    {"ok": true, ...}  or  {"ok": false, "error": "one line"}
 """
 
 from __future__ import annotations
@@ -15,93 +13,32 @@ import errno
 import json
 import logging
 import os
-import secrets
 import selectors
 import socket
 import struct
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcamswap.settings import runtime_dir
+from vcamswap.daemon.protocol import (
+    IDLE_TIMEOUT_S,
+    IS_WINDOWS,
+    LOCK_NAME,
+    MAX_CLIENTS,
+    MAX_LINE,
+    DaemonRunning,
+    Handler,
+    IpcError,
+    Reply,
+    answer,
+    auth_key,
+    default_address,
+    error_reply,
+)
 
 log = logging.getLogger("vcamswap.ipc")
-
-Request = dict[str, Any]
-Reply = dict[str, Any]
-Handler = Callable[[Request], Reply]
-
-SOCKET_NAME = "control.sock"
-LOCK_NAME = "daemon.lock"
-MAX_LINE = 64 * 1024  # a request is a few dozen bytes; anything this long is not one of ours
-MAX_CLIENTS = 32
-BUSY = "the daemon is busy (too many connections); try again"
-IDLE_TIMEOUT_S = 60.0
-IS_WINDOWS = sys.platform == "win32"
-
-
-class IpcError(Exception):
-    """Talking to the daemon failed; one-line message."""
-
-
-class NotRunning(IpcError):
-    """No daemon answers on the control socket."""
-
-
-class DaemonRunning(Exception):
-    """Another daemon owns the control socket."""
-
-    def __init__(self, pid: int | None, address: str) -> None:
-        who = f"pid {pid}" if pid else "pid unknown"
-        super().__init__(
-            f"another vcamswap daemon is running ({who}, control socket {address}); "
-            "stop it with 'vcamswap stop' first"
-        )
-        self.pid = pid
-
-
-def socket_path() -> Path:
-    return runtime_dir() / SOCKET_NAME
-
-
-def default_address() -> str:
-    if IS_WINDOWS:
-        user = os.environ.get("USERNAME", "user")
-        return rf"\\.\pipe\vcamswap-{user}"
-    return str(socket_path())
-
-
-def error_reply(message: str) -> Reply:
-    return {"ok": False, "error": message}
-
-
-def decode_request(line: bytes) -> Request:
-    """One request line -> dict with a string "cmd"; ValueError with a one-line reason otherwise."""
-    try:
-        req = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"malformed request (expected one JSON object per line): {e}") from None
-    except RecursionError:
-        raise ValueError("malformed request: nested too deeply") from None
-    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-        raise ValueError('malformed request: expected {"cmd": "...", ...}')
-    return req
-
-
-def answer(handler: Handler, line: bytes) -> bytes:
-    """The reply line for one request line. Never raises: a handler bug becomes an error reply."""
-    try:
-        reply = handler(decode_request(line))
-    except ValueError as e:
-        reply = error_reply(str(e))
-    except Exception as e:  # the daemon must outlive any request
-        log.exception("control request failed")
-        reply = error_reply(f"internal error: {type(e).__name__}: {e}")
-    return (json.dumps(reply, default=str) + "\n").encode("utf-8")
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -393,7 +330,7 @@ class _PipeServer:
         else:
             pid = reply.get("pid")
             raise DaemonRunning(pid if isinstance(pid, int) else None, self.address)
-        self._listener = Listener(self.address, family="AF_PIPE", authkey=_auth_key(create=True))
+        self._listener = Listener(self.address, family="AF_PIPE", authkey=auth_key(create=True))
         self._thread.start()
 
     def _serve(self) -> None:
@@ -417,14 +354,3 @@ class _PipeServer:
         self._stop.set()
         if self._listener is not None:
             self._listener.close()
-
-
-def _auth_key(create: bool = False) -> bytes:
-    path = runtime_dir() / "control.key"
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(secrets.token_bytes(32))
-    try:
-        return path.read_bytes()
-    except OSError:
-        raise NotRunning("no vcamswap daemon is running (start one with 'vcamswap daemon')") from None

@@ -360,7 +360,7 @@ def status(target: Target) -> int:
         dev = _swap_cam_device()
         _say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
     from vcamswap.daemon.client import request
-    from vcamswap.daemon.ipc import IpcError
+    from vcamswap.daemon.protocol import IpcError
 
     try:
         reply = request({"cmd": "ping"}, timeout=3.0)

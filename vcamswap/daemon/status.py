@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from vcamswap import __version__
 from vcamswap.daemon import integrations
 from vcamswap.daemon.commands import controls_dict
-from vcamswap.daemon.ipc import Reply
+from vcamswap.daemon.protocol import Reply
 
 if TYPE_CHECKING:
     from vcamswap.daemon.app import Daemon

@@ -106,7 +106,7 @@ def _verify(device: str) -> int:
 
 def _daemon_running() -> bool:
     from vcamswap.daemon.client import request
-    from vcamswap.daemon.ipc import IpcError
+    from vcamswap.daemon.protocol import IpcError
 
     try:
         request({"cmd": "ping"}, timeout=2.0)
