@@ -30,8 +30,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 13
-IR_VERSION = 8
+from vcamswap.modelstore.onnxgraph import IR_VERSION, OPSET
+
 SCRFD_OUTPUTS = ("448", "471", "494", "451", "474", "497", "454", "477", "500")
 
 

@@ -36,10 +36,9 @@ from typing import Any, Literal
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-OPSET = 13
-IR_VERSION = 8  # readable by every onnxruntime the project supports
+from vcamswap.modelstore.onnxgraph import build_model, const
 
 SCRFD_OUTPUTS = ("448", "471", "494", "451", "474", "497", "454", "477", "500")  # names in det_10g.onnx
 STRIDES = (8, 16, 32)
@@ -56,15 +55,7 @@ SwapMode = Literal["blend", "nan", "constant"]
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
            inits: list[onnx.TensorProto], name: str) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vcamswap-standin")
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
-
-
-def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(value), name)
+    return build_model(nodes, inputs, outputs, inits, name, "vcamswap-standin")
 
 
 # ------------------------------------------------------------------------------------------------- SCRFD
@@ -73,14 +64,14 @@ def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
 def scrfd_model() -> onnx.ModelProto:
     x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "?", "?"])
     inits = [
-        _const("zero", np.zeros((), np.float32)),
-        _const("gain", np.array(12.0, np.float32)),
-        _const("bias", np.array(-4.8, np.float32)),
-        _const("col", np.array([-1, 1], np.int64)),
-        _const("box_far", np.full((1, 4), 0.0, np.float32)),
-        _const("box_32", np.full((1, 4), BOX_HALF, np.float32)),
-        _const("kps_far", np.zeros((1, 10), np.float32)),
-        _const("kps_32", KPS_OFFSETS.reshape(1, 10)),
+        const("zero", np.zeros((), np.float32)),
+        const("gain", np.array(12.0, np.float32)),
+        const("bias", np.array(-4.8, np.float32)),
+        const("col", np.array([-1, 1], np.int64)),
+        const("box_far", np.full((1, 4), 0.0, np.float32)),
+        const("box_32", np.full((1, 4), BOX_HALF, np.float32)),
+        const("kps_far", np.zeros((1, 10), np.float32)),
+        const("kps_32", KPS_OFFSETS.reshape(1, 10)),
     ]
     nodes = [helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1, name="gray")]
     scores, boxes, kpss = [], [], []
@@ -158,7 +149,7 @@ def arcface_model(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flatten"),
         helper.make_node("MatMul", ["flat", "proj_w"], [ARCFACE_OUTPUT], name="proj"),
     ]
-    return _model(nodes, [x], [y], [_const("proj_w", arcface_weights(seed))], "arcface_standin")
+    return _model(nodes, [x], [y], [const("proj_w", arcface_weights(seed))], "arcface_standin")
 
 
 def arcface_reference(blob: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -181,15 +172,15 @@ def inswapper_model(mode: SwapMode = "blend", seed: int = 1) -> onnx.ModelProto:
     source = helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512])
     output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])
     inits = [
-        _const("starts", np.array([0], np.int64)),
-        _const("ends", np.array([3], np.int64)),
-        _const("axes", np.array([1], np.int64)),
-        _const("colour_gain", np.array(COLOUR_GAIN, np.float32)),
-        _const("keep", np.array(1.0 - ALPHA, np.float32)),
-        _const("alpha", np.array(ALPHA, np.float32)),
-        _const("chw", np.array([1, 3, 1, 1], np.int64)),
-        _const("extra", np.array(np.nan if mode == "nan" else 0.0, np.float32)),
-        _const("flat", np.array(0.0 if mode == "constant" else 1.0, np.float32)),
+        const("starts", np.array([0], np.int64)),
+        const("ends", np.array([3], np.int64)),
+        const("axes", np.array([1], np.int64)),
+        const("colour_gain", np.array(COLOUR_GAIN, np.float32)),
+        const("keep", np.array(1.0 - ALPHA, np.float32)),
+        const("alpha", np.array(ALPHA, np.float32)),
+        const("chw", np.array([1, 3, 1, 1], np.int64)),
+        const("extra", np.array(np.nan if mode == "nan" else 0.0, np.float32)),
+        const("flat", np.array(0.0 if mode == "constant" else 1.0, np.float32)),
     ]
     nodes = [
         helper.make_node("Slice", ["source", "starts", "ends", "axes"], ["rgb_latent"]),
@@ -202,7 +193,7 @@ def inswapper_model(mode: SwapMode = "blend", seed: int = 1) -> onnx.ModelProto:
         helper.make_node("Add", ["kept_or_zero", "tint"], ["blend"]),
         helper.make_node("Add", ["blend", "extra"], ["output"]),
     ]
-    inits.append(_const("emap", emap_matrix(seed)))  # last initializer, as insightface reads it
+    inits.append(const("emap", emap_matrix(seed)))  # last initializer, as insightface reads it
     return _model(nodes, [target, source], [output], inits, f"inswapper_standin_{mode}")
 
 
@@ -236,16 +227,16 @@ def occluder_model() -> onnx.ModelProto:
     y = helper.make_tensor_value_info(OCCLUDER_OUTPUT, TensorProto.FLOAT, ["batch", side, side, 1])
     lo, hi = OCCLUDER_PATCH
     inits = [
-        _const("patch_starts", np.array([lo, lo], np.int64)),
-        _const("patch_ends", np.array([hi, hi], np.int64)),
-        _const("patch_axes", np.array([2, 3], np.int64)),
-        _const("channel_axis", np.array([1], np.int64)),
-        _const("eps", np.array(1e-3, np.float32)),
-        _const("third", np.array(1.0 / 3.0, np.float32)),
-        _const("inv_chroma2", np.array(1.0 / CHROMA_RADIUS**2, np.float32)),
-        _const("inv_light2", np.array(1.0 / LIGHT_RADIUS**2, np.float32)),
-        _const("one", np.array(1.0, np.float32)),
-        _const("gain", np.array(OCCLUDER_GAIN, np.float32)),
+        const("patch_starts", np.array([lo, lo], np.int64)),
+        const("patch_ends", np.array([hi, hi], np.int64)),
+        const("patch_axes", np.array([2, 3], np.int64)),
+        const("channel_axis", np.array([1], np.int64)),
+        const("eps", np.array(1e-3, np.float32)),
+        const("third", np.array(1.0 / 3.0, np.float32)),
+        const("inv_chroma2", np.array(1.0 / CHROMA_RADIUS**2, np.float32)),
+        const("inv_light2", np.array(1.0 / LIGHT_RADIUS**2, np.float32)),
+        const("one", np.array(1.0, np.float32)),
+        const("gain", np.array(OCCLUDER_GAIN, np.float32)),
     ]
 
     def node(op: str, inputs: list[str], output: str, **attrs: Any) -> onnx.NodeProto:
@@ -305,7 +296,7 @@ def enhancer_model() -> onnx.ModelProto:
     box = np.zeros((1, 1, ENHANCER_SIZE, ENHANCER_SIZE), np.float32)
     lo, hi = ENHANCE_BOX
     box[..., lo:hi, lo:hi] = ENHANCE_GAIN
-    inits = [_const("box_gain", box), _const("lo", np.array(-1.0, np.float32)), _const("hi", np.array(1.0, np.float32))]
+    inits = [const("box_gain", box), const("lo", np.array(-1.0, np.float32)), const("hi", np.array(1.0, np.float32))]
     nodes = [
         helper.make_node("AveragePool", [ENHANCER_INPUT], ["blur"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
                          count_include_pad=0),

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from vcamswap.engines.remote import codec
+from vcamswap.modelstore.onnxgraph import build_model, const
 
-OPSET, IR_VERSION = 13, 8
 INSTANCES = 2
 SWAP, ARC = "inswapper_128", "w600k_r50"
 
@@ -36,15 +36,7 @@ class ExportError(ValueError):
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
            inits: list[onnx.TensorProto], name: str) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vcamswap-export")
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
-
-
-def _const(name: str, value: np.ndarray | np.floating) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(value), name)
+    return build_model(nodes, inputs, outputs, inits, name, "vcamswap-export")
 
 
 def pre_model(size: int, scale: float, offset: float, name: str) -> onnx.ModelProto:
@@ -58,8 +50,8 @@ def pre_model(size: int, scale: float, offset: float, name: str) -> onnx.ModelPr
         helper.make_node("Gather", ["norm", "bgr_to_rgb"], ["rgb"], axis=3),
         helper.make_node("Transpose", ["rgb"], ["blob"], perm=[0, 3, 1, 2]),
     ]
-    inits = [_const("scale", np.float32(scale)), _const("offset", np.float32(offset)),
-             _const("bgr_to_rgb", np.array([2, 1, 0], np.int64))]
+    inits = [const("scale", np.float32(scale)), const("offset", np.float32(offset)),
+             const("bgr_to_rgb", np.array([2, 1, 0], np.int64))]
     return _model(nodes, [x], [y], inits, name)
 
 
@@ -76,8 +68,8 @@ def post_model(size: int = codec.SWAP_SIZE) -> onnx.ModelProto:
         helper.make_node("Floor", ["clipped"], ["whole"]),
         helper.make_node("Cast", ["whole"], ["swapped"], to=TensorProto.UINT8),
     ]
-    inits = [_const("rgb_to_bgr", np.array([2, 1, 0], np.int64)), _const("full", np.float32(255.0)),
-             _const("half", np.float32(0.5)), _const("lo", np.float32(0.0)), _const("hi", np.float32(255.0))]
+    inits = [const("rgb_to_bgr", np.array([2, 1, 0], np.int64)), const("full", np.float32(255.0)),
+             const("half", np.float32(0.5)), const("lo", np.float32(0.0)), const("hi", np.float32(255.0))]
     return _model(nodes, [x], [y], inits, "swap_post")
 
 
@@ -92,7 +84,7 @@ def latent_model(emap: np.ndarray) -> onnx.ModelProto:
         helper.make_node("ReduceL2", ["mapped"], ["n2"], axes=[1], keepdims=1),
         helper.make_node("Div", ["mapped", "n2"], ["latent"]),
     ]
-    return _model(nodes, [x], [y], [_const("emap", emap.astype(np.float32))], "latent")
+    return _model(nodes, [x], [y], [const("emap", emap.astype(np.float32))], "latent")
 
 
 # ----------------------------------------------------------------------------------------------- configs
