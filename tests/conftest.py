@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 from helpers.media import media_root
 
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 
@@ -34,6 +35,21 @@ def detector() -> BlazeFaceDetector:
 @pytest.fixture(scope="session")
 def mesh() -> FaceMesh:
     return FaceMesh()
+
+
+@pytest.fixture(scope="session")
+def analyzer(detector: BlazeFaceDetector, mesh: FaceMesh) -> FaceAnalyzer:
+    return FaceAnalyzer(detector, mesh)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The neural engine's stand-in models (the real files' exact interfaces), in a folder of the module's own."""
+    from vcamswap.modelstore import standins
+
+    out = tmp_path_factory.mktemp("standins")
+    standins.make_all(out)
+    return out
 
 
 @pytest.fixture(scope="session")

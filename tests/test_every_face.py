@@ -18,7 +18,6 @@ from vcamswap.engines.inswapper import InswapperEngine
 from vcamswap.live.build import Stages, build_stages, initial_face
 from vcamswap.live.pipeline import FrameResult
 from vcamswap.modelstore.batch import ensure_batched
-from vcamswap.modelstore.standins import make_all
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
 from vcamswap.types import Frame, TrackedFace
@@ -29,11 +28,9 @@ SOURCE_B = "faces/single/lin_manuel_miranda.png"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models")
-    make_all(out)
-    ensure_batched(out)
-    return out
+def models(models_dir: Path) -> Path:
+    ensure_batched(models_dir)
+    return models_dir
 
 
 def run_photo(settings: Settings, frames: int = 4) -> tuple[np.ndarray, FrameResult, Stages]:

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from helpers.cli import run_cli
+from helpers.faces import read
 
 from vcamswap.compose.align import align
 from vcamswap.engines import EngineUnavailable, gpu, providers
@@ -53,12 +53,6 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_dir(tmp_path: Path) -> Path:
     standins.make_all(tmp_path)
     return tmp_path
-
-
-def read(media: Path, rel: str) -> np.ndarray:
-    image = cv2.imread(str(media / rel))
-    assert image is not None, rel
-    return image
 
 
 # ----------------------------------------------------------------------------------------------- conversion

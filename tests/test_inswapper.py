@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers.faces import face_of, read
 from helpers.frames import read_frames
-from helpers.images import hand, in_front, swapped_over
-from helpers.pipeline import drive
+from helpers.pipeline import build, drive, hand_over_face
 
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
@@ -53,32 +53,8 @@ def ms() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def models_dir(ms: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("standins")
-    ms.make_all(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def engine(models_dir: Path) -> InswapperEngine:
     return InswapperEngine(models_dir, provider="cpu", threads=1)
-
-
-@pytest.fixture(scope="module")
-def analyzer() -> FaceAnalyzer:
-    return FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
-
-
-def face_of(analyzer: FaceAnalyzer, image: np.ndarray) -> FaceGeometry:
-    geometry = analyzer(image)
-    assert geometry is not None
-    return geometry
-
-
-def read(media: Path, rel: str) -> np.ndarray:
-    image = cv2.imread(str(media / rel))
-    assert image is not None, rel
-    return image
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -441,36 +417,21 @@ def test_detector_architecture_has_det_10g_interface(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["fast", "model", "off"])
 def test_a_hand_in_front_of_the_face_stays_a_hand(
-    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path, kind: str
+    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path, kind: str, detector: BlazeFaceDetector,
+    mesh: FaceMesh,
 ) -> None:
     """The neural engine paints the whole face; the one masking step keeps a real hand in front of it, by the
     camera's skin colour (fast) or the occluder model (model); with occlusion off it is swapped over."""
     ms.make_optional(models_dir)
     engine = InswapperEngine(models_dir, provider="cpu", threads=1)
-    detector, mesh = BlazeFaceDetector(), FaceMesh()
-    library = FaceLibrary(tmp_path / "faces", FaceAnalyzer(detector, mesh))
-    controls = Controls(ControlState(preset="balanced"))
-    controls.set_face(library.resolve(str(media / SOURCE_A)))
-    driven = drive(engine, Tracker(detector, mesh, 4), library, controls,
+    driven = build(engine, detector, mesh, tmp_path / "faces", str(media / SOURCE_A),
                    adjust=lambda p: p.with_knobs(occlusion=kind, color_match=False))
     driven.pipeline = Pipeline(engine, driven.pipeline.tracker,
                                partial(make_occluder, models_dir=models_dir, provider="cpu"), realtime=False)
-    frames = read_frames(media / WEBCAM, 24)
-    result = None
-    for i, image in enumerate(frames[:12]):
-        result = driven.process(Frame(image, i, 0.0))
-    assert result is not None and result.face is not None
-    bbox = result.face.geometry.bbox
-    held = hand(float(bbox[2] - bbox[0]))
     # The occluder stand-in takes the face's colour from the crop's centre (the real model has no such blind
     # spot), so for it the hand covers the chin, clear of that centre.
     at = (0.3, 0.8) if kind == "model" else (0.05, 0.55)
-    over = []
-    for i, image in enumerate(frames[12:], start=12):
-        shown, where = in_front(image, held, bbox, at)
-        out = driven.process(Frame(shown, i, 0.0))
-        assert out.swapped
-        over.append(swapped_over(shown, out.image, where))
+    over = hand_over_face(driven, read_frames(media / WEBCAM, 24), 12, at)
     if kind == "off":
         assert min(over) > 0.3, "control: without occlusion the swap covers the hand"
     else:
@@ -478,7 +439,7 @@ def test_a_hand_in_front_of_the_face_stays_a_hand(
 
 
 def test_the_enhancer_runs_every_nth_swap_in_the_live_pipeline(
-    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path
+    ms: ModuleType, models_dir: Path, media: Path, tmp_path: Path, detector: BlazeFaceDetector, mesh: FaceMesh
 ) -> None:
     """`enhance_every` 3: the model runs on swaps 1, 4, 7 of a face; the swaps between re-use its detail, so
     every output carries it (the stand-in sharpens a known box of the crop)."""
@@ -492,13 +453,9 @@ def test_the_enhancer_runs_every_nth_swap_in_the_live_pipeline(
         made.append(e)
         return e
 
-    detector, mesh = BlazeFaceDetector(), FaceMesh()
-    library = FaceLibrary(tmp_path / "faces", FaceAnalyzer(detector, mesh))
-    controls = Controls(ControlState(preset="balanced"))
-    controls.set_face(library.resolve(str(media / SOURCE_A)))
     outputs = {}
     for every in (0, 3):
-        driven = drive(engine, Tracker(detector, mesh, 4), library, controls,
+        driven = build(engine, detector, mesh, tmp_path / "faces", str(media / SOURCE_A),
                        adjust=lambda p, n=every: p.with_knobs(enhance_every=n))
         driven.pipeline = Pipeline(engine, driven.pipeline.tracker, enhancer=enhancer, realtime=False)
         outputs[every] = [driven.process(Frame(image, i, 0.0)).image for i, image in

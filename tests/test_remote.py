@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from helpers.faces import face_of, read
 from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import build
@@ -44,15 +44,6 @@ TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vcamswap.modelstore import standins
-
-    out = tmp_path_factory.mktemp("standins")
-    standins.make_all(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("token") / "token"
     p.write_text(TOKEN + "\n")
@@ -65,23 +56,6 @@ def server(models_dir: Path, token_file: Path) -> Iterator[Server]:
     s = Server(models_dir, token_file, extra=("--queue-delay-us", "5000")).start()
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def analyzer() -> FaceAnalyzer:
-    return FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
-
-
-def face_of(analyzer: FaceAnalyzer, image: np.ndarray) -> FaceGeometry:
-    geometry = analyzer(image)
-    assert geometry is not None
-    return geometry
-
-
-def read(media: Path, rel: str) -> np.ndarray:
-    image = cv2.imread(str(media / rel))
-    assert image is not None, rel
-    return image
 
 
 def remote(server: Server, token_file: Path | None, **options: object) -> RemoteEngine:

@@ -25,15 +25,6 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vcamswap.modelstore import standins
-
-    out = tmp_path_factory.mktemp("standins")
-    standins.make_all(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def repo(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "repo"
     r = run_cli("serve", "--models", str(models_dir), "--export-repo", str(out), timeout=120)

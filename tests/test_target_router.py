@@ -20,18 +20,10 @@ from vcamswap.faces.tracking import Tracker
 from vcamswap.live.build import build_stages
 from vcamswap.live.sources import Sources
 from vcamswap.live.targets import RECHECK_S, TargetRouter, load_people
-from vcamswap.modelstore import standins
 from vcamswap.settings import Settings, SettingsError, parse_settings
 from vcamswap.types import TrackedFace
 
 TWO = "faces/multi/obama_biden_two_people.jpg"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("standins")
-    standins.make_all(out)
-    return out
 
 
 @pytest.fixture(scope="module")

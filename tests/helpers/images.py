@@ -10,7 +10,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from helpers.media import media_path
+from helpers.faces import read
+from helpers.media import media_root
 
 
 def png_declaring(path: Path, width: int, height: int) -> Path:
@@ -34,7 +35,7 @@ class Hand(NamedTuple):
 
 def hand(face_width: float) -> Hand:
     """The hand of faces/single/lin_manuel_miranda.png, scaled to cover 70% of a face `face_width` wide."""
-    photo = cv2.imread(str(media_path("faces/single/lin_manuel_miranda.png")))
+    photo = read(media_root(), "faces/single/lin_manuel_miranda.png")
     outline = np.array([(385, 480), (420, 462), (470, 470), (480, 500), (540, 520), (565, 560), (560, 611),
                         (400, 611), (390, 560)], np.int32)
     x, y, w, h = cv2.boundingRect(outline)

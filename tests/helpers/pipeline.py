@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from helpers.images import hand, in_front, swapped_over
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import Engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -64,3 +67,24 @@ def build(
     controls.set_faces(library.names())
     controls.set_face(name)
     return drive(engine, tracker or Tracker(detector, mesh, 4), library, controls, adjust)
+
+
+def hand_over_face(
+    driven: Driven, frames: list[np.ndarray], warm: int, at: tuple[float, float] = (0.05, 0.55)
+) -> list[float]:
+    """`warm` frames to find the face, then the rest with a real hand held in front of it (at `at` of the face
+    box, see helpers.images.in_front): per frame, the share of the hand the output swapped over. Every frame
+    with the hand must be swapped."""
+    result = None
+    for i, image in enumerate(frames[:warm]):
+        result = driven.process(Frame(image, i, 0.0))
+    assert result is not None and result.face is not None
+    bbox = result.face.geometry.bbox
+    held = hand(float(bbox[2] - bbox[0]))
+    over = []
+    for i, image in enumerate(frames[warm:], start=warm):
+        shown, where = in_front(image, held, bbox, at)
+        out = driven.process(Frame(shown, i, 0.0))
+        assert out.swapped, f"frame {i} was not swapped"
+        over.append(swapped_over(shown, out.image, where))
+    return over
