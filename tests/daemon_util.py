@@ -128,6 +128,17 @@ def tray_host(env: dict[str, str]) -> Iterator[None]:
             p.wait(timeout=10)
 
 
+@contextmanager
+def gtk_tray_desktop() -> Iterator[dict[str, str]]:
+    """A virtual screen, a session bus and a tray host, with pystray on its real GTK backend: the environment
+    to start a daemon in whose tray icon is really docked and clicked."""
+    with xvfb() as disp, session_bus() as bus:
+        env = x_env(disp, bus)
+        env.pop("PYSTRAY_BACKEND", None)
+        with tray_host(env):
+            yield env
+
+
 def tray_selection_owned(display: str) -> bool:
     """Whether a tray host has claimed the system tray (only then can icons dock)."""
     import Xlib.display

@@ -465,13 +465,10 @@ def test_tray_and_status_show_the_server_its_round_trip_and_when_it_is_away(serv
     from daemon_util import (
         DaemonProcess,
         default_args,
-        session_bus,
+        gtk_tray_desktop,
         tray_choose,
-        tray_host,
         tray_tooltip,
         wait_until,
-        x_env,
-        xvfb,
     )
 
     faces = tmp_path / "data" / "faces"
@@ -479,33 +476,31 @@ def test_tray_and_status_show_the_server_its_round_trip_and_when_it_is_away(serv
     shutil.copy(media_path(SOURCE), faces / "biden.jpg")
     args = [a for a in default_args() if a != "--no-tray"]
     args += ["--engine", "remote", "--server", server.url, "--token-file", str(token_file), "--preset", "fast"]
-    with xvfb() as disp, session_bus() as bus:
-        env = x_env(disp, bus)
-        env.pop("PYSTRAY_BACKEND", None)
-        with tray_host(env):
-            d = DaemonProcess(tmp_path, args, env).start()
-            try:
-                wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
-                st = wait_until(lambda: (s := d.status()).get("stage_ms", {}).get("engine") and s, "swaps answered")
-                info = st["remote"]
-                assert st["engine"] == "remote" and info["server"] == server.url and info["healthy"] is True
-                assert info["fallback"] == "passthrough" and 0 < info["rtt_ms"] < 2000, info
-                assert re.fullmatch(rf"Server {re.escape(server.url)} — \d+ ms", info["line"]), info
-                wait_until(lambda: re.search(r" · server \d+ ms", tray_tooltip(env)), "the round trip in the tooltip")
-                r = d.cli("status")
-                assert r.returncode == 0 and json.loads(r.stdout)["remote"]["server"] == server.url, r.stderr
-                # The server's line is shown but cannot be chosen: the first item a key reaches is still Swap.
-                tray_choose(env, ["Down", "Return"])
-                wait_until(lambda: d.status()["swap"] is False, "the menu turned the swap off")
-                tray_choose(env, ["Down", "Return"])
-                wait_until(lambda: d.status()["swap"] is True, "the menu turned the swap on")
+    with gtk_tray_desktop() as env:
+        d = DaemonProcess(tmp_path, args, env).start()
+        try:
+            wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
+            st = wait_until(lambda: (s := d.status()).get("stage_ms", {}).get("engine") and s, "swaps answered")
+            info = st["remote"]
+            assert st["engine"] == "remote" and info["server"] == server.url and info["healthy"] is True
+            assert info["fallback"] == "passthrough" and 0 < info["rtt_ms"] < 2000, info
+            assert re.fullmatch(rf"Server {re.escape(server.url)} — \d+ ms", info["line"]), info
+            wait_until(lambda: re.search(r" · server \d+ ms", tray_tooltip(env)), "the round trip in the tooltip")
+            r = d.cli("status")
+            assert r.returncode == 0 and json.loads(r.stdout)["remote"]["server"] == server.url, r.stderr
+            # The server's line is shown but cannot be chosen: the first item a key reaches is still Swap.
+            tray_choose(env, ["Down", "Return"])
+            wait_until(lambda: d.status()["swap"] is False, "the menu turned the swap off")
+            tray_choose(env, ["Down", "Return"])
+            wait_until(lambda: d.status()["swap"] is True, "the menu turned the swap on")
 
-                server.kill()
-                away = wait_until(lambda: not (s := d.status())["remote"]["healthy"] and s, "status: server away")
-                assert away["remote"]["line"] == "Server away — passing through"
-                wait_until(lambda: tray_tooltip(env).endswith(" · server away"), "the tooltip says the server is away")
-                frames = d.vcam_frames()
-                wait_until(lambda: d.vcam_frames() > frames + 15, "frames reaching the virtual camera while away")
-                assert d.stop() == 0
-            finally:
-                d.kill()
+            server.kill()
+            away = wait_until(lambda: not (s := d.status())["remote"]["healthy"] and s, "status: server away")
+            assert away["remote"]["line"] == "Server away — passing through"
+            wait_until(lambda: tray_tooltip(env).endswith(" · server away"), "the tooltip says the server is away")
+            frames = d.vcam_frames()
+            wait_until(lambda: d.vcam_frames() > frames + 15, "frames reaching the virtual camera while away")
+            assert d.stop() == 0
+        finally:
+            d.kill()
+

@@ -13,15 +13,12 @@ import pytest
 from daemon_util import (
     DaemonProcess,
     default_args,
+    gtk_tray_desktop,
     media_path,
-    session_bus,
     tray_choose,
-    tray_host,
     tray_tooltip,
     wait_until,
-    x_env,
     xdotool,
-    xvfb,
 )
 
 from vcamswap.controls import Controls, ControlState
@@ -194,60 +191,58 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
     shutil.copy(media_path("faces/single/biden.jpg"), faces / "biden.jpg")
     shots = Path(os.environ.get("VCAMSWAP_TEST_SCREENSHOTS") or tmp_path)
     args = [a for a in default_args() if a not in ("--no-tray", "--no-hotkeys")]
-    with xvfb() as disp, session_bus() as bus:
-        env = x_env(disp, bus)
-        env.pop("PYSTRAY_BACKEND", None)
-        with tray_host(env):
-            d = DaemonProcess(tmp_path, args, env).start()
-            try:
-                wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
-                wait_until(lambda: "swapping" in tray_tooltip(env) and "fps" in tray_tooltip(env), "tooltip with fps")
-                wait_until(lambda: d.hotkeys_ready(), "hotkeys listening")
+    with gtk_tray_desktop() as env:
+        d = DaemonProcess(tmp_path, args, env).start()
+        try:
+            wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
+            wait_until(lambda: "swapping" in tray_tooltip(env) and "fps" in tray_tooltip(env), "tooltip with fps")
+            wait_until(lambda: d.hotkeys_ready(), "hotkeys listening")
 
-                # Global hotkeys, typed by the X server as a user would.
-                xdotool(env, "key", "ctrl+alt+shift+s")
-                wait_until(lambda: d.status()["swap"] is False, "hotkey toggled the swap off")
-                wait_until(lambda: "swap off" in tray_tooltip(env), "tooltip says swap off")
-                xdotool(env, "key", "ctrl+alt+shift+q")
-                wait_until(lambda: d.status()["preset"] == "quality", "hotkey cycled the quality")
-                face = d.status()["face"]
-                xdotool(env, "key", "ctrl+alt+shift+n")
-                wait_until(lambda: d.status()["face"] not in (face, None), "hotkey chose the next face")
-                xdotool(env, "keydown", "ctrl+alt+shift+b")
-                wait_until(lambda: d.status()["bypass"] is True, "bypass held")
-                xdotool(env, "keyup", "ctrl+alt+shift+b")
-                wait_until(lambda: d.status()["bypass"] is False, "bypass released")
+            # Global hotkeys, typed by the X server as a user would.
+            xdotool(env, "key", "ctrl+alt+shift+s")
+            wait_until(lambda: d.status()["swap"] is False, "hotkey toggled the swap off")
+            wait_until(lambda: "swap off" in tray_tooltip(env), "tooltip says swap off")
+            xdotool(env, "key", "ctrl+alt+shift+q")
+            wait_until(lambda: d.status()["preset"] == "quality", "hotkey cycled the quality")
+            face = d.status()["face"]
+            xdotool(env, "key", "ctrl+alt+shift+n")
+            wait_until(lambda: d.status()["face"] not in (face, None), "hotkey chose the next face")
+            xdotool(env, "keydown", "ctrl+alt+shift+b")
+            wait_until(lambda: d.status()["bypass"] is True, "bypass held")
+            xdotool(env, "keyup", "ctrl+alt+shift+b")
+            wait_until(lambda: d.status()["bypass"] is False, "bypass released")
 
-                # The menu, with a real right click: Swap is the first item.
-                tray_choose(env, ["Down", "Return"], shots / "tray-menu.png")
-                wait_until(lambda: d.status()["swap"] is True, "menu turned the swap on")
-                # Quality > fast: the third item's submenu, first entry.
-                tray_choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
-                wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
-                # Faces in view > all: the fourth item's submenu, second entry.
-                tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
-                wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
-                # Show preview (fifth item) opens the preview window; closing the window unticks it.
-                tray_choose(env, ["Down"] * 5 + ["Return"], None)
-                wait_until(lambda: d.status()["preview"] is True, "preview on")
-                window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
-                xdotool(env, "windowkill", window.split()[0])
-                wait_until(lambda: d.status()["preview"] is False, "closing the window unticked Show preview")
-                assert d.request("preview", "on")["ok"] is True
-                wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window again")
-                assert d.request("preview", "off")["ok"] is True
-                wait_until(lambda: not xdotool(env, "search", "--name", "^Swap Cam preview$"), "window gone")
-                # Quit is the last item.
-                tray_choose(env, ["Up", "Return"], None)
-                assert d.proc is not None and d.proc.wait(timeout=60) == 0
-            finally:
-                d.kill()
-            # SIGTERM (a logout, systemctl stop) ends the GTK loop cleanly too.
-            d = DaemonProcess(tmp_path, args, env).start()
-            try:
-                wait_until(lambda: d.log().count("tray icon ready (gtk)") == 2, "second tray icon ready")
-                assert d.proc is not None
-                d.proc.terminate()
-                assert d.proc.wait(timeout=60) == 0
-            finally:
-                d.kill()
+            # The menu, with a real right click: Swap is the first item.
+            tray_choose(env, ["Down", "Return"], shots / "tray-menu.png")
+            wait_until(lambda: d.status()["swap"] is True, "menu turned the swap on")
+            # Quality > fast: the third item's submenu, first entry.
+            tray_choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
+            wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
+            # Faces in view > all: the fourth item's submenu, second entry.
+            tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
+            wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
+            # Show preview (fifth item) opens the preview window; closing the window unticks it.
+            tray_choose(env, ["Down"] * 5 + ["Return"], None)
+            wait_until(lambda: d.status()["preview"] is True, "preview on")
+            window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
+            xdotool(env, "windowkill", window.split()[0])
+            wait_until(lambda: d.status()["preview"] is False, "closing the window unticked Show preview")
+            assert d.request("preview", "on")["ok"] is True
+            wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window again")
+            assert d.request("preview", "off")["ok"] is True
+            wait_until(lambda: not xdotool(env, "search", "--name", "^Swap Cam preview$"), "window gone")
+            # Quit is the last item.
+            tray_choose(env, ["Up", "Return"], None)
+            assert d.proc is not None and d.proc.wait(timeout=60) == 0
+        finally:
+            d.kill()
+        # SIGTERM (a logout, systemctl stop) ends the GTK loop cleanly too.
+        d = DaemonProcess(tmp_path, args, env).start()
+        try:
+            wait_until(lambda: d.log().count("tray icon ready (gtk)") == 2, "second tray icon ready")
+            assert d.proc is not None
+            d.proc.terminate()
+            assert d.proc.wait(timeout=60) == 0
+        finally:
+            d.kill()
+
