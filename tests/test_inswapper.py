@@ -4,7 +4,6 @@ source identity, alignment, swap, masks, paste-back, provider choice and the fai
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +18,6 @@ from helpers.pipeline import build, drive, hand_over_face
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
 from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
-from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import EngineUnavailable, create_engine, providers
 from vcamswap.engines.inswapper import BoundRunner, InswapperEngine, InswapperSource
@@ -30,7 +28,7 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.build import load_engine
-from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.pipeline import Pipeline, occluders_in
 from vcamswap.presets import get_preset
 from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry, Frame
@@ -427,7 +425,7 @@ def test_a_hand_in_front_of_the_face_stays_a_hand(
     driven = build(engine, detector, mesh, tmp_path / "faces", str(media / SOURCE_A),
                    adjust=lambda p: p.with_knobs(occlusion=kind, color_match=False))
     driven.pipeline = Pipeline(engine, driven.pipeline.tracker,
-                               partial(make_occluder, models_dir=models_dir, provider="cpu"), realtime=False)
+                               occluders_in(models_dir, "cpu"), realtime=False)
     # The occluder stand-in takes the face's colour from the crop's centre (the real model has no such blind
     # spot), so for it the hand covers the chin, clear of that centre.
     at = (0.3, 0.8) if kind == "model" else (0.05, 0.55)

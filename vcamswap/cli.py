@@ -97,12 +97,16 @@ def map_arg(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
 
 
-def size_arg(text: str) -> int:
-    """A width or height option: a whole number of pixels, 16 to 7680."""
+def whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def size_arg(text: str) -> int:
+    """A width or height option: a whole number of pixels, 16 to 7680."""
+    value = whole_number(text)
     if not 16 <= value <= 7680:
         raise argparse.ArgumentTypeError(f"{value} is out of range (16 to 7680 pixels)")
     return value
@@ -110,10 +114,7 @@ def size_arg(text: str) -> int:
 
 def enhance_arg(text: str) -> int:
     """Every how many swaps the enhancer runs: a whole number, 0 (off) or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if not 0 <= value <= MAX_ENHANCE_EVERY:
         raise argparse.ArgumentTypeError(f"{value} is out of range (0 = off, up to {MAX_ENHANCE_EVERY})")
     return value
@@ -121,10 +122,7 @@ def enhance_arg(text: str) -> int:
 
 def count_arg(text: str) -> int:
     """A count of frames: a whole number, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
     return value

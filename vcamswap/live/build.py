@@ -5,15 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
-from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
-from vcamswap.compose.occlusion import make_occluder
 from vcamswap.controls import Controls, initial_state
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -23,7 +18,7 @@ from vcamswap.faces.library import FaceError, FaceLibrary
 from vcamswap.faces.tracking import DetectorFactory, Tracker
 from vcamswap.live.adaptive import AdaptiveQuality
 from vcamswap.live.loop import LiveLoop, PresetHook
-from vcamswap.live.pipeline import Pipeline
+from vcamswap.live.pipeline import Pipeline, enhancers_in, occluders_in
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
@@ -141,16 +136,11 @@ def build_stages(
     router = build_router(settings, engine, sources, analyzer)
     models_dir, provider = settings.models_dir(), settings.provider
     pipeline = Pipeline(
-        engine, tracker, partial(make_occluder, models_dir=models_dir, provider=provider),
-        enhancer=partial(make_enhancer_for, models_dir=models_dir, provider=provider), router=router,
-        realtime=realtime,
+        engine, tracker, occluders_in(models_dir, provider), enhancer=enhancers_in(models_dir, provider),
+        router=router, realtime=realtime,
     )
     tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance)
     return Stages(pipeline, library, sources, adaptive, tune, router)
-
-
-def make_enhancer_for(every: int, template: np.ndarray, models_dir: Path, provider: str | None) -> LiveEnhancer | None:
-    return make_enhancer(every, models_dir, provider, template=template)
 
 
 def build_router(settings: Settings, engine: Engine[Any], sources: Sources, analyzer: FaceAnalyzer) -> TargetRouter:

@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -82,12 +84,18 @@ OccluderFactory = Callable[[OcclusionKind], Occluder | None]  # the preset's occ
 EnhancerFactory = Callable[[int, np.ndarray], LiveEnhancer | None]  # (every, unit template) -> an enhancer
 
 
-def default_occluder(kind: OcclusionKind) -> Occluder | None:
-    return make_occluder(kind, default_models_dir())
+def occluders_in(models_dir: Path, provider: str | None = None) -> OccluderFactory:
+    """Occluders whose optional model (the `model` kind) comes from `models_dir`."""
+    return partial(make_occluder, models_dir=models_dir, provider=provider)
 
 
-def default_enhancer(every: int, template: np.ndarray) -> LiveEnhancer | None:
-    return make_enhancer(every, default_models_dir(), template=template)
+def enhancers_in(models_dir: Path, provider: str | None = None) -> EnhancerFactory:
+    """Enhancers whose model comes from `models_dir`."""
+
+    def make(every: int, template: np.ndarray) -> LiveEnhancer | None:
+        return make_enhancer(every, models_dir, provider, template=template)
+
+    return make
 
 
 class Pipeline:
@@ -114,9 +122,9 @@ class Pipeline:
         self._timings: list[tuple[str, float]] = []
         tracker.on_time = self._time
         self._finished: dict[Key, Finished] = {}
-        self._new_occluder = occlusion or default_occluder  # what is in front of each followed face
+        self._new_occluder = occlusion or occluders_in(default_models_dir())  # what is in front of each face
         self._occluders: dict[int, tuple[OcclusionKind, Occluder | None]] = {}
-        self._new_enhancer = enhancer or default_enhancer
+        self._new_enhancer = enhancer or enhancers_in(default_models_dir())
         self._enhancers: dict[int, LiveEnhancer] = {}
         self._enhance_failed = False
         self._since_swap = 0
