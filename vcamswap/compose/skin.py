@@ -75,6 +75,23 @@ def detail_map(lab: np.ndarray, scale: float) -> np.ndarray:
     return cv2.GaussianBlur(high, (0, 0), 2.5 * s)
 
 
+def curl_ratio(lab: np.ndarray, points: np.ndarray, scale: float) -> np.ndarray:
+    """Local energy of the lightness at the scale of curls, locks and beard patches (a few pixels to a tenth of
+    the face), relative to this face's sampled cheeks: high on hair of any colour, about 1 on skin, whose
+    shading is broader and whose pores are finer."""
+    lum = lab[..., 0]
+    band = np.abs(cv2.GaussianBlur(lum, (0, 0), 1.5 * scale) - cv2.GaussianBlur(lum, (0, 0), 5.0 * scale))
+    curls = cv2.GaussianBlur(band, (0, 0), 4.0 * scale)
+    sampled = curls[sample_mask(points, lab.shape[:2]) > 0]
+    return (curls / max(float(np.median(sampled)) if sampled.size else 1.0, 1.0)).astype(np.float32)
+
+
+# A still photo's pixel whose curl ratio passes CURL_NEAR counts less as skin, from CURL_FAR not at all;
+# wrinkles and freckles stay well below. A patch of skin cut off from the cheeks (a forehead between curls or
+# above glasses) is kept only while its mean ratio stays under CURL_PLAIN: plain skin, not hair's highlights.
+CURL_NEAR, CURL_FAR, CURL_PLAIN = 2.5, 4.0, 1.3
+
+
 def to_lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
 
@@ -152,17 +169,18 @@ def covered(prob: np.ndarray, region: np.ndarray, width: int) -> bool:
     return bool(ring.any()) and float(prob[ring].mean()) < 0.5
 
 
-def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float) -> np.ndarray:
-    """The parts of a binary mask that touch `seeds` or are large: skin-coloured specks in curly hair drop out,
-    a forehead cut off from the cheeks by glasses stays."""
+def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float, curls: np.ndarray) -> np.ndarray:
+    """The parts of a binary mask that touch `seeds`, or are large and plain: skin-coloured specks and
+    highlights in curly hair drop out, a forehead cut off from the cheeks by glasses stays."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    plain = np.bincount(labels.ravel(), curls.ravel(), n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < CURL_PLAIN
+    keep = (stats[:, cv2.CC_STAT_AREA] >= min_area) & plain
     keep[np.unique(labels[(seeds > 0) & (mask > 0)])] = True
     keep[0] = False
     return keep[labels]
 
 
-def strict(prob: np.ndarray, points: np.ndarray) -> np.ndarray:
+def strict(prob: np.ndarray, points: np.ndarray, curls: np.ndarray) -> np.ndarray:
     """A stricter skin mask for a still photo, where losing some skin costs nothing (the camera's face shows
     there) and keeping a strand costs a stripe: only confident skin connected to the sampled cheeks, pulled
     back from every edge, softened. Away from the features it is pulled back twice as far: light hair next to
@@ -170,11 +188,14 @@ def strict(prob: np.ndarray, points: np.ndarray) -> np.ndarray:
     around the eyes, brows, nose and lips carries the source's likeness."""
     shape = prob.shape
     area = float(cv2.countNonZero(oval(points, shape)))
-    sure = without_islands(prob > 0.6, sample_mask(points, shape), 0.03 * area).astype(np.uint8)
+    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
+    # Away from the features the skin must also be surer: a curl or a lock there passes for skin by colour
+    # alone at moderate likelihood, whereas skin far from the features is plain and scores high.
+    confident = prob > np.where(features, 0.6, 0.85)
+    sure = without_islands(confident, sample_mask(points, shape), 0.03 * area, curls).astype(np.uint8)
     r = max(1, int(round(face_width(points) * 0.015)))
     near = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     far = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
-    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
     kept = np.where(features, near, far).astype(np.float32)
     return cv2.GaussianBlur(kept, (0, 0), r)
 
@@ -193,7 +214,11 @@ def skin_mask(
         return np.ones(shape, np.float32), None
     prob = clean(likelihood(lab, detail, model), shape[0])
     if still:
-        prob = strict(prob, points)
+        # A photo is analysed once: it can afford a second texture test, which catches curls and locks
+        # whose colour passes for skin (light brown hair on light skin).
+        curls = curl_ratio(lab, points, scale)
+        gate = np.clip((CURL_FAR - curls) / (CURL_FAR - CURL_NEAR), 0.0, 1.0)
+        prob = strict(prob * gate, points, curls)
     # The lower nose, and the eyelids just around each eye (lashes and shadow, not skin-coloured, yet the
     # face: glasses rims sit further out).
     keep = np.maximum(protected(points, shape, (NOSE,)), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
