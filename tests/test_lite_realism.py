@@ -13,12 +13,14 @@ from helpers.frames import read_frames
 from helpers.media import WEBCAM, media_path
 from helpers.pipeline import Driven, build, hand_over_face
 
+from vcamswap.compose import skin
 from vcamswap.compose.align import similarity
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, lite_template
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
 from vcamswap.faces.quality import assess
 from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
@@ -155,6 +157,45 @@ def test_a_hand_with_a_microphone_in_front_of_the_face_stays(
     """A real hand holding a real microphone, cut from a real photo and put in front of a real face."""
     over = hand_over_face(stages(detector, mesh, tmp_path, CLEAR), read_frames(media_path(WEBCAM), 30), 15)
     assert max(over) < 0.1, f"{max(over):.0%} of the hand was swapped over in a frame: {[round(o, 2) for o in over]}"
+
+
+CURLS = "faces/hard/glasses_curly_hair_over_forehead_young_man.jpg"  # light brown curls on light skin
+GLASSES_FOREHEAD = "faces/hard/glasses_beard_brown_skin_man_sundar_pichai.jpg"  # forehead cut off by glasses
+
+
+def forehead_kept(analyzer: FaceAnalyzer, photo: str) -> tuple[float, float]:
+    """Of the photo's forehead (inside the face oval, above the brows), the share the prepared source keeps as
+    its skin, and the share a colour-only skin test calls skin (the control)."""
+    image = cv2.imread(str(media_path(photo)))
+    face = analyzer(image)
+    assert face is not None and face.points is not None
+    m = similarity(face.kps, lite_template(SOURCE_SIZE))
+    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+    points = face.transformed(m).points
+    assert points is not None
+    shape = (SOURCE_SIZE, SOURCE_SIZE)
+    forehead = skin.oval(points, shape) > 0
+    forehead[int(points[list(RIGHT_EYEBROW + LEFT_EYEBROW), 1].min()):] = False
+    prepared = LiteEngine().prepare_source(image, face)
+    assert prepared.skin is not None
+    lab = skin.to_lab(texture)
+    detail = skin.detail_map(lab, SOURCE_SIZE / 256)
+    model = skin.fit(lab, detail, skin.sample_mask(points, shape))
+    assert model is not None
+    colour = skin.clean(skin.likelihood(lab, detail, model), SOURCE_SIZE) > 0.6
+    return float((prepared.skin[forehead] > 0.5).mean()), float(colour[forehead].mean())
+
+
+def test_skin_coloured_curls_are_hair_and_a_plain_forehead_stays(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+    analyzer = FaceAnalyzer(detector, mesh)
+    kept, by_colour = forehead_kept(analyzer, CURLS)
+    # Control: by colour alone most of the curls over this forehead pass for skin (they left brown blotches).
+    assert by_colour > 0.5, by_colour
+    assert kept < 0.1, f"{kept:.0%} of the curls over the forehead kept as skin"
+    # A forehead cut off from the cheeks by glasses is plain skin, not hair: it stays the source's.
+    kept, _ = forehead_kept(analyzer, GLASSES_FOREHEAD)
+    assert kept > 0.75, f"only {kept:.0%} of a plain forehead above glasses kept"
 
 
 def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:

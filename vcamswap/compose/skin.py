@@ -188,14 +188,12 @@ def strict(prob: np.ndarray, points: np.ndarray, curls: np.ndarray) -> np.ndarra
     around the eyes, brows, nose and lips carries the source's likeness."""
     shape = prob.shape
     area = float(cv2.countNonZero(oval(points, shape)))
-    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
-    # Away from the features the skin must also be surer: a curl or a lock there passes for skin by colour
-    # alone at moderate likelihood, whereas skin far from the features is plain and scores high.
-    confident = prob > np.where(features, 0.6, 0.85)
+    confident = prob > 0.6
     sure = without_islands(confident, sample_mask(points, shape), 0.03 * area, curls).astype(np.uint8)
     r = max(1, int(round(face_width(points) * 0.015)))
     near = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     far = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
+    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
     kept = np.where(features, near, far).astype(np.float32)
     return cv2.GaussianBlur(kept, (0, 0), r)
 

@@ -19,7 +19,18 @@ import numpy as np
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather
-from vcamswap.compose.skin import EYES_AND_LIPS, oval, polygon, protected, skin_mask
+from vcamswap.compose.skin import (
+    BROWS,
+    EYES_AND_LIPS,
+    NOSE,
+    detail_map,
+    likelihood,
+    oval,
+    polygon,
+    protected,
+    skin_mask,
+    to_lab,
+)
 from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
@@ -238,14 +249,40 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     """
     size = texture.shape[0]
     shape = (size, size)
-    skin, _ = skin_mask(texture, points, still=True)
+    skin, model = skin_mask(texture, points, still=True)
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
+    if model is not None:
+        # The mask is closed over specks so that it does not speckle; the texture need not be: away from the
+        # features, a pixel that does not itself look like skin (stubble at a beard's edge, a stray curl) is
+        # filled from the skin beside it rather than kept as a dark smudge.
+        lab = to_lab(texture)
+        own = cv2.GaussianBlur(likelihood(lab, detail_map(lab, size / 256.0), model), (0, 0), size / 256.0)
+        face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
+        weight = weight * np.maximum(own, face)
     # Only confident skin keeps its own pixels: at the soft rim of the mask a pixel is part hair, and kept at
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
-    return np.maximum(skin, features).astype(np.float32), filled
+    face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
+    return np.maximum(skin, features).astype(np.float32), without_smudges(filled, 1.0 - face)
+
+
+SMUDGE_L = 6.0  # grey levels a patch may lie below the skin around it before it counts as a smudge
+
+
+def without_smudges(texture: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Lift patches a few pixels wide that are darker than the skin around them (stubble at a beard's edge, a
+    shadowed strand's remains) to within SMUDGE_L of it, keeping the fine texture on them; only `where`
+    (away from the features, whose shadows are the likeness)."""
+    size = texture.shape[0]
+    img = texture.astype(np.float32)
+    lum = img.mean(2)
+    patch = cv2.GaussianBlur(lum, (0, 0), 0.008 * size)
+    around = cv2.GaussianBlur(lum, (0, 0), 0.04 * size)
+    lift = np.maximum(around - SMUDGE_L - patch, 0.0) * where
+    gain = (patch + lift + 1.0) / (patch + 1.0)
+    return np.clip(img * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
 class LiteEngine:
