@@ -180,20 +180,34 @@ def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float, curls:
     return keep[labels]
 
 
+def near_features(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Around the eyes, brows, nose and lips: where the likeness lives and a still photo's mask is lenient."""
+    return protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
+
+
 def strict(prob: np.ndarray, points: np.ndarray, curls: np.ndarray) -> np.ndarray:
     """A stricter skin mask for a still photo, where losing some skin costs nothing (the camera's face shows
     there) and keeping a strand costs a stripe: only confident skin connected to the sampled cheeks, pulled
-    back from every edge, softened. Away from the features it is pulled back twice as far: light hair next to
-    skin (a fringe's edge, a tuft on the forehead) is where a strand passes for skin, while the skin right
-    around the eyes, brows, nose and lips carries the source's likeness."""
+    back from every edge, softened.
+
+    Away from the features, what has hair's texture (`curls`, see curl_ratio) does not count as skin, and a
+    patch it cuts off from the cheeks is kept only while plain: skin-coloured curls over a forehead drop out,
+    a forehead above glasses stays. Near the features (brows, lashes, nostrils have that texture too and carry
+    the likeness) only colour decides, and the mask is pulled back half as far: light hair next to skin (a
+    fringe's edge, a tuft on the forehead) is where a strand passes for skin."""
     shape = prob.shape
     area = float(cv2.countNonZero(oval(points, shape)))
-    confident = prob > 0.6
-    sure = without_islands(confident, sample_mask(points, shape), 0.03 * area, curls).astype(np.uint8)
+    seeds = sample_mask(points, shape)
+    features = near_features(points, shape)
+    hairy = np.clip((curls - CURL_NEAR) / (CURL_FAR - CURL_NEAR), 0.0, 1.0)
+    textured = prob * (1.0 - hairy) > 0.6
+    # Patches that only hair's texture separates from the cheeks, and that are not plain, drop out everywhere.
+    cut_off = textured & ~without_islands(textured, seeds, 0.03 * area, curls)
+    confident = (np.where(features, prob > 0.6, textured)) & ~cut_off
+    sure = without_islands(confident, seeds, 0.03 * area, curls).astype(np.uint8)
     r = max(1, int(round(face_width(points) * 0.015)))
     near = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     far = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
-    features = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
     kept = np.where(features, near, far).astype(np.float32)
     return cv2.GaussianBlur(kept, (0, 0), r)
 
@@ -215,8 +229,7 @@ def skin_mask(
         # A photo is analysed once: it can afford a second texture test, which catches curls and locks
         # whose colour passes for skin (light brown hair on light skin).
         curls = curl_ratio(lab, points, scale)
-        gate = np.clip((CURL_FAR - curls) / (CURL_FAR - CURL_NEAR), 0.0, 1.0)
-        prob = strict(prob * gate, points, curls)
+        prob = strict(prob, points, curls)
     # The lower nose, and the eyelids just around each eye (lashes and shadow, not skin-coloured, yet the
     # face: glasses rims sit further out).
     keep = np.maximum(protected(points, shape, (NOSE,)), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
