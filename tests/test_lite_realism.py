@@ -15,6 +15,7 @@ from helpers.pipeline import Driven, build, hand_over_face
 
 from vcamswap.compose import skin
 from vcamswap.compose.align import similarity
+from vcamswap.compose.lighting import fine_detail
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, lite_template
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -24,7 +25,7 @@ from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
 from vcamswap.faces.quality import assess
 from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
-from vcamswap.tools.bench.realism import Landmarks68, Measures, measure
+from vcamswap.tools.bench.realism import Landmarks68, Measures, measure, regions
 from vcamswap.types import FaceGeometry, Frame
 
 LONG_HAIR = "faces/hard/long_hair_over_temples_woman_elizabeth_olsen.jpg"
@@ -77,10 +78,10 @@ def stages(
     return driven
 
 
-def swap_clip(driven: Driven, clip: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def swap_clip(driven: Driven, clip: str, frames: int = FRAMES) -> list[tuple[np.ndarray, np.ndarray]]:
     """(camera frame, output) pairs of a real clip swapped with a real source."""
     pairs = []
-    for i, image in enumerate(read_frames(media_path(clip), FRAMES)):
+    for i, image in enumerate(read_frames(media_path(clip), frames)):
         result = driven.process(Frame(image, i, 0.0))
         assert result.swapped, f"frame {i} of {clip}: not swapped"
         if i % EVERY == EVERY - 1:
@@ -136,6 +137,54 @@ def test_skin_tone_follows_the_camera_and_no_seam(
     assert np.mean([m.tone for m in plain]) > 6.0, "control: the pale source's own tone is measured as a gap"
     assert np.mean([m.tone for m in relit]) <= 6.0, [round(m.tone, 1) for m in relit]
     assert np.mean([m.seam for m in relit]) <= 1.3, [round(m.seam, 2) for m in relit]
+
+
+SOFT_CLIP = "videos/hard/profile_view_dim_backlit_brown_skin_man.mp4"  # a dim room, a soft webcam picture
+SHARP_PHOTO = "faces/hard/older_man_rowan_atkinson.jpg"  # a crisp studio portrait
+
+
+def detail_ratios(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> list[float]:
+    """Per frame: the output's fine detail in the face's skin region against the camera frame's."""
+    out = []
+    for cam, swapped in pairs:
+        lm = landmarks(cam)
+        assert lm is not None, "the independent landmarker found no face"
+        weight = regions(lm, cam.shape).skin.astype(np.float32)
+
+        def gray(image: np.ndarray) -> np.ndarray:
+            return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+        out.append(fine_detail(gray(swapped), weight) / fine_detail(gray(cam), weight))
+    return out
+
+
+def test_a_crisp_photo_on_a_soft_camera_is_as_soft_as_the_camera(
+    detector: BlazeFaceDetector, mesh: FaceMesh, landmarks: Landmarks68, tmp_path: Path
+) -> None:
+    soft = detail_ratios(swap_clip(stages(detector, mesh, tmp_path / "a", SHARP_PHOTO), SOFT_CLIP, 8), landmarks)
+    crisp = detail_ratios(
+        swap_clip(stages(detector, mesh, tmp_path / "b", SHARP_PHOTO, preset=PLAIN), SOFT_CLIP, 8), landmarks
+    )
+    # Control: the photo's own detail is far crisper than this camera's picture, and the measure sees it.
+    assert min(crisp) > 1.5, [round(r, 2) for r in crisp]
+    assert max(soft) < 1.25, [round(r, 2) for r in soft]
+
+
+def test_the_swap_fades_out_toward_a_profile(detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path) -> None:
+    """The real clip turns from a three-quarter view to a profile: a frontal photo's mesh cannot follow it (the
+    far brow lands on the cheek), so the camera's own face shows there, and the swap where the view allows."""
+    driven = stages(detector, mesh, tmp_path, SHARP_PHOTO)
+    changed = []
+    for i, image in enumerate(read_frames(media_path(SOFT_CLIP), 26)):
+        result = driven.process(Frame(image, i, 0.0))
+        if result.face is not None:
+            x0, y0, x1, y1 = result.face.geometry.bbox.astype(int)
+            box = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+            changed.append(float(np.abs(result.image[box].astype(np.float32) - image[box]).mean()))
+        else:
+            changed.append(0.0)
+    assert min(changed[:5]) > 3.0, [round(c, 1) for c in changed]  # a three-quarter view is swapped
+    assert max(changed[20:]) < 0.5, [round(c, 1) for c in changed]  # toward the profile: the camera's face
 
 
 def test_occlusion_mask_is_steady(detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path) -> None:

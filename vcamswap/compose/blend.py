@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcamswap.compose.lighting import GRID, relight
+from vcamswap.compose.lighting import GRID, relight, soften_like
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, protected
 from vcamswap.presets import Preset
@@ -90,6 +90,7 @@ def finish(
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
             skin = relight(skin, crop, plain * small(out.skin), plain * small(cam))
+            skin = soften_like(skin, crop, plain * small(out.skin) * small(cam))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)

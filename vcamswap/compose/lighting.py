@@ -42,3 +42,42 @@ def relight(src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarr
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
     return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)
+
+
+# Blurs tried on the swapped skin (in pixels of a half-size crop) to find the one that leaves it as much fine
+# detail as the camera shows: a soft webcam or a dim room must not get a photo's crisp pores and lashes.
+SOFTEN_STEPS = (0.0, 0.5, 0.8, 1.2, 1.7, 2.4)
+
+
+def fine_detail(gray: np.ndarray, weight: np.ndarray) -> float:
+    """Mean absolute fine detail (the image less its 1 px blur) where `weight` is high."""
+    high = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 1.0))
+    total = float(weight.sum())
+    return float((high * weight).sum()) / total if total > 1e-3 else 0.0
+
+
+def soften_like(src: np.ndarray, ref: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """`src` (uint8 BGR) blurred just enough that its fine detail where `weight` (any size) is high is no more
+    than `ref`'s. The blur is interpolated between SOFTEN_STEPS, so it changes smoothly from frame to frame."""
+    half = max(16, src.shape[0] // 2)
+
+    def gray(image: np.ndarray) -> np.ndarray:
+        small = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+    w = cv2.resize(weight.astype(np.float32), (half, half), interpolation=cv2.INTER_LINEAR)
+    target = fine_detail(gray(ref), w)
+    g = gray(src)
+    prev_s, prev_d = 0.0, fine_detail(g, w)
+    if prev_d <= target:
+        return src
+    sigma = SOFTEN_STEPS[-1]
+    for s in SOFTEN_STEPS[1:]:
+        d = fine_detail(cv2.GaussianBlur(g, (0, 0), s), w)
+        if d <= target:
+            sigma = prev_s + (s - prev_s) * (prev_d - target) / max(prev_d - d, 1e-6)
+            break
+        prev_s, prev_d = s, d
+    if sigma < 0.1:
+        return src
+    return cv2.GaussianBlur(src, (0, 0), 2.0 * sigma * src.shape[0] / (2 * half))

@@ -191,6 +191,20 @@ def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(trust, (k, k), 0)
 
 
+# How far the nose tip sits across the face, outline to outline (0.5 frontal): a frontal photo's mesh warp holds
+# to a three-quarter view; toward a profile FaceMesh's far side folds onto the near one (a brow on the cheek),
+# so the swap fades out and the camera's own face shows, rather than a broken one.
+TURN_FULL, TURN_NONE = 0.12, 0.04
+
+
+def turn_weight(points: np.ndarray) -> float:
+    """1 up to a three-quarter view, falling to 0 toward a profile (the nose tip at the outline)."""
+    left, right = float(points[234, 0]), float(points[454, 0])
+    across = (float(points[1, 0]) - left) / max(right - left, 1e-3)
+    side = min(across, 1.0 - across)
+    return float(np.clip((side - TURN_NONE) / (TURN_FULL - TURN_NONE), 0.0, 1.0))
+
+
 def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:
     """One eye or the lips, slightly grown and softened: where the camera's own pixels show."""
     mask = np.zeros((size, size), np.uint8)
@@ -325,6 +339,7 @@ class LiteEngine:
         skin = np.ascontiguousarray(warped[..., :3])
         src_skin = warped[..., 3].astype(np.float32) / 255.0
         outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
+        outer *= turn_weight(dst_pts)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
