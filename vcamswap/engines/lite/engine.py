@@ -32,7 +32,16 @@ from vcamswap.compose.skin import (
     to_lab,
 )
 from vcamswap.engines import SwapItem
-from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.faces.landmarks import (
+    ARCFACE_112,
+    FACE_OVAL,
+    LEFT_EYE,
+    LEFT_EYEBROW,
+    LIPS_INNER,
+    LIPS_OUTER,
+    RIGHT_EYE,
+    RIGHT_EYEBROW,
+)
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 
@@ -279,7 +288,21 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
     face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
-    return np.maximum(skin, features).astype(np.float32), without_smudges(filled, 1.0 - face)
+    shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape))
+    return shown.astype(np.float32), without_smudges(filled, 1.0 - face)
+
+
+def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """From each eye up to its brow, the brow itself left out: where the source always shows, filled where its
+    own pixels are not skin (deep-set or made-up lids, a glasses rim). Handed to the camera, that band shows
+    the camera's brows beneath the source's: two pairs of brows. The brows follow the skin mask (the camera's
+    under a fringe)."""
+    mask = np.zeros(shape, np.uint8)
+    for eye, brow in ((RIGHT_EYE, RIGHT_EYEBROW), (LEFT_EYE, LEFT_EYEBROW)):
+        hull = cv2.convexHull(np.round(points[list(eye + brow)] * 16).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
+    band = mask.astype(np.float32) / 255.0
+    return band * (1.0 - protected(points, shape, BROWS, grow=0.01))
 
 
 SMUDGE_L = 6.0  # grey levels a patch may lie below the skin around it before it counts as a smudge
