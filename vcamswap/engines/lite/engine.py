@@ -78,24 +78,31 @@ def triangulate(points: np.ndarray) -> np.ndarray:
 
 
 def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(T, 2, 3) affines mapping each destination triangle onto its source triangle."""
-    d = dst[tris]  # (T, 3, 2)
-    s = src[tris]
-    dm = np.concatenate([d, np.ones((len(tris), 3, 1), np.float32)], axis=2)  # (T, 3, 3) rows [x y 1]
-    det = np.linalg.det(dm)
+    """(T, 2, 3) affines mapping each destination triangle onto its source triangle (all zero for a
+    degenerate one). Closed form on the triangles' edge vectors: a batched 3x3 solve costs four times more."""
+    d = dst[tris].astype(np.float64)  # (T, 3, 2)
+    s = src[tris].astype(np.float64)
+    o = d[:, 0]  # (T, 2) the first corner
+    u, v = d[:, 1] - o, d[:, 2] - o  # the destination edges from it
+    su, sv = s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]  # the same edges in the source
+    det = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
     good = np.abs(det) > 1e-6
-    a = np.zeros((len(tris), 2, 3), np.float32)
-    # Solve dm @ X = s for X (3x2): X^T is the 2x3 affine.
-    a[good] = np.transpose(np.linalg.solve(dm[good], s[good]), (0, 2, 1))
-    return a
+    inv = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)[:, None]
+    a = np.empty((len(tris), 2, 3), np.float64)
+    # The linear part L solves L @ [u v] = [su sv]: L = [su sv] @ inverse([u v]).
+    a[:, :, 0] = (su * v[:, 1:2] - sv * u[:, 1:2]) * inv
+    a[:, :, 1] = (sv * u[:, 0:1] - su * v[:, 0:1]) * inv
+    a[:, :, 2] = (s[:, 0] - a[:, :, 0] * o[:, 0:1] - a[:, :, 1] * o[:, 1:2]) * (inv != 0)
+    return a.astype(np.float32)
 
 
 def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
-    """An int32 map of which triangle covers each pixel (-1 = none)."""
+    """An int32 map of which triangle covers each pixel (-1 = none); a later triangle wins a shared edge."""
     index = np.full((size, size), -1, np.int32)
-    polys = np.round(dst[tris] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel edges
-    for i, poly in enumerate(polys):
-        cv2.fillConvexPoly(index, poly, int(i), lineType=cv2.LINE_8, shift=4)
+    polys = list(np.round(dst[tris] * 16).astype(np.int32))  # 4 fractional bits: sub-pixel edges
+    fill, line = cv2.fillConvexPoly, cv2.LINE_8  # once per triangle: no lookups or keywords in the loop
+    for i in range(len(polys)):
+        fill(index, polys[i], i, line, 4)
     return index
 
 
@@ -174,8 +181,9 @@ def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
     folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH."""
     det = np.abs(affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0])
     stretch = 1.0 / np.sqrt(np.maximum(det, 1e-6))  # linear magnification source -> crop
-    tri_trust = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0).astype(np.float32)
-    trust = np.where(index >= 0, tri_trust[np.maximum(index, 0)], 0.0).astype(np.float32)
+    tri_trust = np.zeros(len(affines) + 1, np.float32)  # the last entry, 0, is what index -1 picks
+    tri_trust[:-1] = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0)
+    trust = tri_trust[index]
     k = max(3, (index.shape[0] // 40) | 1)
     return cv2.GaussianBlur(trust, (k, k), 0)
 
