@@ -16,12 +16,22 @@ from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
 
 
-def feather(mask: np.ndarray, amount: float) -> np.ndarray:
-    """Erode then blur a hard mask so its soft edge stays inside the original region (no halo)."""
-    size = mask.shape[0]
-    f = max(1, int(round(size * amount)))
+def feather_width(size: int, amount: float) -> int:
+    """The feather's erosion, in pixels of a crop of `size`; its blur reaches that far again."""
+    return max(1, int(round(size * amount)))
+
+
+def feather(mask: np.ndarray, amount: float, size: int | None = None) -> np.ndarray:
+    """Erode then blur a hard mask so its soft edge stays inside the original region (no halo).
+
+    A uint8 mask (0..255) is eroded as it is, which is cheaper and the same, and blurred as float32 0..1.
+    `size`: the crop's side when `mask` is only part of it (the feather is a share of the crop).
+    """
+    f = feather_width(size or mask.shape[0], amount)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (f, f))
     eroded = cv2.erode(mask, kernel)
+    if eroded.dtype == np.uint8:
+        eroded = eroded.astype(np.float32) / 255.0
     k = 2 * f + 1
     return cv2.GaussianBlur(eroded, (k, k), 0)
 

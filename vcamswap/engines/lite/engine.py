@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.align import similarity
-from vcamswap.compose.blend import feather
+from vcamswap.compose.blend import feather, feather_width
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, polygon, protected, skin_mask
 from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
@@ -96,10 +96,48 @@ def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.n
     return a.astype(np.float32)
 
 
-def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
-    """An int32 map of which triangle covers each pixel (-1 = none); a later triangle wins a shared edge."""
-    index = np.full((size, size), -1, np.int32)
-    polys = list(np.round(dst[tris] * 16).astype(np.int32))  # 4 fractional bits: sub-pixel edges
+class Box(NamedTuple):
+    """A rectangle of the crop, [y0:y1, x0:x1]: the only pixels the mesh can reach, where its per-pixel work
+    is done (the face fills about half of the crop)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    def paste(self, part: np.ndarray, size: int, fill: float | Sequence[float] = 0.0) -> np.ndarray:
+        """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
+        if self.shape == (size, size):
+            return part
+        return cv2.copyMakeBorder(part, self.y0, size - self.y1, self.x0, size - self.x1, cv2.BORDER_CONSTANT,
+                                  value=fill)
+
+
+def mesh_box(points: np.ndarray, size: int, margin: int) -> Box:
+    """The points' bounding box grown by `margin` pixels, within the crop (the whole crop if that is empty)."""
+    lo = np.floor(points.min(0)).astype(int) - margin
+    hi = np.ceil(points.max(0)).astype(int) + margin + 1
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), size), min(int(hi[1]), size)
+    return Box(x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else Box(0, 0, size, size)
+
+
+def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int, box: Box | None = None) -> np.ndarray:
+    """An int32 map of which triangle covers each pixel (-1 = none); a later triangle wins a shared edge.
+    With `box`, the map of that box only (the triangles must lie inside it or cross only the crop's edge)."""
+    box = box or Box(0, 0, size, size)
+    index = np.full(box.shape, -1, np.int32)
+    polys = np.round(dst[tris] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel edges
+    polys -= np.array([box.x0 * 16, box.y0 * 16], np.int32)
+    polys = list(polys)
     fill, line = cv2.fillConvexPoly, cv2.LINE_8  # once per triangle: no lookups or keywords in the loop
     for i in range(len(polys)):
         fill(index, polys[i], i, line, 4)
@@ -119,23 +157,32 @@ def mesh_warp(
     tris: np.ndarray,
     index: np.ndarray | None = None,
     affines: np.ndarray | None = None,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts) and `affines`
-    (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them already."""
+    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts, in `box` when
+    given) and `affines` (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them
+    already. Only `box` is remapped: every pixel no triangle covers shows the texture's first pixel."""
     size = texture.shape[0]
+    box = box or Box(0, 0, size, size)
     if affines is None:
         affines = triangle_affines(dst_pts, src_pts, tris)
     if index is None:
-        index = rasterize_indices(dst_pts, tris, size)
+        index = rasterize_indices(dst_pts, tris, size, box)
     xs, ys = _pixel_grid(size)
-    covered = index >= 0
-    a = affines[index[covered]]  # (N, 2, 3)
-    x, y = xs[covered], ys[covered]
-    map_x = np.full((size, size), -1.0, np.float32)
-    map_y = np.full((size, size), -1.0, np.float32)
-    map_x[covered] = a[:, 0, 0] * x + a[:, 0, 1] * y + a[:, 0, 2]
-    map_y[covered] = a[:, 1, 0] * x + a[:, 1, 1] * y + a[:, 1, 2]
-    return cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    xs, ys = xs[box.region], ys[box.region]
+    # One plane per affine coefficient, looked up per pixel; the extra last entry (all 0) is what index -1
+    # picks: an uncovered pixel maps to (0, 0), the texture's first pixel, and the remap stays on its fast path.
+    table = np.zeros((6, len(affines) + 1), np.float32)
+    table[:, :-1] = affines.reshape(-1, 6).T
+    c = [np.take(row, index) for row in table]
+    map_x = c[0] * xs
+    map_x += c[1] * ys
+    map_x += c[2]
+    map_y = c[3] * xs
+    map_y += c[4] * ys
+    map_y += c[5]
+    warped = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return box.paste(warped, size, texture[0, 0].tolist())
 
 
 def shape_weights(points: np.ndarray, strength: float = SHAPE_BLEND) -> np.ndarray:
@@ -176,16 +223,22 @@ def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
 MAX_STRETCH = 2.5
 
 
-def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
+def texture_trust(index: np.ndarray, affines: np.ndarray, size: int = 0) -> np.ndarray:
     """Per pixel, how much of the source texture to show: 0 where no triangle covers the pixel (the mesh
-    folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH."""
+    folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH. `size`: the crop's,
+    when `index` is a box of it."""
     det = np.abs(affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0])
     stretch = 1.0 / np.sqrt(np.maximum(det, 1e-6))  # linear magnification source -> crop
     tri_trust = np.zeros(len(affines) + 1, np.float32)  # the last entry, 0, is what index -1 picks
     tri_trust[:-1] = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0)
     trust = tri_trust[index]
-    k = max(3, (index.shape[0] // 40) | 1)
+    k = trust_blur(size) if size else max(3, (index.shape[0] // 40) | 1)
     return cv2.GaussianBlur(trust, (k, k), 0)
+
+
+def trust_blur(size: int) -> int:
+    """The trust's blur kernel at a crop size."""
+    return max(3, (size // 40) | 1)
 
 
 def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:
@@ -204,10 +257,14 @@ def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.
 FEATURES: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
 
 
-def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
-    return feather(mask.astype(np.float32) / 255.0, feather_amount)
+def oval_mask(points: np.ndarray, size: int, feather_amount: float, box: Box | None = None) -> np.ndarray:
+    """The face outline, feathered inward; with `box`, that box of it (a margin past the outline as wide as
+    the feather keeps it exact)."""
+    box = box or Box(0, 0, size, size)
+    mask = np.zeros(box.shape, np.uint8)
+    poly = polygon(points, FACE_OVAL) - np.array([box.x0 * 16, box.y0 * 16], np.int32)
+    cv2.fillPoly(mask, [poly], 255, lineType=cv2.LINE_AA, shift=4)
+    return feather(mask, feather_amount, size)
 
 
 def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -290,12 +347,16 @@ class LiteEngine:
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
         shaped, shifts = morph(dst_pts, src_pts, source.blend)
-        index = rasterize_indices(shaped, source.triangles, size)
+        # Nothing of the mesh reaches past its points' box but the blurs of the masks below: a margin as
+        # wide as the widest blur keeps every result the same as on the whole crop.
+        box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
+        index = rasterize_indices(shaped, source.triangles, size, box)
         affines = triangle_affines(shaped, src_pts, source.triangles)
-        warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines)
+        warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
         skin = np.ascontiguousarray(warped[..., :3])
         src_skin = warped[..., 3].astype(np.float32) / 255.0
-        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
+        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
+        outer = box.paste(outer, size)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
