@@ -113,6 +113,11 @@ class Box(NamedTuple):
     def shape(self) -> tuple[int, int]:
         return self.y1 - self.y0, self.x1 - self.x0
 
+    @property
+    def offset(self) -> np.ndarray:
+        """The box's corner in cv2's 4-fractional-bit polygon units (`polygon(...) - box.offset`)."""
+        return np.array([self.x0 * 16, self.y0 * 16], np.int32)
+
     def paste(self, part: np.ndarray, size: int, fill: float | Sequence[float] = 0.0) -> np.ndarray:
         """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
         if self.shape == (size, size):
@@ -136,12 +141,15 @@ def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int, box: Box | N
     box = box or Box(0, 0, size, size)
     index = np.full(box.shape, -1, np.int32)
     polys = np.round(dst[tris] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel edges
-    polys -= np.array([box.x0 * 16, box.y0 * 16], np.int32)
+    polys -= box.offset
     polys = list(polys)
     fill, line = cv2.fillConvexPoly, cv2.LINE_8  # once per triangle: no lookups or keywords in the loop
     for i in range(len(polys)):
         fill(index, polys[i], i, line, 4)
     return index
+
+
+UNIT = np.arange(256, dtype=np.float32) / 255.0  # uint8 -> 0..1 by lookup: the same values, a third of the cost
 
 
 @lru_cache(maxsize=8)
@@ -241,15 +249,34 @@ def trust_blur(size: int) -> int:
     return max(3, (size // 40) | 1)
 
 
+def feature_grow(size: int) -> int:
+    """How far a feature's mask grows past its outline before it is softened (as far again)."""
+    return max(2, size // 64)
+
+
+def feature_box(points: np.ndarray, indices: tuple[int, ...], size: int) -> Box:
+    """Where a feature's mask can be nonzero: its outline's box past the growth and the blur."""
+    return mesh_box(points[list(indices)], size, 2 * feature_grow(size) + 2)
+
+
 def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:
     """One eye or the lips, slightly grown and softened: where the camera's own pixels show."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, indices)], 255, lineType=cv2.LINE_AA, shift=4)
+    box = feature_box(points, indices, size)  # worked out there only: it is 0 elsewhere
+    mask = np.zeros(box.shape, np.uint8)
+    cv2.fillPoly(mask, [polygon(points, indices) - box.offset], 255, lineType=cv2.LINE_AA, shift=4)
     # Grow a little so the eyelid edge and the lip line come from the camera too.
-    grow = max(2, size // 64)
+    grow = feature_grow(size)
     k = 2 * grow + 1
     soft = cv2.GaussianBlur(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
-    return soft.astype(np.float32) / 255.0
+    return box.paste(UNIT[soft], size)
+
+
+def shifted(image: np.ndarray, dx: float, dy: float, box: Box) -> np.ndarray:
+    """`image` moved by (dx, dy) inside `box` (replicated at the image's border), as it is elsewhere."""
+    out = image.copy()
+    shift = np.array([[1.0, 0.0, float(dx) - box.x0], [0.0, 1.0, float(dy) - box.y0]])
+    out[box.region] = cv2.warpAffine(image, shift, box.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 # The camera's features shown through the swap: both eyes and the whole lips (not only the opening, so a
@@ -262,7 +289,7 @@ def oval_mask(points: np.ndarray, size: int, feather_amount: float, box: Box | N
     the feather keeps it exact)."""
     box = box or Box(0, 0, size, size)
     mask = np.zeros(box.shape, np.uint8)
-    poly = polygon(points, FACE_OVAL) - np.array([box.x0 * 16, box.y0 * 16], np.int32)
+    poly = polygon(points, FACE_OVAL) - box.offset
     cv2.fillPoly(mask, [poly], 255, lineType=cv2.LINE_AA, shift=4)
     return feather(mask, feather_amount, size)
 
@@ -353,19 +380,17 @@ class LiteEngine:
         index = rasterize_indices(shaped, source.triangles, size, box)
         affines = triangle_affines(shaped, src_pts, source.triangles)
         warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
-        skin = np.ascontiguousarray(warped[..., :3])
-        src_skin = warped[..., 3].astype(np.float32) / 255.0
+        skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # the colour channels, copied at once
+        src_skin = UNIT[cv2.extractChannel(warped, 3)]
         outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
         outer = box.paste(outer, size)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
-        holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
+        holes = np.clip(sum(masks[1:], masks[0]), 0.0, 1.0)
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
         # so they are never distorted), so blinks and speech come through; compose lays them over the skin
         # after its colour match.
         parts = []
-        for mask, (dx, dy) in zip(masks, shifts, strict=True):
-            shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
-            moved = cv2.warpAffine(crop, shift, (size, size), borderMode=cv2.BORDER_REPLICATE)
-            parts.append((moved, mask))
+        for f, mask, (dx, dy) in zip(FEATURES, masks, shifts, strict=True):
+            parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), mask))  # where its mask is not 0
         # Where the source photo is not skin (its hair, glasses, beard), compose shows the camera's face.
         return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin)
