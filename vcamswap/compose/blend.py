@@ -11,7 +11,7 @@ import numpy as np
 
 from vcamswap.compose.lighting import GRID, relight
 from vcamswap.compose.occlusion import Occluder
-from vcamswap.compose.skin import BROWS, protected
+from vcamswap.compose.skin import BROWS, UNIT, protected
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
@@ -31,7 +31,7 @@ def feather(mask: np.ndarray, amount: float, size: int | None = None) -> np.ndar
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (f, f))
     eroded = cv2.erode(mask, kernel)
     if eroded.dtype == np.uint8:
-        eroded = eroded.astype(np.float32) / 255.0
+        eroded = cv2.LUT(eroded, UNIT)
     k = 2 * f + 1
     return cv2.GaussianBlur(eroded, (k, k), 0)
 

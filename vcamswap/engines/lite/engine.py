@@ -19,7 +19,7 @@ import numpy as np
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.blend import feather, feather_width
-from vcamswap.compose.skin import EYES_AND_LIPS, oval, polygon, protected, skin_mask
+from vcamswap.compose.skin import EYES_AND_LIPS, UNIT, oval, polygon, protected, skin_mask
 from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import ARCFACE_112, FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
@@ -149,9 +149,6 @@ def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int, box: Box | N
     return index
 
 
-UNIT = np.arange(256, dtype=np.float32) / 255.0  # uint8 -> 0..1 by lookup: the same values, a third of the cost
-
-
 @lru_cache(maxsize=8)
 def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -268,7 +265,7 @@ def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.
     grow = feature_grow(size)
     k = 2 * grow + 1
     soft = cv2.GaussianBlur(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
-    return box.paste(UNIT[soft], size)
+    return box.paste(cv2.LUT(soft, UNIT), size)
 
 
 def shifted(image: np.ndarray, dx: float, dy: float, box: Box) -> np.ndarray:
@@ -381,7 +378,7 @@ class LiteEngine:
         affines = triangle_affines(shaped, src_pts, source.triangles)
         warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
         skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # the colour channels, copied at once
-        src_skin = UNIT[cv2.extractChannel(warped, 3)]
+        src_skin = cv2.LUT(cv2.extractChannel(warped, 3), UNIT)
         outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
         outer = box.paste(outer, size)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
