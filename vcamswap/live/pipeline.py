@@ -257,9 +257,10 @@ class Pipeline:
                     out = self._enhance(cut, out, preset.enhance_every)
                     self._time("enhance", time.perf_counter() - t0)
                 occluder = self._occluder(cut.face.track_id, preset.occlusion)
+                # A mask the helper has not started yet (a busy machine) is worked out here by finish instead.
                 cam = self._cams.pop(key, None)
                 final = finish(out, cut.crop, preset, cut.in_crop.points, occluder,
-                               None if cam is None else cam.result())
+                               None if cam is None or cam.cancel() else cam.result())
                 if not _valid(final):
                     self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")
                     self._finished.pop(key, None)
