@@ -75,7 +75,6 @@ def finish(
     preset: Preset,
     points: np.ndarray | None = None,
     occlusion: Occluder | None = None,
-    cam: np.ndarray | None = None,
 ) -> SwapOutput:
     """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
     the camera's own features laid over it, and what is in front of the camera's face kept in front.
@@ -84,15 +83,14 @@ def finish(
     crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
     occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched and
     the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
-    kept in front. `cam`: `occlusion`'s mask of this crop when it was worked out already.
+    kept in front.
     """
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
     skin = out.crop
     mask = out.mask
     if out.skin is not None and points is not None:
-        if cam is None:
-            cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
+        cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
         if preset.color_match:
             # Skin on both sides only: not the eyes, lips or brows, not hair, glasses or what is in front.
             # The weights only feed a low-pass: they are worked out at LIGHT_SIZE, not the crop's size.
@@ -112,7 +110,7 @@ def finish(
             # An engine that paints the whole face (the neural one): whatever in the face region is not the
             # camera's face (its skin, nose, brows and eyes; the lips only where nothing covers them) stays
             # in front.
-            mask = (mask * (occlusion(crop, points) if cam is None else cam)).astype(np.float32)
+            mask = (mask * occlusion(crop, points)).astype(np.float32)
     if layer is None:
         return SwapOutput(skin, mask)
     return SwapOutput(lay_features(skin, layer), mask)

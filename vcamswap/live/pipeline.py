@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -125,8 +124,6 @@ class Pipeline:
         self._finished: dict[Key, Finished] = {}
         self._new_occluder = occlusion or occluders_in(default_models_dir())  # what is in front of each face
         self._occluders: dict[int, tuple[OcclusionKind, Occluder | None]] = {}
-        self._beside: ThreadPoolExecutor | None = None  # the occluders, while an inline engine swaps
-        self._cams: dict[Key, Future[np.ndarray]] = {}  # their masks of this frame's crops
         self._new_enhancer = enhancer or enhancers_in(default_models_dir())
         self._enhancers: dict[int, LiveEnhancer] = {}
         self._enhance_failed = False
@@ -136,8 +133,6 @@ class Pipeline:
 
     def close(self) -> None:
         self.stage.close()
-        if self._beside is not None:
-            self._beside.shutdown(wait=True)
 
     def _time(self, stage: str, seconds: float) -> None:
         self._timings.append((stage, seconds))
@@ -210,20 +205,7 @@ class Pipeline:
             preset,
             time.perf_counter(),
         )
-        if self.engine.in_flight == 0:
-            self._occlude_beside(cuts, preset)
         self.stage.submit(job)
-
-    def _occlude_beside(self, cuts: list[Cut], preset: Preset) -> None:
-        """For an engine that swaps in this thread (its result is composed this frame): each face's occluder
-        mask, which needs only the camera's crop, worked out in a helper thread meanwhile."""
-        for c in cuts:
-            occluder = self._occluder(c.face.track_id, preset.occlusion)
-            if occluder is None:
-                continue
-            if self._beside is None:
-                self._beside = ThreadPoolExecutor(1, thread_name_prefix="vcamswap-occlude")
-            self._cams[c.key] = self._beside.submit(occluder, c.crop, c.in_crop.points)
 
     def _collect(self, cuts: list[Cut], preset: Preset) -> bool:
         """Compose the results that arrived, each on its face's current crop: the camera's occluders and
@@ -257,18 +239,13 @@ class Pipeline:
                     out = self._enhance(cut, out, preset.enhance_every)
                     self._time("enhance", time.perf_counter() - t0)
                 occluder = self._occluder(cut.face.track_id, preset.occlusion)
-                # A mask the helper has not started yet (a busy machine) is worked out here by finish instead.
-                cam = self._cams.pop(key, None)
-                final = finish(out, cut.crop, preset, cut.in_crop.points, occluder,
-                               None if cam is None or cam.cancel() else cam.result())
+                final = finish(out, cut.crop, preset, cut.in_crop.points, occluder)
                 if not _valid(final):
                     self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")
                     self._finished.pop(key, None)
                     continue
                 self._finished[key] = Finished(final, done.job.seq, shape, False)
                 arrived = True
-        wait(self._cams.values())  # a mask no result used (the swap failed): its occluder is idle again
-        self._cams.clear()
         return arrived
 
     def _occluder(self, track: int, kind: OcclusionKind) -> Occluder | None:
