@@ -57,7 +57,8 @@ class TrackedFace(NamedTuple):
 class FeatureLayer(NamedTuple):
     """The camera's own features (eyes, lips) to lay over an engine's skin after compositing's colour match.
 
-    `alpha` is where they cover the skin; each part is a camera image (uint8, crop-sized) and its mask.
+    `alpha` is where they cover the skin (0 wherever every part's mask is 0); each part is a camera image
+    (uint8, crop-sized, read only where its mask is not 0) and its mask.
     """
 
     alpha: np.ndarray  # (S, S) float32 in [0, 1]

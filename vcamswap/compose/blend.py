@@ -11,17 +11,27 @@ import numpy as np
 
 from vcamswap.compose.lighting import GRID, relight, soften_like
 from vcamswap.compose.occlusion import Occluder
-from vcamswap.compose.skin import BROWS, protected
+from vcamswap.compose.skin import BROWS, UNIT, protected
 from vcamswap.presets import Preset
-from vcamswap.types import SwapOutput
+from vcamswap.types import FeatureLayer, SwapOutput
 
 
-def feather(mask: np.ndarray, amount: float) -> np.ndarray:
-    """Erode then blur a hard mask so its soft edge stays inside the original region (no halo)."""
-    size = mask.shape[0]
-    f = max(1, int(round(size * amount)))
+def feather_width(size: int, amount: float) -> int:
+    """The feather's erosion, in pixels of a crop of `size`; its blur reaches that far again."""
+    return max(1, int(round(size * amount)))
+
+
+def feather(mask: np.ndarray, amount: float, size: int | None = None) -> np.ndarray:
+    """Erode then blur a hard mask so its soft edge stays inside the original region (no halo).
+
+    A uint8 mask (0..255) is eroded as it is, which is cheaper and the same, and blurred as float32 0..1.
+    `size`: the crop's side when `mask` is only part of it (the feather is a share of the crop).
+    """
+    f = feather_width(size or mask.shape[0], amount)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (f, f))
     eroded = cv2.erode(mask, kernel)
+    if eroded.dtype == np.uint8:
+        eroded = cv2.LUT(eroded, UNIT)
     k = 2 * f + 1
     return cv2.GaussianBlur(eroded, (k, k), 0)
 
@@ -89,7 +99,7 @@ def finish(
 
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
-            skin = relight(skin, crop, plain * small(out.skin), plain * small(cam))
+            skin = relight(skin, crop, plain * small(out.skin), plain * small(cam), support(out.mask, 2))
             skin = soften_like(skin, crop, plain * small(out.skin) * small(cam))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
@@ -104,22 +114,52 @@ def finish(
             mask = (mask * occlusion(crop, points)).astype(np.float32)
     if layer is None:
         return SwapOutput(skin, mask)
-    img = skin.astype(np.float32) * (1.0 - layer.alpha[..., None])
-    for moved, part in layer.parts:
-        img += moved.astype(np.float32) * part[..., None]
-    return SwapOutput(np.clip(img + 0.5, 0, 255).astype(np.uint8), mask)
+    return SwapOutput(lay_features(skin, layer), mask)
+
+
+Box = tuple[int, int, int, int]  # x, y, width, height (cv2's rectangle)
+
+
+def support(mask: np.ndarray, margin: int = 0) -> Box:
+    """The box of a mask's nonzero pixels grown by `margin`, within the mask (0 wide when it is all 0)."""
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return 0, 0, 0, 0
+    x0, y0 = max(x - margin, 0), max(y - margin, 0)
+    x1, y1 = min(x + w + margin, mask.shape[1]), min(y + h + margin, mask.shape[0])
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def lay_features(skin: np.ndarray, layer: FeatureLayer) -> np.ndarray:
+    """skin * (1 - alpha) + each part's camera pixels * its mask, worked out in each part's box only: elsewhere
+    alpha is 0 and the skin stays as it is."""
+    out = skin.copy()
+    for _, mask in layer.parts:
+        x, y, w, h = support(mask)
+        if w == 0:
+            continue
+        r = slice(y, y + h), slice(x, x + w)
+        img = skin[r].astype(np.float32) * (1.0 - layer.alpha[r][..., None])
+        for moved, part in layer.parts:  # parts may overlap: each box sums all of them
+            img += moved[r].astype(np.float32) * part[r][..., None]
+        out[r] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:
-    """Blend the swapped crop into `frame` in place, within the face's bounding region only."""
-    size = swap.crop.shape[0]
+    """Blend the swapped crop into `frame` in place, within the frame's box of the mask's support only
+    (outside it the mask is 0 and the frame stays as it is)."""
+    x, y, w, h = cv2.boundingRect((swap.mask > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return frame
     inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float32)
+    # A frame pixel samples the crop bilinearly: it sees the support from up to one crop pixel away.
+    corners = np.array([[x - 1, y - 1], [x + w, y - 1], [x - 1, y + h], [x + w, y + h]], np.float32)
     pts = corners @ inv[:, :2].T + inv[:, 2]
-    h, w = frame.shape[:2]
+    fh, fw = frame.shape[:2]
     x0, y0 = np.floor(pts.min(0)).astype(int)
-    x1, y1 = np.ceil(pts.max(0)).astype(int)
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, fw), min(y1, fh)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
     inv_roi = inv.copy()
@@ -128,7 +168,6 @@ def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray
     face = cv2.warpAffine(swap.crop, inv_roi, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(swap.mask, inv_roi, dsize, flags=cv2.INTER_LINEAR, borderValue=0.0)
     roi = frame[y0:y1, x0:x1]
-    a = alpha[..., None]
-    blended = roi.astype(np.float32) * (1.0 - a) + face.astype(np.float32) * a
-    frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    # face * alpha + frame * (1 - alpha) in one pass, rounded to uint8.
+    frame[y0:y1, x0:x1] = cv2.blendLinear(face, roi, alpha, 1.0 - alpha)
     return frame

@@ -39,13 +39,23 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return ((num + k * mean) / (den[..., None] + k)).astype(np.float32)
 
 
-def relight(src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray) -> np.ndarray:
-    """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size)."""
+def relight(
+    src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
+    box: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size).
+    `box` (x, y, width, height): only there, where it will be seen; the rest of `src` is returned as it is."""
     size = src.shape[1], src.shape[0]
     gain = (weighted_lowpass(ref, w_ref) + 4.0) / (weighted_lowpass(src, w_src) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
-    return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)
+    if box is None:
+        return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)
+    x, y, w, h = box
+    r = slice(y, y + h), slice(x, x + w)
+    out = src.copy()
+    out[r] = np.clip(src[r].astype(np.float32) * full[r] + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 # Blurs tried on the swapped skin (in pixels of a half-size crop) to find the one that leaves it as much fine

@@ -36,6 +36,7 @@ MIN_SPREAD = np.array([8.0, 4.5, 4.5], np.float32)  # LAB floors: a very even sa
 MAX_SPREAD = np.array([22.0, 8.0, 8.0], np.float32)  # caps: a sample half in shadow must not accept all else
 SKIN_NEAR, SKIN_FAR = 2.5, 4.5  # distance (in spreads) where skin likelihood starts falling / reaches 0
 DETAIL_GAIN = 1.0  # weight of excess fine detail (strands, stubble) in the distance
+UNIT = np.arange(256, dtype=np.float32) / 255.0  # uint8 -> 0..1 with cv2.LUT: x / 255 exactly, far cheaper
 
 
 class SkinModel(NamedTuple):
@@ -123,7 +124,9 @@ def blend(a: SkinModel, b: SkinModel, keep: float) -> SkinModel:
 
 def likelihood(lab: np.ndarray, detail: np.ndarray, model: SkinModel) -> np.ndarray:
     """0..1 per pixel: how much it looks like this face's skin."""
-    z = (lab - model.median) / model.spread
+    # Per channel on a (rows, columns * 3) view: numpy's loop over a last axis of 3 costs four times more.
+    h, w = lab.shape[:2]
+    z = ((lab.reshape(h, w * 3) - np.tile(model.median, w)) / np.tile(model.spread, w)).reshape(h, w, 3)
     z[..., 0] /= L_TOLERANCE
     d2 = np.einsum("...c,...c->...", z, z)
     excess = np.maximum(detail - 1.5 * model.detail, 0.0) / max(model.detail, 1.0)
@@ -155,7 +158,7 @@ def protected(
     r = int(round(face_width(points) * grow))
     if r > 0:
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return mask.astype(np.float32) / 255.0
+    return cv2.LUT(mask, UNIT)
 
 
 def oval(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

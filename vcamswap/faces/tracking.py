@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 import cv2
@@ -173,6 +174,7 @@ class Tracker:
         self.losses = 0
         self.cuts = 0
         self._multi: MultiFaceTracker | None = None  # the `all` path, made on first use
+        self._beside: ThreadPoolExecutor | None = None  # runs a check's detection beside the landmarks
 
     @property
     def smoothing(self) -> float:
@@ -237,15 +239,18 @@ class Tracker:
 
     def _follow_or_check(self, image: np.ndarray) -> TrackedFace | None:
         assert self._raw is not None
+        checked = self._since_detect + 1 >= self.detect_interval or self._misses > 0
+        # A check's detection does not depend on the landmarks: it runs on the other core meanwhile (both
+        # are model calls that release the interpreter), and is the one a lost track re-acquires from.
+        pending = self._detect_beside(image) if checked else None
         res = self.run_mesh(image, self.mesh.roi_from_points(self._raw))
         if implausible(res.points, res.presence, self._raw, image.shape) is not None:
             self._drop()
-            return self._acquire(image, None)
-        checked = self._since_detect + 1 >= self.detect_interval or self._misses > 0
-        if not checked:
+            return self._acquire(image, None if pending is None else self._detected(pending, image))
+        if pending is None:
             self._since_detect += 1
             return self._emit(res, False)
-        dets = self.run_detector(image)
+        dets = self._detected(pending, image)
         if best_match(dets, box_of(res.points)) is not None:
             self._misses = 0
         else:
@@ -307,6 +312,33 @@ class Tracker:
         dets: list[Detection] = self.detector.detect(image)
         if self.on_time is not None:
             self.on_time("detect", time.perf_counter() - t0)
+        return dets
+
+    def _detect_beside(self, image: np.ndarray) -> Future[tuple[list[Detection], float]]:
+        """run_detector() in a helper thread: counted now, its result and time taken by _detected()."""
+        self.detector_calls += 1
+        self._since_detect = 0
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="vcamswap-detect")
+        detector = self.detector
+
+        def detect() -> tuple[list[Detection], float]:
+            t0 = time.perf_counter()
+            dets: list[Detection] = detector.detect(image)
+            return dets, time.perf_counter() - t0
+
+        return self._beside.submit(detect)
+
+    def _detected(self, pending: Future[tuple[list[Detection], float]], image: np.ndarray) -> list[Detection]:
+        """The detection handed to the helper; one it has not started yet (a busy machine) runs here."""
+        if pending.cancel():
+            t0 = time.perf_counter()
+            dets: list[Detection] = self.detector.detect(image)
+            seconds = time.perf_counter() - t0
+        else:
+            dets, seconds = pending.result()
+        if self.on_time is not None:
+            self.on_time("detect", seconds)
         return dets
 
     def run_mesh(self, image: np.ndarray, roi: Roi) -> MeshResult:

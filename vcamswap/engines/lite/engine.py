@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.align import similarity
-from vcamswap.compose.blend import feather
+from vcamswap.compose.blend import feather, feather_width
 from vcamswap.compose.skin import (
     BROWS,
     EYES_AND_LIPS,
     NOSE,
+    UNIT,
     detail_map,
     likelihood,
     oval,
@@ -98,24 +99,74 @@ def triangulate(points: np.ndarray) -> np.ndarray:
 
 
 def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(T, 2, 3) affines mapping each destination triangle onto its source triangle."""
-    d = dst[tris]  # (T, 3, 2)
-    s = src[tris]
-    dm = np.concatenate([d, np.ones((len(tris), 3, 1), np.float32)], axis=2)  # (T, 3, 3) rows [x y 1]
-    det = np.linalg.det(dm)
+    """(T, 2, 3) affines mapping each destination triangle onto its source triangle (all zero for a
+    degenerate one). Closed form on the triangles' edge vectors: a batched 3x3 solve costs four times more."""
+    d = dst[tris].astype(np.float64)  # (T, 3, 2)
+    s = src[tris].astype(np.float64)
+    o = d[:, 0]  # (T, 2) the first corner
+    u, v = d[:, 1] - o, d[:, 2] - o  # the destination edges from it
+    su, sv = s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]  # the same edges in the source
+    det = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
     good = np.abs(det) > 1e-6
-    a = np.zeros((len(tris), 2, 3), np.float32)
-    # Solve dm @ X = s for X (3x2): X^T is the 2x3 affine.
-    a[good] = np.transpose(np.linalg.solve(dm[good], s[good]), (0, 2, 1))
-    return a
+    inv = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)[:, None]
+    a = np.empty((len(tris), 2, 3), np.float64)
+    # The linear part L solves L @ [u v] = [su sv]: L = [su sv] @ inverse([u v]).
+    a[:, :, 0] = (su * v[:, 1:2] - sv * u[:, 1:2]) * inv
+    a[:, :, 1] = (sv * u[:, 0:1] - su * v[:, 0:1]) * inv
+    a[:, :, 2] = (s[:, 0] - a[:, :, 0] * o[:, 0:1] - a[:, :, 1] * o[:, 1:2]) * (inv != 0)
+    return a.astype(np.float32)
 
 
-def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
-    """An int32 map of which triangle covers each pixel (-1 = none)."""
-    index = np.full((size, size), -1, np.int32)
+class Box(NamedTuple):
+    """A rectangle of the crop, [y0:y1, x0:x1]: the only pixels the mesh can reach, where its per-pixel work
+    is done (the face fills about half of the crop)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def offset(self) -> np.ndarray:
+        """The box's corner in cv2's 4-fractional-bit polygon units (`polygon(...) - box.offset`)."""
+        return np.array([self.x0 * 16, self.y0 * 16], np.int32)
+
+    def paste(self, part: np.ndarray, size: int, fill: float | Sequence[float] = 0.0) -> np.ndarray:
+        """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
+        if self.shape == (size, size):
+            return part
+        return cv2.copyMakeBorder(part, self.y0, size - self.y1, self.x0, size - self.x1, cv2.BORDER_CONSTANT,
+                                  value=fill)
+
+
+def mesh_box(points: np.ndarray, size: int, margin: int) -> Box:
+    """The points' bounding box grown by `margin` pixels, within the crop (the whole crop if that is empty)."""
+    lo = np.floor(points.min(0)).astype(int) - margin
+    hi = np.ceil(points.max(0)).astype(int) + margin + 1
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), size), min(int(hi[1]), size)
+    return Box(x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else Box(0, 0, size, size)
+
+
+def rasterize_indices(dst: np.ndarray, tris: np.ndarray, size: int, box: Box | None = None) -> np.ndarray:
+    """An int32 map of which triangle covers each pixel (-1 = none); a later triangle wins a shared edge.
+    With `box`, the map of that box only (the triangles must lie inside it or cross only the crop's edge)."""
+    box = box or Box(0, 0, size, size)
+    index = np.full(box.shape, -1, np.int32)
     polys = np.round(dst[tris] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel edges
-    for i, poly in enumerate(polys):
-        cv2.fillConvexPoly(index, poly, int(i), lineType=cv2.LINE_8, shift=4)
+    polys -= box.offset
+    polys = list(polys)
+    fill, line = cv2.fillConvexPoly, cv2.LINE_8  # once per triangle: no lookups or keywords in the loop
+    for i in range(len(polys)):
+        fill(index, polys[i], i, line, 4)
     return index
 
 
@@ -132,23 +183,32 @@ def mesh_warp(
     tris: np.ndarray,
     index: np.ndarray | None = None,
     affines: np.ndarray | None = None,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts) and `affines`
-    (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them already."""
+    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts, in `box` when
+    given) and `affines` (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them
+    already. Only `box` is remapped: every pixel no triangle covers shows the texture's first pixel."""
     size = texture.shape[0]
+    box = box or Box(0, 0, size, size)
     if affines is None:
         affines = triangle_affines(dst_pts, src_pts, tris)
     if index is None:
-        index = rasterize_indices(dst_pts, tris, size)
+        index = rasterize_indices(dst_pts, tris, size, box)
     xs, ys = _pixel_grid(size)
-    covered = index >= 0
-    a = affines[index[covered]]  # (N, 2, 3)
-    x, y = xs[covered], ys[covered]
-    map_x = np.full((size, size), -1.0, np.float32)
-    map_y = np.full((size, size), -1.0, np.float32)
-    map_x[covered] = a[:, 0, 0] * x + a[:, 0, 1] * y + a[:, 0, 2]
-    map_y[covered] = a[:, 1, 0] * x + a[:, 1, 1] * y + a[:, 1, 2]
-    return cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    xs, ys = xs[box.region], ys[box.region]
+    # One plane per affine coefficient, looked up per pixel; the extra last entry (all 0) is what index -1
+    # picks: an uncovered pixel maps to (0, 0), the texture's first pixel, and the remap stays on its fast path.
+    table = np.zeros((6, len(affines) + 1), np.float32)
+    table[:, :-1] = affines.reshape(-1, 6).T
+    c = [np.take(row, index) for row in table]
+    map_x = c[0] * xs
+    map_x += c[1] * ys
+    map_x += c[2]
+    map_y = c[3] * xs
+    map_y += c[4] * ys
+    map_y += c[5]
+    warped = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return box.paste(warped, size, texture[0, 0].tolist())
 
 
 def shape_weights(points: np.ndarray, strength: float = SHAPE_BLEND) -> np.ndarray:
@@ -189,15 +249,32 @@ def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
 MAX_STRETCH = 2.5
 
 
-def texture_trust(index: np.ndarray, affines: np.ndarray) -> np.ndarray:
+def texture_trust(index: np.ndarray, affines: np.ndarray, size: int = 0) -> np.ndarray:
     """Per pixel, how much of the source texture to show: 0 where no triangle covers the pixel (the mesh
-    folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH."""
+    folds at a turned cheek) or where its triangle magnifies the source past MAX_STRETCH. `size`: the crop's,
+    when `index` is a box of it."""
     det = np.abs(affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0])
     stretch = 1.0 / np.sqrt(np.maximum(det, 1e-6))  # linear magnification source -> crop
-    tri_trust = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0).astype(np.float32)
-    trust = np.where(index >= 0, tri_trust[np.maximum(index, 0)], 0.0).astype(np.float32)
-    k = max(3, (index.shape[0] // 40) | 1)
+    tri_trust = np.zeros(len(affines) + 1, np.float32)  # the last entry, 0, is what index -1 picks
+    tri_trust[:-1] = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0)
+    trust = tri_trust[index]
+    k = trust_blur(size) if size else max(3, (index.shape[0] // 40) | 1)
     return cv2.GaussianBlur(trust, (k, k), 0)
+
+
+def trust_blur(size: int) -> int:
+    """The trust's blur kernel at a crop size."""
+    return max(3, (size // 40) | 1)
+
+
+def feature_grow(size: int) -> int:
+    """How far a feature's mask grows past its outline before it is softened (as far again)."""
+    return max(2, size // 64)
+
+
+def feature_box(points: np.ndarray, indices: tuple[int, ...], size: int) -> Box:
+    """Where a feature's mask can be nonzero: its outline's box past the growth and the blur."""
+    return mesh_box(points[list(indices)], size, 2 * feature_grow(size) + 2)
 
 
 # How far the nose tip sits across the face, outline to outline (0.5 frontal): a frontal photo's mesh warp holds
@@ -216,13 +293,22 @@ def turn_weight(points: np.ndarray) -> float:
 
 def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.ndarray:
     """One eye or the lips, slightly grown and softened: where the camera's own pixels show."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, indices)], 255, lineType=cv2.LINE_AA, shift=4)
+    box = feature_box(points, indices, size)  # worked out there only: it is 0 elsewhere
+    mask = np.zeros(box.shape, np.uint8)
+    cv2.fillPoly(mask, [polygon(points, indices) - box.offset], 255, lineType=cv2.LINE_AA, shift=4)
     # Grow a little so the eyelid edge and the lip line come from the camera too.
-    grow = max(2, size // 64)
+    grow = feature_grow(size)
     k = 2 * grow + 1
     soft = cv2.GaussianBlur(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))), (k, k), 0)
-    return soft.astype(np.float32) / 255.0
+    return box.paste(cv2.LUT(soft, UNIT), size)
+
+
+def shifted(image: np.ndarray, dx: float, dy: float, box: Box) -> np.ndarray:
+    """`image` moved by (dx, dy) inside `box` (replicated at the image's border), as it is elsewhere."""
+    out = image.copy()
+    shift = np.array([[1.0, 0.0, float(dx) - box.x0], [0.0, 1.0, float(dy) - box.y0]])
+    out[box.region] = cv2.warpAffine(image, shift, box.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 # The camera's features shown through the swap: both eyes and the whole lips (not only the opening, so a
@@ -230,10 +316,14 @@ def feature_mask(points: np.ndarray, indices: tuple[int, ...], size: int) -> np.
 FEATURES: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
 
 
-def oval_mask(points: np.ndarray, size: int, feather_amount: float) -> np.ndarray:
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, FACE_OVAL)], 255, lineType=cv2.LINE_AA, shift=4)
-    return feather(mask.astype(np.float32) / 255.0, feather_amount)
+def oval_mask(points: np.ndarray, size: int, feather_amount: float, box: Box | None = None) -> np.ndarray:
+    """The face outline, feathered inward; with `box`, that box of it (a margin past the outline as wide as
+    the feather keeps it exact)."""
+    box = box or Box(0, 0, size, size)
+    mask = np.zeros(box.shape, np.uint8)
+    poly = polygon(points, FACE_OVAL) - box.offset
+    cv2.fillPoly(mask, [poly], 255, lineType=cv2.LINE_AA, shift=4)
+    return feather(mask, feather_amount, size)
 
 
 def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -356,22 +446,24 @@ class LiteEngine:
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
         shaped, shifts = morph(dst_pts, src_pts, source.blend)
-        index = rasterize_indices(shaped, source.triangles, size)
+        # Nothing of the mesh reaches past its points' box but the blurs of the masks below: a margin as
+        # wide as the widest blur keeps every result the same as on the whole crop.
+        box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
+        index = rasterize_indices(shaped, source.triangles, size, box)
         affines = triangle_affines(shaped, src_pts, source.triangles)
-        warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines)
-        skin = np.ascontiguousarray(warped[..., :3])
-        src_skin = warped[..., 3].astype(np.float32) / 255.0
-        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather), texture_trust(index, affines))
+        warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
+        skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # the colour channels, copied at once
+        src_skin = cv2.LUT(cv2.extractChannel(warped, 3), UNIT)
+        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
+        outer = box.paste(outer, size)
         outer *= turn_weight(dst_pts)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
-        holes = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
+        holes = np.clip(sum(masks[1:], masks[0]), 0.0, 1.0)
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
         # so they are never distorted), so blinks and speech come through; compose lays them over the skin
         # after its colour match.
         parts = []
-        for mask, (dx, dy) in zip(masks, shifts, strict=True):
-            shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
-            moved = cv2.warpAffine(crop, shift, (size, size), borderMode=cv2.BORDER_REPLICATE)
-            parts.append((moved, mask))
+        for f, mask, (dx, dy) in zip(FEATURES, masks, shifts, strict=True):
+            parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), mask))  # where its mask is not 0
         # Where the source photo is not skin (its hair, glasses, beard), compose shows the camera's face.
         return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin)
