@@ -21,7 +21,7 @@ from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, li
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
-from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
+from vcamswap.faces.landmarks import LEFT_EYE, LEFT_EYEBROW, RIGHT_EYE, RIGHT_EYEBROW
 from vcamswap.faces.quality import assess
 from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
@@ -245,6 +245,30 @@ def test_skin_coloured_curls_are_hair_and_a_plain_forehead_stays(detector: Blaze
     # A forehead cut off from the cheeks by glasses is plain skin, not hair: it stays the source's.
     kept, _ = forehead_kept(analyzer, GLASSES_FOREHEAD)
     assert kept > 0.75, f"only {kept:.0%} of a plain forehead above glasses kept"
+
+
+def test_the_band_from_eye_to_brow_is_always_the_source(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+    """Deep-set, made-up lids are not skin by colour; handed to the camera, that band would show the camera's
+    brows beneath the source's. The prepared source shows all of it."""
+    image = cv2.imread(str(media_path(LONG_HAIR)))
+    face = FaceAnalyzer(detector, mesh)(image)
+    assert face is not None and face.points is not None
+    m = similarity(face.kps, lite_template(SOURCE_SIZE))
+    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+    points = face.transformed(m).points
+    assert points is not None
+    shape = (SOURCE_SIZE, SOURCE_SIZE)
+    band = np.zeros(shape, np.uint8)
+    for eye, brow in ((RIGHT_EYE, RIGHT_EYEBROW), (LEFT_EYE, LEFT_EYEBROW)):
+        cv2.fillConvexPoly(band, cv2.convexHull(np.round(points[list(eye + brow)]).astype(np.int32)), 255)
+    lids = (band > 0) & (skin.protected(points, shape, (*skin.BROWS, RIGHT_EYE, LEFT_EYE), grow=0.01) < 0.5)
+    by_colour, _ = skin.skin_mask(texture, points, still=True)
+    # Control: by colour a good part of this photo's lids is not skin (it would go to the camera).
+    assert float((by_colour[lids] < 0.5).mean()) > 0.2, float((by_colour[lids] < 0.5).mean())
+    prepared = LiteEngine().prepare_source(image, face)
+    assert prepared.skin is not None
+    assert float((prepared.skin[lids] > 0.9).mean()) > 0.95, float((prepared.skin[lids] > 0.9).mean())
 
 
 def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
