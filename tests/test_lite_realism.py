@@ -14,15 +14,14 @@ from helpers.media import WEBCAM, media_path
 from helpers.pipeline import Driven, build, hand_over_face
 
 from vcamswap.compose import skin
-from vcamswap.compose.align import similarity
 from vcamswap.compose.lighting import fine_detail
 from vcamswap.compose.occlusion import CameraSkin
-from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, lite_template
+from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, aligned_source
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.landmarks import LEFT_EYE, LEFT_EYEBROW, RIGHT_EYE, RIGHT_EYEBROW
-from vcamswap.faces.quality import assess
+from vcamswap.faces.quality import photo_report
 from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tools.bench.realism import Landmarks68, Measures, measure, regions
@@ -51,9 +50,7 @@ class RawSource(LiteEngine):
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
         prepared = super().prepare_source(image, face)
-        m = similarity(face.kps, lite_template(SOURCE_SIZE))
-        raw = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
-                             borderMode=cv2.BORDER_REPLICATE)
+        raw, _ = aligned_source(image, face)
         return LiteSource(raw, prepared.points, prepared.triangles, prepared.blend)
 
 
@@ -217,12 +214,8 @@ def forehead_kept(analyzer: FaceAnalyzer, photo: str) -> tuple[float, float]:
     its skin, and the share a colour-only skin test calls skin (the control)."""
     image = cv2.imread(str(media_path(photo)))
     face = analyzer(image)
-    assert face is not None and face.points is not None
-    m = similarity(face.kps, lite_template(SOURCE_SIZE))
-    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
-                             borderMode=cv2.BORDER_REPLICATE)
-    points = face.transformed(m).points
-    assert points is not None
+    assert face is not None
+    texture, points = aligned_source(image, face)
     shape = (SOURCE_SIZE, SOURCE_SIZE)
     forehead = skin.oval(points, shape) > 0
     forehead[int(points[list(RIGHT_EYEBROW + LEFT_EYEBROW), 1].min()):] = False
@@ -252,12 +245,8 @@ def test_the_band_from_eye_to_brow_is_always_the_source(detector: BlazeFaceDetec
     brows beneath the source's. The prepared source shows all of it."""
     image = cv2.imread(str(media_path(LONG_HAIR)))
     face = FaceAnalyzer(detector, mesh)(image)
-    assert face is not None and face.points is not None
-    m = similarity(face.kps, lite_template(SOURCE_SIZE))
-    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
-                             borderMode=cv2.BORDER_REPLICATE)
-    points = face.transformed(m).points
-    assert points is not None
+    assert face is not None
+    texture, points = aligned_source(image, face)
     shape = (SOURCE_SIZE, SOURCE_SIZE)
     band = np.zeros(shape, np.uint8)
     for eye, brow in ((RIGHT_EYE, RIGHT_EYEBROW), (LEFT_EYE, LEFT_EYEBROW)):
@@ -277,11 +266,7 @@ def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mes
     def report(image: np.ndarray) -> str:
         face = analyze(image)
         assert face is not None and face.points is not None
-        m = similarity(face.kps, lite_template(SOURCE_SIZE))
-        texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA)
-        aligned = face.transformed(m).points
-        assert aligned is not None
-        return assess(image, face.points, texture, aligned).line()
+        return photo_report(image, face).line()
 
     clear = cv2.imread(str(media_path(CLEAR)))
     assert report(clear) == ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -29,3 +32,42 @@ def align(frame: np.ndarray, kps: np.ndarray, template: np.ndarray, size: int) -
     m = similarity(kps, template)
     crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return crop, m
+
+
+class Box(NamedTuple):
+    """A rectangle of a crop, [y0:y1, x0:x1]: where a step's per-pixel work is done because nothing outside
+    it can change (the face fills about half of the crop)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def offset(self) -> np.ndarray:
+        """The box's corner in cv2's 4-fractional-bit polygon units (`polygon(...) - box.offset`)."""
+        return np.array([self.x0 * 16, self.y0 * 16], np.int32)
+
+    def paste(self, part: np.ndarray, size: int, fill: float | Sequence[float] = 0.0) -> np.ndarray:
+        """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
+        if self.shape == (size, size):
+            return part
+        return cv2.copyMakeBorder(part, self.y0, size - self.y1, self.x0, size - self.x1, cv2.BORDER_CONSTANT,
+                                  value=fill)
+
+
+def support(mask: np.ndarray, margin: int = 0) -> Box:
+    """The box of a mask's nonzero pixels grown by `margin`, within the mask (empty when it is all 0)."""
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return Box(0, 0, 0, 0)
+    return Box(max(x - margin, 0), max(y - margin, 0), min(x + w + margin, mask.shape[1]),
+               min(y + h + margin, mask.shape[0]))

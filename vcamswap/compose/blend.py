@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vcamswap.compose.align import support
 from vcamswap.compose.lighting import GRID, relight, soften_like
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, UNIT, protected
@@ -99,8 +100,9 @@ def finish(
 
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
-            skin = relight(skin, crop, plain * small(out.skin), plain * small(cam), support(out.mask, 2))
-            skin = soften_like(skin, crop, plain * small(out.skin) * small(cam))
+            w_src, w_cam = plain * small(out.skin), small(cam)
+            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2))
+            skin = soften_like(skin, crop, w_src * w_cam)
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
@@ -117,28 +119,15 @@ def finish(
     return SwapOutput(lay_features(skin, layer), mask)
 
 
-Box = tuple[int, int, int, int]  # x, y, width, height (cv2's rectangle)
-
-
-def support(mask: np.ndarray, margin: int = 0) -> Box:
-    """The box of a mask's nonzero pixels grown by `margin`, within the mask (0 wide when it is all 0)."""
-    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
-    if w == 0 or h == 0:
-        return 0, 0, 0, 0
-    x0, y0 = max(x - margin, 0), max(y - margin, 0)
-    x1, y1 = min(x + w + margin, mask.shape[1]), min(y + h + margin, mask.shape[0])
-    return x0, y0, x1 - x0, y1 - y0
-
-
 def lay_features(skin: np.ndarray, layer: FeatureLayer) -> np.ndarray:
     """skin * (1 - alpha) + each part's camera pixels * its mask, worked out in each part's box only: elsewhere
     alpha is 0 and the skin stays as it is."""
     out = skin.copy()
     for _, mask in layer.parts:
-        x, y, w, h = support(mask)
-        if w == 0:
+        box = support(mask)
+        if box.x1 == box.x0:
             continue
-        r = slice(y, y + h), slice(x, x + w)
+        r = box.region
         img = skin[r].astype(np.float32) * (1.0 - layer.alpha[r][..., None])
         for moved, part in layer.parts:  # parts may overlap: each box sums all of them
             img += moved[r].astype(np.float32) * part[r][..., None]
@@ -149,9 +138,10 @@ def lay_features(skin: np.ndarray, layer: FeatureLayer) -> np.ndarray:
 def paste_back(frame: np.ndarray, swap: SwapOutput, m: np.ndarray) -> np.ndarray:
     """Blend the swapped crop into `frame` in place, within the frame's box of the mask's support only
     (outside it the mask is 0 and the frame stays as it is)."""
-    x, y, w, h = cv2.boundingRect((swap.mask > 0).view(np.uint8))
-    if w == 0 or h == 0:
+    x, y, x1, y1 = support(swap.mask)
+    if x1 == x:
         return frame
+    w, h = x1 - x, y1 - y
     inv = cv2.invertAffineTransform(m)
     # A frame pixel samples the crop bilinearly: it sees the support from up to one crop pixel away.
     corners = np.array([[x - 1, y - 1], [x + w, y - 1], [x - 1, y + h], [x + w, y + h]], np.float32)

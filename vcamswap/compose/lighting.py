@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vcamswap.compose.align import Box
+
 GRID = 32  # the low-pass works on a GRID x GRID image: cheap at any crop size
 # Blur on that grid: 1.25 cells, 1/26 of the crop. Fine enough that a ruddy or stubbled patch of the photo's cheek
 # and the camera's shading across a turned nose are the camera's; coarse enough that eyes, brows and lips (each
@@ -41,18 +43,17 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 def relight(
     src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
-    box: tuple[int, int, int, int] | None = None,
+    box: Box | None = None,
 ) -> np.ndarray:
     """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size).
-    `box` (x, y, width, height): only there, where it will be seen; the rest of `src` is returned as it is."""
+    `box`: only there, where it will be seen; the rest of `src` is returned as it is."""
     size = src.shape[1], src.shape[0]
     gain = (weighted_lowpass(ref, w_ref) + 4.0) / (weighted_lowpass(src, w_src) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
     if box is None:
         return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)
-    x, y, w, h = box
-    r = slice(y, y + h), slice(x, x + w)
+    r = box.region
     out = src.copy()
     out[r] = np.clip(src[r].astype(np.float32) * full[r] + 0.5, 0, 255).astype(np.uint8)
     return out

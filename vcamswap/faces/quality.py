@@ -106,14 +106,9 @@ def assess(image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_point
 
 def photo_report(image: np.ndarray, face: FaceGeometry) -> PhotoReport:
     """The report of a photo whose face the analyzer found (FaceMesh points required)."""
-    from vcamswap.compose.align import similarity
-    from vcamswap.engines.lite.engine import SOURCE_SIZE, lite_template
+    from vcamswap.engines.lite.engine import aligned_source
 
     if face.points is None:
         return PhotoReport(("no face landmarks",))
-    m = similarity(face.kps, lite_template(SOURCE_SIZE))
-    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
-                             borderMode=cv2.BORDER_REPLICATE)
-    aligned = face.transformed(m).points
-    assert aligned is not None
+    texture, aligned = aligned_source(image, face)
     return assess(image, face.points, texture, aligned)

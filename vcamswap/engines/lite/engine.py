@@ -17,7 +17,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.compose.align import similarity
+from vcamswap.compose.align import Box, similarity
 from vcamswap.compose.blend import feather, feather_width
 from vcamswap.compose.skin import (
     BROWS,
@@ -115,36 +115,6 @@ def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.n
     a[:, :, 1] = (sv * u[:, 0:1] - su * v[:, 0:1]) * inv
     a[:, :, 2] = (s[:, 0] - a[:, :, 0] * o[:, 0:1] - a[:, :, 1] * o[:, 1:2]) * (inv != 0)
     return a.astype(np.float32)
-
-
-class Box(NamedTuple):
-    """A rectangle of the crop, [y0:y1, x0:x1]: the only pixels the mesh can reach, where its per-pixel work
-    is done (the face fills about half of the crop)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def region(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y1 - self.y0, self.x1 - self.x0
-
-    @property
-    def offset(self) -> np.ndarray:
-        """The box's corner in cv2's 4-fractional-bit polygon units (`polygon(...) - box.offset`)."""
-        return np.array([self.x0 * 16, self.y0 * 16], np.int32)
-
-    def paste(self, part: np.ndarray, size: int, fill: float | Sequence[float] = 0.0) -> np.ndarray:
-        """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
-        if self.shape == (size, size):
-            return part
-        return cv2.copyMakeBorder(part, self.y0, size - self.y1, self.x0, size - self.x1, cv2.BORDER_CONSTANT,
-                                  value=fill)
 
 
 def mesh_box(points: np.ndarray, size: int, margin: int) -> Box:
@@ -366,18 +336,17 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
+    face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
     if model is not None:
         # The mask is closed over specks so that it does not speckle; the texture need not be: away from the
         # features, a pixel that does not itself look like skin (stubble at a beard's edge, a stray curl) is
         # filled from the skin beside it rather than kept as a dark smudge.
         lab = to_lab(texture)
         own = cv2.GaussianBlur(likelihood(lab, detail_map(lab, size / 256.0), model), (0, 0), size / 256.0)
-        face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
         weight = weight * np.maximum(own, face)
     # Only confident skin keeps its own pixels: at the soft rim of the mask a pixel is part hair, and kept at
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
-    face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
     shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape))
     return shown.astype(np.float32), without_smudges(filled, 1.0 - face)
 
@@ -391,8 +360,7 @@ def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     for eye, brow in ((RIGHT_EYE, RIGHT_EYEBROW), (LEFT_EYE, LEFT_EYEBROW)):
         hull = cv2.convexHull(np.round(points[list(eye + brow)] * 16).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
-    band = mask.astype(np.float32) / 255.0
-    return band * (1.0 - protected(points, shape, BROWS, grow=0.01))
+    return cv2.LUT(mask, UNIT) * (1.0 - protected(points, shape, BROWS, grow=0.01))
 
 
 SMUDGE_L = 6.0  # grey levels a patch may lie below the skin around it before it counts as a smudge
@@ -412,6 +380,19 @@ def without_smudges(texture: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.clip(img * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
+def aligned_source(image: np.ndarray, face: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """A source photo's face as the engine sees it: the texture aligned to the lite template at SOURCE_SIZE
+    and its FaceMesh points in that texture's pixels."""
+    if face.points is None:
+        raise ValueError("the lite engine needs FaceMesh points for the source face")
+    m = similarity(face.kps, lite_template(SOURCE_SIZE))
+    texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+    points = face.transformed(m).points
+    assert points is not None
+    return texture, points
+
+
 class LiteEngine:
     name = "lite"
     in_flight = 0
@@ -426,13 +407,7 @@ class LiteEngine:
         return None  # the embedded BlazeFace
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
-        if face.points is None:
-            raise ValueError("the lite engine needs FaceMesh points for the source face")
-        m = similarity(face.kps, lite_template(SOURCE_SIZE))
-        texture = cv2.warpAffine(image, m, (SOURCE_SIZE, SOURCE_SIZE), flags=cv2.INTER_AREA,
-                                 borderMode=cv2.BORDER_REPLICATE)
-        pts = face.transformed(m).points
-        assert pts is not None
+        texture, pts = aligned_source(image, face)
         skin, texture = source_skin(texture, pts)
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin)
 
