@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +171,31 @@ def test_audio_sync_values() -> None:
     assert target_delay_ms(0.0, 0.0) == 10
 
 
+class Recording:
+    """A recorder's stdout read as it arrives, in a thread, so nothing waits in a pipe when it is stopped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.proc, self.stdout = proc, proc.stdout
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while chunk := self.stdout.read1(65536):
+            self.chunks.append(chunk)
+
+    def samples(self) -> int:
+        return sum(len(c) for c in list(self.chunks)) // 2
+
+    def stop(self) -> np.ndarray:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.thread.join(timeout=10)
+        data = b"".join(self.chunks)
+        return np.frombuffer(data[: len(data) // 2 * 2], np.int16)
+
+
 def test_swap_mic_delays_and_cross_fades_without_a_click(in_process: dict[str, str]) -> None:
     env = in_process
     mic = SwapMic()
@@ -187,7 +212,9 @@ def test_swap_mic_delays_and_cross_fades_without_a_click(in_process: dict[str, s
         tone = (amp * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
         rec = subprocess.Popen(["parec", f"--device={SOURCE}", "--format=s16le", "--channels=1", f"--rate={RATE}",
                                 "--latency-msec=20", "--raw"], env=env, stdout=subprocess.PIPE)  # fmt: skip
-        time.sleep(0.3)
+        recorded = Recording(rec)
+        # The tone starts only once the recorder streams: on a busy machine parec takes longer than any fixed wait.
+        wait_until(lambda: recorded.samples() > RATE // 10, "the recorder to stream")
         play = subprocess.Popen(["pacat", "--device=test_speaker", "--format=s16le", "--channels=1",
                                  f"--rate={RATE}", "--raw"], env=env, stdin=subprocess.PIPE)  # fmt: skip
         assert play.stdin is not None
@@ -197,10 +224,11 @@ def test_swap_mic_delays_and_cross_fades_without_a_click(in_process: dict[str, s
         play.stdin.write(tone[RATE:].tobytes())
         play.stdin.close()
         play.wait(timeout=30)
-        time.sleep(0.5)
-        rec.terminate()
-        assert rec.stdout is not None
-        got = np.frombuffer(rec.stdout.read(), np.int16).astype(np.float64)
+        # Stopped once it holds the whole tone and half a second of its delayed tail, not after a fixed sleep:
+        # what parec has not written out by then would be lost with it.
+        start = recorded.samples()
+        wait_until(lambda: recorded.samples() > start + RATE // 2, "the delayed tone's tail to be recorded")
+        got = recorded.stop().astype(np.float64)
         loud = np.flatnonzero(np.abs(got) > amp * 0.5)
         body = got[loud[0] + RATE // 50: loud[-1] - RATE // 50]  # the tone, less its own start and end
         assert body.size > 2 * RATE
