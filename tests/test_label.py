@@ -29,6 +29,7 @@ def ink_share(frame: np.ndarray, text: str = "AI face") -> float:
     """How much of the tag's lettering is white in this frame (1.0: the label is there)."""
     h, w = frame.shape[:2]
     tag = render_tag(text, w, h)
+    assert tag is not None
     ph, pw = tag.patch.shape[:2]
     ink = tag.alpha[:, :, 0] >= 0.999
     roi = frame[tag.y:tag.y + ph, tag.x:tag.x + pw]
