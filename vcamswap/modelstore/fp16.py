@@ -103,6 +103,7 @@ def convert_model(source: Path, dest: Path) -> str:
     except Exception as e:  # protobuf raises several types for a truncated or foreign file
         raise ConvertError(f"{source} cannot be read as an ONNX model ({_first(e)}); reinstall it with "
                            f"'vcamswap models download {source.stem} --force'") from None
+    _check_swap_model(model, source)
     emap = onnx.TensorProto()
     emap.CopyFrom(model.graph.initializer[-1])
     try:
@@ -116,6 +117,15 @@ def convert_model(source: Path, dest: Path) -> str:
     del model
     _save_atomic(half, dest)
     return f"onnxconverter-common {onnxconverter_common.__version__}"
+
+
+def _check_swap_model(model: object, source: Path) -> None:
+    """An empty file parses as an empty model: refuse anything without nodes and the 512x512 emap last."""
+    graph = model.graph  # type: ignore[attr-defined]
+    last = graph.initializer[-1] if graph.initializer else None
+    if not graph.node or last is None or list(last.dims) != [512, 512]:
+        what = "an empty file" if source.stat().st_size == 0 else "not the swap model (no nodes or no 512x512 emap)"
+        raise ConvertError(f"{source} is {what}; reinstall it with 'vcamswap models download {source.stem} --force'")
 
 
 def _restore_last_initializer(model: object, original: object) -> None:
