@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -87,9 +88,26 @@ def open_camera(spec: int | str, width: int, height: int, fps: float) -> tuple[c
     return cap, info
 
 
+def _not_a_file(path: str) -> str | None:
+    """Why `path` cannot be read as a video or image file (missing, a folder, a device...), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"input not found: {path}"
+    except OSError as e:
+        return f"input {path}: {e.strerror or e}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    hint = "; a camera is --camera N or --camera /dev/videoN" if stat.S_ISCHR(mode) else ""
+    return f"input {path} is {kind}, not a video or image file{hint}"
+
+
 def open_file(path: str) -> tuple[cv2.VideoCapture, SourceInfo]:
-    if not _is_url(path) and not Path(path).is_file():
-        raise CaptureError(f"input not found: {path}")
+    if not _is_url(path) and (why := _not_a_file(path)) is not None:
+        raise CaptureError(why)
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         cap.release()
