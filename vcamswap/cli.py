@@ -190,6 +190,7 @@ def _run_live(live: Live, sinks: SinkSet, settings: Settings, args: argparse.Nam
         if len(states) == 1:
             return _fail(f"output {states[0].name} cannot work: {states[0].error}")
         return _fail("none of the outputs can work: " + "; ".join(f"{x.name}: {x.error}" for x in states))
+    _print_preview_urls(sinks)
     live.capture.start()
     try:
         result = loop.run()
@@ -203,6 +204,15 @@ def _run_live(live: Live, sinks: SinkSet, settings: Settings, args: argparse.Nam
     if result is not None and result.frames == 0:
         return _fail("no frame was read from the source")
     return 0
+
+
+def _print_preview_urls(sinks: SinkSet) -> None:
+    """The MJPEG preview's full URL, once, on the user's terminal (the log names it without its token)."""
+    from vcamswap.outputs.mjpeg import MjpegSink
+
+    for sink in sinks:
+        if isinstance(sink, MjpegSink) and sink.name in sinks.live:
+            _emit(f"MJPEG preview: {sink.url}")
 
 
 def _is_file_output(spec: str) -> bool:

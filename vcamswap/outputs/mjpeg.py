@@ -277,7 +277,9 @@ class MjpegSink:
         self._hub, self._server = hub, server
         self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server", daemon=True)
         self._thread.start()
-        log.info("MJPEG preview at %s", self.url)
+        # The token stays out of the log (log files and journals are read by more than the user):
+        # `vcamswap status`, the tray and `run`'s own stdout give the full URL.
+        log.info("MJPEG preview at http://%s:%d/ (the URL with its token: vcamswap status)", self.host, self.port)
 
     def send(self, frame_bgr: np.ndarray) -> None:
         if self._server is None:
