@@ -294,9 +294,9 @@ def write_atomic(path: Path, text: str) -> None:
 class SettingsFile:
     """Saves what the user changes at run time (face, preset, swap) into their settings file.
 
-    Only the changed keys are written; the user's other keys stay as they are (comments are lost, as with
-    any TOML rewrite). A file that was broken when the daemon started is never written: it is the user's
-    to fix, and saving defaults over it would lose their settings. The reason is reported once.
+    Only the changed keys are written, each on its own line: the user's other keys, comments and layout stay
+    as they are (vcamswap.tomledit). A file that was broken when the daemon started is never written: it is
+    the user's to fix, and saving defaults over it would lose their settings. The reason is reported once.
     """
 
     def __init__(self, path: Path | None = None, announced: bool = False) -> None:
@@ -329,8 +329,12 @@ class SettingsFile:
             return str(e)
         if merged == data:
             return None
+        from vcamswap.tomledit import update_keys
+
+        # In place, so the user's comments and layout stay; a layout it cannot edit is rewritten whole.
+        new_text = update_keys(text, {k: v for k, v in changes.items() if data.get(k) != v}, merged)
         try:
-            write_through(self.path, tomli_w.dumps(merged))
+            write_through(self.path, tomli_w.dumps(merged) if new_text is None else new_text)
         except PermissionError as e:
             return str(e) if e.strerror is None else f"cannot write {self.path}: {e.strerror}"
         except OSError as e:
