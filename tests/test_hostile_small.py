@@ -58,6 +58,41 @@ def frames_in(path: Path) -> int:
     return n
 
 
+# ----------------------------------------------------------------------------------------------- a. settings
+
+COMMENTED_SETTINGS = """\
+# My vcamswap settings: read by the daemon at start.
+face = "obama"   # the one I use for calls
+
+# Quality first: this laptop has a GPU.
+preset = 'fast'
+output = [
+    "vcam",  # for Zoom
+]
+
+[hotkeys]
+# F-keys clash with my editor
+toggle = "<ctrl>+<alt>+<shift>+s"
+"""
+
+
+def test_a_saving_a_change_keeps_the_users_comments(tmp_path: Path) -> None:
+    d = DaemonProcess(tmp_path)
+    for name, rel in FACES.items():
+        shutil.copy(media_path(rel), d.faces / f"{name}{Path(rel).suffix}")
+    d.settings.write_text(COMMENTED_SETTINGS)
+    with running_daemon(tmp_path) as d:
+        assert d.status()["face"] == "obama"
+        for args in (("face", "biden"), ("preset", "quality"), ("toggle",)):
+            r = d.cli(*args)
+            assert r.returncode == 0, r.stderr
+        wait_until(lambda: "swap = false" in d.settings.read_text(), "the changes saved")
+    expected = (COMMENTED_SETTINGS.replace('face = "obama"', 'face = "biden"')
+                .replace("preset = 'fast'", 'preset = "quality"')
+                .replace('    "vcam",  # for Zoom\n]\n', '    "vcam",  # for Zoom\n]\nswap = false\n'))
+    assert d.settings.read_text() == expected
+
+
 # ----------------------------------------------------------------------------------------------- b. label
 
 
