@@ -147,7 +147,9 @@ class Daemon:
             self.capture = self.capture_factory(s)
         outputs = [o for o in s.output if o.strip().lower() != "preview"]
         sinks: list[Any] = [
-            parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device) for o in outputs
+            # crash_safe: a daemon may be killed mid-recording; what it recorded must stay readable.
+            parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device, crash_safe=True)
+            for o in outputs
         ]
         self.preview = PreviewSink(lambda: self.controls.snapshot().preview)
         sinks.append(self.preview)

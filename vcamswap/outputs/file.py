@@ -24,10 +24,16 @@ class FileSink:
 
     An existing file is never replaced unless `overwrite`, and the file named by `protect` (the input)
     never is. A file this sink created itself may be reopened after a failure.
+
+    `crash_safe` (the daemon, which records for hours and may be killed): an MP4 keeps its index at the end,
+    written only on close, so a killed recording is unreadable; OpenCV cannot write a fragmented MP4. A .mp4
+    is then recorded as Matroska beside it (FILE.mkv, same codec), which stays readable up to the last
+    frames written. .mkv and .avi are written as asked: both survive a kill.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], overwrite: bool = False, protect: str | None = None
+        self, path: str | os.PathLike[str], overwrite: bool = False, protect: str | None = None,
+        crash_safe: bool = False,
     ) -> None:
         self.path = Path(path).expanduser()
         self.overwrite = overwrite
@@ -36,7 +42,11 @@ class FileSink:
         suffix = self.path.suffix.lower()
         if suffix not in FILE_FOURCC:
             raise ValueError(f"unsupported video file type '{suffix}': use .mp4, .avi or .mkv")
-        self.name = str(path)
+        self.asked: Path | None = None  # the .mp4 asked for, when recorded as Matroska instead
+        if crash_safe and suffix == ".mp4":
+            self.asked, self.path = self.path, self.path.with_suffix(".mkv")
+            suffix = ".mkv"
+        self.name = str(path) if self.asked is None else str(self.path)
         self._fourcc = FILE_FOURCC[suffix]
         self._writer: cv2.VideoWriter | None = None
         self._size = (0, 0)
@@ -61,6 +71,9 @@ class FileSink:
             raise OutputUnavailable(
                 f"cannot write {self.path}: the {self._fourcc} encoder refused a {width}x{height} picture"
             )
+        if self.asked is not None and not self._created:
+            log.info("recording to %s, not %s: an MP4 is unreadable until it is closed, so a killed daemon "
+                     "would leave nothing; Matroska keeps every frame written", self.path, self.asked.name)
         self._writer, self._size, self.frames_written = writer, (width, height), 0
         self._created = True
 

@@ -28,11 +28,12 @@ def parse_output(
     vcam_device: str | None = None,
     overwrite: bool = False,
     protect: str | None = None,
+    crash_safe: bool = False,
 ) -> Sink:
     """A sink for a CLI output: vcam, preview, mjpeg, mjpeg:PORT, or a .mp4/.avi/.mkv path.
 
     The MJPEG preview asks for this user's token; a file never replaces `protect` (the input) and replaces
-    another existing file only with `overwrite`.
+    another existing file only with `overwrite`; `crash_safe` records a .mp4 as Matroska (FileSink).
     """
     text = spec.strip()
     key = text.lower()
@@ -46,7 +47,7 @@ def parse_output(
             raise ValueError(f"bad MJPEG port in '{spec}': expected mjpeg:PORT with PORT 0-65535")
         return MjpegSink(int(port), token=preview_token())
     if Path(text).suffix.lower() in FILE_FOURCC and Path(text).stem:
-        return FileSink(text, overwrite=overwrite, protect=protect)
+        return FileSink(text, overwrite=overwrite, protect=protect, crash_safe=crash_safe)
     raise ValueError(f"unknown output '{spec}': expected vcam, preview, mjpeg[:PORT] or a .mp4/.avi/.mkv path")
 
 
