@@ -175,3 +175,28 @@ def test_f_a_device_or_folder_as_input_says_what_it_is(path: str, says: str, tmp
     assert line == f"vcamswap: error: input {path} {says}" + ("; a camera is --camera N or --camera /dev/videoN"
                                                               if path == "/dev/zero" else "")
     assert not (tmp_path / "o.mp4").exists()
+
+
+# ----------------------------------------------------------------------------------------------- e. recording
+
+
+def test_e_a_daemons_recording_survives_kill_9_and_run_still_writes_the_mp4(tmp_path: Path) -> None:
+    asked = tmp_path / "rec.mp4"
+    d = DaemonProcess(tmp_path / "home", default_args(WEBCAM, "--output", str(asked)))
+    try:
+        d.start()
+        st = wait_until(lambda: (s := d.status())["frames"] >= 90 and s, "90 frames recorded")
+        files = [o for o in st["outputs"] if o["name"].startswith(str(tmp_path))]
+        assert len(files) == 1 and files[0]["live"], st["outputs"]
+    finally:
+        d.kill()  # SIGKILL: nothing is closed or flushed by the daemon
+    recorded = sorted(tmp_path.glob("rec.*"))
+    assert len(recorded) == 1 and files[0]["name"] == str(recorded[0])
+    assert frames_in(recorded[0]) >= 30  # what was recorded up to the kill opens and plays
+    assert recorded[0].name == "rec.mkv"  # Matroska, named as such (docs: README, Outputs)
+    assert "recording to" in d.log() and "rec.mp4" in d.log()
+
+    demo = tmp_path / "swapped.mp4"  # README's first command: `run` still writes the .mp4 it is given
+    proc = cli("run", "--input", str(media_path(WEBCAM)), "--output", str(demo), "--max-frames", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert frames_in(demo) >= 30 and not demo.with_suffix(".mkv").exists()
