@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import cv2
 import numpy as np
 
 from vcamswap.outputs.base import OutputUnavailable
+from vcamswap.outputs.httpgate import Refusal, RequestGate, http_refusal
+from vcamswap.outputs.previewauth import host_allowed, token_matches
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
 
 DEFAULT_MJPEG_PORT = 8089
-MJPEG_MAX_CONNECTIONS = 32
+MJPEG_MAX_CONNECTIONS = 32  # streams at once
+MJPEG_MAX_REQUESTS = 16  # snapshots and errors at once, besides the streams
 MJPEG_TIMEOUT_S = 10.0
+STREAM_PATHS = (b"/", b"/stream.mjpg")
 
 
 class _FrameHub:
@@ -99,54 +104,93 @@ class _FrameHub:
                 pass
 
 
-class _MjpegServer(ThreadingHTTPServer):
-    """At most MJPEG_MAX_CONNECTIONS at once (more are closed at once), a backlog for bursts of clients."""
-
-    daemon_threads = True
-    request_queue_size = 128
+class _MjpegServer:
+    """The preview's HTTP side. The gate (httpgate) reads and screens every request head in one thread, so
+    slow or idle clients and requests without the token never hold a thread; an accepted request gets one:
+    at most MJPEG_MAX_CONNECTIONS streams and MJPEG_MAX_REQUESTS other requests at once (503 beyond)."""
 
     def __init__(self, address: tuple[str, int], hub: _FrameHub, token: str | None) -> None:
         self.hub = hub
         self.token = token
-        self._active = 0
-        self._active_lock = threading.Lock()
-        super().__init__(address, _MjpegHandler)
+        self._active = 0  # requests in service, streams included
+        self._streams = 0
+        self._lock = threading.Lock()
+        self.gate = RequestGate(address, self._screen, self._dispatch)
 
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        with self._active_lock:
-            if self._active >= MJPEG_MAX_CONNECTIONS:
-                log.debug("mjpeg: refused a connection: %d open already", self._active)
-                return False
-            self._active += 1
-        return True
+    def start(self) -> None:
+        self.gate.start()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def close(self) -> None:
+        self.gate.close()
+
+    def _screen(self, line: bytes) -> Refusal | None:
+        """The request line alone decides a refusal: a request without the token is never read further."""
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+            return Refusal(400, "not an HTTP request")
+        if not token_matches(parts[1].decode("latin-1").partition("?")[2], self.token):
+            return Refusal(403, "the preview URL needs its token: see 'vcamswap status'")
+        if parts[0] != b"GET":
+            return Refusal(501, "the preview answers GET only")
+        return None
+
+    def _dispatch(self, sock: socket.socket, peer: tuple[str, int], head: bytes) -> None:
+        stream = head.split(b" ", 2)[1].partition(b"?")[0] in STREAM_PATHS
+        with self._lock:
+            busy = self._streams if stream else self._active - self._streams
+            full = busy >= (MJPEG_MAX_CONNECTIONS if stream else MJPEG_MAX_REQUESTS)
+            if not full:
+                self._active += 1
+                self._streams += stream
+        if full:
+            log.debug("mjpeg %s: 503: %d requests in service already", peer, self._active)
+            sock.settimeout(1.0)
+            try:
+                sock.sendall(http_refusal(503, "too many viewers of the preview; close one"))
+            except OSError:
+                pass
+            sock.close()
+            return
+        threading.Thread(target=self._serve, args=(sock, peer, head, stream), name="mjpeg-client",
+                         daemon=True).start()
+
+    def _serve(self, sock: socket.socket, peer: tuple[str, int], head: bytes, stream: bool) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            _MjpegHandler(sock, peer, self, head)
+        except OSError as e:  # a client that goes away is normal: one debug line, never a traceback
+            log.debug("mjpeg %s: client went away (%s)", peer, e)
+        except Exception as e:
+            log.warning("mjpeg %s: request failed: %s: %s", peer, type(e).__name__, e)
         finally:
-            with self._active_lock:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            sock.close()
+            with self._lock:
                 self._active -= 1
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that goes away is normal: one debug line, never a traceback in the log."""
-        import sys
-
-        e = sys.exc_info()[1]
-        if isinstance(e, OSError):
-            log.debug("mjpeg %s: client went away (%s)", client_address, e)
-        else:
-            log.warning("mjpeg %s: request failed: %s: %s", client_address, type(e).__name__, e)
+                self._streams -= stream
 
 
 class _MjpegHandler(BaseHTTPRequestHandler):
-    server: _MjpegServer
+    """One accepted request whose head the gate has read already (`head`); writes go to the socket."""
+
+    server: _MjpegServer  # type: ignore[assignment]
     protocol_version = "HTTP/1.0"
     boundary = "frame"
-    timeout = MJPEG_TIMEOUT_S  # reading the request and writing each frame; a stalled client is dropped
+    timeout = MJPEG_TIMEOUT_S  # writing each frame: a client that stops reading is dropped
+
+    def __init__(self, request: socket.socket, client_address: tuple[str, int], server: _MjpegServer,
+                 head: bytes) -> None:
+        self._head = head
+        super().__init__(request, client_address, server)  # type: ignore[arg-type]
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's reader: the head was read by the gate, nothing else is
+        self.rfile = io.BytesIO(self._head)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        from vcamswap.outputs.previewauth import host_allowed, token_matches
-
         path, _, query = self.path.partition("?")
         if not host_allowed(self.headers.get("Host")):
             self._refuse("this preview answers only to 127.0.0.1 and localhost")
@@ -154,7 +198,7 @@ class _MjpegHandler(BaseHTTPRequestHandler):
         if not token_matches(query, self.server.token):
             self._refuse("the preview URL needs its token: see 'vcamswap status'")
             return
-        if path in ("/", "/stream.mjpg"):
+        if path.encode("latin-1") in STREAM_PATHS:
             self._stream()
         elif path == "/snapshot.jpg":
             self._snapshot()
@@ -235,11 +279,10 @@ class MjpegSink:
         self._quality = quality
         self._hub = _FrameHub(quality)
         self._server: _MjpegServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1] if self._server is not None else self._port
+        return self._server.gate.port if self._server is not None else self._port
 
     @property
     def url(self) -> str:
@@ -275,8 +318,7 @@ class MjpegSink:
                 "choose another port with mjpeg:PORT"
             ) from None
         self._hub, self._server = hub, server
-        self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server", daemon=True)
-        self._thread.start()
+        server.start()
         # The token stays out of the log (log files and journals are read by more than the user):
         # `vcamswap status`, the tray and `run`'s own stdout give the full URL.
         log.info("MJPEG preview at http://%s:%d/ (the URL with its token: vcamswap status)", self.host, self.port)
@@ -288,11 +330,7 @@ class MjpegSink:
 
     def close(self) -> None:
         server, self._server = self._server, None
-        thread, self._thread = self._thread, None
         if server is None:
             return
         self._hub.close()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
+        server.close()
