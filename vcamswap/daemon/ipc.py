@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap.daemon.protocol import (
-    IDLE_TIMEOUT_S,
     IS_WINDOWS,
     LOCK_NAME,
     MAX_CLIENTS,
     MAX_LINE,
+    REQUEST_TIMEOUT_S,
     DaemonRunning,
     Handler,
     IpcError,
@@ -62,7 +62,7 @@ def peer_uid(sock: socket.socket) -> int | None:
 class _Client:
     sock: socket.socket
     buf: bytearray = field(default_factory=bytearray)
-    last: float = field(default_factory=time.monotonic)
+    since: float = field(default_factory=time.monotonic)  # connected, or last answered: its request is due
 
 
 class ControlServer:
@@ -196,7 +196,7 @@ class _UnixServer:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                events = self._sel.select(timeout=5.0)
+                events = self._sel.select(timeout=1.0)
             except OSError as e:  # never expected; do not spin
                 log.warning("control socket: %s", e)
                 time.sleep(0.5)
@@ -211,7 +211,7 @@ class _UnixServer:
                         pass
                 else:
                     self._read(key.data)
-            self._reap_idle()
+            self._reap_late()
 
     def _accept(self) -> None:
         assert self._sock is not None
@@ -227,9 +227,12 @@ class _UnixServer:
             conn.close()
             return
         if len(self._clients) >= MAX_CLIENTS:
-            _send_quietly(conn, error_reply("too many connections"))
-            conn.close()
-            return
+            # Every request is answered as soon as its line is in, so a full table is clients that are idle or
+            # slow: the one waited for longest makes room, told why, and an idle few never lock the CLI out.
+            oldest = min(self._clients.values(), key=lambda c: c.since)
+            log.debug("control socket: %d connections; dropped the one idle longest", len(self._clients))
+            _send_quietly(oldest.sock, error_reply("too many connections"))
+            self._drop(oldest)
         conn.setblocking(False)
         client = _Client(conn)
         self._clients[conn.fileno()] = client
@@ -246,13 +249,13 @@ class _UnixServer:
         if not data:
             self._drop(client)
             return
-        client.last = time.monotonic()
         client.buf += data
         while b"\n" in client.buf:
             line, _, rest = bytes(client.buf).partition(b"\n")
             client.buf = bytearray(rest)
             if line.strip() and not self._reply(client, answer(self.handler, line)):
                 return
+            client.since = time.monotonic()
         if len(client.buf) > MAX_LINE:
             self._reply(client, (json.dumps(error_reply("request too long")) + "\n").encode())
             self._drop(client)
@@ -275,9 +278,10 @@ class _UnixServer:
                 pass
         client.sock.close()
 
-    def _reap_idle(self) -> None:
-        limit = time.monotonic() - IDLE_TIMEOUT_S
-        for c in [c for c in self._clients.values() if c.last < limit]:
+    def _reap_late(self) -> None:
+        """Drop connections whose request is overdue: idle, or trickling bytes (which never resets this)."""
+        limit = time.monotonic() - REQUEST_TIMEOUT_S
+        for c in [c for c in self._clients.values() if c.since < limit]:
             self._drop(c)
 
 

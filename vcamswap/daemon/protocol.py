@@ -30,7 +30,9 @@ LOCK_NAME = "daemon.lock"
 MAX_LINE = 64 * 1024  # a request is a few dozen bytes; anything this long is not one of ours
 MAX_CLIENTS = 32
 BUSY = "the daemon is busy (too many connections); try again"
-IDLE_TIMEOUT_S = 60.0
+# A connection must complete each request (one line) within this long of connecting or of its last reply;
+# a slow or idle one is dropped then, and sooner when the table is full and a new client needs its place.
+REQUEST_TIMEOUT_S = 10.0
 IS_WINDOWS = sys.platform == "win32"
 
 
