@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from vcamswap.choices import OcclusionKind
 from vcamswap.compose.skin import SkinModel, skin_mask
 from vcamswap.modelstore.manifest import OCCLUDER_MODEL
-from vcamswap.presets import OcclusionKind
 
 if TYPE_CHECKING:
     import onnxruntime as ort

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
+from vcamswap.console import fail
 from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import commands, integrations, status
 from vcamswap.daemon.ipc import ControlServer
@@ -109,17 +109,17 @@ class Daemon:
         try:
             self.server.start()
         except DaemonRunning as e:
-            return _fail(str(e), 1)
+            return fail(str(e), 1)
         except (IpcError, OSError) as e:
-            return _fail(f"cannot create the control socket: {e}", 2)
+            return fail(f"cannot create the control socket: {e}", 2)
         try:
             self._install_signals()
             try:
                 self._build()
             except (ValueError, FaceError, CaptureError, OutputUnavailable) as e:
-                return _fail(str(e), 2)
+                return fail(str(e), 2)
             except Exception as e:  # EngineUnavailable and model errors: one line, not a traceback
-                return _fail(f"{type(e).__name__}: {e}", 2)
+                return fail(f"{type(e).__name__}: {e}", 2)
             self._start_threads()
             self._main_thread()
         finally:
@@ -377,10 +377,5 @@ class Daemon:
         except ValueError as e:
             return error_reply(str(e))
         return {"ok": True, **commands.controls_dict(snap)}
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"vcamswap: error: {message}", file=sys.stderr, flush=True)
-    return code
 
 

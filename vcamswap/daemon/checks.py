@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line
+from vcamswap.checks import Context, Line
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:

@@ -6,14 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from vcamswap.options import add_run_options, apply_args
 from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
 
 log = logging.getLogger("vcamswap.daemon")
 
 
 def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFile]:
-    from vcamswap.cli import apply_args
-
     path: Path = getattr(args, "settings", None) or settings_path()
     settings, problem = load_settings(path)
     if problem:
@@ -30,8 +29,6 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vcamswap.cli import add_run_options
-
     p = sub.add_parser(
         "daemon", help="run in the background with a tray icon, global hotkeys and a control socket"
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line, first_line
+from vcamswap.checks import Context, Line
+from vcamswap.console import first_line
 
 # What to install for each provider when it was asked for but this onnxruntime build lacks it.
 PROVIDER_FIX = {
@@ -98,7 +99,7 @@ def _neural_ready(ctx: Context) -> bool:
 
 
 def check_providers(ctx: Context) -> Iterable[Line]:
-    from vcamswap.engines import providers
+    from vcamswap.runtime import providers
 
     try:
         rep = providers.report(ctx.settings.provider)
@@ -119,8 +120,8 @@ def check_providers(ctx: Context) -> Iterable[Line]:
 
 def _precision(ctx: Context, chosen: str) -> Iterable[Line]:
     """Which swap model file and precision the neural engine takes here, and why not fp16 when it could."""
-    from vcamswap.engines import gpu
     from vcamswap.engines.precision import FP16_PROVIDERS, choose_swap_model, parse_precision
+    from vcamswap.runtime import gpu
 
     asked = parse_precision(ctx.settings.precision)
     fast = gpu.fast_fp16(gpu.compute_capability()) if chosen in FP16_PROVIDERS else False

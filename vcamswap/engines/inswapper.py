@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.engines import EngineUnavailable, SwapItem, gpu, providers
+from vcamswap.engines import EngineUnavailable, SwapItem
 from vcamswap.engines.neural import (
     DET_THRESHOLD,
     EMBED_SIZE,
@@ -39,6 +39,7 @@ from vcamswap.engines.precision import (
 )
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
+from vcamswap.runtime import gpu, providers
 from vcamswap.settings import default_models_dir
 from vcamswap.types import Detection, FaceGeometry, SwapOutput, check_bgr
 

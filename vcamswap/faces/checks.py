@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line
+from vcamswap.checks import Context, Line
 
 
 def check_faces(ctx: Context) -> Iterable[Line]:

@@ -22,6 +22,7 @@ from vcamswap.modelstore.manifest import (
     model_path,
     status,
 )
+from vcamswap.options import settings_from_args
 
 log = logging.getLogger("vcamswap.models")
 
@@ -49,8 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from vcamswap.cli import settings_from_args
-
     models_dir = settings_from_args(args).models_dir()
     try:
         manifest = load_manifest(args.manifest)

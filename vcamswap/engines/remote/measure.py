@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcamswap.choices import parse_codec
 from vcamswap.engines.remote import codec
 from vcamswap.engines.remote.engine import RemoteEngine
 
@@ -59,7 +60,7 @@ def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 
     engine.close()
     t0 = time.perf_counter()
     for _ in range(50):
-        c = codec.parse_codec(codec_name)
+        c = parse_codec(codec_name)
         payload = codec.encode_jpeg(crop, c.quality) if c.kind == "jpeg" else crop.tobytes()
     encode_ms = (time.perf_counter() - t0) * 1000.0 / 50
     arr = np.asarray(rtts or [float("nan")])

@@ -28,8 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vcamswap.presets import PRESET_NAMES
-from vcamswap.settings import PRECISIONS
+from vcamswap.choices import PRECISIONS, PRESET_NAMES
 from vcamswap.tools.bench.metrics import STEADY_MAX, WARMUP_FRAMES
 from vcamswap.tools.bench.report import LEGEND, clean_json, table, to_json
 from vcamswap.tools.bench.run import BenchOptions, run_bench

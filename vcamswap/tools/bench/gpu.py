@@ -96,7 +96,7 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
 
 def require_provider(v: Variant) -> None:
     """Refuse a variant whose provider this onnxruntime lacks (the engine would quietly run on another)."""
-    from vcamswap.engines import providers
+    from vcamswap.runtime import providers
 
     if v.provider != "cpu" and v.provider not in providers.present():
         raise RuntimeError(f"{v.provider} is not in this onnxruntime build (present: "
@@ -174,10 +174,10 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
 
 def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int, work: Path) -> dict[str, Any]:
     from vcamswap.capture.demo import demo_face
-    from vcamswap.engines import providers
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.imageio import load_image
     from vcamswap.modelstore.fp16 import fp16_files
+    from vcamswap.runtime import providers
     from vcamswap.tools.bench.dlc import run_dlc
     from vcamswap.tools.bench.passes import read_frames
 
@@ -225,7 +225,7 @@ def machine() -> dict[str, Any]:
 
     import onnxruntime as ort
 
-    from vcamswap.engines import gpu, providers
+    from vcamswap.runtime import gpu, providers
 
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,
             "providers": providers.available(), "compute_capability": gpu.compute_capability()}

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vcamswap.capture.source import Capture
+from vcamswap.choices import parse_codec
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.tracking import Tracker
@@ -223,9 +224,9 @@ def remote_figures(remote: dict[str, object], emit: Callable[[str], None], label
 
 
 def _model_of(codec_name: str) -> str:
-    from vcamswap.engines.remote.codec import parse_codec
+    from vcamswap.engines.remote import codec
 
-    return parse_codec(codec_name).model
+    return codec.swap_model(parse_codec(codec_name))
 
 
 def _load_average() -> float:
