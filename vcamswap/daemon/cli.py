@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from vcamswap.daemon.app import Daemon
 from vcamswap.options import add_run_options, apply_args
 from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
 
@@ -21,8 +22,6 @@ def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFil
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from vcamswap.daemon.app import Daemon
-
     settings, settings_file = settings_for_daemon(args)
     daemon = Daemon(settings, settings_file, use_tray=not args.no_tray, use_hotkeys=not args.no_hotkeys)
     return daemon.run()

@@ -22,6 +22,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from vcamswap.console import ask, say, warn
+from vcamswap.daemon.client import request
+from vcamswap.daemon.protocol import IpcError
 from vcamswap.outputs.v4l2 import (
     MODPROBE_DEST,
     MODULES_LOAD_DEST,
@@ -332,8 +334,6 @@ def status(target: Target) -> int:
             say(f"systemd user unit: {enabled or 'unknown'}, {active or 'unknown'}")
         dev = _swap_cam_device()
         say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
-    from vcamswap.daemon.client import request
-    from vcamswap.daemon.protocol import IpcError
 
     try:
         reply = request({"cmd": "ping"}, timeout=3.0)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
+from vcamswap.modelstore.fp16 import SWAP_MODEL, fp16_files, fp16_state, make_fp16
 from vcamswap.modelstore.manifest import (
     NEURAL_MODELS,
     ModelError,
@@ -87,8 +88,6 @@ def _cmd_list(specs: list[ModelSpec], models_dir: Path) -> int:
 
 def _list_fp16(models_dir: Path) -> None:
     """The local fp16 copy, when there is one: current, or why the engine will not use it."""
-    from vcamswap.modelstore.fp16 import fp16_files, fp16_state
-
     files = fp16_files(models_dir)
     if files.copy.is_file():
         state = {"ok": "made from the installed original", "stale": "stale (made from another original)",
@@ -149,8 +148,6 @@ def status_ok(specs: list[ModelSpec], models_dir: Path, name: str) -> bool:
 
 
 def _cmd_convert(names: list[str], models_dir: Path, fp16: bool, overwrite: bool) -> int:
-    from vcamswap.modelstore.fp16 import SWAP_MODEL, make_fp16
-
     if not fp16:
         raise ModelError("convert needs --fp16 (the one conversion there is): 'vcamswap models convert --fp16'")
     if any(n != SWAP_MODEL for n in names):

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from vcamswap.outputs.base import OutputUnavailable
+from vcamswap.outputs.previewauth import host_allowed, token_matches, with_token
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
@@ -145,8 +146,6 @@ class _MjpegHandler(BaseHTTPRequestHandler):
     timeout = MJPEG_TIMEOUT_S  # reading the request and writing each frame; a stalled client is dropped
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        from vcamswap.outputs.previewauth import host_allowed, token_matches
-
         path, _, query = self.path.partition("?")
         if not host_allowed(self.headers.get("Host")):
             self._refuse("this preview answers only to 127.0.0.1 and localhost")
@@ -244,14 +243,10 @@ class MjpegSink:
     @property
     def url(self) -> str:
         """The page to open, with the token when one is asked for."""
-        from vcamswap.outputs.previewauth import with_token
-
         return with_token(f"http://{self.host}:{self.port}/", self.token)
 
     @property
     def stream_url(self) -> str:
-        from vcamswap.outputs.previewauth import with_token
-
         return with_token(f"http://{self.host}:{self.port}/stream.mjpg", self.token)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vcamswap.checks import Context, Line
+from vcamswap.serve.server import libpython_problem
 
 
 def check_serve(ctx: Context) -> Iterable[Line]:
@@ -13,7 +14,6 @@ def check_serve(ctx: Context) -> Iterable[Line]:
         import pytriton  # noqa: F401
     except ImportError:
         return  # not a GPU box: nothing to say
-    from vcamswap.serve.server import libpython_problem
 
     problem = libpython_problem()
     if problem:

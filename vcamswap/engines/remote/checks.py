@@ -7,6 +7,14 @@ from collections.abc import Iterable
 from vcamswap.checks import Context, Line
 from vcamswap.choices import parse_codec
 from vcamswap.console import first_line
+from vcamswap.engines.remote.client import (
+    Client,
+    RemoteError,
+    ServerDown,
+    check_ca,
+    parse_server,
+    read_token,
+)
 
 
 def check_remote(ctx: Context) -> Iterable[Line]:
@@ -24,14 +32,6 @@ def check_remote(ctx: Context) -> Iterable[Line]:
                    "pip install 'vcamswap[remote]'")
         return
     from vcamswap.engines.remote import codec
-    from vcamswap.engines.remote.client import (
-        Client,
-        RemoteError,
-        ServerDown,
-        check_ca,
-        parse_server,
-        read_token,
-    )
 
     try:
         address, token, c = parse_server(s.server), read_token(s.token_file), parse_codec(s.remote_codec)

@@ -12,6 +12,7 @@ import numpy as np
 
 from vcamswap.choices import parse_codec
 from vcamswap.engines.remote import codec
+from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
 from vcamswap.engines.remote.engine import RemoteEngine
 
 
@@ -73,8 +74,6 @@ def server_stats(server: str, token_file: str | Path | None, model: str = codec.
     """Triton's own figures for `model`: requests, model calls, mean queue and compute ms, and how many calls
     ran at each batch size (several clients' crops joined in one call)."""
     import tritonclient.grpc as grpcclient
-
-    from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
 
     address = parse_server(server)
     token = read_token(token_file)

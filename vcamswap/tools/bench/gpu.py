@@ -30,6 +30,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from vcamswap.engines import SwapItem, create_engine
+from vcamswap.modelstore.fp16 import fp16_files, make_fp16
+from vcamswap.presets import get_preset
+
 log = logging.getLogger("vcamswap.bench")
 T = TypeVar("T")
 
@@ -83,7 +87,6 @@ def attempt(report: Report, part: str, fn: Callable[[], T], emit: Callable[[str]
 
 
 def build_models(folder: Path, channels: int) -> dict[str, Any]:
-    from vcamswap.modelstore.fp16 import make_fp16
     from vcamswap.tools.bench.rig import random_weight_models
 
     t0 = time.perf_counter()
@@ -143,12 +146,10 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
     """The engine alone: swap() on one face, swap_many() on 1/2/4 faces of one frame (through the protocol)."""
     from vcamswap.capture.demo import demo_face
     from vcamswap.compose.align import align
-    from vcamswap.engines import SwapItem, create_engine
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
     from vcamswap.imageio import load_image
-    from vcamswap.presets import get_preset
 
     require_provider(v)
     engine = create_engine("inswapper", models_dir=models, provider=v.provider, precision=v.precision)
@@ -176,7 +177,6 @@ def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int,
     from vcamswap.capture.demo import demo_face
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.imageio import load_image
-    from vcamswap.modelstore.fp16 import fp16_files
     from vcamswap.runtime import providers
     from vcamswap.tools.bench.dlc import run_dlc
     from vcamswap.tools.bench.passes import read_frames
