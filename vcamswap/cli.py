@@ -30,6 +30,7 @@ log = logging.getLogger("vcamswap")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # the pipeline (cv2, onnxruntime) loads for `run`, not with every command
     from vcamswap.compose.label import check_label
     from vcamswap.live.build import build_live
     from vcamswap.outputs.sinkset import SinkSet, parse_output
@@ -53,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_live(live: Live, sinks: SinkSet, settings: Settings, args: argparse.Namespace, live_sink: bool) -> int:
+    # loaded by cmd_run already; here so the module does not load it for every command
     from vcamswap.live.build import make_loop
 
     info = live.capture.info
@@ -93,6 +95,7 @@ def _is_file_output(spec: str) -> bool:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
+    # cv2 loads for `faces`, not with every command
     from vcamswap.faces.library import FaceError, add_face, list_faces, remove_face
 
     settings = settings_from_args(args)
@@ -131,6 +134,7 @@ def _photo_notes(paths: list[Path]) -> dict[Path, str]:
     """Per photo, what limits it ('' for none); photos without a usable face are left out."""
     import cv2
 
+    # the face models (onnxruntime) load only when there are photos to look at
     from vcamswap.engines.lite.quality import photo_report
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector

@@ -53,6 +53,7 @@ CaptureFactory = Callable[[Settings], "Capture"]
 
 def default_capture(settings: Settings) -> Capture:
     """The camera or input of the settings. Never the demo clip: a daemon waits for the real camera."""
+    # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
     from vcamswap.live.build import open_capture
 
     return open_capture(settings, realtime=True, allow_demo=False)[0]
@@ -100,6 +101,7 @@ class Daemon:
 
     def run(self) -> int:
         """Runs until stopped (tray Quit, `vcamswap stop`, SIGTERM/SIGINT); the exit status."""
+        # cv2 and the outputs load when the daemon runs, not with the CLI that registers it
         from vcamswap.capture.source import CaptureError
         from vcamswap.faces.library import FaceError
         from vcamswap.outputs.base import OutputUnavailable
@@ -135,6 +137,7 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda *_: self.controls.stop())
 
     def _build(self) -> None:
+        # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
         from vcamswap.faces.library import FaceError
         from vcamswap.live.build import build_stages, initial_face, usable_faces
         from vcamswap.live.stats import Stats
@@ -184,6 +187,7 @@ class Daemon:
         self._threads.append(t)
 
     def _main_thread(self) -> None:
+        # the tray loads PIL (and pystray when shown)
         from vcamswap.daemon.tray import Tray, TrayUnavailable
 
         if self.use_tray:
@@ -228,6 +232,7 @@ class Daemon:
     # -- the loop thread ---------------------------------------------------------------------------------
 
     def _loop_worker(self) -> None:
+        # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
         from vcamswap.live.loop import LiveLoop
 
         capture = self._open_capture()
@@ -271,6 +276,7 @@ class Daemon:
 
     def _open_capture(self) -> Capture | None:
         """The source; a missing camera is waited for while the outputs show a banner."""
+        # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.capture.source import CaptureError
 
         if self.capture is not None:
@@ -297,6 +303,7 @@ class Daemon:
     def _publish_waiting(self) -> None:
         import numpy as np
 
+        # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.outputs.still import StillPublisher
 
         assert self.sinks is not None
@@ -333,6 +340,7 @@ class Daemon:
         return None
 
     def open_faces_folder(self) -> None:
+        # the tray loads PIL
         from vcamswap.daemon.tray import open_folder
 
         open_folder(self.settings.faces_dir())

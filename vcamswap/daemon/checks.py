@@ -19,6 +19,7 @@ from vcamswap.daemon.service import target_for
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:
+    # the tray loads PIL
     from vcamswap.daemon.tray import _linux_backend, tray_problem
 
     problem = tray_problem()

@@ -109,6 +109,7 @@ def audio_status(d: Daemon) -> dict[str, Any]:
 
 def check_options(settings: Any) -> None:
     """ValueError (one line) for a label or an audio-sync value that cannot work."""
+    # the label's font loads cv2
     from vcamswap.compose.label import check_label
 
     check_label(settings.label)

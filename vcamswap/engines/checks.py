@@ -106,6 +106,7 @@ def _neural_ready(ctx: Context) -> bool:
 
 
 def check_providers(ctx: Context) -> Iterable[Line]:
+    # onnxruntime loads for this check only
     from vcamswap.runtime import providers
 
     try:
@@ -144,6 +145,7 @@ def _placement(ctx: Context, chosen: str) -> Iterable[Line]:
     if not ctx.load_models:
         yield Line(True, "providers", f"neural models will run on {chosen} (--load-models to confirm)")
         return
+    # the neural engine (cv2, onnxruntime) loads only with --load-models
     from vcamswap.engines.inswapper import InswapperEngine
 
     try:

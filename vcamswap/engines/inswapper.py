@@ -229,6 +229,7 @@ class InswapperEngine:
     def _batch_session(self) -> ort.InferenceSession | None:
         """The session that takes several faces per call: the swap model itself when its batch is dynamic,
         else the copy `vcamswap models download` made beside it (modelstore.batch); None: face by face."""
+        # onnx loads only for the batched model
         from vcamswap.modelstore.batch import current_batched
 
         dim = self.swap_session.get_inputs()[0].shape[0]

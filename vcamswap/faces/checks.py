@@ -8,6 +8,7 @@ from vcamswap.checks import Context, Line
 
 
 def check_faces(ctx: Context) -> Iterable[Line]:
+    # cv2 and the face models (onnxruntime) load for this check only
     from vcamswap.faces.library import list_faces
 
     folder = ctx.settings.faces_dir()

@@ -128,6 +128,7 @@ def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None,
 
 def _batch_copy(specs: list[ModelSpec], models_dir: Path) -> None:
     """Once, beside an installed swap model that fixes batch to 1: a copy that swaps several faces per call."""
+    # onnx loads only to make the batched copy
     from vcamswap.modelstore.batch import SWAP_MODEL, ensure_batched
 
     if SWAP_MODEL not in {s.name for s in specs} or not status_ok(specs, models_dir, SWAP_MODEL):

@@ -46,6 +46,7 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
 
 def _vcam_hint(system: str) -> str:
     try:
+        # cv2 loads only for the hint
         from vcamswap.outputs import vcam as outputs
 
         return {

@@ -91,6 +91,7 @@ def _run(step: Step, sudo: bool) -> bool:
 
 
 def _verify(device: str) -> int:
+    # cv2 loads only to read the test pattern back
     from vcamswap.outputs.vcam_readback import check_linux
 
     if _daemon_running():
@@ -113,6 +114,7 @@ def _daemon_running() -> bool:
 
 
 def setup_other(system: str) -> int:
+    # cv2 loads only to read the test pattern back
     from vcamswap.outputs.vcam_readback import check_other
 
     hint = OTHER_HINTS.get(system)

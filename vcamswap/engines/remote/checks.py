@@ -31,6 +31,7 @@ def check_remote(ctx: Context) -> Iterable[Line]:
         yield Line(False, "remote", f"tritonclient is not importable ({first_line(e)})",
                    "pip install 'vcamswap[remote]'")
         return
+    # cv2 loads only for a remote engine
     from vcamswap.engines.remote import codec
 
     try:

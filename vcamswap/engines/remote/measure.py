@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcamswap.capture.demo import demo_face
 from vcamswap.choices import parse_codec
 from vcamswap.engines.remote import codec
 from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
@@ -18,8 +19,6 @@ from vcamswap.engines.remote.engine import RemoteEngine
 
 def sample_crop() -> np.ndarray:
     """A real face at the crop's size: the shipped demo face, resized."""
-    from vcamswap.capture.demo import demo_face
-
     image = cv2.imread(str(demo_face()))
     if image is None:
         raise RuntimeError("the demo face cannot be read")

@@ -87,6 +87,7 @@ def attempt(report: Report, part: str, fn: Callable[[], T], emit: Callable[[str]
 
 
 def build_models(folder: Path, channels: int) -> dict[str, Any]:
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.tools.bench.rig import random_weight_models
 
     t0 = time.perf_counter()
@@ -99,6 +100,7 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
 
 def require_provider(v: Variant) -> None:
     """Refuse a variant whose provider this onnxruntime lacks (the engine would quietly run on another)."""
+    # onnxruntime loads for the part that needs it; a failing part does not stop the others
     from vcamswap.runtime import providers
 
     if v.provider != "cpu" and v.provider not in providers.present():
@@ -108,6 +110,7 @@ def require_provider(v: Variant) -> None:
 
 def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str) -> dict[str, Any]:
     """`vcamswap bench`'s throughput and realtime passes for one provider and precision."""
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
     from vcamswap.tools.bench.run import BenchOptions, run_bench
 
@@ -144,6 +147,7 @@ def time_calls(fn: Callable[[], object], runs: int, warmup: int = 3) -> dict[str
 
 def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dict[str, Any]:
     """The engine alone: swap() on one face, swap_many() on 1/2/4 faces of one frame (through the protocol)."""
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
     from vcamswap.compose.align import align
     from vcamswap.faces.analyzer import FaceAnalyzer
@@ -174,6 +178,7 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
 
 
 def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int, work: Path) -> dict[str, Any]:
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.imageio import load_image
@@ -225,6 +230,7 @@ def machine() -> dict[str, Any]:
 
     import onnxruntime as ort
 
+    # onnxruntime loads for the part that needs it; a failing part does not stop the others
     from vcamswap.runtime import gpu, providers
 
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,
@@ -256,6 +262,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # cv2 and onnxruntime load for the parts that need them
     from vcamswap.capture.demo import demo_clip
     from vcamswap.tools.bench.passes import read_frames
 

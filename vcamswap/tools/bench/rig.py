@@ -83,6 +83,7 @@ def random_weight_models(folder: Path | None = None, channels: int = 1024) -> Pa
     if done.is_file() and done.read_text() == mark:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    # onnx loads only to build the models
     from vcamswap.modelstore import arch, standins
 
     log.info("building random-weight models of the inswapper_128 and det_10g architectures in %s", folder)
