@@ -241,9 +241,9 @@ def test_missing_input_fails_in_one_line(tmp_path: Path) -> None:
 
 def test_doctor_lines_for_tray_hotkeys_daemon_and_service(daemon: DaemonProcess, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from vcamswap.checks import Context
     from vcamswap.daemon.checks import check_daemon, check_hotkeys, check_service, check_tray
     from vcamswap.settings import Settings
-    from vcamswap.tools.doctor import Context
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

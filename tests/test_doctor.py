@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from vcamswap.capture import checks as capture_checks
+from vcamswap.checks import Check, Context, Line
 from vcamswap.cli import main
 from vcamswap.engines import checks as engines_checks
 from vcamswap.faces import checks as faces_checks
@@ -20,7 +21,7 @@ from vcamswap.outputs import checks as outputs_checks
 from vcamswap.outputs import v4l2
 from vcamswap.settings import Settings
 from vcamswap.tools import doctor
-from vcamswap.tools.doctor import Context, Line, register_check, run_checks
+from vcamswap.tools.doctor import register_check, run_checks
 
 
 def standins() -> ModuleType:
@@ -86,7 +87,7 @@ def fake_v4l(root: Path, nodes: dict[int, tuple[str, bool]]) -> tuple[str, str]:
     return str(sysfs), str(dev)
 
 
-def check(ctx: Context, fn: doctor.Check) -> list[Line]:
+def check(ctx: Context, fn: Check) -> list[Line]:
     return list(fn(ctx))
 
 

@@ -22,7 +22,7 @@ from helpers.cli import run_cli
 from helpers.faces import read
 
 from vcamswap.compose.align import align
-from vcamswap.engines import EngineUnavailable, gpu, providers
+from vcamswap.engines import EngineUnavailable
 from vcamswap.engines.inswapper import InswapperEngine
 from vcamswap.engines.neural import read_emap
 from vcamswap.engines.precision import choose_swap_model, wanted_precision
@@ -33,6 +33,7 @@ from vcamswap.modelstore import arch, standins
 from vcamswap.modelstore.fp16 import ConvertError, fp16_files, fp16_state, make_fp16
 from vcamswap.paths import sha256_file
 from vcamswap.presets import get_preset
+from vcamswap.runtime import gpu, providers
 from vcamswap.settings import SettingsError, parse_settings
 
 SOURCE = "faces/single/biden.jpg"

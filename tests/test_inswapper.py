@@ -19,7 +19,7 @@ from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
 from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
 from vcamswap.controls import Controls, ControlState
-from vcamswap.engines import EngineUnavailable, create_engine, providers
+from vcamswap.engines import EngineUnavailable, create_engine
 from vcamswap.engines.inswapper import BoundRunner, InswapperEngine, InswapperSource
 from vcamswap.engines.neural import SwapOutputError, face_mask, swap_template
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -30,6 +30,7 @@ from vcamswap.faces.tracking import Tracker
 from vcamswap.live.build import load_engine
 from vcamswap.live.pipeline import Pipeline, occluders_in
 from vcamswap.presets import get_preset
+from vcamswap.runtime import providers
 from vcamswap.settings import Settings
 from vcamswap.types import FaceGeometry, Frame
 

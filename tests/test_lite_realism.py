@@ -17,11 +17,11 @@ from vcamswap.compose import skin
 from vcamswap.compose.lighting import fine_detail
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, aligned_source
+from vcamswap.engines.lite.quality import photo_report
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.landmarks import LEFT_EYE, LEFT_EYEBROW, RIGHT_EYE, RIGHT_EYEBROW
-from vcamswap.faces.quality import photo_report
 from vcamswap.live.pipeline import OccluderFactory, Pipeline
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tools.bench.realism import Landmarks68, Measures, measure, regions

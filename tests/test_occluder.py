@@ -169,9 +169,9 @@ def test_make_occluder_rules(tmp_path: Path) -> None:
 
 
 def test_doctor_says_an_optional_model_is_missing_only_when_settings_ask_for_it(tmp_path: Path) -> None:
+    from vcamswap.checks import Context
     from vcamswap.engines.checks import check_engines
     from vcamswap.settings import Settings
-    from vcamswap.tools.doctor import Context
 
     def lines(settings: Settings) -> dict[str, tuple[bool, str, str | None]]:
         found = check_engines(Context(settings, tmp_path / "s.toml"))

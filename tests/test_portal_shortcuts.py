@@ -220,9 +220,9 @@ def test_without_portal_shortcuts_the_daemon_says_how_to_bind_once(bus: str, tmp
 
 
 def test_doctor_names_the_active_backend(bus: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vcamswap.checks import Context
     from vcamswap.daemon.checks import check_hotkeys
     from vcamswap.settings import Settings
-    from vcamswap.tools.doctor import Context
 
     ctx = Context(Settings(), tmp_path / "settings.toml")
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus)

@@ -138,9 +138,9 @@ def test_run_refuses_a_missing_token_in_one_line(server: Server, media: Path, tm
 def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token_file: Path, tmp_path: Path) -> None:
     from helpers.server import free_ports
 
+    from vcamswap.checks import Context
     from vcamswap.engines.remote.checks import check_remote
     from vcamswap.settings import Settings
-    from vcamswap.tools.doctor import Context
 
     def lines(**settings: object) -> list[str]:
         out = check_remote(Context(Settings(engine="remote", **settings), tmp_path / "s.toml"))  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from helpers.cli import run_cli
 from vcamswap.daemon.service import (
     MARKER,
     TEMPLATE_FILES,
-    V4L2LOOPBACK_MODPROBE,
     Target,
     install,
     status,
@@ -23,6 +22,7 @@ from vcamswap.daemon.service import (
     uninstall,
     v4l2loopback_command,
 )
+from vcamswap.outputs.v4l2 import V4L2LOOPBACK_MODPROBE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import numpy as np
 from helpers.frames import frames
 
 from vcamswap.faces.detector import BlazeFaceDetector
-from vcamswap.faces.tracking import Tracker, box_of, box_size, implausible, pick_face
+from vcamswap.faces.follow import box_of, box_size, implausible
+from vcamswap.faces.tracking import Tracker, pick_face
 from vcamswap.presets import Preset, get_preset
 from vcamswap.tools.bench.metrics import accuracy_px, jitter_px, still_segment
 from vcamswap.tools.bench.passes import fresh_keypoints, tracked_keypoints

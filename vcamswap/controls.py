@@ -11,9 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from vcamswap.choices import TARGETS
 from vcamswap.presets import PRESETS, next_preset
-
-TARGETS = ("one", "all")  # which faces are swapped: the one face of the frame (sticky), or every face in view
 
 if TYPE_CHECKING:
     from vcamswap.settings import Settings
@@ -34,7 +33,7 @@ class ControlState:
     faces: tuple[str, ...] = field(default_factory=tuple)  # the faces available, for next/prev and menus
     label_on: bool = False  # the disclosure label in a corner of Swap Cam while swapping
     label_text: str = DEFAULT_LABEL
-    # (name, what limits that photo) for the faces whose photo has a limit worth saying (faces.quality)
+    # (name, what limits that photo) for the faces whose photo has a limit worth saying (engines.lite.quality)
     face_notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property

@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
-PresetName = Literal["fast", "balanced", "quality"]
-PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
-# What keeps the camera's occluders (hands, glasses, a mug) in front of the swap: nothing, the camera's own
-# skin model (compose.skin, CPU), or the optional occluder model on onnxruntime (`vcamswap models download
-# occluder`).
-OcclusionKind = Literal["off", "fast", "model"]
-OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
+from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
 
 
 @dataclass(frozen=True)

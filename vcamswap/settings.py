@@ -15,12 +15,20 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import platformdirs
 import tomli_w
 
-from vcamswap.presets import OCCLUSION_KINDS, PRESET_NAMES
+from vcamswap.choices import (
+    OCCLUSION_KINDS,
+    PRECISIONS,
+    PRESET_NAMES,
+    REMOTE_FALLBACKS,
+    TARGETS,
+    CodecError,
+    parse_codec,
+)
 from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
@@ -180,17 +188,15 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: unknown occlusion {value!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
     if name == "enhance" and not 0 <= value <= MAX_ENHANCE_EVERY:
         raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
-    if name == "targets" and value not in ("one", "all"):
+    if name == "targets" and value not in TARGETS:
         raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
     if name == "precision" and value not in PRECISIONS:
         raise SettingsError(f"{origin}: unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}")
-    if name == "remote_fallback" and value not in ("passthrough", "lite"):
+    if name == "remote_fallback" and value not in REMOTE_FALLBACKS:
         raise SettingsError(f"{origin}: {key!r} must be passthrough or lite, not {value!r}")
     if name == "remote_in_flight" and not 1 <= value <= 32:
         raise SettingsError(f"{origin}: {key!r} must be 1 to 32, not {value}")
     if name == "remote_codec":
-        from vcamswap.engines.remote.codec import CodecError, parse_codec
-
         try:
             parse_codec(value)
         except CodecError as e:
@@ -210,10 +216,6 @@ def parse_map_entry(text: str, what: str = "--map") -> tuple[str, str]:
     if not sep or not photo.strip() or not face.strip():
         raise SettingsError(f"{what}: {text!r} is not CAMERA_PERSON_PHOTO=SOURCE_FACE")
     return photo.strip(), face.strip()
-
-
-# The neural swap model's precisions (engines.precision chooses the file); here so settings stay light.
-PRECISIONS: tuple[Literal["auto", "fp32", "fp16"], ...] = ("auto", "fp32", "fp16")
 
 
 def check_fps(value: float, what: str) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from vcamswap.checks import Context, Line
 from vcamswap.outputs.v4l2 import video_nodes
-from vcamswap.tools.doctor import Context, Line
 
 CAMERA_INDICES = range(4)  # 0..3: enough for laptops with an IR camera and a USB one; never -1 (any camera)
 

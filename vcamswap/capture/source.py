@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcamswap.imageio import ImageError, check_size
+from vcamswap.imageio import load_image as load_bounded
 from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.capture")
@@ -124,8 +126,6 @@ def open_file(path: str) -> tuple[cv2.VideoCapture, SourceInfo]:
         max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
     )
     try:
-        from vcamswap.imageio import ImageError, check_size
-
         check_size(path, info.width, info.height)
     except ImageError as e:
         cap.release()
@@ -135,9 +135,6 @@ def open_file(path: str) -> tuple[cv2.VideoCapture, SourceInfo]:
 
 def load_image(path: str) -> np.ndarray:
     """A still input, through the bounded loader: a tiny, huge or bomb image is a one-line CaptureError."""
-    from vcamswap.imageio import ImageError
-    from vcamswap.imageio import load_image as load_bounded
-
     try:
         return load_bounded(path)
     except ImageError as e:

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.align import similarity
-from vcamswap.modelstore.manifest import ENHANCER_MODEL
+from vcamswap.modelstore.manifest import ENHANCER_MODEL, ModelError
+from vcamswap.modelstore.optional import open_optional
 from vcamswap.types import SwapOutput
 
 # FFHQ's 5-point alignment (eyes, nose tip, mouth corners) in a unit square: what GFPGAN and GPEN expect.
@@ -121,8 +122,6 @@ def make_enhancer(
     `vcamswap models download enhancer`) when it is asked for and not installed."""
     if every <= 0:
         return None
-    from vcamswap.modelstore.manifest import ModelError
-    from vcamswap.modelstore.optional import open_optional
 
     session = open_optional(ENHANCER_MODEL, "enhancer", models_dir, provider, threads)
     try:

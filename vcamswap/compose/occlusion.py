@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from vcamswap.choices import OcclusionKind
 from vcamswap.compose.skin import SkinModel, skin_mask
-from vcamswap.modelstore.manifest import OCCLUDER_MODEL
-from vcamswap.presets import OcclusionKind
+from vcamswap.modelstore.manifest import OCCLUDER_MODEL, ModelError
+from vcamswap.modelstore.optional import open_optional
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -137,9 +138,6 @@ def make_occluder(
     if kind == "fast":
         return CameraSkin()
     if kind == "model":
-        from vcamswap.modelstore.manifest import ModelError
-        from vcamswap.modelstore.optional import open_optional
-
         session = open_optional(OCCLUDER_MODEL, "occluder", models_dir, provider, threads)
         try:
             return ModelOccluder(session)

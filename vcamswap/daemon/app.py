@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vcamswap import __version__
+from vcamswap.console import fail
 from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import commands, integrations, status
 from vcamswap.daemon.ipc import ControlServer
@@ -53,6 +53,7 @@ CaptureFactory = Callable[[Settings], "Capture"]
 
 def default_capture(settings: Settings) -> Capture:
     """The camera or input of the settings. Never the demo clip: a daemon waits for the real camera."""
+    # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
     from vcamswap.live.build import open_capture
 
     return open_capture(settings, realtime=True, allow_demo=False)[0]
@@ -100,6 +101,7 @@ class Daemon:
 
     def run(self) -> int:
         """Runs until stopped (tray Quit, `vcamswap stop`, SIGTERM/SIGINT); the exit status."""
+        # cv2 and the outputs load when the daemon runs, not with the CLI that registers it
         from vcamswap.capture.source import CaptureError
         from vcamswap.faces.library import FaceError
         from vcamswap.outputs.base import OutputUnavailable
@@ -109,17 +111,17 @@ class Daemon:
         try:
             self.server.start()
         except DaemonRunning as e:
-            return _fail(str(e), 1)
+            return fail(str(e), 1)
         except (IpcError, OSError) as e:
-            return _fail(f"cannot create the control socket: {e}", 2)
+            return fail(f"cannot create the control socket: {e}", 2)
         try:
             self._install_signals()
             try:
                 self._build()
             except (ValueError, FaceError, CaptureError, OutputUnavailable) as e:
-                return _fail(str(e), 2)
+                return fail(str(e), 2)
             except Exception as e:  # EngineUnavailable and model errors: one line, not a traceback
-                return _fail(f"{type(e).__name__}: {e}", 2)
+                return fail(f"{type(e).__name__}: {e}", 2)
             self._start_threads()
             self._main_thread()
         finally:
@@ -135,6 +137,7 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda *_: self.controls.stop())
 
     def _build(self) -> None:
+        # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
         from vcamswap.faces.library import FaceError
         from vcamswap.live.build import build_stages, initial_face, usable_faces
         from vcamswap.live.stats import Stats
@@ -186,6 +189,7 @@ class Daemon:
         self._threads.append(t)
 
     def _main_thread(self) -> None:
+        # the tray loads PIL (and pystray when shown)
         from vcamswap.daemon.tray import Tray, TrayUnavailable
 
         if self.use_tray:
@@ -230,6 +234,7 @@ class Daemon:
     # -- the loop thread ---------------------------------------------------------------------------------
 
     def _loop_worker(self) -> None:
+        # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
         from vcamswap.live.loop import LiveLoop
 
         capture = self._open_capture()
@@ -273,6 +278,7 @@ class Daemon:
 
     def _open_capture(self) -> Capture | None:
         """The source; a missing camera is waited for while the outputs show a banner."""
+        # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.capture.source import CaptureError
 
         if self.capture is not None:
@@ -299,6 +305,7 @@ class Daemon:
     def _publish_waiting(self) -> None:
         import numpy as np
 
+        # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.outputs.still import StillPublisher
 
         assert self.sinks is not None
@@ -335,6 +342,7 @@ class Daemon:
         return None
 
     def open_faces_folder(self) -> None:
+        # the tray loads PIL
         from vcamswap.daemon.tray import open_folder
 
         open_folder(self.settings.faces_dir())
@@ -379,10 +387,5 @@ class Daemon:
         except ValueError as e:
             return error_reply(str(e))
         return {"ok": True, **commands.controls_dict(snap)}
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"vcamswap: error: {message}", file=sys.stderr, flush=True)
-    return code
 
 

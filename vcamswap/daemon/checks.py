@@ -9,10 +9,17 @@ import os
 import sys
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line
+from vcamswap.checks import Context, Line
+from vcamswap.daemon.audio_sync import doctor_report
+from vcamswap.daemon.client import request
+from vcamswap.daemon.hotkeys import ACTION_HELP, display_problem, syntax_problem
+from vcamswap.daemon.portal import BIND_HINT, backend_report
+from vcamswap.daemon.protocol import IpcError, NotRunning
+from vcamswap.daemon.service import target_for
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:
+    # the tray loads PIL
     from vcamswap.daemon.tray import _linux_backend, tray_problem
 
     problem = tray_problem()
@@ -38,8 +45,6 @@ def check_tray(ctx: Context) -> Iterable[Line]:
 
 
 def check_hotkeys(ctx: Context) -> Iterable[Line]:
-    from vcamswap.daemon.hotkeys import ACTION_HELP, display_problem, syntax_problem
-
     bad = False
     seen: dict[str, str] = {}
     for name, combo in ctx.settings.hotkeys.items():
@@ -62,7 +67,6 @@ def check_hotkeys(ctx: Context) -> Iterable[Line]:
                        f"give one of them other keys in {ctx.settings_file}")
         else:
             seen[key] = name
-    from vcamswap.daemon.portal import BIND_HINT, backend_report
 
     backend, about = backend_report()
     if backend != "pynput":
@@ -78,9 +82,6 @@ def check_hotkeys(ctx: Context) -> Iterable[Line]:
 
 
 def check_daemon(ctx: Context) -> Iterable[Line]:
-    from vcamswap.daemon.client import request
-    from vcamswap.daemon.protocol import IpcError, NotRunning
-
     try:
         st = request({"cmd": "status"}, timeout=5.0)
     except NotRunning:
@@ -98,8 +99,6 @@ def check_daemon(ctx: Context) -> Iterable[Line]:
 
 
 def check_service(ctx: Context) -> Iterable[Line]:
-    from vcamswap.daemon.service import target_for
-
     target = target_for()
     try:
         current = target.path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
@@ -116,7 +115,6 @@ def check_service(ctx: Context) -> Iterable[Line]:
 def check_audio(ctx: Context) -> Iterable[Line]:
     if not sys.platform.startswith("linux"):
         return
-    from vcamswap.daemon.audio_sync import doctor_report
 
     ok, text, fix = doctor_report(ctx.settings.audio_sync)
     yield Line(ok, "swap mic", text, fix)

@@ -6,14 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from vcamswap.daemon.app import Daemon
+from vcamswap.options import add_run_options, apply_args
 from vcamswap.settings import Settings, SettingsFile, load_settings, settings_path
 
 log = logging.getLogger("vcamswap.daemon")
 
 
 def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFile]:
-    from vcamswap.cli import apply_args
-
     path: Path = getattr(args, "settings", None) or settings_path()
     settings, problem = load_settings(path)
     if problem:
@@ -22,16 +22,12 @@ def settings_for_daemon(args: argparse.Namespace) -> tuple[Settings, SettingsFil
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from vcamswap.daemon.app import Daemon
-
     settings, settings_file = settings_for_daemon(args)
     daemon = Daemon(settings, settings_file, use_tray=not args.no_tray, use_hotkeys=not args.no_hotkeys)
     return daemon.run()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vcamswap.cli import add_run_options
-
     p = sub.add_parser(
         "daemon", help="run in the background with a tray icon, global hotkeys and a control socket"
     )

@@ -12,6 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vcamswap.daemon import commands
+from vcamswap.daemon.audio_sync import AudioSync, AudioSyncUnavailable, parse_audio_sync
+from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
+from vcamswap.daemon.portal import BIND_HINT, PortalShortcuts, ShortcutsUnavailable, is_wayland_session
 
 if TYPE_CHECKING:
     from vcamswap.daemon.app import Daemon
@@ -21,9 +24,6 @@ log = logging.getLogger("vcamswap.daemon")
 
 
 def start_hotkeys(d: Daemon) -> None:
-    from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
-    from vcamswap.daemon.portal import is_wayland_session
-
     c = d.controls
     actions = {
         name: HotkeyAction(commands.bind(c, name))
@@ -54,8 +54,6 @@ def start_portal_shortcuts(d: Daemon, actions: dict[str, HotkeyAction]) -> None:
 
 
 def _portal_shortcuts(d: Daemon, actions: dict[str, HotkeyAction]) -> None:
-    from vcamswap.daemon.portal import BIND_HINT, PortalShortcuts, ShortcutsUnavailable
-
     ps = PortalShortcuts(d.settings.hotkeys, actions)
     try:
         ps.start()
@@ -74,8 +72,6 @@ def start_audio_sync(d: Daemon) -> None:
 
 
 def _audio_sync(d: Daemon) -> None:
-    from vcamswap.daemon.audio_sync import AudioSync, AudioSyncUnavailable, parse_audio_sync
-
     mode = parse_audio_sync(d.settings.audio_sync)
     if not sys.platform.startswith("linux"):
         if mode not in ("auto", "off"):
@@ -113,8 +109,8 @@ def audio_status(d: Daemon) -> dict[str, Any]:
 
 def check_options(settings: Any) -> None:
     """ValueError (one line) for a label or an audio-sync value that cannot work."""
+    # the label's font loads cv2
     from vcamswap.compose.label import check_label
-    from vcamswap.daemon.audio_sync import parse_audio_sync
 
     check_label(settings.label)
     parse_audio_sync(settings.audio_sync)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vcamswap.daemon.client import request  # the client side of this protocol
 from vcamswap.daemon.protocol import (
     IS_WINDOWS,
     LOCK_NAME,
@@ -147,7 +148,6 @@ class _UnixServer:
         """We hold the lock, so a socket left here is a crashed daemon's: unless it still answers."""
         if not self.path.exists() and not self.path.is_symlink():
             return
-        from vcamswap.daemon.client import request  # the client side of this protocol
 
         try:
             reply = request({"cmd": "ping"}, str(self.path), timeout=1.0)
@@ -322,10 +322,6 @@ class _PipeServer:
 
     def start(self) -> None:
         from multiprocessing.connection import Listener
-
-        from vcamswap.daemon.client import request  # the client side of this protocol
-
-
 
         try:
             reply = request({"cmd": "ping"}, self.address, timeout=1.0)

@@ -80,7 +80,7 @@ class Monitor:
 
     def note_faces(self) -> None:
         """What limits each photo, for the tray (said once per photo in the log too)."""
-        from vcamswap.faces.quality import photo_report
+        from vcamswap.engines.lite.quality import photo_report
 
         d = self.d
         if d.stages is None:

@@ -21,13 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from vcamswap.console import ask, say, warn
+from vcamswap.daemon.client import request
+from vcamswap.daemon.protocol import IpcError
+from vcamswap.outputs.v4l2 import (
+    MODPROBE_DEST,
+    MODULES_LOAD_DEST,
+    V4L2LOOPBACK_MODPROBE,
+    V4L2LOOPBACK_MODULES_LOAD,
+    VCAM_LABEL,
+    find_v4l2_device,
+)
 from vcamswap.settings import config_dir, write_atomic
 
 MARKER = "Written by `vcamswap service install`"
 UNIT_NAME = "vcamswap.service"
 AGENT_LABEL = "org.vcamswap.daemon"
-MODPROBE_DEST = "/etc/modprobe.d/vcamswap-v4l2loopback.conf"
-MODULES_LOAD_DEST = "/etc/modules-load.d/vcamswap-v4l2loopback.conf"
 
 SYSTEMD_UNIT = """\
 # vcamswap: swaps your face live into the "Swap Cam" virtual camera.
@@ -47,18 +56,6 @@ RestartSec=5
 
 [Install]
 WantedBy=graphical-session.target
-"""
-
-V4L2LOOPBACK_MODPROBE = """\
-# vcamswap: one v4l2loopback device named "Swap Cam" at /dev/video10.
-# exclusive_caps=1: Chrome, Zoom and Teams only list a loopback device that reports capture-only caps.
-# A low number (under 64): some apps only scan the first /dev/video devices.
-options v4l2loopback devices=1 video_nr=10 card_label="Swap Cam" exclusive_caps=1
-"""
-
-V4L2LOOPBACK_MODULES_LOAD = """\
-# vcamswap: load v4l2loopback at boot (its options are in /etc/modprobe.d/).
-v4l2loopback
 """
 
 LAUNCHD_AGENT = """\
@@ -160,24 +157,6 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def ask(question: str) -> bool:
-    """Yes only when a person at a terminal says so; no terminal means no."""
-    if not sys.stdin.isatty():
-        return False
-    try:
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
-def _warn(line: str) -> None:
-    print(f"vcamswap: {line}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # systemd / launchd
 
@@ -208,15 +187,15 @@ def _systemctl(*args: str) -> tuple[bool, str]:
 def _enable_linux() -> None:
     problem = systemctl_problem()
     if problem:
-        _say(f"systemctl --user is not usable here ({problem}); once in your desktop session run:\n"
-             f"  systemctl --user daemon-reload && systemctl --user enable --now {UNIT_NAME}")
+        say(f"systemctl --user is not usable here ({problem}); once in your desktop session run:\n"
+            f"  systemctl --user daemon-reload && systemctl --user enable --now {UNIT_NAME}")
         return
     for args in (("daemon-reload",), ("enable", "--now", UNIT_NAME)):
         ok, out = _systemctl(*args)
         if not ok:
-            _warn(f"systemctl --user {' '.join(args)} failed: {out}")
+            warn(f"systemctl --user {' '.join(args)} failed: {out}")
             return
-    _say(f"enabled and started {UNIT_NAME} (logs: journalctl --user -u {UNIT_NAME})")
+    say(f"enabled and started {UNIT_NAME} (logs: journalctl --user -u {UNIT_NAME})")
 
 
 def _disable_linux() -> None:
@@ -240,7 +219,7 @@ def _enable_macos(path: Path) -> None:
     if platform.system() != "Darwin":
         return
     ok, out = _launchctl("bootstrap", f"gui/{os.getuid()}", str(path))
-    _say("started the launch agent" if ok else f"launchctl bootstrap: {out}; it starts at your next login")
+    say("started the launch agent" if ok else f"launchctl bootstrap: {out}; it starts at your next login")
 
 
 def _disable_macos(path: Path) -> None:
@@ -267,21 +246,17 @@ def v4l2loopback_command(folder: Path | None = None) -> str:
 
 
 def _swap_cam_device() -> str | None:
-    try:
-        from vcamswap.outputs.v4l2 import VCAM_LABEL, find_v4l2_device
-    except Exception:
-        return None
     return find_v4l2_device(VCAM_LABEL)
 
 
 def _v4l2loopback_advice() -> None:
     dev = _swap_cam_device()
     if dev:
-        _say(f"the Swap Cam virtual camera is there: {dev}")
+        say(f"the Swap Cam virtual camera is there: {dev}")
         return
-    _say("no Swap Cam virtual camera yet. Install v4l2loopback (Debian/Ubuntu: sudo apt install "
-         "v4l2loopback-dkms) and create it now and at every boot with:\n  " + v4l2loopback_command())
-    _say("  (if v4l2loopback is already loaded by another app, reboot or 'sudo modprobe -r v4l2loopback' first)")
+    say("no Swap Cam virtual camera yet. Install v4l2loopback (Debian/Ubuntu: sudo apt install "
+        "v4l2loopback-dkms) and create it now and at every boot with:\n  " + v4l2loopback_command())
+    say("  (if v4l2loopback is already loaded by another app, reboot or 'sudo modprobe -r v4l2loopback' first)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,20 +266,20 @@ def _v4l2loopback_advice() -> None:
 def install(target: Target, *, force: bool = False, enable: bool = True) -> int:
     current = _read(target.path)
     if current == target.content:
-        _say(f"already installed: {target.path}")
+        say(f"already installed: {target.path}")
     else:
         if current is not None and not force:
             if not ask(f"{target.path} differs from what vcamswap would write. Replace it?"):
-                _warn(f"{target.path} exists and differs from what vcamswap would write (changed by you?); "
-                      "left as it is. Pass --force to replace it")
+                warn(f"{target.path} exists and differs from what vcamswap would write (changed by you?); "
+                     "left as it is. Pass --force to replace it")
                 return 1
         try:
             target.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target.path, target.content.replace("\n", target.newline))
         except OSError as e:
-            _warn(f"cannot write {target.path}: {e.strerror or e}")
+            warn(f"cannot write {target.path}: {e.strerror or e}")
             return 2
-        _say(f"{'replaced' if current is not None else 'installed'} {target.path}")
+        say(f"{'replaced' if current is not None else 'installed'} {target.path}")
     if target.system == "Linux":
         if enable:
             _enable_linux()
@@ -312,21 +287,21 @@ def install(target: Target, *, force: bool = False, enable: bool = True) -> int:
     elif target.system == "Darwin":
         if enable:
             _enable_macos(target.path)
-        _say("virtual camera: install OBS Studio >= 30 and start its Virtual Camera once")
+        say("virtual camera: install OBS Studio >= 30 and start its Virtual Camera once")
     else:
-        _say("vcamswap starts at your next login; start it now with: vcamswap daemon")
-        _say("virtual camera: install OBS Studio >= 30 and start its Virtual Camera once")
+        say("vcamswap starts at your next login; start it now with: vcamswap daemon")
+        say("virtual camera: install OBS Studio >= 30 and start its Virtual Camera once")
     return 0
 
 
 def uninstall(target: Target, *, force: bool = False, enable: bool = True) -> int:
     current = _read(target.path)
     if current is None:
-        _say(f"not installed: {target.path}")
+        say(f"not installed: {target.path}")
         return 0
     if current != target.content and MARKER not in current and not force:
         if not ask(f"{target.path} was not written by vcamswap. Remove it anyway?"):
-            _warn(f"{target.path} was not written by vcamswap; left as it is. Pass --force to remove it")
+            warn(f"{target.path} was not written by vcamswap; left as it is. Pass --force to remove it")
             return 1
     if enable:
         if target.system == "Linux":
@@ -336,37 +311,35 @@ def uninstall(target: Target, *, force: bool = False, enable: bool = True) -> in
     try:
         target.path.unlink()
     except OSError as e:
-        _warn(f"cannot remove {target.path}: {e.strerror or e}")
+        warn(f"cannot remove {target.path}: {e.strerror or e}")
         return 2
-    _say(f"removed {target.path}")
+    say(f"removed {target.path}")
     if target.system == "Linux":
-        _say(f"the v4l2loopback snippets stay; remove them with: sudo rm {MODPROBE_DEST} {MODULES_LOAD_DEST}")
+        say(f"the v4l2loopback snippets stay; remove them with: sudo rm {MODPROBE_DEST} {MODULES_LOAD_DEST}")
     return 0
 
 
 def status(target: Target) -> int:
     current = _read(target.path)
     if current is None:
-        _say(f"start-up file: not installed ({target.path})")
+        say(f"start-up file: not installed ({target.path})")
     elif current == target.content:
-        _say(f"start-up file: installed, up to date ({target.path})")
+        say(f"start-up file: installed, up to date ({target.path})")
     else:
-        _say(f"start-up file: installed, differs from what this vcamswap would write ({target.path})")
+        say(f"start-up file: installed, differs from what this vcamswap would write ({target.path})")
     if target.system == "Linux":
         if systemctl_problem() is None:
             _, enabled = _systemctl("is-enabled", UNIT_NAME)
             _, active = _systemctl("is-active", UNIT_NAME)
-            _say(f"systemd user unit: {enabled or 'unknown'}, {active or 'unknown'}")
+            say(f"systemd user unit: {enabled or 'unknown'}, {active or 'unknown'}")
         dev = _swap_cam_device()
-        _say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
-    from vcamswap.daemon.client import request
-    from vcamswap.daemon.protocol import IpcError
+        say(f"virtual camera: {dev}" if dev else "virtual camera: no Swap Cam device (see 'vcamswap service install')")
 
     try:
         reply = request({"cmd": "ping"}, timeout=3.0)
-        _say(f"daemon: running (pid {reply.get('pid')})")
+        say(f"daemon: running (pid {reply.get('pid')})")
     except IpcError:
-        _say("daemon: not running")
+        say("daemon: not running")
     return 0 if current is not None else 3
 
 

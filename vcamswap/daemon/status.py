@@ -60,11 +60,13 @@ def remote(d: Daemon) -> RemoteHealth | None:
     """The swap server's health when the engine is remote (from the engine's fields, no network)."""
     if d.stages is None:
         return None
+    # the engines package (numpy) loads with the pipeline, not with the CLI that registers the daemon
     from vcamswap.engines.remote.health import remote_health
 
     return remote_health(d.stages.pipeline.engine)
 
 def tray_view(d: Daemon) -> TrayView:
+    # the tray loads PIL
     from vcamswap.daemon.tray import TrayView
 
     word, detail = state(d)

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw
 
 from vcamswap import desktop
-from vcamswap.controls import TARGETS, Controls, ControlState
+from vcamswap.choices import PRESET_NAMES, TARGETS
+from vcamswap.controls import Controls, ControlState
 from vcamswap.daemon import commands
-from vcamswap.presets import PRESET_NAMES
 
 log = logging.getLogger("vcamswap.tray")
 

@@ -77,7 +77,7 @@ class Engine(Protocol[P]):
 ENGINES: dict[str, str] = {
     "lite": "vcamswap.engines.lite.engine:LiteEngine",
     "inswapper": "vcamswap.engines.inswapper:InswapperEngine",
-    "remote": "vcamswap.engines.remote.engine:create",
+    "remote": "vcamswap.engines.fallback:create",
 }
 
 

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line, first_line
+from vcamswap.checks import Context, Line
+from vcamswap.console import first_line
+from vcamswap.engines import EngineUnavailable
+from vcamswap.engines.precision import FP16_PROVIDERS, choose_swap_model, parse_precision
+from vcamswap.modelstore.manifest import (
+    NEURAL_MODELS,
+    ManifestError,
+    ModelError,
+    install_hint,
+    load_manifest,
+    missing_models,
+    status,
+)
+from vcamswap.paths import embedded_model
+from vcamswap.runtime import gpu
 
 # What to install for each provider when it was asked for but this onnxruntime build lacks it.
 PROVIDER_FIX = {
@@ -21,8 +35,6 @@ LITE_MODELS = ("face_detection_short_range.onnx", "face_landmark.onnx")
 
 
 def check_engines(ctx: Context) -> Iterable[Line]:
-    from vcamswap.paths import embedded_model
-
     try:
         paths = [embedded_model(name) for name in LITE_MODELS]
         import onnxruntime as ort
@@ -42,8 +54,6 @@ def check_engines(ctx: Context) -> Iterable[Line]:
 
 
 def _check_neural_models(ctx: Context) -> Iterable[Line]:
-    from vcamswap.modelstore.manifest import ModelError, install_hint, load_manifest, status
-
     try:
         manifest = load_manifest(ctx.manifest)
     except ModelError as e:
@@ -88,8 +98,6 @@ def _asked_for(ctx: Context, role: str) -> bool:
 
 
 def _neural_ready(ctx: Context) -> bool:
-    from vcamswap.modelstore.manifest import NEURAL_MODELS, ManifestError, load_manifest, missing_models
-
     try:
         manifest = load_manifest(ctx.manifest)
     except ManifestError:
@@ -98,7 +106,8 @@ def _neural_ready(ctx: Context) -> bool:
 
 
 def check_providers(ctx: Context) -> Iterable[Line]:
-    from vcamswap.engines import providers
+    # onnxruntime loads for this check only
+    from vcamswap.runtime import providers
 
     try:
         rep = providers.report(ctx.settings.provider)
@@ -119,9 +128,6 @@ def check_providers(ctx: Context) -> Iterable[Line]:
 
 def _precision(ctx: Context, chosen: str) -> Iterable[Line]:
     """Which swap model file and precision the neural engine takes here, and why not fp16 when it could."""
-    from vcamswap.engines import gpu
-    from vcamswap.engines.precision import FP16_PROVIDERS, choose_swap_model, parse_precision
-
     asked = parse_precision(ctx.settings.precision)
     fast = gpu.fast_fp16(gpu.compute_capability()) if chosen in FP16_PROVIDERS else False
     model = choose_swap_model(ctx.settings.models_dir(), asked, chosen, fast)
@@ -139,7 +145,7 @@ def _placement(ctx: Context, chosen: str) -> Iterable[Line]:
     if not ctx.load_models:
         yield Line(True, "providers", f"neural models will run on {chosen} (--load-models to confirm)")
         return
-    from vcamswap.engines import EngineUnavailable
+    # the neural engine (cv2, onnxruntime) loads only with --load-models
     from vcamswap.engines.inswapper import InswapperEngine
 
     try:

@@ -3,7 +3,8 @@
 The pipeline asks crop_size/template every frame: they follow the remote's health, so each frame is cut
 for the engine that will swap it. The two crops never share a size (128 for the server, the lite preset's
 192/256/320), so an item cut for the other engine (one in flight across a switch) is told by its size and
-raises EngineError for that one frame. The payload holds both prepared sources.
+raises EngineError for that one frame. The payload holds both prepared sources. create() makes the `remote`
+engine: the remote engine alone, or wrapped here when the user asked for the lite fallback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vcamswap.engines import Engine, EngineError, SwapItem
+from vcamswap.choices import REMOTE_FALLBACKS
+from vcamswap.engines import Engine, EngineError, EngineUnavailable, SwapItem, create_engine
 from vcamswap.engines.remote.codec import SWAP_SIZE
 from vcamswap.engines.remote.engine import RemoteEngine
 from vcamswap.presets import Preset
@@ -65,3 +67,12 @@ class FallbackEngine:
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: FallbackSource, preset: Preset) -> SwapOutput:
         return self.swap_many([SwapItem(crop, face, source)], preset)[0]
 
+
+def create(fallback: str = "passthrough", **options: object) -> object:
+    """The remote engine; with fallback "lite", wrapped so frames are swapped here while the server is away."""
+    if fallback not in REMOTE_FALLBACKS:
+        raise EngineUnavailable(f"remote: fallback {fallback!r}; choose one of {', '.join(REMOTE_FALLBACKS)}")
+    remote = RemoteEngine(**options)  # type: ignore[arg-type]
+    if fallback == "passthrough":
+        return remote
+    return FallbackEngine(remote, create_engine("lite"))

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.engines import EngineUnavailable, SwapItem, gpu, providers
+from vcamswap.engines import EngineUnavailable, SwapItem
 from vcamswap.engines.neural import (
     DET_THRESHOLD,
     EMBED_SIZE,
@@ -39,6 +39,7 @@ from vcamswap.engines.precision import (
 )
 from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
+from vcamswap.runtime import gpu, providers
 from vcamswap.settings import default_models_dir
 from vcamswap.types import Detection, FaceGeometry, SwapOutput, check_bgr
 
@@ -228,6 +229,7 @@ class InswapperEngine:
     def _batch_session(self) -> ort.InferenceSession | None:
         """The session that takes several faces per call: the swap model itself when its batch is dynamic,
         else the copy `vcamswap models download` made beside it (modelstore.batch); None: face by face."""
+        # onnx loads only for the batched model
         from vcamswap.modelstore.batch import current_batched
 
         dim = self.swap_session.get_inputs()[0].shape[0]

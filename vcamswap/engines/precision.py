@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from vcamswap.choices import PRECISIONS, Precision
 from vcamswap.modelstore.fp16 import SWAP_MODEL, fp16_files, fp16_state
-from vcamswap.settings import PRECISIONS
 
-Precision = Literal["auto", "fp32", "fp16"]
 Resolved = Literal["fp32", "fp16"]
 FP16_PROVIDERS = frozenset({"cuda", "tensorrt"})
 CONVERT_HINT = "run 'vcamswap models convert --fp16'"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line
+from vcamswap.checks import Context, Line
 
 
 def check_faces(ctx: Context) -> Iterable[Line]:
+    # cv2 and the face models (onnxruntime) load for this check only
     from vcamswap.faces.library import list_faces
 
     folder = ctx.settings.faces_dir()

@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from vcamswap.paths import embedded_model
+from vcamswap.runtime.providers import make_session
 from vcamswap.types import Detection, FaceDetector, check_bgr  # noqa: F401 (FaceDetector: re-exported)
 
 DETECTOR_MODEL = "face_detection_short_range.onnx"
@@ -22,19 +22,6 @@ _SCORE_CLIP = 100.0  # mediapipe clips the logits before the sigmoid
 
 # ArcFace's 5-point template: mouth width / eye distance = (70.73 - 41.55) / (73.53 - 38.29).
 _MOUTH_HALF_WIDTH = 0.5 * 29.18 / 35.24
-
-
-def make_session(model: Path, providers: list[str] | None, threads: int) -> ort.InferenceSession:
-    """An onnxruntime session for one of the small lite models."""
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # the models are fixed; onnxruntime's notes about them are noise
-    return ort.InferenceSession(str(model), opts, providers=providers or ["CPUExecutionProvider"])
-
-
 
 
 def ssd_anchors() -> np.ndarray:

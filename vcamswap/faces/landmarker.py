@@ -18,7 +18,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.faces.detector import make_session
 from vcamswap.faces.landmarks import (  # noqa: F401 (the tables are part of the landmarker's vocabulary)
     EYE_OUTER_LEFT,
     EYE_OUTER_RIGHT,
@@ -34,6 +33,7 @@ from vcamswap.faces.landmarks import (  # noqa: F401 (the tables are part of the
     RIGHT_EYEBROW,
 )
 from vcamswap.paths import embedded_model
+from vcamswap.runtime.providers import make_session
 from vcamswap.types import Detection, FaceGeometry, check_bgr
 
 LANDMARK_MODEL = "face_landmark.onnx"

@@ -11,18 +11,41 @@ new track with a new id. Ids are never reused, so a face that leaves and comes b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from vcamswap.faces.landmarker import MeshResult, geometry_from_mesh
+from vcamswap.faces.follow import MATCH_IOU, MAX_MISSES, box_of, implausible, iou
+from vcamswap.faces.landmarker import FaceMesh, MeshResult, Roi, geometry_from_mesh
 from vcamswap.faces.smoothing import LandmarkSmoother
-from vcamswap.faces.tracking import MATCH_IOU, MAX_MISSES, Tracker, box_of, implausible, iou
 from vcamswap.types import Detection, TrackedFace
 
 # Each face costs one FaceMesh run per frame (3-5 ms on a laptop core) plus its swap and paste-back: past four
 # faces a CPU frame at 30 fps is spent on landmarks alone, and the batched swap is checked up to four.
 MAX_FACES = 4
 DUPLICATE_IOU = 0.5  # two tracks this much on top of each other follow one face: the younger one ends
+
+
+class TrackHost(Protocol):
+    """What the every-face path uses of the tracker that owns it (faces.tracking.Tracker): its models and
+    their timings, the detection cadence, the track ids and the loss counter, shared with the one-face path."""
+
+    mesh: FaceMesh
+    tracking: bool  # False: the reference mode, detector and mesh on every frame, unsmoothed
+    losses: int
+
+    @property
+    def smoothing(self) -> float: ...
+
+    def run_detector(self, image: np.ndarray) -> list[Detection]: ...
+
+    def run_mesh(self, image: np.ndarray, roi: Roi) -> MeshResult: ...
+
+    def detection_due(self) -> bool: ...
+
+    def skip_detection(self) -> None: ...
+
+    def new_track_id(self) -> int: ...
 
 
 @dataclass
@@ -39,7 +62,7 @@ class FaceTrack:
 class MultiFaceTracker:
     """The `all` path of faces.tracking.Tracker: uses its detector, mesh, cadence, counters and timings."""
 
-    owner: Tracker
+    owner: TrackHost
     max_faces: int = MAX_FACES
     tracks: list[FaceTrack] = field(default_factory=list)
 
@@ -60,12 +83,11 @@ class MultiFaceTracker:
         if not self.owner.tracking:
             return self._detect_every_frame(image)
         followed, lost = self._follow(image)
-        o = self.owner
-        due = o._since_detect + 1 >= o.detect_interval
+        due = self.owner.detection_due()
         if followed and not lost and not due and all(t.misses == 0 for t, _ in followed):
-            o._since_detect += 1
+            self.owner.skip_detection()
             return [self._emit(t, res, False) for t, res in followed]
-        dets = o.run_detector(image)
+        dets = self.owner.run_detector(image)
         kept: list[tuple[FaceTrack, MeshResult]] = []
         for (t, res), det in zip(followed, _assign(dets, [box_of(r.points) for _, r in followed]), strict=True):
             t.misses = 0 if det is not None else t.misses + 1
@@ -111,8 +133,7 @@ class MultiFaceTracker:
                 continue
             if any(iou(box, b) > DUPLICATE_IOU for b in taken):
                 continue  # the detection's mesh landed on a face already tracked
-            self.owner._track_id += 1
-            track = FaceTrack(self.owner._track_id, res.points, LandmarkSmoother(self.owner.smoothing))
+            track = FaceTrack(self.owner.new_track_id(), res.points, LandmarkSmoother(self.owner.smoothing))
             self.tracks.append(track)
             taken.append(box)
             out.append(self._emit(track, res, True))
@@ -137,8 +158,7 @@ class MultiFaceTracker:
         out: list[TrackedFace] = []
         for res, k in zip(results, owners, strict=True):
             if k is None:
-                self.owner._track_id += 1
-                track = FaceTrack(self.owner._track_id, res.points, LandmarkSmoother(0.0))
+                track = FaceTrack(self.owner.new_track_id(), res.points, LandmarkSmoother(0.0))
             else:
                 track = previous.pop(old_ids[k])
             tracks.append(track)

@@ -13,51 +13,32 @@ Points are smoothed by faces.smoothing.LandmarkSmoother.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
+from vcamswap.choices import TARGETS, Targets
+from vcamswap.faces.follow import MAX_MISSES, best_match, box_of, implausible
 from vcamswap.faces.landmarker import (
     FaceMesh,
     MeshResult,
     Roi,
     geometry_from_mesh,
 )
+from vcamswap.faces.multitrack import MultiFaceTracker
 from vcamswap.faces.smoothing import LandmarkSmoother
 from vcamswap.presets import Preset
 from vcamswap.types import Detection, FaceDetector, FaceGeometry, TrackedFace
 
-PRESENCE_MIN = 0.5
-MAX_SIZE_CHANGE = 1.35  # a followed face cannot grow or shrink more than this between two frames
-MAX_JUMP = 0.4  # nor move its centre more than this fraction of its size
-MIN_SPREAD = 0.35  # minor/major axis of the mesh's point cloud: real faces 0.7-0.9, even turned; ~0 = collapsed
-MATCH_IOU = 0.2  # a detection at least this close to the followed face is the same face
-MAX_MISSES = 3  # checks in a row where the detector does not see the followed face before it is dropped
 REACQUIRE_FRAMES = 45  # after a loss, prefer a face where the lost one was for this long
 CUT_DIFF = 24.0  # mean abs difference (0..255) of 32x24 thumbnails that marks a hard cut, not motion
 
 
-
-if TYPE_CHECKING:
-    from vcamswap.faces.multitrack import MultiFaceTracker
-
-Targets = Literal["one", "all"]  # the face of the frame (sticky), or every face in view
-TARGETS: tuple[Targets, ...] = ("one", "all")
 TimeHook = Callable[[str, float], None]
 DetectorFactory = Callable[[Preset], "FaceDetector | None"]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / area) if area > 0 else 0.0
 
 
 def pick_face(dets: list[Detection], shape: tuple[int, ...]) -> Detection | None:
@@ -74,56 +55,6 @@ def pick_face(dets: list[Detection], shape: tuple[int, ...]) -> Detection | None
         return float(bw * bh) * (1.0 - off)
 
     return max(dets, key=score)
-
-
-def best_match(dets: list[Detection], box: np.ndarray, min_iou: float = MATCH_IOU) -> Detection | None:
-    """The detection that overlaps `box` most, when it overlaps enough to be the same face."""
-    if not dets:
-        return None
-    best = max(dets, key=lambda d: iou(d.bbox, box))
-    return best if iou(best.bbox, box) >= min_iou else None
-
-
-def box_of(points: np.ndarray) -> np.ndarray:
-    pts = points[:, :2]
-    return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
-
-
-def box_size(box: np.ndarray) -> float:
-    return float(math.sqrt(max(box[2] - box[0], 1e-6) * max(box[3] - box[1], 1e-6)))
-
-
-def spread(points: np.ndarray) -> float:
-    """sqrt(minor / major variance) of the 2-D points: how far the mesh is from collapsing onto a line."""
-    pts = np.asarray(points[:, :2], np.float64)
-    lo, hi = np.linalg.eigvalsh(np.cov(pts.T))
-    return float(math.sqrt(max(lo, 0.0) / hi)) if hi > 0 else 0.0
-
-
-def implausible(points: np.ndarray, presence: float, prev: np.ndarray | None, shape: tuple[int, ...]) -> str | None:
-    """Why a followed mesh is not the face any more, or None when it is plausible."""
-    if presence < PRESENCE_MIN:
-        return "presence"
-    if not np.isfinite(points).all():
-        return "nan"
-    box = box_of(points)
-    size = box_size(box)
-    h, w = shape[:2]
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    if not (0 <= cx < w and 0 <= cy < h) or size < 8:
-        return "outside"
-    if spread(points) < MIN_SPREAD:
-        return "spread"
-    if prev is not None:
-        pbox = box_of(prev)
-        psize = box_size(pbox)
-        ratio = size / psize
-        if not 1 / MAX_SIZE_CHANGE <= ratio <= MAX_SIZE_CHANGE:
-            return "size"
-        pc = np.array([(pbox[0] + pbox[2]) / 2, (pbox[1] + pbox[3]) / 2])
-        if float(np.hypot(cx - pc[0], cy - pc[1])) > MAX_JUMP * psize:
-            return "jump"
-    return None
 
 
 class SceneCut:
@@ -217,8 +148,6 @@ class Tracker:
             self._raw = None
             self.smoother.reset()
         if self._multi is None:
-            from vcamswap.faces.multitrack import MultiFaceTracker
-
             self._multi = MultiFaceTracker(self)
         self.frames += 1
         if self._cut(image) and self._multi.tracks:
@@ -239,7 +168,7 @@ class Tracker:
 
     def _follow_or_check(self, image: np.ndarray) -> TrackedFace | None:
         assert self._raw is not None
-        checked = self._since_detect + 1 >= self.detect_interval or self._misses > 0
+        checked = self.detection_due() or self._misses > 0
         # A check's detection does not depend on the landmarks: it runs on the other core meanwhile (both
         # are model calls that release the interpreter), and is the one a lost track re-acquires from.
         pending = self._detect_beside(image) if checked else None
@@ -248,7 +177,7 @@ class Tracker:
             self._drop()
             return self._acquire(image, None if pending is None else self._detected(pending, image))
         if pending is None:
-            self._since_detect += 1
+            self.skip_detection()
             return self._emit(res, False)
         dets = self._detected(pending, image)
         if best_match(dets, box_of(res.points)) is not None:
@@ -276,7 +205,7 @@ class Tracker:
                 self._drop()
             return None
         if self._raw is None:
-            self._track_id += 1
+            self.new_track_id()
             self.smoother.reset()
             self._misses = 0
         return self._emit(res, True)
@@ -303,7 +232,21 @@ class Tracker:
         self._raw = None
         self.smoother.reset()
 
-    # -- stages ------------------------------------------------------------------------------------------
+    # -- what both paths share: cadence, ids, stages (multitrack.TrackHost) ----------------------------
+
+    def detection_due(self) -> bool:
+        """Whether this frame's faces are checked by the detector (every detect_interval frames)."""
+        return self._since_detect + 1 >= self.detect_interval
+
+    def skip_detection(self) -> None:
+        """This frame's faces were followed without the detector."""
+        self._since_detect += 1
+
+    def new_track_id(self) -> int:
+        """A fresh id for a new track; ids are never reused."""
+        self._track_id += 1
+        return self._track_id
+
 
     def run_detector(self, image: np.ndarray) -> list[Detection]:
         self.detector_calls += 1

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from vcamswap.choices import OcclusionKind
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import finish, paste_back
 from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
@@ -29,7 +30,7 @@ from vcamswap.live.sources import PreparedSource
 from vcamswap.live.targets import TargetRouter
 from vcamswap.live.worker import Key, SwapJob, make_stage
 from vcamswap.modelstore.manifest import ModelError
-from vcamswap.presets import OcclusionKind, Preset
+from vcamswap.presets import Preset
 from vcamswap.settings import default_models_dir
 from vcamswap.types import FaceGeometry, Frame, SwapOutput, TrackedFace
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
+from vcamswap.modelstore.fp16 import SWAP_MODEL, fp16_files, fp16_state, make_fp16
 from vcamswap.modelstore.manifest import (
     NEURAL_MODELS,
     ModelError,
@@ -22,6 +23,7 @@ from vcamswap.modelstore.manifest import (
     model_path,
     status,
 )
+from vcamswap.options import settings_from_args
 
 log = logging.getLogger("vcamswap.models")
 
@@ -49,8 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from vcamswap.cli import settings_from_args
-
     models_dir = settings_from_args(args).models_dir()
     try:
         manifest = load_manifest(args.manifest)
@@ -88,8 +88,6 @@ def _cmd_list(specs: list[ModelSpec], models_dir: Path) -> int:
 
 def _list_fp16(models_dir: Path) -> None:
     """The local fp16 copy, when there is one: current, or why the engine will not use it."""
-    from vcamswap.modelstore.fp16 import fp16_files, fp16_state
-
     files = fp16_files(models_dir)
     if files.copy.is_file():
         state = {"ok": "made from the installed original", "stale": "stale (made from another original)",
@@ -130,6 +128,7 @@ def _cmd_download(specs: list[ModelSpec], models_dir: Path, source: Path | None,
 
 def _batch_copy(specs: list[ModelSpec], models_dir: Path) -> None:
     """Once, beside an installed swap model that fixes batch to 1: a copy that swaps several faces per call."""
+    # onnx loads only to make the batched copy
     from vcamswap.modelstore.batch import SWAP_MODEL, ensure_batched
 
     if SWAP_MODEL not in {s.name for s in specs} or not status_ok(specs, models_dir, SWAP_MODEL):
@@ -150,8 +149,6 @@ def status_ok(specs: list[ModelSpec], models_dir: Path, name: str) -> bool:
 
 
 def _cmd_convert(names: list[str], models_dir: Path, fp16: bool, overwrite: bool) -> int:
-    from vcamswap.modelstore.fp16 import SWAP_MODEL, make_fp16
-
     if not fp16:
         raise ModelError("convert needs --fp16 (the one conversion there is): 'vcamswap models convert --fp16'")
     if any(n != SWAP_MODEL for n in names):

@@ -28,7 +28,8 @@ def open_optional(
     name: str, role: str, models_dir: Path, provider: str | None = None, threads: int | None = None
 ) -> ort.InferenceSession:
     """A session on the optional model `name` (known to users as `role`), on the chosen execution provider."""
-    from vcamswap.engines import providers
+    # onnxruntime loads only when an optional model is opened
+    from vcamswap.runtime import providers
 
     path = optional_path(name, models_dir)
     if not path.is_file():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from vcamswap.checks import Context, Line
 from vcamswap.outputs.v4l2 import VCAM_LABEL, video_nodes
-from vcamswap.tools.doctor import Context, Line
 
 
 def check_virtual_camera(ctx: Context) -> Iterable[Line]:
@@ -46,6 +46,7 @@ def check_virtual_camera(ctx: Context) -> Iterable[Line]:
 
 def _vcam_hint(system: str) -> str:
     try:
+        # cv2 loads only for the hint
         from vcamswap.outputs import vcam as outputs
 
         return {

@@ -14,7 +14,7 @@ import numpy as np
 
 from vcamswap.outputs.base import OutputUnavailable
 from vcamswap.outputs.httpgate import Refusal, RequestGate, http_refusal
-from vcamswap.outputs.previewauth import host_allowed, token_matches
+from vcamswap.outputs.previewauth import host_allowed, token_matches, with_token
 from vcamswap.types import check_bgr
 
 log = logging.getLogger("vcamswap.outputs")
@@ -287,14 +287,10 @@ class MjpegSink:
     @property
     def url(self) -> str:
         """The page to open, with the token when one is asked for."""
-        from vcamswap.outputs.previewauth import with_token
-
         return with_token(f"http://{self.host}:{self.port}/", self.token)
 
     @property
     def stream_url(self) -> str:
-        from vcamswap.outputs.previewauth import with_token
-
         return with_token(f"http://{self.host}:{self.port}/stream.mjpg", self.token)
 
     @property

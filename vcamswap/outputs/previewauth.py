@@ -13,14 +13,14 @@ import secrets
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from vcamswap.settings import config_dir
+
 TOKEN_FILE = "preview-token"
 TOKEN_PARAM = "token"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def token_path() -> Path:
-    from vcamswap.settings import config_dir
-
     return config_dir() / TOKEN_FILE
 
 

@@ -1,4 +1,5 @@
-"""Linux video devices and their card labels, from sysfs: the one listing for the virtual camera and doctor."""
+"""Linux video devices and their card labels, from sysfs: the one listing for the virtual camera and doctor; and
+the v4l2loopback snippets that make the "Swap Cam" device at every boot (`vcamswap setup`, `service install`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ log = logging.getLogger("vcamswap.outputs")
 
 VCAM_LABEL = "Swap Cam"
 SYSFS_V4L = "/sys/class/video4linux"
+MODULE = "v4l2loopback"
+MODPROBE_DEST = "/etc/modprobe.d/vcamswap-v4l2loopback.conf"
+MODULES_LOAD_DEST = "/etc/modules-load.d/vcamswap-v4l2loopback.conf"
+
+V4L2LOOPBACK_MODPROBE = """\
+# vcamswap: one v4l2loopback device named "Swap Cam" at /dev/video10.
+# exclusive_caps=1: Chrome, Zoom and Teams only list a loopback device that reports capture-only caps.
+# A low number (under 64): some apps only scan the first /dev/video devices.
+options v4l2loopback devices=1 video_nr=10 card_label="Swap Cam" exclusive_caps=1
+"""
+
+V4L2LOOPBACK_MODULES_LOAD = """\
+# vcamswap: load v4l2loopback at boot (its options are in /etc/modprobe.d/).
+v4l2loopback
+"""
 
 
 class V4l2Device(NamedTuple):

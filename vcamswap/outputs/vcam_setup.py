@@ -15,14 +15,18 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vcamswap.daemon.service import MODPROBE_DEST, MODULES_LOAD_DEST, V4L2LOOPBACK_MODPROBE
-from vcamswap.daemon.service import ask as confirm
+from vcamswap.console import ask as confirm
+from vcamswap.outputs.v4l2 import (
+    MODPROBE_DEST,
+    MODULE,
+    MODULES_LOAD_DEST,
+    V4L2LOOPBACK_MODPROBE,
+    V4L2LOOPBACK_MODULES_LOAD,
+    VCAM_LABEL,
+)
 
-VCAM_LABEL = "Swap Cam"
-MODULE = "v4l2loopback"
 VIDEO_NR_RANGE = range(10, 64)  # low numbers: some apps scan only the first /dev/video devices
 SETUP_MARKER = "# Written by `vcamswap setup`"
-MODULES_LOAD_CONTENT = "# vcamswap: load v4l2loopback at boot (its options are in /etc/modprobe.d/).\nv4l2loopback\n"
 
 # Package manager -> the command that installs the module for the running kernel.
 INSTALL_COMMANDS: dict[str, list[str]] = {
@@ -263,7 +267,7 @@ def persist_steps(root: Path, plan: Plan, staging: Path, ask: bool) -> tuple[lis
     steps: list[Step] = []
     for dest, content, ours in (
         (MODPROBE_DEST, plan.modprobe_conf, (V4L2LOOPBACK_MODPROBE,)),
-        (MODULES_LOAD_DEST, MODULES_LOAD_CONTENT, ()),
+        (MODULES_LOAD_DEST, V4L2LOOPBACK_MODULES_LOAD, ()),
     ):
         current = _raw(at(root, dest))
         if current == content:

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vcamswap.serve.server import ServeError, ServeOptions, parse_listen, serve
+from vcamswap.settings import default_models_dir
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve the neural swap to remote clients (Triton Inference Server)")
@@ -28,9 +31,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # numpy and onnx load for `serve`, not with every command
     from vcamswap.engines.remote.client import read_token
-    from vcamswap.serve.server import ServeError, ServeOptions, parse_listen, serve
-    from vcamswap.settings import default_models_dir
 
     models = Path(args.models).expanduser() if args.models else default_models_dir()
     try:

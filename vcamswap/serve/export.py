@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from vcamswap.engines.neural import read_emap
 from vcamswap.engines.remote import codec
 from vcamswap.modelstore.onnxgraph import build_model, const
 
@@ -146,8 +147,6 @@ def batched_swap_model(path: Path) -> onnx.ModelProto | None:
 
 def export_repo(models_dir: Path, out: Path, max_batch: int = 16, queue_delay_us: int = 2000) -> Iterator[str]:
     """Write the repository; yields one line per model written."""
-    from vcamswap.engines.neural import read_emap
-
     for name in (SWAP, ARC):
         if not (models_dir / f"{name}.onnx").is_file():
             raise ExportError(f"{models_dir / (name + '.onnx')} is missing: install it with 'vcamswap models download'")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from vcamswap.choices import CodecError
 from vcamswap.engines.inswapper import InswapperEngine
 from vcamswap.engines.neural import latent_of
 from vcamswap.engines.remote import codec
@@ -81,7 +82,7 @@ class Handlers:
         for r in requests:
             q = int(r["quality"].reshape(-1)[0])
             if not 1 <= q <= 100:
-                raise codec.CodecError(f"JPEG quality {q} is not 1 to 100")
+                raise CodecError(f"JPEG quality {q} is not 1 to 100")
             image = codec.decode_jpeg(r["crop"].tobytes())
             data = codec.encode_jpeg(self.engine.swap_crop(image, _latent(r["latent"])), q)
             answers.append({"swapped": np.frombuffer(data, np.uint8)})

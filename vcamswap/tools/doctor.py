@@ -1,7 +1,8 @@
 """`vcamswap doctor`: one line per thing the daemon needs, "OK" or "problem" with the exact fix.
 
-Checks are plain functions from a Context to lines. Each lives beside what it checks (capture/checks.py,
-outputs/checks.py, engines/checks.py, faces/checks.py, daemon/checks.py) and collect() lists them all,
+Checks are plain functions from a Context to lines (their contract is vcamswap.checks). Each lives beside
+what it checks (capture/, outputs/, engines/, engines/remote/, serve/, faces/, daemon/: checks.py) and
+collect() lists them all,
 so what doctor shows never depends on which modules happened to be imported. A check that crashes is
 reported as a problem line of its own, never as a traceback, so one broken check does not hide the others.
 """
@@ -9,44 +10,21 @@ reported as a problem line of its own, never as a traceback, so one broken check
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
 
-from vcamswap.settings import PRECISIONS, Settings, load_settings, settings_path
-
-
-class Line(NamedTuple):
-    ok: bool
-    topic: str
-    text: str
-    fix: str | None = None
-
-    def render(self) -> str:
-        head = "OK     " if self.ok else "problem"
-        tail = f" -- fix: {self.fix}" if self.fix and not self.ok else ""
-        return f"{head}  {self.topic}: {self.text}{tail}"
-
-
-@dataclass
-class Context:
-    settings: Settings
-    settings_file: Path
-    settings_problem: str | None = None
-    system: str = field(default_factory=platform.system)
-    sysfs: str = "/sys/class/video4linux"  # outputs.v4l2.SYSFS_V4L, without importing the outputs
-    dev: str = "/dev"
-    probe_cameras: bool = True  # open the cameras and read a frame
-    hash_models: bool = True  # SHA-256 the neural models (a few seconds)
-    load_models: bool = False  # create the neural models' sessions to see where they land
-    manifest: Path | None = None  # a model manifest other than the shipped one
-
-
-Check = Callable[[Context], Iterable[Line]]
-
+from vcamswap.capture.checks import check_cameras
+from vcamswap.checks import Check, Context, Line
+from vcamswap.choices import PRECISIONS
+from vcamswap.console import first_line
+from vcamswap.daemon.checks import CHECKS as DAEMON_CHECKS
+from vcamswap.engines.checks import check_engines, check_providers
+from vcamswap.engines.remote.checks import check_remote
+from vcamswap.faces.checks import check_faces
+from vcamswap.outputs.checks import check_virtual_camera
+from vcamswap.serve.checks import check_serve
+from vcamswap.settings import load_settings, settings_path
 
 # ----------------------------------------------------------------------------------------------- settings
 
@@ -66,13 +44,6 @@ def check_settings(ctx: Context) -> Iterable[Line]:
 
 def collect() -> list[Check]:
     """Every check, in the order they print: each lives beside what it checks and is listed here."""
-    from vcamswap.capture.checks import check_cameras
-    from vcamswap.daemon.checks import CHECKS as DAEMON_CHECKS
-    from vcamswap.engines.checks import check_engines, check_providers
-    from vcamswap.engines.remote.checks import check_remote, check_serve
-    from vcamswap.faces.checks import check_faces
-    from vcamswap.outputs.checks import check_virtual_camera
-
     return [check_settings, check_cameras, check_virtual_camera, check_engines, check_providers, check_remote,
             check_serve, check_faces, *DAEMON_CHECKS, *CHECKS]
 
@@ -95,11 +66,6 @@ def run_checks(ctx: Context, checks: Iterable[Check] | None = None) -> list[Line
             topic = check.__name__.removeprefix("check_").replace("_", " ")
             lines.append(Line(False, topic, f"check failed: {first_line(e)}", "report this with 'vcamswap -v doctor'"))
     return lines
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def register(sub: argparse._SubParsersAction) -> None:

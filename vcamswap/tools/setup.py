@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vcamswap.outputs.vcam_setup import INSTALL_COMMANDS, VCAM_LABEL, Step, persist_steps, plan_linux, read_state
+from vcamswap.console import say, warn
+from vcamswap.daemon.client import request
+from vcamswap.daemon.protocol import IpcError
+from vcamswap.outputs.v4l2 import VCAM_LABEL
+from vcamswap.outputs.vcam_setup import INSTALL_COMMANDS, Step, persist_steps, plan_linux, read_state
 from vcamswap.settings import config_dir
 
 OTHER_HINTS = {
@@ -25,12 +29,8 @@ OTHER_HINTS = {
 }
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
 def _fail(line: str) -> int:
-    print(f"vcamswap: {line}", file=sys.stderr, flush=True)
+    warn(line)
     return 1
 
 
@@ -42,12 +42,12 @@ def setup_linux(root: Path, yes: bool) -> int:
     state = read_state(root)
     plan = plan_linux(state, package_manager())
     for ok, line in plan.findings:
-        _say(f"{'OK     ' if ok else 'problem'}  {line}")
+        say(f"{'OK     ' if ok else 'problem'}  {line}")
     if plan.blocked:
         return _fail(plan.blocked)
     persist, notes = persist_steps(root, plan, config_dir() / "setup", ask=yes)
     for note in notes:
-        _say(note)
+        say(note)
     steps = plan.steps + persist
     if steps and not yes:
         _show(steps, bool(plan.steps))
@@ -70,14 +70,14 @@ def setup_linux(root: Path, yes: bool) -> int:
 
 def _show(steps: list[Step], camera_missing: bool) -> None:
     sudo = os.geteuid() != 0
-    _say("to set up Swap Cam, run:" if camera_missing else "to keep Swap Cam across reboots, run:")
+    say("to set up Swap Cam, run:" if camera_missing else "to keep Swap Cam across reboots, run:")
     for step in steps:
-        _say(f"  {step.command(sudo)}    # {step.why}")
-    _say("or let 'vcamswap setup --yes' run them (through sudo)")
+        say(f"  {step.command(sudo)}    # {step.why}")
+    say("or let 'vcamswap setup --yes' run them (through sudo)")
 
 
 def _run(step: Step, sudo: bool) -> bool:
-    _say(f"+ {step.command(sudo)}")
+    say(f"+ {step.command(sudo)}")
     argv = (["sudo"] if sudo else []) + list(step.argv)
     try:
         code = subprocess.run(argv).returncode
@@ -91,23 +91,21 @@ def _run(step: Step, sudo: bool) -> bool:
 
 
 def _verify(device: str) -> int:
+    # cv2 loads only to read the test pattern back
     from vcamswap.outputs.vcam_readback import check_linux
 
     if _daemon_running():
-        _say(f"OK       the daemon is running and sends to {device}; not interrupting it with a test pattern")
+        say(f"OK       the daemon is running and sends to {device}; not interrupting it with a test pattern")
         return 0
     result = check_linux(device)
     if not result.ok:
         return _fail(result.text)
-    _say(f"OK       {result.text}")
-    _say(f"pick '{VCAM_LABEL}' as the camera in your call app")
+    say(f"OK       {result.text}")
+    say(f"pick '{VCAM_LABEL}' as the camera in your call app")
     return 0
 
 
 def _daemon_running() -> bool:
-    from vcamswap.daemon.client import request
-    from vcamswap.daemon.protocol import IpcError
-
     try:
         request({"cmd": "ping"}, timeout=2.0)
     except IpcError:
@@ -116,6 +114,7 @@ def _daemon_running() -> bool:
 
 
 def setup_other(system: str) -> int:
+    # cv2 loads only to read the test pattern back
     from vcamswap.outputs.vcam_readback import check_other
 
     hint = OTHER_HINTS.get(system)
@@ -123,10 +122,10 @@ def setup_other(system: str) -> int:
         return _fail(f"no virtual camera for {system or 'this system'}; use --output mjpeg or a file")
     result = check_other(system)
     if not result.ok:
-        _say(f"problem  {result.text}")
-        _say(f"to set it up: {hint}; then run 'vcamswap setup' again")
+        say(f"problem  {result.text}")
+        say(f"to set it up: {hint}; then run 'vcamswap setup' again")
         return 1
-    _say(f"OK       {result.text}")
+    say(f"OK       {result.text}")
     return 0
 
 

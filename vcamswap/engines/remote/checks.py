@@ -1,11 +1,20 @@
-"""`vcamswap doctor` lines for the remote engine (server reachable, TLS, token, models served) and for
-`vcamswap serve` on this machine (PyTriton present, a Python whose libpython the Triton stub can load)."""
+"""`vcamswap doctor` lines for the remote engine: server reachable, TLS, token, models served."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vcamswap.tools.doctor import Context, Line, first_line
+from vcamswap.checks import Context, Line
+from vcamswap.choices import parse_codec
+from vcamswap.console import first_line
+from vcamswap.engines.remote.client import (
+    Client,
+    RemoteError,
+    ServerDown,
+    check_ca,
+    parse_server,
+    read_token,
+)
 
 
 def check_remote(ctx: Context) -> Iterable[Line]:
@@ -22,18 +31,11 @@ def check_remote(ctx: Context) -> Iterable[Line]:
         yield Line(False, "remote", f"tritonclient is not importable ({first_line(e)})",
                    "pip install 'vcamswap[remote]'")
         return
+    # cv2 loads only for a remote engine
     from vcamswap.engines.remote import codec
-    from vcamswap.engines.remote.client import (
-        Client,
-        RemoteError,
-        ServerDown,
-        check_ca,
-        parse_server,
-        read_token,
-    )
 
     try:
-        address, token, c = parse_server(s.server), read_token(s.token_file), codec.parse_codec(s.remote_codec)
+        address, token, c = parse_server(s.server), read_token(s.token_file), parse_codec(s.remote_codec)
         ca_file = check_ca(s.server_ca)
     except ValueError as e:
         yield Line(False, "remote", str(e), "fix the setting or the file")
@@ -43,8 +45,8 @@ def check_remote(ctx: Context) -> Iterable[Line]:
                    "serve with --tls CERT KEY and use grpcs://, or reach it through a TLS tunnel")
     client = Client(address, token, timeout=3.0, ca_file=ca_file)
     try:
-        client.check([codec.SOURCE_MODEL, c.model])
-        yield Line(True, "remote", f"{address} answers, takes the token and serves {c.model} ({c} crops)")
+        client.check([codec.SOURCE_MODEL, codec.swap_model(c)])
+        yield Line(True, "remote", f"{address} answers, takes the token and serves {codec.swap_model(c)} ({c} crops)")
     except ServerDown as e:
         yield Line(False, "remote", f"{e}", "start 'vcamswap serve' there, or check the address, tunnel and firewall")
     except RemoteError as e:
@@ -54,16 +56,3 @@ def check_remote(ctx: Context) -> Iterable[Line]:
     finally:
         client.close()
 
-
-def check_serve(ctx: Context) -> Iterable[Line]:
-    try:
-        import pytriton  # noqa: F401
-    except ImportError:
-        return  # not a GPU box: nothing to say
-    from vcamswap.serve.server import libpython_problem
-
-    problem = libpython_problem()
-    if problem:
-        yield Line(False, "serve", problem.split("; ", 1)[0], problem.split("; ", 1)[-1])
-    else:
-        yield Line(True, "serve", "PyTriton present; this Python's shared libpython lets Triton's Python backend start")

@@ -16,10 +16,11 @@ joins requests of several clients into one model call.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from vcamswap.choices import Codec, CodecError
 
 SWAP_SIZE = 128
 ARC_SIZE = 112
@@ -30,33 +31,9 @@ SWAP_JPEG_MODEL = "vcamswap_swap_jpeg"
 RAW_BYTES = SWAP_SIZE * SWAP_SIZE * 3
 
 
-class CodecError(ValueError):
-    """A crop that cannot be encoded or decoded (bad bytes from the other side, a bad setting)."""
-
-
-class Codec(NamedTuple):
-    kind: str  # "raw" | "jpeg"
-    quality: int  # JPEG quality 1..100; 0 for raw
-
-    @property
-    def model(self) -> str:
-        return SWAP_MODEL if self.kind == "raw" else SWAP_JPEG_MODEL
-
-    def __str__(self) -> str:
-        return "raw" if self.kind == "raw" else f"jpeg:{self.quality}"
-
-
-def parse_codec(text: str) -> Codec:
-    """`raw` or `jpeg:Q` (Q 1..100; `jpeg` alone is quality 90)."""
-    t = text.strip().lower()
-    if t == "raw":
-        return Codec("raw", 0)
-    if t == "jpeg" or t.startswith("jpeg:"):
-        q = t.partition(":")[2] or "90"
-        if not q.isdigit() or not 1 <= int(q) <= 100:
-            raise CodecError(f"remote codec {text!r}: the JPEG quality must be a whole number 1 to 100")
-        return Codec("jpeg", int(q))
-    raise CodecError(f"remote codec {text!r}: choose raw or jpeg:QUALITY (e.g. jpeg:90)")
+def swap_model(c: Codec) -> str:
+    """The swap model that takes crops sent this way."""
+    return SWAP_MODEL if c.kind == "raw" else SWAP_JPEG_MODEL
 
 
 def encode_jpeg(crop: np.ndarray, quality: int) -> bytes:

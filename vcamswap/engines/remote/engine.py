@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vcamswap.choices import CodecError, parse_codec
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem
 from vcamswap.engines.neural import arcface_crop, swap_mask, swap_template
 from vcamswap.engines.remote import codec
@@ -52,7 +53,7 @@ class RemoteEngine:
             raise EngineUnavailable("remote: no server given; pass --server grpc://HOST:PORT (see 'vcamswap serve')")
         try:
             self.address = parse_server(server)
-            self.codec = codec.parse_codec(codec_name)
+            self.codec = parse_codec(codec_name)
             token = read_token(token_file)
             ca_file = check_ca(ca_file)
         except ValueError as e:
@@ -69,7 +70,7 @@ class RemoteEngine:
         self._latents: dict[str, np.ndarray] = {}  # digest -> latent: a face switched back to costs nothing
         self._lock = threading.Lock()
         try:
-            self.client.check([codec.SOURCE_MODEL, self.codec.model])
+            self.client.check([codec.SOURCE_MODEL, codec.swap_model(self.codec)])
         except ServerDown as e:  # it may come later: frames pass through until then
             self.client.mark_down(str(e).split(": ", 1)[-1])
         except RemoteError as e:
@@ -130,7 +131,7 @@ class RemoteEngine:
             raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
         try:
             crop = codec.check_crop(crop)
-        except codec.CodecError as e:
+        except CodecError as e:
             raise EngineError(f"remote: {e}") from None
         swapped = self.swap_crop(crop, self.latent(source))
         return SwapOutput(swapped, swap_mask(face, preset))
@@ -142,14 +143,14 @@ class RemoteEngine:
             out = self._call(codec.SWAP_MODEL, [("crop", crop[None]), ("latent", lat)], "swapped")
             try:
                 return codec.check_crop(out.reshape(out.shape[1:]) if out.ndim == 4 else out)
-            except codec.CodecError as e:
+            except CodecError as e:
                 raise EngineError(f"remote: the server's answer: {e}") from None
         data = np.frombuffer(codec.encode_jpeg(crop, self.codec.quality), np.uint8)
         quality = np.array([self.codec.quality], np.int32)
         out = self._call(codec.SWAP_JPEG_MODEL, [("crop", data), ("latent", lat), ("quality", quality)], "swapped")
         try:
             return codec.decode_jpeg(out.astype(np.uint8).tobytes())
-        except codec.CodecError as e:
+        except CodecError as e:
             raise EngineError(f"remote: the server's answer: {e}") from None
 
     def _call(self, model: str, inputs: list[tuple[str, np.ndarray]], output: str) -> np.ndarray:
@@ -165,18 +166,3 @@ class RemoteEngine:
     def close(self) -> None:
         self.client.close()
 
-
-FALLBACKS = ("passthrough", "lite")
-
-
-def create(fallback: str = "passthrough", **options: object) -> object:
-    """The remote engine; with fallback "lite", wrapped so frames are swapped here while the server is away."""
-    if fallback not in FALLBACKS:
-        raise EngineUnavailable(f"remote: fallback {fallback!r}; choose one of {', '.join(FALLBACKS)}")
-    remote = RemoteEngine(**options)  # type: ignore[arg-type]
-    if fallback == "passthrough":
-        return remote
-    from vcamswap.engines import create_engine
-    from vcamswap.engines.fallback import FallbackEngine
-
-    return FallbackEngine(remote, create_engine("lite"))

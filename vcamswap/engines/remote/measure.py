@@ -10,14 +10,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcamswap.capture.demo import demo_face
+from vcamswap.choices import parse_codec
 from vcamswap.engines.remote import codec
+from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
 from vcamswap.engines.remote.engine import RemoteEngine
 
 
 def sample_crop() -> np.ndarray:
     """A real face at the crop's size: the shipped demo face, resized."""
-    from vcamswap.capture.demo import demo_face
-
     image = cv2.imread(str(demo_face()))
     if image is None:
         raise RuntimeError("the demo face cannot be read")
@@ -59,7 +60,7 @@ def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 
     engine.close()
     t0 = time.perf_counter()
     for _ in range(50):
-        c = codec.parse_codec(codec_name)
+        c = parse_codec(codec_name)
         payload = codec.encode_jpeg(crop, c.quality) if c.kind == "jpeg" else crop.tobytes()
     encode_ms = (time.perf_counter() - t0) * 1000.0 / 50
     arr = np.asarray(rtts or [float("nan")])
@@ -72,8 +73,6 @@ def server_stats(server: str, token_file: str | Path | None, model: str = codec.
     """Triton's own figures for `model`: requests, model calls, mean queue and compute ms, and how many calls
     ran at each batch size (several clients' crops joined in one call)."""
     import tritonclient.grpc as grpcclient
-
-    from vcamswap.engines.remote.client import TOKEN_HEADER, parse_server, read_token
 
     address = parse_server(server)
     token = read_token(token_file)

@@ -36,6 +36,7 @@ class BatchFigure(NamedTuple):
 
 
 def _items(engine: Any, n: int) -> list[SwapItem[Any]]:
+    # the neural engine (onnxruntime) loads only for the batch bench
     from vcamswap.engines.inswapper import InswapperSource
     from vcamswap.engines.neural import swap_template
 
@@ -83,6 +84,7 @@ def batch_pass(engine: Any, counts: Sequence[int], runs: int = 5) -> list[BatchF
 
 def run_batch_bench(models: Path, provider: str | None, counts: Sequence[int], runs: int,
                     emit: Callable[[str], None]) -> list[BatchFigure]:
+    # the neural engine (onnxruntime) and onnx load only for the batch bench
     from vcamswap.engines.inswapper import InswapperEngine
     from vcamswap.modelstore.batch import ensure_batched
 

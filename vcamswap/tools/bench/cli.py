@@ -28,10 +28,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vcamswap.presets import PRESET_NAMES
-from vcamswap.settings import PRECISIONS
+from vcamswap.capture.demo import demo_face
+from vcamswap.choices import PRECISIONS, PRESET_NAMES
+from vcamswap.tools.bench.batching import run_batch_bench
 from vcamswap.tools.bench.metrics import STEADY_MAX, WARMUP_FRAMES
 from vcamswap.tools.bench.report import LEGEND, clean_json, table, to_json
+from vcamswap.tools.bench.rig import random_weight_models
 from vcamswap.tools.bench.run import BenchOptions, run_bench
 
 log = logging.getLogger("vcamswap.bench")
@@ -94,9 +96,6 @@ def _counts(text: str) -> list[int]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from vcamswap.tools.bench.batching import run_batch_bench
-    from vcamswap.tools.bench.rig import random_weight_models
-
     models = Path(args.models).expanduser() if args.models else random_weight_models()
     figures = run_batch_bench(models, args.provider, args.batch, max(1, args.runs), lambda s: print(s, flush=True))
     if args.json:
@@ -107,8 +106,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vcamswap.capture.demo import demo_face
-
     if args.batch:
         return cmd_batch(args)
     if not args.input:

@@ -30,6 +30,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from vcamswap.engines import SwapItem, create_engine
+from vcamswap.modelstore.fp16 import fp16_files, make_fp16
+from vcamswap.presets import get_preset
+
 log = logging.getLogger("vcamswap.bench")
 T = TypeVar("T")
 
@@ -83,7 +87,7 @@ def attempt(report: Report, part: str, fn: Callable[[], T], emit: Callable[[str]
 
 
 def build_models(folder: Path, channels: int) -> dict[str, Any]:
-    from vcamswap.modelstore.fp16 import make_fp16
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.tools.bench.rig import random_weight_models
 
     t0 = time.perf_counter()
@@ -96,7 +100,8 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
 
 def require_provider(v: Variant) -> None:
     """Refuse a variant whose provider this onnxruntime lacks (the engine would quietly run on another)."""
-    from vcamswap.engines import providers
+    # onnxruntime loads for the part that needs it; a failing part does not stop the others
+    from vcamswap.runtime import providers
 
     if v.provider != "cpu" and v.provider not in providers.present():
         raise RuntimeError(f"{v.provider} is not in this onnxruntime build (present: "
@@ -105,6 +110,7 @@ def require_provider(v: Variant) -> None:
 
 def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str) -> dict[str, Any]:
     """`vcamswap bench`'s throughput and realtime passes for one provider and precision."""
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
     from vcamswap.tools.bench.run import BenchOptions, run_bench
 
@@ -141,14 +147,13 @@ def time_calls(fn: Callable[[], object], runs: int, warmup: int = 3) -> dict[str
 
 def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dict[str, Any]:
     """The engine alone: swap() on one face, swap_many() on 1/2/4 faces of one frame (through the protocol)."""
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
     from vcamswap.compose.align import align
-    from vcamswap.engines import SwapItem, create_engine
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
     from vcamswap.imageio import load_image
-    from vcamswap.presets import get_preset
 
     require_provider(v)
     engine = create_engine("inswapper", models_dir=models, provider=v.provider, precision=v.precision)
@@ -173,11 +178,11 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
 
 
 def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int, work: Path) -> dict[str, Any]:
+    # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
-    from vcamswap.engines import providers
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.imageio import load_image
-    from vcamswap.modelstore.fp16 import fp16_files
+    from vcamswap.runtime import providers
     from vcamswap.tools.bench.dlc import run_dlc
     from vcamswap.tools.bench.passes import read_frames
 
@@ -225,7 +230,8 @@ def machine() -> dict[str, Any]:
 
     import onnxruntime as ort
 
-    from vcamswap.engines import gpu, providers
+    # onnxruntime loads for the part that needs it; a failing part does not stop the others
+    from vcamswap.runtime import gpu, providers
 
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "onnxruntime": ort.__version__,
             "providers": providers.available(), "compute_capability": gpu.compute_capability()}
@@ -256,6 +262,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # cv2 and onnxruntime load for the parts that need them
     from vcamswap.capture.demo import demo_clip
     from vcamswap.tools.bench.passes import read_frames
 

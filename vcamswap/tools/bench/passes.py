@@ -16,6 +16,9 @@ from vcamswap.controls import Controls
 from vcamswap.faces.landmarker import FaceMesh, geometry_from_mesh
 from vcamswap.faces.tracking import FaceDetector, Tracker, pick_face
 from vcamswap.live.build import Stages
+from vcamswap.live.loop import LiveLoop
+from vcamswap.live.pipeline import FrameResult
+from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.tools.bench.metrics import WARMUP_FRAMES, PassData, Steadiness, accuracy_px, jitter_px, still_segment
 from vcamswap.tools.bench.rig import RecordingStats
 from vcamswap.types import Frame
@@ -40,10 +43,6 @@ def speed_pass(
     keep: set[int] | None = None,
 ) -> tuple[PassData, list[Sample]]:
     """Run the live loop over the file: as fast as possible, or paced like a camera."""
-    from vcamswap.live.loop import LiveLoop
-    from vcamswap.live.pipeline import FrameResult
-    from vcamswap.outputs.sinkset import SinkSet
-
     capture = Capture(input=path, realtime=realtime)
     sinks = SinkSet([])
     sinks.open(capture.info.width, capture.info.height, capture.info.fps)

@@ -175,6 +175,7 @@ class Landmarks68:
             except ImportError:
                 pass
         if self._dlib is None:
+            # onnxruntime loads only when dlib is absent
             from vcamswap.faces.analyzer import FaceAnalyzer
             from vcamswap.faces.detector import BlazeFaceDetector
             from vcamswap.faces.landmarker import FaceMesh

@@ -14,12 +14,16 @@ from typing import Any
 import numpy as np
 
 from vcamswap.controls import Controls, ControlState
+from vcamswap.engines import EngineUnavailable, create_engine
+from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
+from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import FaceDetector
-from vcamswap.live.build import Stages
+from vcamswap.live.build import Stages, build_stages
 from vcamswap.live.stats import Stats
 from vcamswap.presets import Preset
+from vcamswap.settings import Settings
 from vcamswap.tools.bench.metrics import Config
 from vcamswap.types import Detection
 
@@ -79,6 +83,7 @@ def random_weight_models(folder: Path | None = None, channels: int = 1024) -> Pa
     if done.is_file() and done.read_text() == mark:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    # onnx loads only to build the models
     from vcamswap.modelstore import arch, standins
 
     log.info("building random-weight models of the inswapper_128 and det_10g architectures in %s", folder)
@@ -104,8 +109,6 @@ def make_engine(name: str, models: str | None, provider: str | None, blaze: Face
                 precision: str | None = None, remote: dict[str, object] | None = None) -> EngineSetup:
     """The engine of a bench pass. Without installed neural weights (or given a folder of random-weight
     models) the costs are real and the faces come from BlazeFace, since random weights find none."""
-    from vcamswap.engines import EngineUnavailable, create_engine
-
     if name == "lite":
         engine = create_engine("lite")
         return EngineSetup(engine, False, engine.make_detector)
@@ -141,9 +144,6 @@ class FixedFace:
     """A FaceLibrary with one analysed source face (the bench's --face)."""
 
     def __init__(self, path: Path, detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
-        from vcamswap.faces.analyzer import FaceAnalyzer
-        from vcamswap.faces.library import FaceLibrary
-
         empty = Path(tempfile.gettempdir()) / "vcamswap-bench-no-faces"
         self.library = FaceLibrary(empty, FaceAnalyzer(detector, mesh))
         self.name = self.library.resolve(str(path))
@@ -156,9 +156,6 @@ def make_stages(
     realtime: bool,
 ) -> tuple[Stages, Controls]:
     """The stages of one configuration, wired by the same build as `run` and the daemon."""
-    from vcamswap.live.build import build_stages
-    from vcamswap.settings import Settings
-
     controls = Controls(ControlState(face=face.name, preset=config.preset))
     stages = build_stages(
         Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,

@@ -12,10 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from vcamswap.capture.source import Capture
+from vcamswap.choices import parse_codec
+from vcamswap.engines.remote import codec
+from vcamswap.engines.remote.client import parse_server
+from vcamswap.engines.remote.measure import pipelined_rate, server_stats
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.tracking import Tracker
 from vcamswap.presets import get_preset
+from vcamswap.tools.bench.delay import start_relay
 from vcamswap.tools.bench.identity import Recognizer, identity
 from vcamswap.tools.bench.metrics import (
     IDENTITY_SAMPLES,
@@ -179,8 +184,6 @@ def _variants(engine: str, opts: BenchOptions) -> list[tuple[str, dict[str, obje
     """One (label, remote options) per added delay for the remote engine; the engine itself otherwise."""
     if engine != "remote" or not opts.remote:
         return [(engine, None)]
-    from vcamswap.engines.remote.client import parse_server
-    from vcamswap.tools.bench.delay import start_relay
 
     address = parse_server(str(opts.remote["server"]))
     out: list[tuple[str, dict[str, object] | None]] = []
@@ -198,8 +201,6 @@ def remote_figures(remote: dict[str, object], emit: Callable[[str], None], label
 
     The pipeline passes above swap one request at a time; these say what keeping `in_flight` requests going
     gives, whatever the round trip."""
-    from vcamswap.engines.remote.measure import pipelined_rate, server_stats
-
     server, token = str(remote["server"]), remote.get("token_file")
     token_file = str(token) if token else None
     n = int(str(remote.get("in_flight") or 4))
@@ -223,9 +224,7 @@ def remote_figures(remote: dict[str, object], emit: Callable[[str], None], label
 
 
 def _model_of(codec_name: str) -> str:
-    from vcamswap.engines.remote.codec import parse_codec
-
-    return parse_codec(codec_name).model
+    return codec.swap_model(parse_codec(codec_name))
 
 
 def _load_average() -> float:

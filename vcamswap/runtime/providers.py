@@ -15,8 +15,8 @@ from typing import Literal, NamedTuple
 
 import onnxruntime as ort
 
-from vcamswap.engines import gpu
-from vcamswap.engines.gpu import TrtCache
+from vcamswap.runtime import gpu
+from vcamswap.runtime.gpu import TrtCache
 
 log = logging.getLogger("vcamswap.providers")
 
@@ -113,6 +113,17 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # unused-initializer notes about the swap model's emap are expected
     return opts
+
+
+def make_session(model: Path, providers: list[str] | None, threads: int) -> ort.InferenceSession:
+    """An onnxruntime session for one of the small lite models."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # the models are fixed; onnxruntime's notes about them are noise
+    return ort.InferenceSession(str(model), opts, providers=providers or ["CPUExecutionProvider"])
 
 
 def default_threads() -> int:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
+from vcamswap.engines.lite.engine import aligned_source
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from vcamswap.types import FaceGeometry
 
@@ -106,8 +107,6 @@ def assess(image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_point
 
 def photo_report(image: np.ndarray, face: FaceGeometry) -> PhotoReport:
     """The report of a photo whose face the analyzer found (FaceMesh points required)."""
-    from vcamswap.engines.lite.engine import aligned_source
-
     if face.points is None:
         return PhotoReport(("no face landmarks",))
     texture, aligned = aligned_source(image, face)

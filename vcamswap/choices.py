@@ -1,0 +1,56 @@
+"""The words a setting or an option may take, in one place: the settings validate them, the command line
+offers them, and the stages that act on them take their types from here.
+
+Nothing here imports the stages (the presets' knobs, the tracker, the remote engine's wire contract), so the
+settings stay light: reading a settings file loads no image or network library.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+PresetName = Literal["fast", "balanced", "quality"]
+PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
+
+# What keeps the camera's occluders (hands, glasses, a mug) in front of the swap: nothing, the camera's own
+# skin model (compose.skin, CPU), or the optional occluder model on onnxruntime (`vcamswap models download
+# occluder`).
+OcclusionKind = Literal["off", "fast", "model"]
+OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
+
+Targets = Literal["one", "all"]  # the face of the frame (sticky), or every face in view
+TARGETS: tuple[Targets, ...] = ("one", "all")
+
+# The neural swap model's precisions (engines.precision chooses the file).
+Precision = Literal["auto", "fp32", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "fp16")
+
+# What the remote engine's frames get while the server is away: the camera's face, or a swap here (lite).
+REMOTE_FALLBACKS = ("passthrough", "lite")
+
+
+class CodecError(ValueError):
+    """A crop that cannot be encoded or decoded (bad bytes from the other side, a bad setting)."""
+
+
+class Codec(NamedTuple):
+    """How the remote engine's crops travel (engines.remote.codec encodes them and names the model)."""
+
+    kind: str  # "raw" | "jpeg"
+    quality: int  # JPEG quality 1..100; 0 for raw
+
+    def __str__(self) -> str:
+        return "raw" if self.kind == "raw" else f"jpeg:{self.quality}"
+
+
+def parse_codec(text: str) -> Codec:
+    """`raw` or `jpeg:Q` (Q 1..100; `jpeg` alone is quality 90)."""
+    t = text.strip().lower()
+    if t == "raw":
+        return Codec("raw", 0)
+    if t == "jpeg" or t.startswith("jpeg:"):
+        q = t.partition(":")[2] or "90"
+        if not q.isdigit() or not 1 <= int(q) <= 100:
+            raise CodecError(f"remote codec {text!r}: the JPEG quality must be a whole number 1 to 100")
+        return Codec("jpeg", int(q))
+    raise CodecError(f"remote codec {text!r}: choose raw or jpeg:QUALITY (e.g. jpeg:90)")
