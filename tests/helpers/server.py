@@ -47,8 +47,9 @@ class Server:
     models: Path
     token_file: Path | None
     host: str = "127.0.0.1"
-    ports: list[int] = field(default_factory=lambda: free_ports(3))
+    ports: list[int] = field(default_factory=lambda: free_ports(2))  # gRPC, metrics
     extra: tuple[str, ...] = ()
+    metrics: bool = True  # --metrics-port ports[1]; off when False, as by default
     prefix: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", NAME)
     proc: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
@@ -61,12 +62,13 @@ class Server:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports[2]}/metrics"
+        return f"http://127.0.0.1:{self.ports[1]}/metrics"
 
     def start(self, timeout: float = 150.0) -> Server:
         cmd = [*self.prefix, str(serve_python()), "-m", "vcamswap", "serve", "--models", str(self.models),
-               "--listen", f"{self.host}:{self.ports[0]}", "--http-port", str(self.ports[1]),
-               "--metrics-port", str(self.ports[2]), *self.extra]
+               "--listen", f"{self.host}:{self.ports[0]}", *self.extra]
+        if self.metrics:
+            cmd += ["--metrics-port", str(self.ports[1])]
         if self.token_file is not None:
             cmd += ["--token-file", str(self.token_file)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
