@@ -22,6 +22,7 @@ import pytest
 from helpers.images import jpeg_declaring
 from helpers.server import (
     Server,
+    free_ports,
     listening_tcp_ports,
     listening_unix_paths,
     serve_python,
@@ -371,9 +372,11 @@ def test_a_swapped_or_mismatched_tls_pair_is_one_line_at_once(models_dir: Path, 
         pytest.skip("the openssl command is not installed (apt install openssl)")
     cert, key = _openssl_pair(tmp_path, "one")
     other_key = _openssl_pair(tmp_path, "two")[1]
+    grpc_port, metrics_port = free_ports(2)
     for pair in ((key, cert), (cert, other_key)):
-        line = _one_error_line(_serve("--models", str(models_dir), "--listen", "127.0.0.1:18995", "--tls",
-                                      str(pair[0]), str(pair[1]), "--token-file", str(token_file)))
+        line = _one_error_line(_serve("--models", str(models_dir), "--listen", f"127.0.0.1:{grpc_port}",
+                                      "--metrics-port", str(metrics_port), "--tls", str(pair[0]), str(pair[1]),
+                                      "--token-file", str(token_file)))
         assert "not a certificate and its key" in line or "holds no PEM" in line, line
 
 

@@ -73,6 +73,13 @@ class RateLimitedLog:
             log.warning("%s", line)
         return say
 
+    def flush(self) -> None:
+        """Say how many were held back, if any (at stop)."""
+        with self._lock:
+            held, self._held = self._held, 0
+        if held:
+            log.warning("%d more refused requests not shown", held)
+
 
 class Gate:
     """The gRPC front. bind() first (a port in use is said before Triton starts), then start()."""
@@ -87,12 +94,12 @@ class Gate:
         self.refusals = RateLimitedLog()
         handlers = {m: self._forwarder(m, needs_token=m in NEEDS_TOKEN) for m in (*HEALTH, *NEEDS_TOKEN)}
         self._handlers = {f"/{SERVICE}/{m}": grpc.unary_unary_rpc_method_handler(h) for m, h in handlers.items()}
-        self._refuse = grpc.unary_unary_rpc_method_handler(self._refuse_call)
         gate = self
 
         class Handler(grpc.GenericRpcHandler):
             def service(self, details: Any) -> Any:
-                return gate._handlers.get(details.method, gate._refuse)
+                found = gate._handlers.get(details.method)
+                return found or grpc.unary_unary_rpc_method_handler(gate._refuser(str(details.method)))
 
         # so_reuseport off: a second server on the same port must fail to bind, not share it.
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="gate"),
@@ -118,6 +125,7 @@ class Gate:
     def stop(self) -> None:
         self.server.stop(grace=1.0).wait(5.0)
         self.channel.close()
+        self.refusals.flush()
 
     def _token_ok(self, context: Any) -> bool:
         if self.token is None:
@@ -151,8 +159,12 @@ class Gate:
 
         return forward
 
-    def _refuse_call(self, request: bytes, context: Any) -> bytes:
-        context.abort(self._grpc.StatusCode.UNIMPLEMENTED,
-                      "not served here: this server answers health, model metadata and inference only "
-                      "(model control is off)")
-        return b""
+    def _refuser(self, method: str) -> Callable[[bytes, Any], bytes]:
+        def refuse(request: bytes, context: Any) -> bytes:
+            self.refusals.warn(f"refused {method.rsplit('/', 1)[-1][:60]} from {context.peer()}: not served here")
+            context.abort(self._grpc.StatusCode.UNIMPLEMENTED,
+                          "not served here: this server answers health, model metadata and inference only "
+                          "(model control is off)")
+            return b""
+
+        return refuse
