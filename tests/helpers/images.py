@@ -26,6 +26,16 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A few hundred bytes of JPEG whose frame header declares width x height (a bomb when large)."""
+    ok, buf = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert ok
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: FFC0, length, precision, height, width
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
 class Hand(NamedTuple):
     """A real hand holding a real microphone, cut out of a real photo, to put in front of a face."""
 

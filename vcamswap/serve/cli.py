@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vcamswap.serve.server import ServeError, ServeOptions, parse_listen, serve
 from vcamswap.settings import default_models_dir
+
+
+def port_number(allow_off: bool = False) -> Callable[[str], int]:
+    """An argparse type: a TCP port 1..65535 (0 too when it means off), else argparse's one-line error."""
+
+    def parse(text: str) -> int:
+        low = 0 if allow_off else 1
+        if not text.strip().isdigit() or not low <= int(text) <= 65535:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a port number {low} to 65535")
+        return int(text)
+
+    parse.__name__ = "port"
+    return parse
 
 
 def register(sub: Any) -> None:
@@ -20,8 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--token-file", help="a file holding the shared token every request must carry")
     p.add_argument("--models", help="models folder (default: the one 'vcamswap models' fills)")
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port on 127.0.0.1 (default 8002)")
+    p.add_argument("--metrics-port", type=port_number(allow_off=True), default=0, metavar="PORT",
+                   help="serve Prometheus metrics on 127.0.0.1:PORT, to every user of this machine (default 0: off)")
     p.add_argument("--max-batch", type=int, default=16, help="most requests joined in one model call (default 16)")
     p.add_argument("--queue-delay-us", type=int, default=2000,
                    help="how long a request may wait for others to join its batch (default 2000 us)")
@@ -44,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 0
         host, port = parse_listen(args.listen)
         options = ServeOptions(
-            host=host, port=port, http_port=args.http_port, metrics_port=args.metrics_port,
+            host=host, port=port, metrics_port=args.metrics_port,
             tls=(args.tls[0], args.tls[1]) if args.tls else None, insecure=args.insecure,
             token=read_token(args.token_file), max_batch=max(1, args.max_batch),
             queue_delay_us=max(0, args.queue_delay_us))

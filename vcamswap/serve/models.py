@@ -50,6 +50,28 @@ class LatentCache:
         return value
 
 
+class Refused(ValueError):
+    """A request this server will not answer. Its one line is all the client is told (serve.gate finds it
+    after "Refused: " in the error Triton passes on); anything else that goes wrong says only its type."""
+
+
+def refusing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` with every error turned into Refused, so no traceback or path of this machine reaches a client."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Refused:
+            raise
+        except ValueError as e:  # CodecError included: bad input, said as it is
+            raise Refused(" ".join(str(e).split())[:200]) from None
+        except Exception as e:
+            raise Refused(f"the server failed on this request ({type(e).__name__})") from None
+
+    return wrapped
+
+
 class Handlers:
     """The three models' batch functions over one InswapperEngine."""
 
@@ -57,6 +79,7 @@ class Handlers:
         self.engine = engine
         self.cache = LatentCache()
 
+    @refusing
     def source(self, crop: np.ndarray) -> dict[str, np.ndarray]:
         """crop (N,112,112,3) uint8 -> latent (N,512), cached by the crop's digest (the client's key too)."""
         out = np.empty((len(crop), codec.LATENT_SIZE), np.float32)
@@ -69,6 +92,7 @@ class Handlers:
     def _latent_of(self, aligned: np.ndarray) -> np.ndarray:
         return latent_of(self.engine.embed_aligned(aligned), self.engine.emap)
 
+    @refusing
     def swap(self, crop: np.ndarray, latent: np.ndarray) -> dict[str, np.ndarray]:
         """crop (N,128,128,3) uint8 BGR, latent (N,512) -> swapped (N,128,128,3)."""
         out = np.empty((len(crop), codec.SWAP_SIZE, codec.SWAP_SIZE, 3), np.uint8)
@@ -76,6 +100,7 @@ class Handlers:
             out[i] = self.engine.swap_crop(codec.check_crop(crop[i]), _latent(latent[i]))
         return {"swapped": out}
 
+    @refusing
     def swap_jpeg(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Per request: crop (L,) JPEG bytes as uint8, latent (1,512), quality (1,) -> swapped (M,) JPEG bytes."""
         answers = []

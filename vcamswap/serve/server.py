@@ -1,9 +1,10 @@
-"""Triton Inference Server through PyTriton: where it listens, TLS, the token, and the one line to give the laptop.
+"""`vcamswap serve`: where it listens, TLS, the token, and the one line to give the laptop.
 
-gRPC listens where --listen says (127.0.0.1:8001 by default); off loopback it needs TLS (--tls CERT KEY) or an
-explicit --insecure, and always a token. Every protocol but health is restricted to requests carrying the
-token, so load balancers and probes can still ask whether the server is up. HTTP and metrics stay on
-127.0.0.1 (PyTriton drives the server over HTTP; metrics are for this machine's Prometheus).
+The gRPC front (serve.gate) listens where --listen says (127.0.0.1:8001 by default); off loopback it needs
+TLS (--tls CERT KEY) or an explicit --insecure, and always a token. It passes on health (open to all, for
+probes), model metadata and inference (with the token when one is set) and nothing else: model control is
+off. Triton itself (serve.launch) listens on a Unix socket only this process reaches, with no secret on its
+command line. Metrics are off unless --metrics-port asks for them (then on 127.0.0.1 of this machine).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import sys
 import sysconfig
 import threading
@@ -20,10 +22,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("vcamswap.serve")
-
-# Everything except health needs the token (PyTriton's names for Triton's restricted protocols).
-RESTRICTED = ["metadata", "inference", "shared-memory", "model-config", "model-repository", "statistics", "trace",
-              "logging"]
+PEM_MAX_BYTES = 1 << 20
 
 
 class ServeError(Exception):
@@ -34,8 +33,7 @@ class ServeError(Exception):
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8001
-    http_port: int = 8000
-    metrics_port: int = 8002
+    metrics_port: int = 0  # 0: no metrics
     tls: tuple[Path, Path] | None = None  # certificate, key (PEM)
     insecure: bool = False
     token: str | None = None
@@ -60,18 +58,44 @@ def is_loopback(host: str) -> bool:
 
 
 def check_options(o: ServeOptions) -> None:
-    """Off loopback: TLS or an explicit --insecure, and a token."""
-    if is_loopback(o.host):
-        return
-    if o.tls is None and not o.insecure:
-        raise ServeError(f"listening on {o.host} sends faces over the network: give --tls CERT KEY "
-                         "(or --insecure on a network you trust, e.g. behind a TLS tunnel)")
-    if not o.token:
-        raise ServeError(f"listening on {o.host} needs a shared token: --token-file FILE "
-                         "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE)")
-    for p in o.tls or ():
-        if not p.is_file():
-            raise ServeError(f"--tls: {p} is not a readable file")
+    """Off loopback: TLS or an explicit --insecure, and a token. A TLS pair that works together."""
+    if not is_loopback(o.host):
+        if o.tls is None and not o.insecure:
+            raise ServeError(f"listening on {o.host} sends faces over the network: give --tls CERT KEY "
+                             "(or --insecure on a network you trust, e.g. behind a TLS tunnel)")
+        if not o.token:
+            raise ServeError(f"listening on {o.host} needs a shared token: --token-file FILE "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE)")
+    if o.tls is not None:
+        read_tls(*o.tls)
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(PEM_MAX_BYTES + 1)
+    except OSError as e:
+        raise ServeError(f"--tls: the {what} {path} cannot be read ({e.strerror or e})") from None
+    if len(data) > PEM_MAX_BYTES:
+        raise ServeError(f"--tls: the {what} {path} is over {PEM_MAX_BYTES >> 20} MB, not a PEM file")
+    if b"-----BEGIN " not in data:
+        raise ServeError(f"--tls: the {what} {path} holds no PEM block (-----BEGIN ...)")
+    return data
+
+
+def read_tls(cert: Path, key: Path) -> tuple[bytes, bytes]:
+    """(certificate, key) PEM bytes, checked to be a certificate and its own key; ServeError in one line."""
+    cert_pem, key_pem = _read_pem(cert, "certificate"), _read_pem(key, "key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key, password=lambda: b"")  # an encrypted key fails here, not at a prompt
+    except ssl.SSLError as e:
+        why = "the key is not the certificate's" if "KEY_VALUES_MISMATCH" in str(e) else (e.reason or str(e))
+        raise ServeError(f"--tls {cert} {key}: not a certificate and its key ({why}); give CERT first, "
+                         "then its unencrypted KEY") from None
+    except OSError as e:
+        raise ServeError(f"--tls {cert} {key}: cannot be used ({e.strerror or e})") from None
+    return cert_pem, key_pem
 
 
 def libpython_problem() -> str | None:
@@ -106,22 +130,6 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def triton_configs(o: ServeOptions) -> tuple[Any, Any]:
-    """(TritonConfig, TritonSecurityConfig) for these options."""
-    from pytriton.triton import TritonConfig, TritonSecurityConfig
-
-    tls: dict[str, Any] = {}
-    if o.tls is not None:
-        tls = {"grpc_use_ssl": True, "grpc_server_cert": o.tls[0], "grpc_server_key": o.tls[1]}
-    config = TritonConfig(
-        grpc_address=o.host, grpc_port=o.port, http_address="127.0.0.1", http_port=o.http_port,
-        metrics_address="127.0.0.1", metrics_port=o.metrics_port, allow_gpu_metrics=False, log_verbose=0,
-        exit_on_error=True, **tls)
-    # No token on loopback means nobody but this machine's users can reach it; restrict nothing then.
-    security = TritonSecurityConfig(access_token=o.token, restricted_endpoints=RESTRICTED if o.token else [])
-    return config, security
-
-
 def address_line(o: ServeOptions) -> str:
     host = o.host
     if host in ("0.0.0.0", "::"):
@@ -144,38 +152,62 @@ def _outward_ip() -> str | None:
 
 def serve(o: ServeOptions, models_dir: Path | None, provider: str | None, emit: Any = print) -> int:
     """Run until interrupted; ServeError (one line) when it cannot start."""
+    from vcamswap.serve import private
+
     check_options(o)
+    tls = read_tls(*o.tls) if o.tls is not None else None
     for problem in (libpython_problem(), pytriton_problem()):
         if problem:
             raise ServeError(problem)
-    for port in (o.port, o.http_port, o.metrics_port):
-        if not port_free(o.host if port == o.port else "127.0.0.1", port):
-            raise ServeError(f"port {port} is in use: stop what holds it or choose others (--listen, --http-port, "
-                             "--metrics-port)")
+    if o.metrics_port and not port_free("127.0.0.1", o.metrics_port):
+        raise ServeError(f"port {o.metrics_port} is in use: stop what holds it or choose another (--metrics-port)")
     from vcamswap.engines import EngineUnavailable
     from vcamswap.engines.inswapper import InswapperEngine
+    from vcamswap.serve.gate import Gate
+    from vcamswap.serve.launch import LaunchError, PrivateTriton
     from vcamswap.serve.models import bind
 
+    private.make_private()
+    # PyTriton logs a traceback per failed request; the gate says each refusal in one line, rate-limited.
+    logging.getLogger("pytriton").setLevel(logging.ERROR)
+    removed = private.clean_leftovers()
+    if removed:
+        log.warning("removed what %d stopped swap servers left behind", len(removed))
     try:
         engine = InswapperEngine(models_dir, provider=provider)
     except EngineUnavailable as e:
         raise ServeError(str(e)) from None
-    logging.getLogger("pytriton").setLevel(logging.WARNING)
-    from pytriton.triton import Triton
-
-    config, security = triton_configs(o)
-    with Triton(config=config, security_config=security) as triton:
+    triton = PrivateTriton(private.make_workdir(), o.metrics_port)
+    gate = Gate(triton.socket, o.token)
+    try:
+        try:
+            gate.bind(o.host, o.port, tls)
+        except OSError as e:
+            raise ServeError(f"{e}; stop what holds it or choose another (--listen)") from None
         names = bind(triton, engine, o.max_batch, o.queue_delay_us)
-        triton.run()
+        try:
+            triton.start()
+        except LaunchError as e:
+            raise ServeError(str(e)) from None
+        gate.start()
+        metrics = f"http://127.0.0.1:{o.metrics_port}/metrics" if o.metrics_port else "off"
         emit(f"serving {', '.join(names)} on {engine.choice.name} (batches up to {o.max_batch}, "
-             f"queue delay {o.queue_delay_us} us); metrics on http://127.0.0.1:{o.metrics_port}/metrics")
+             f"queue delay {o.queue_delay_us} us); metrics {metrics}")
         emit(address_line(o))
         sys.stdout.flush()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while triton.is_alive() and not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+        _wait(triton)
+    finally:
+        gate.stop()
+        triton.stop()
     return 0
+
+
+def _wait(triton: Any) -> None:
+    """Until SIGTERM, Ctrl-C, or Triton stops."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while triton.is_alive() and not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections import deque
@@ -31,6 +32,7 @@ TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"  # the gRPC form of Tr
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 1.0  # seconds between probes; the cap keeps a return seen within ~1 s
 PROBE_TIMEOUT = 1.0
 CA_MAX_BYTES = 1 << 20
+TOKEN_FILE_MAX = 4096
 RTT_WINDOW = 15  # answered calls the shown round trip is the median of
 DEFAULT_PORT = 8001
 # Codes that mean "the server (or the path to it) is away": reconnect. Any other is a refused request.
@@ -72,15 +74,27 @@ def parse_server(text: str) -> ServerAddress:
 
 
 def read_token(path: str | Path | None) -> str | None:
-    """The shared token in `path` (first line, stripped); ValueError with one line when it cannot be used."""
+    """The shared token in `path` (first line, stripped); ValueError with one line when it cannot be used.
+
+    At most TOKEN_FILE_MAX bytes are read: a huge file (or a device) is refused without being read through."""
     if not path:
         return None
     p = Path(path).expanduser()
     try:
-        token = p.read_text(encoding="utf-8").strip().splitlines()[0].strip() if p.stat().st_size else ""
-    except (OSError, UnicodeDecodeError, IndexError) as e:
-        raise ValueError(f"token file {p}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
-    if not token or len(token) > 4096 or any(c.isspace() or not c.isprintable() for c in token):
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise ValueError(f"token file {p}: not a regular file")
+        with p.open("rb") as f:
+            data = f.read(TOKEN_FILE_MAX + 1)
+    except OSError as e:
+        raise ValueError(f"token file {p}: cannot be read ({e.strerror or e})") from None
+    if len(data) > TOKEN_FILE_MAX:
+        raise ValueError(f"token file {p}: over {TOKEN_FILE_MAX} bytes, not a token file (one line of a token)")
+    try:
+        lines = data.decode("utf-8").strip().splitlines()
+    except UnicodeDecodeError:
+        lines = []
+    token = lines[0].strip() if lines else ""
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise ValueError(f"token file {p}: must hold one token of printable characters without spaces")
     return token
 

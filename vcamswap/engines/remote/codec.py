@@ -43,10 +43,47 @@ def encode_jpeg(crop: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic): they hold the size.
+SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) a JPEG declares in its frame header, read without decoding; CodecError if there is none."""
+    if data[:2] != b"\xff\xd8":
+        raise CodecError("the crop is not a JPEG")
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            break
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in STANDALONE:
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header came first
+            break
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in SOF_MARKERS and length >= 7 and i + 9 <= len(data):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if length < 2:
+            break
+        i += 2 + length
+    raise CodecError("the crop is not a JPEG (no frame header)")
+
+
 def decode_jpeg(data: bytes, size: int = SWAP_SIZE) -> np.ndarray:
-    """A size x size BGR crop from JPEG bytes; CodecError for anything else (never a huge or odd image)."""
+    """A size x size BGR crop from JPEG bytes; CodecError for anything else (never a huge or odd image).
+
+    The size the JPEG declares is checked before it is decoded: a few hundred bytes can declare 20000x20000,
+    which the decoder would allocate in full (the other side may be hostile, in either direction)."""
     if not data or len(data) > 4 * RAW_BYTES:
         raise CodecError(f"a crop of {len(data)} bytes is not a JPEG of a {size}x{size} crop")
+    w, h = jpeg_size(data)
+    if (w, h) != (size, size):
+        raise CodecError(f"the crop is not a {size}x{size} JPEG ({w}x{h})")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.shape != (size, size, 3):
         got = "no image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
