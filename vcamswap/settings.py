@@ -276,23 +276,6 @@ def save_settings(s: Settings, path: Path | None = None) -> Path:
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder + fsync + rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)  # keep the user's permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class SettingsFile:
     """Saves what the user changes at run time (face, preset, swap) into their settings file.
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import platformdirs
+
+from vcamswap.atomic import replacing
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 CLIP_VERSION = 2
@@ -56,13 +57,11 @@ def frame_at(still: np.ndarray, t: float, width: int, height: int) -> np.ndarray
 
 
 def write_clip(path: Path, still: np.ndarray, width: int, height: int, fps: float, frames: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-    try:
-        for i in range(frames):
-            writer.write(frame_at(still, i / fps, width, height))
-    finally:
-        writer.release()
-    os.replace(tmp, path)  # atomic: a half-written clip never sits under the final name
+    # A half-written clip never sits under the final name; the writer picks its container by the suffix.
+    with replacing(path, suffix=path.suffix) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+        try:
+            for i in range(frames):
+                writer.write(frame_at(still, i / fps, width, height))
+        finally:
+            writer.release()

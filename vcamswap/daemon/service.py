@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from vcamswap.atomic import write_atomic
 from vcamswap.console import ask, say, warn
 from vcamswap.daemon.client import request
 from vcamswap.daemon.protocol import IpcError
@@ -32,7 +33,7 @@ from vcamswap.outputs.v4l2 import (
     VCAM_LABEL,
     find_v4l2_device,
 )
-from vcamswap.settings import config_dir, write_atomic
+from vcamswap.settings import config_dir
 
 MARKER = "Written by `vcamswap service install`"
 UNIT_NAME = "vcamswap.service"

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from vcamswap.atomic import replacing
 
 log = logging.getLogger("vcamswap.models")
 
@@ -142,22 +142,23 @@ def ensure_batched(models_dir: Path) -> BatchResult:
         return BatchResult("present", dest)
     copy = dynamic_batch(model)
     del model
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=models_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        onnx.save(copy, str(tmp))
-        del copy
-        ok, detail = batches_like_single_calls(original, tmp)
-        if not ok:
-            dest.unlink(missing_ok=True)  # a stale copy must not be used either
-            stamp_path(models_dir).unlink(missing_ok=True)
-            return BatchResult("cannot-batch", None, detail)
-        os.replace(tmp, dest)
-        stamp_path(models_dir).write_text(json.dumps(_stamps(original, dest)), encoding="utf-8")
-    finally:
-        tmp.unlink(missing_ok=True)
+        with replacing(dest) as tmp:
+            onnx.save(copy, str(tmp))
+            del copy
+            ok, detail = batches_like_single_calls(original, tmp)
+            if not ok:
+                raise _Unlike(detail)  # the copy is dropped, never renamed
+    except _Unlike as e:
+        dest.unlink(missing_ok=True)  # a stale copy must not be used either
+        stamp_path(models_dir).unlink(missing_ok=True)
+        return BatchResult("cannot-batch", None, str(e))
+    stamp_path(models_dir).write_text(json.dumps(_stamps(original, dest)), encoding="utf-8")
     return BatchResult("made", dest, detail)
+
+
+class _Unlike(Exception):
+    """The batched copy's answers differ from the single calls' (the message says how)."""
 
 
 def current_batched(models_dir: Path) -> Path | None:

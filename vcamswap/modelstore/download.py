@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vcamswap import __version__
+from vcamswap.atomic import commit, replacing
 from vcamswap.modelstore.manifest import (
     _CHUNK,
     _DOWNLOADS,
@@ -234,7 +233,7 @@ class Installer:
         except ChecksumError:
             part.unlink(missing_ok=True)  # resuming a corrupt file would only rebuild the same mismatch
             raise
-        os.replace(part, final)
+        commit(part, final)
 
     def _archive(self, src: Source) -> Path:
         """The verified archive behind `src`, fetched once per installer (several models share buffalo_l)."""
@@ -256,7 +255,7 @@ class Installer:
             except ChecksumError:
                 part.unlink(missing_ok=True)
                 raise
-            os.replace(part, done)
+            commit(part, done)
         self._archives[src.url] = done
         return done
 
@@ -329,21 +328,16 @@ class Installer:
 
     def _publish(self, spec: ModelSpec, inp: IO[bytes], origin: str) -> None:
         """Copy into a temporary file beside the final one, hashing on the way; rename only if it matches."""
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".tmp", dir=self.models_dir)
-        tmp = Path(tmp_name)
         h = hashlib.sha256()
         size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
+        with replacing(model_path(spec, self.models_dir)) as tmp:
+            with tmp.open("wb") as out:
                 for chunk in iter(lambda: inp.read(1 << 20), b""):
                     h.update(chunk)
                     size += len(chunk)
                     if size > spec.size:  # a header that lied: stop at once, never write past the size
                         break
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
             digest = h.hexdigest()
             if size != spec.size or digest != spec.sha256:
                 raise ChecksumError(
@@ -351,9 +345,6 @@ class Installer:
                     f"{digest[:12]}…; expected {spec.size} bytes, {spec.sha256[:12]}…); not installed. "
                     f"Use an unmodified copy of {spec.file}"
                 )
-            os.replace(tmp, model_path(spec, self.models_dir))
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def _member_name(zf: zipfile.ZipFile, member: str) -> str | None:

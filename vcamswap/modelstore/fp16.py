@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from vcamswap.atomic import replacing, write_atomic
 from vcamswap.modelstore.manifest import ModelError, install_hint
 from vcamswap.paths import sha256_file
 
@@ -115,7 +114,8 @@ def convert_model(source: Path, dest: Path) -> str:
         raise ConvertError(f"{source} could not be converted to fp16 ({_first(e)})") from None
     _restore_last_initializer(half, emap)
     del model
-    _save_atomic(half, dest)
+    with replacing(dest) as tmp:
+        onnx.save(half, str(tmp))
     return f"onnxconverter-common {onnxconverter_common.__version__}"
 
 
@@ -136,20 +136,6 @@ def _restore_last_initializer(model: object, original: object) -> None:
             del inits[i]
             break
     inits.append(original)
-
-
-def _save_atomic(model: object, dest: Path) -> None:
-    import onnx
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)  # type: ignore[arg-type]
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ConvertResult(NamedTuple):
@@ -185,11 +171,7 @@ def make_fp16(models_dir: Path, name: str = SWAP_MODEL, overwrite: bool = False)
 
 
 def _write_record(path: Path, rec: Fp16Record) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(asdict(rec), f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(rec), indent=2) + "\n")
 
 
 def _first(e: BaseException) -> str:

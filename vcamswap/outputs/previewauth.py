@@ -8,11 +8,11 @@ page that rebinds its own name to 127.0.0.1 is refused even before the token is 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from vcamswap.atomic import write_atomic
 from vcamswap.settings import config_dir
 
 TOKEN_FILE = "preview-token"
@@ -34,12 +34,7 @@ def preview_token(path: Path | None = None) -> str:
     except (OSError, UnicodeDecodeError):
         pass
     token = secrets.token_hex(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)  # the product's own file, never the user's
+    write_atomic(path, token + "\n", mode=0o600)  # the product's own file, never the user's
     return token
 
 
