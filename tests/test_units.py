@@ -1,8 +1,9 @@
 """Unit tests of the pieces the live path relies on: newest-frame-wins capture, Controls, Stats, paste-back,
-the intent table."""
+the intent table, warnings said once."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from vcamswap.compose.blend import paste_back
 from vcamswap.controls import Controls, ControlState
 from vcamswap.daemon import commands
 from vcamswap.live.stats import Stats
+from vcamswap.logonce import WarnOnce
 from vcamswap.types import SwapOutput
 
 
@@ -118,3 +120,14 @@ def test_paste_back_touches_only_the_face_region_and_blends_by_the_mask() -> Non
     assert out[0, 0].tolist() == [100, 100, 100]
     empty = paste_back(frame.copy(), SwapOutput(np.full((32, 32, 3), 200, np.uint8), np.zeros((32, 32), np.float32)), m)
     assert np.array_equal(empty, frame)  # a zero mask keeps every camera pixel
+
+
+def test_a_warning_is_said_once_per_message_on_the_callers_logger(caplog: pytest.LogCaptureFixture) -> None:
+    warn_once = WarnOnce(logging.getLogger("vcamswap.pipeline"))
+    with caplog.at_level(logging.WARNING):
+        for message in ("occluder: model missing", "occluder: model missing", "device lost", "occluder: model missing"):
+            warn_once(message)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("vcamswap.pipeline", logging.WARNING, "occluder: model missing"),
+        ("vcamswap.pipeline", logging.WARNING, "device lost"),
+    ]

@@ -23,6 +23,7 @@ from vcamswap.live.adaptive import AdaptiveQuality
 from vcamswap.live.pipeline import FrameResult, Pipeline
 from vcamswap.live.sources import PreparedSource, Sources
 from vcamswap.live.stats import Stats, StatsPrinter
+from vcamswap.logonce import WarnOnce
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.outputs.still import StillPublisher
 from vcamswap.presets import Preset, get_preset
@@ -94,7 +95,7 @@ class LiveLoop:
         self._last_image: np.ndarray | None = None
         self._paused_applied = False
         self.labeller = Labeller()
-        self._failures: set[str] = set()
+        self._warn_once = WarnOnce(log)
 
     def run(self) -> LoopResult:
         stats = self.stats
@@ -137,10 +138,7 @@ class LiveLoop:
         try:
             return self.pipeline.process(frame, *self.inputs())
         except Exception as e:  # one bad frame or photo must never stop or restart the stream
-            reason = f"{type(e).__name__}: {e}"
-            if reason not in self._failures:
-                self._failures.add(reason)
-                log.warning("a frame could not be processed (%s); passing frames through", reason)
+            self._warn_once(f"a frame could not be processed ({type(e).__name__}: {e}); passing frames through")
             return FrameResult(frame.image)
 
     def _apply_pause(self, paused: bool) -> None:

@@ -29,6 +29,7 @@ from vcamswap.faces.tracking import Tracker
 from vcamswap.live.sources import PreparedSource
 from vcamswap.live.targets import TargetRouter
 from vcamswap.live.worker import Key, SwapJob, make_stage
+from vcamswap.logonce import WarnOnce
 from vcamswap.modelstore.manifest import ModelError
 from vcamswap.presets import Preset
 from vcamswap.settings import default_models_dir
@@ -130,19 +131,13 @@ class Pipeline:
         self._enhance_failed = False
         self._since_swap = 0
         self._stalled = False
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(log)  # a failing model fails on every frame: said once, not 30 a second
 
     def close(self) -> None:
         self.stage.close()
 
     def _time(self, stage: str, seconds: float) -> None:
         self._timings.append((stage, seconds))
-
-    def _warn_once(self, message: str) -> None:
-        """A failing model fails on every frame: say it once, not 30 times a second."""
-        if message not in self._warned:
-            self._warned.add(message)
-            log.warning("%s", message)
 
     def process(
         self, frame: Frame, state: ControlState, preset: Preset, source: PreparedSource[Any] | None

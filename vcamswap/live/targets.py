@@ -20,6 +20,7 @@ import numpy as np
 from vcamswap.faces.library import FaceError
 from vcamswap.imageio import ImageError, load_image
 from vcamswap.live.sources import PreparedSource, Sources
+from vcamswap.logonce import WarnOnce
 from vcamswap.types import FaceGeometry, TrackedFace
 
 log = logging.getLogger("vcamswap.targets")
@@ -80,7 +81,7 @@ class TargetRouter:
         self._decided: dict[int, Decision] = {}
         self._prepared: dict[str, tuple[float, PreparedSource[Any] | None]] = {}  # face -> (when, source)
         self.embeddings = 0  # ArcFace runs on camera faces, for stats and tests
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(log)  # a face that cannot be recognised fails on every frame
 
     @property
     def active(self) -> bool:
@@ -127,11 +128,6 @@ class TargetRouter:
         if known is None or now - known[0] >= self.recheck_s:
             known = self._prepared[name] = (now, self.sources.prepare(name))
         return known[1]
-
-    def _warn_once(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            log.warning("%s", message)
 
 
 def load_people(
