@@ -21,6 +21,7 @@ import numpy as np
 from vcamswap.compose.align import similarity
 from vcamswap.modelstore.manifest import ENHANCER_MODEL, ModelError
 from vcamswap.modelstore.optional import open_optional
+from vcamswap.runtime.imagemodel import image_model
 from vcamswap.types import SwapOutput
 
 # FFHQ's 5-point alignment (eyes, nose tip, mouth corners) in a unit square: what GFPGAN and GPEN expect.
@@ -53,13 +54,8 @@ class LiveEnhancer:
     ) -> None:
         if every < 0:
             raise ValueError(f"enhance every must be 0 (off) or more, not {every}")
-        inp, out = session.get_inputs()[0], session.get_outputs()[0]
-        shape = list(inp.shape)
-        if len(shape) != 4 or shape[1] != 3:
-            raise ValueError(f"enhancer model input {inp.name} has shape {shape}, expected 1 x 3 x S x S")
+        self.input, self.output, self.size = image_model(session, "enhancer", "NCHW", default_size=512)
         self.session = session
-        self.input, self.output = inp.name, out.name
-        self.size = shape[2] if isinstance(shape[2], int) else 512
         self.every = every
         self.strength = strength
         self.template = None if template is None else np.asarray(template, np.float32).reshape(5, 2)

@@ -25,6 +25,7 @@ from vcamswap.choices import OcclusionKind
 from vcamswap.compose.skin import SkinModel, skin_mask
 from vcamswap.modelstore.manifest import OCCLUDER_MODEL, ModelError
 from vcamswap.modelstore.optional import open_optional
+from vcamswap.runtime.imagemodel import image_model
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -91,13 +92,8 @@ class ModelOccluder:
     """
 
     def __init__(self, session: ort.InferenceSession) -> None:
-        inp, out = session.get_inputs()[0], session.get_outputs()[0]
-        shape = list(inp.shape)
-        if len(shape) != 4 or shape[3] != 3:
-            raise ValueError(f"occluder model input {inp.name} has shape {shape}, expected N x S x S x 3")
+        self.input, self.output, self.size = image_model(session, "occluder", "NHWC", default_size=256)
         self.session = session
-        self.input, self.output = inp.name, out.name
-        self.size = shape[1] if isinstance(shape[1], int) else 256
         self._mask: np.ndarray | None = None
 
     @property
