@@ -17,7 +17,7 @@ from vcamswap.compose import skin
 from vcamswap.compose.lighting import fine_detail
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import SOURCE_SIZE, LiteEngine, LiteSource, aligned_source
-from vcamswap.engines.lite.quality import photo_report
+from vcamswap.engines.lite.quality import photo_note, photo_report
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
@@ -275,6 +275,17 @@ def test_photo_report_names_what_limits_a_photo(detector: BlazeFaceDetector, mes
     assert ok and "JPEG" in report(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
     small = cv2.resize(clear, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     assert "px wide" in report(small)
+
+
+def test_the_photo_note_is_the_reports_one_line(detector: BlazeFaceDetector, mesh: FaceMesh) -> None:
+    analyze = FaceAnalyzer(detector, mesh)
+    for name, expected in ((CLEAR, ""), (BANGS, "cover")):
+        image = cv2.imread(str(media_path(name)))
+        face = analyze(image)
+        assert face is not None
+        note = photo_note(image, face)
+        assert note == photo_report(image, face).line() and expected in note and "\n" not in note
+        assert bool(note) == bool(expected)
 
 
 def test_faces_add_and_list_say_what_limits_a_photo(tmp_path: Path) -> None:

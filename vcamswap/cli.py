@@ -145,7 +145,7 @@ def _photo_notes(paths: list[Path]) -> dict[Path, str]:
     import cv2
 
     # the face models (onnxruntime) load only when there are photos to look at
-    from vcamswap.engines.lite.quality import photo_report
+    from vcamswap.engines.lite.quality import photo_note
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
@@ -162,7 +162,7 @@ def _photo_notes(paths: list[Path]) -> dict[Path, str]:
         except (ImageError, cv2.error):
             continue
         if face is not None:
-            notes[path] = photo_report(image, face).line()
+            notes[path] = photo_note(image, face)
     return notes
 
 

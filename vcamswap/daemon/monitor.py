@@ -80,7 +80,7 @@ class Monitor:
 
     def note_faces(self) -> None:
         """What limits each photo, for the tray (said once per photo in the log too)."""
-        from vcamswap.engines.lite.quality import photo_report
+        from vcamswap.engines.lite.quality import photo_note
 
         d = self.d
         if d.stages is None:
@@ -92,7 +92,7 @@ class Monitor:
                 continue
             line = self._photo_notes.get(face.digest)
             if line is None:
-                line = self._photo_notes[face.digest] = photo_report(face.image, face.geometry).line()
+                line = self._photo_notes[face.digest] = photo_note(face.image, face.geometry)
                 if line:
                     log.info("face %s: %s", name, line)
             if line:

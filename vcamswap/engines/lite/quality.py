@@ -111,3 +111,8 @@ def photo_report(image: np.ndarray, face: FaceGeometry) -> PhotoReport:
         return PhotoReport(("no face landmarks",))
     texture, aligned = aligned_source(image, face)
     return assess(image, face.points, texture, aligned)
+
+
+def photo_note(image: np.ndarray, face: FaceGeometry) -> str:
+    """What limits a photo, in the one line `faces add`, `faces list` and the tray show; '' when nothing does."""
+    return photo_report(image, face).line()
