@@ -31,7 +31,9 @@ from helpers.server import (
 
 from vcamswap.engines.remote import codec
 from vcamswap.engines.remote.client import read_token
+from vcamswap.safepath import read_at_most
 from vcamswap.serve.gate import RateLimitedLog, client_line
+from vcamswap.serve.server import ServeError, read_tls
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="pip install vcamswap[remote]")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -395,6 +397,29 @@ def test_a_huge_token_file_is_refused_without_reading_it(tmp_path: Path) -> None
     assert peak < 1 << 20, peak  # reading it through takes over a gigabyte
     line = _one_error_line(_serve("--token-file", str(big)))
     assert "token file" in line, line
+
+
+
+def test_a_huge_pem_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    big = tmp_path / "cert.pem"
+    with big.open("wb") as f:
+        f.truncate(1 << 30)  # 1 GB, sparse
+    tracemalloc.start()
+    try:
+        with pytest.raises(ServeError, match=r"^--tls: the certificate \S+ is over 1 MB, not a PEM file$"):
+            read_tls(big, big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # reading it through takes over a gigabyte
+
+
+def test_a_small_file_is_read_whole_up_to_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(b"x" * 10)
+    assert read_at_most(path, 10) == b"x" * 10 and read_at_most(path, 9) is None
+    with pytest.raises(OSError):
+        read_at_most(tmp_path / "missing", 10)
 
 
 # ----------------------------------------------------------------------------------------------- after a crash

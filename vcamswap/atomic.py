@@ -46,11 +46,7 @@ def commit(staged: Path, target: Path, mode: int | None = None) -> None:
     """Rename the finished file `staged` (in `target`'s folder) over `target`: the file synced before, the
     folder after. `mode` as in write_atomic, but a new file keeps `staged`'s own bits. On a failure `staged`
     is left where it is: the caller decides (a partial download is kept to resume)."""
-    fd = os.open(staged, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _sync(staged, os.O_RDWR)
     if mode is None:
         with contextlib.suppress(FileNotFoundError):
             mode = stat.S_IMODE(os.stat(target).st_mode)  # the user's permissions stay
@@ -66,8 +62,12 @@ def _sync_folder(folder: Path) -> None:
     if os.name == "nt":
         return
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _sync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _sync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,4 +1,5 @@
-"""Safe names, paths inside a folder, and saving text into the file the user has.
+"""Safe names, paths inside a folder, a small file read without reading a huge one through, and saving text
+into the file the user has.
 
 Every writer of a user-named file goes through here: a name is one plain path component, the path built
 from it stays inside its folder, an existing file is never replaced without asking, and a settings file is
@@ -60,6 +61,14 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def read_at_most(path: Path, limit: int) -> bytes | None:
+    """The file's bytes when it holds at most `limit`; None when it holds more, known without reading it
+    through (a huge file, a device). OSError when it cannot be read."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def write_through(path: Path, text: str) -> Path:

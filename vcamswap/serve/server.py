@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vcamswap.safepath import read_at_most
+
 log = logging.getLogger("vcamswap.serve")
 PEM_MAX_BYTES = 1 << 20
 
@@ -72,11 +74,10 @@ def check_options(o: ServeOptions) -> None:
 
 def _read_pem(path: Path, what: str) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(PEM_MAX_BYTES + 1)
+        data = read_at_most(path, PEM_MAX_BYTES)
     except OSError as e:
         raise ServeError(f"--tls: the {what} {path} cannot be read ({e.strerror or e})") from None
-    if len(data) > PEM_MAX_BYTES:
+    if data is None:
         raise ServeError(f"--tls: the {what} {path} is over {PEM_MAX_BYTES >> 20} MB, not a PEM file")
     if b"-----BEGIN " not in data:
         raise ServeError(f"--tls: the {what} {path} holds no PEM block (-----BEGIN ...)")

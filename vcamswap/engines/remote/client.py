@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from vcamswap.safepath import read_at_most
+
 log = logging.getLogger("vcamswap.remote")
 # gRPC's C core logs a failed TLS handshake at info level on stderr; the error it raises says it in one line.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -83,11 +85,10 @@ def read_token(path: str | Path | None) -> str | None:
     try:
         if not stat.S_ISREG(p.stat().st_mode):
             raise ValueError(f"token file {p}: not a regular file")
-        with p.open("rb") as f:
-            data = f.read(TOKEN_FILE_MAX + 1)
+        data = read_at_most(p, TOKEN_FILE_MAX)
     except OSError as e:
         raise ValueError(f"token file {p}: cannot be read ({e.strerror or e})") from None
-    if len(data) > TOKEN_FILE_MAX:
+    if data is None:
         raise ValueError(f"token file {p}: over {TOKEN_FILE_MAX} bytes, not a token file (one line of a token)")
     try:
         lines = data.decode("utf-8").strip().splitlines()
