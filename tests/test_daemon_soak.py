@@ -53,14 +53,16 @@ def test_soak_memory_threads_fps_stay_flat(tmp_path: Path, record_property: pyte
     assert end - start <= RSS_GROWTH_LIMIT_MIB, summary
     assert max(rss) - start <= RSS_GROWTH_LIMIT_MIB * 1.5, summary
     assert threads[-1] - threads[0] <= 1, summary  # a thread per request or per reconnect would show here
+    # Steady against its own median: the level is the machine's business, the steadiness the daemon's.
     median = statistics.median(fps)
-    assert median >= 5, summary
-    assert min(fps) >= 0.5 * median, summary
+    assert median > 0 and min(fps) >= 0.5 * median, summary
     assert all(b > a for a, b in zip(frames, frames[1:], strict=False)), "the virtual camera stalled"
 
 
 def sample(d: DaemonProcess, seconds: float) -> list[dict[str, float]]:
-    """Once a second: RSS, thread count, fps from `status`; every 5 s change the face or the preset too."""
+    """Once a second: RSS, thread count, fps from `status`; every 5 s change the face or the preset too. A
+    sample that took long delays the next rather than bunching them: a second apart, the virtual camera must
+    have had a frame in between."""
     out: list[dict[str, float]] = []
     t0 = time.monotonic()
     n = 0
@@ -75,5 +77,5 @@ def sample(d: DaemonProcess, seconds: float) -> list[dict[str, float]]:
             d.request("face", "next")
         elif n % 10 == 0:
             d.request("preset", ["fast", "balanced", "quality"][(n // 10) % 3])
-        time.sleep(max(0.0, n - (time.monotonic() - t0)))
+        time.sleep(max(0.0, t + 1.0 - (time.monotonic() - t0)))
     return out

@@ -34,13 +34,25 @@ def lines_of(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+def doctor_here(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, settings_text: str
+) -> tuple[int, list[str], str]:
+    """`vcamswap doctor` on this machine with a settings file saying `settings_text`: exit code, lines, summary."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text(settings_text, encoding="utf-8")
+    code = main(["doctor", "--settings", str(settings), "--models", str(tmp_path / "models")])
+    captured = capsys.readouterr()
+    return code, lines_of(captured.out), captured.err.strip()
+
+
+def problems(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("problem")]
+
+
 def test_doctor_runs_here_and_every_line_is_ok_or_a_problem_with_a_fix(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    settings = tmp_path / "settings.toml"
-    settings.write_text('engine = "lite"\npreset = "fast"\n', encoding="utf-8")
-    code = main(["doctor", "--settings", str(settings), "--models", str(tmp_path / "models")])
-    out = lines_of(capsys.readouterr().out)
+    code, out, summary = doctor_here(capsys, tmp_path, 'engine = "lite"\npreset = "fast"\n')
     assert out, "doctor printed nothing"
     for line in out:
         assert line.startswith(("OK ", "problem ")), line
@@ -53,7 +65,16 @@ def test_doctor_runs_here_and_every_line_is_ok_or_a_problem_with_a_fix(
     assert any("providers: present: " in line and "cpu" in line for line in out)
     # Neural models are optional with the lite engine: reported, not a problem.
     assert any(line.startswith("OK       model inswapper_128: not installed") for line in out)
-    assert code == (1 if any(line.startswith("problem") for line in out) else 0)
+    # The exit code and the summary count the problems this machine has (a camera, say: CI has none).
+    found = len(problems(out))
+    assert (code, summary) == ((1, f"{found} problem{'s' if found != 1 else ''} found") if found
+                               else (0, "all checks passed"))
+
+    # The control: the same machine with a broken settings file has exactly that problem more, and fails.
+    broken_code, broken, broken_summary = doctor_here(capsys, tmp_path, 'engine = "lite"\npreset = \n')
+    added = [line for line in problems(broken) if line not in problems(out)]
+    assert len(problems(broken)) == found + 1 and len(added) == 1 and added[0].startswith("problem  settings: ")
+    assert broken_code == 1 and broken_summary == f"{found + 1} problem{'s' if found else ''} found"
 
 
 def test_broken_settings_are_reported_with_line_and_column(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

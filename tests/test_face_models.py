@@ -8,6 +8,7 @@ from types import ModuleType
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 from conftest import load_model_script
 from helpers.frames import read_frames
@@ -92,10 +93,24 @@ def landmarks(mesh: FaceMesh, image: np.ndarray, det: Detection) -> MeshResult:
 # --- embedded files ---------------------------------------------------------------------------------------
 
 
-def test_embedded_models_are_found() -> None:
-    for name in ("face_detection_short_range.onnx", "face_landmark.onnx"):
-        path = embedded_model(name)
-        assert path.is_file() and path.stat().st_size > 100_000
+# The shipped models' interfaces, as the runners feed and read them: input (NHWC), output shapes.
+EMBEDDED = {
+    "face_detection_short_range.onnx": ([1, 128, 128, 3], [(1, 896, 16), (1, 896, 1)]),  # 896 anchors: box, score
+    "face_landmark.onnx": ([1, 192, 192, 3], [(1, 1, 1, 468 * 3), (1, 1, 1, 1)]),  # 468 points, presence
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_embedded_models_are_found(name: str) -> None:
+    """What is found is the file the repository ships, and it runs with the interface its runner uses."""
+    path = embedded_model(name)
+    assert path.read_bytes() == (REPO / "models" / "lite" / name).read_bytes()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shape, outputs = EMBEDDED[name]
+    [given] = session.get_inputs()
+    assert given.shape == shape and given.type == "tensor(float)"
+    results = session.run(None, {given.name: np.zeros(shape, np.float32)})
+    assert [r.shape for r in results] == outputs and all(np.isfinite(r).all() for r in results)
 
 
 def test_missing_or_bad_model_name_raises() -> None:
@@ -196,9 +211,28 @@ def test_detector_rejects_bad_input(detector: BlazeFaceDetector) -> None:
         BlazeFaceDetector(score_threshold=1.5)
 
 
-def test_detector_satisfies_protocol(detector: BlazeFaceDetector) -> None:
+def test_detector_satisfies_protocol(detector: BlazeFaceDetector, media: Path) -> None:
+    """Through the protocol: Detections in image pixels, the box around the keypoints, the keypoints in the
+    documented order (the image's left eye and mouth corner first); a mirrored photo mirrors them in that
+    order; no face, no detection."""
     d: FaceDetector = detector
-    assert d.detect(np.zeros((64, 64, 3), np.uint8)) == []
+    img = read(media / "faces" / "single" / "biden.jpg")
+    h, w = img.shape[:2]
+    for image in (img, img[:, ::-1].copy()):
+        [face] = d.detect(image)
+        assert isinstance(face, Detection) and 0.5 < face.score <= 1.0
+        assert face.bbox.shape == (4,) and face.kps.shape == (5, 2)
+        x1, y1, x2, y2 = face.bbox
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+        assert inside(face.kps, face.bbox).all()
+        eye_l, eye_r, nose, mouth_l, mouth_r = face.kps
+        assert eye_l[0] < nose[0] < eye_r[0] and mouth_l[0] < nose[0] < mouth_r[0]
+        assert max(eye_l[1], eye_r[1]) < nose[1] < min(mouth_l[1], mouth_r[1])
+    [ahead] = d.detect(img)
+    [mirrored] = d.detect(img[:, ::-1].copy())
+    back = np.stack([w - 1 - mirrored.kps[:, 0], mirrored.kps[:, 1]], axis=1)[[1, 0, 2, 4, 3]]
+    assert np.linalg.norm(back - ahead.kps, axis=1).max() < 0.1 * iod(ahead.kps)
+    assert d.detect(np.zeros((480, 640, 3), np.uint8)) == []
 
 
 # --- landmarker ------------------------------------------------------------------------------------------

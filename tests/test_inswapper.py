@@ -303,9 +303,25 @@ def test_app_falls_back_to_lite_with_one_warning(tmp_path: Path, caplog: pytest.
     assert len(warnings) == 1 and "vcamswap models download" in warnings[0] and "using the lite engine" in warnings[0]
 
 
-def test_app_loads_the_neural_engine_when_models_are_installed(models_dir: Path) -> None:
-    engine = load_engine(Settings(engine="inswapper", models=str(models_dir), provider="cpu"))
-    assert engine.name == "inswapper"
+def test_app_loads_the_neural_engine_when_models_are_installed(
+    models_dir: Path, engine: InswapperEngine, analyzer: FaceAnalyzer, media: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No fallback, nothing said: the app's engine runs the installed models, swapping a real face as the engine
+    built directly on them (the control) does."""
+    with caplog.at_level(logging.WARNING, logger="vcamswap"):
+        loaded = load_engine(Settings(engine="inswapper", models=str(models_dir), provider="cpu"))
+    assert isinstance(loaded, InswapperEngine) and loaded.name == "inswapper"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    source = read(media, SOURCE_A)
+    source_face = face_of(analyzer, source)
+    target = read(media, TARGET)
+    target_face = face_of(analyzer, target)
+    crop, m = align(target, target_face.kps, swap_template(128), 128)
+    preset = get_preset("balanced")
+    got = loaded.swap(crop, target_face.transformed(m), loaded.prepare_source(source, source_face), preset)
+    want = engine.swap(crop, target_face.transformed(m), engine.prepare_source(source, source_face), preset)
+    assert np.abs(got.crop.astype(int) - want.crop.astype(int)).max() <= 1  # thread counts may differ
+    assert float(np.abs(got.crop.astype(int) - crop.astype(int)).mean()) > 5  # and it swapped
 
 
 # ----------------------------------------------------------------------------------------------- live path

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -655,6 +656,9 @@ def bars_on_screen(screen: np.ndarray, frame: np.ndarray) -> bool:
     return True
 
 
+PAINT_BOUND_S = 60.0
+
+
 def test_preview_window_shows_frames(tmp_path: Path) -> None:
     xvfb = shutil.which("Xvfb")
     if xvfb is None or not sys.platform.startswith("linux"):
@@ -674,13 +678,16 @@ def test_preview_window_shows_frames(tmp_path: Path) -> None:
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
         assert child.stdout is not None and child.stdin is not None
         shown = False
-        for _ in range(100):  # the X server draws asynchronously: let the window run until it has painted
+        # The viewer starts and the X server draws asynchronously: feed the window until it has painted, for as
+        # long as a busy machine needs (the bound only catches a window that never shows).
+        deadline = time.monotonic() + PAINT_BOUND_S
+        while not shown and time.monotonic() < deadline:
             child.stdin.write("more\n")
             child.stdin.flush()
             assert child.stdout.readline().strip() == "shown"
             shown = bars_on_screen(read_xwd(tmp_path / "Xvfb_screen0"), frame)
-            if shown:
-                break
+            if not shown:
+                time.sleep(0.1)
         child.stdin.write("quit\n")
         child.stdin.close()
         assert child.wait() == 0

@@ -187,6 +187,11 @@ class Capture:
         self._cap, info = open_camera(self._camera, *self._want)
         return info
 
+    @property
+    def captured(self) -> int:
+        """Frames the source has delivered so far: each one is read once or counted in `dropped`."""
+        return self._index
+
     def start(self) -> Capture:
         self._thread.start()
         return self

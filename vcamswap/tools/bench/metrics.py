@@ -84,6 +84,7 @@ class Speed:
     detector_calls_per_frame: float
     engine_runs_per_frame: float
     dropped: int = 0
+    captured: int = 0  # frames the input delivered during the timed passes: published or dropped (but the one in hand)
     late: int = 0  # swaps first pasted a frame or more after the frame they were cut from (engine in workers)
     stale: int = 0  # faces shown unswapped because their newest swap was too old for the pose
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -106,6 +107,7 @@ class PassData:
     engine_runs: int
     dropped: int
     adaptive_level: int | None
+    captured: int = 0
     late: int = 0  # the loop's Stats counts over the pass
     stale: int = 0
 
@@ -127,6 +129,7 @@ def summarize(passes: list[PassData]) -> Speed:
                                        / max(sum(p.tracked_frames for p in passes), 1), 4),
         engine_runs_per_frame=round(sum(p.engine_runs for p in passes) / max(frames, 1), 4),
         dropped=sum(p.dropped for p in passes),
+        captured=sum(p.captured for p in passes),
         late=sum(p.late for p in passes),
         stale=sum(p.stale for p in passes),
         latency_ms={q: round(float(np.percentile(lat, int(q[1:]))), 2) for q in ("p50", "p95", "p99")},

@@ -64,12 +64,12 @@ def speed_pass(
     capture.start()
     try:
         loop(max_frames=WARMUP_FRAMES).run()  # its own stats: the timed figures start after the warm-up
-        calls0, frames0, dropped0 = tracker.detector_calls, tracker.frames, capture.dropped
+        calls0, frames0, dropped0, captured0 = tracker.detector_calls, tracker.frames, capture.dropped, capture.captured
         timed = loop(max_frames=frames, on_frame=on_frame, stats=stats)
         t0 = time.perf_counter()
         timed.run()
         seconds = time.perf_counter() - t0
-        dropped = capture.dropped - dropped0
+        dropped, captured = capture.dropped - dropped0, capture.captured - captured0
     finally:
         capture.stop()
         sinks.close()
@@ -90,6 +90,7 @@ def speed_pass(
         tracked_frames=tracker.frames - frames0,
         engine_runs=runs[0],
         dropped=dropped,
+        captured=captured,
         adaptive_level=None if stages.adaptive is None else stages.adaptive.level,
         late=stats.late,
         stale=stats.stale,
