@@ -153,7 +153,10 @@ class Monitor:
         try:
             d.settings_file.save_changes(pending)
         except Exception as e:  # a file being edited can be anything: one line, and the next change tries again
-            problem = f"{d.settings_file.path}: cannot be read ({type(e).__name__}: {e})".splitlines()[0]
+            from vcamswap.settings import settings_problem
+
+            path = d.settings_file.path
+            problem = settings_problem(path) or f"{path}: cannot be read ({type(e).__name__}: {e})".splitlines()[0]
             if problem != self._save_problem:
                 log.warning("settings not saved: %s (the file is left as it is)", problem)
             self._save_problem = problem
