@@ -26,6 +26,7 @@ from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.library import FaceLibrary, add_face
 from vcamswap.imageio import MAX_PIXELS
 from vcamswap.live.build import build_stages, usable_faces
+from vcamswap.paths import sha256_file
 from vcamswap.settings import Settings
 
 SOURCES = {"obama": "faces/single/obama_official_portrait.jpg", "biden": "faces/single/biden.jpg"}
@@ -213,8 +214,10 @@ def test_8_replacing_the_photo_in_use_with_a_40_megapixel_one_never_stalls_swap_
             time.sleep(0.2)
         time.sleep(1.0)
         during = gaps(frame_times(d.vcam), replaced, time.monotonic())
+        # Three frame times; on a machine too busy for that, three times the control's own worst hiccup (a
+        # loop that analyses the photo itself stalls for the seconds that takes, far past either).
         frame_time = statistics.median(control)
-        bound = max(3 * frame_time, 1.5 * max(control))
+        bound = 3 * max(frame_time, max(control))
         assert len(control) > 50 and len(during) > 10, (len(control), len(during))
         assert max(during) < bound, (
             f"largest gap {max(during) * 1000:.0f} ms while the photo was replaced; control: largest "
@@ -239,11 +242,10 @@ def test_9_replaced_versions_of_the_photo_in_use_give_their_memory_back(tmp_path
         """The user saves a new version over the photo; the daemon's monitor and loop look at it."""
         shutil.copy(staged / f"{version}.jpg", folder / ".me.part")
         os.replace(folder / ".me.part", folder / "me.jpg")
-        library.refresh()
         sources.rescan()
         assert usable_faces(library) == ["me"]
         prepared = sources.current("me")
-        assert prepared is not None and prepared.face.digest == library.digest_of("me")
+        assert prepared is not None and prepared.face.digest == sha256_file(folder / "me.jpg")
 
     tracemalloc.start()
     try:

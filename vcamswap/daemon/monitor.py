@@ -109,7 +109,7 @@ class Monitor:
         known: dict[str, str] = {}
         for name in d.controls.snapshot().faces:
             digest = library.digest_of(name)
-            line = None if digest is None else self._photo_notes.get(digest)
+            line = None if digest is None else known.get(digest, self._photo_notes.get(digest))
             if line is None:  # a photo not seen before: analysed (once) and reported
                 face = library.get(name)
                 if face is None:
