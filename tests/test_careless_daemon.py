@@ -214,10 +214,11 @@ def test_8_replacing_the_photo_in_use_with_a_40_megapixel_one_never_stalls_swap_
             time.sleep(0.2)
         time.sleep(1.0)
         during = gaps(frame_times(d.vcam), replaced, time.monotonic())
-        # Three frame times; on a machine too busy for that, three times the control's own worst hiccup (a
-        # loop that analyses the photo itself stalls for the seconds that takes, far past either).
+        # Three frame times; on a machine too busy for that (the control's own worst gap is then 2-3 frame
+        # times), five times the control's worst: decoding 40 MP beside the loop costs it CPU on two cores,
+        # but a loop that analyses the photo itself stalls for the seconds that takes, far past either.
         frame_time = statistics.median(control)
-        bound = 3 * max(frame_time, max(control))
+        bound = max(3 * frame_time, 5 * max(control))
         assert len(control) > 50 and len(during) > 10, (len(control), len(during))
         assert max(during) < bound, (
             f"largest gap {max(during) * 1000:.0f} ms while the photo was replaced; control: largest "
