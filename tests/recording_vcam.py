@@ -5,6 +5,7 @@ It stands in for the OS virtual camera device, nothing else: frames go through t
 VirtualCamSink and pyvirtualcam.Camera. Files in $RECORDING_VCAM_DIR:
   state.json  {"frames", "opens", "width", "height"} after every frame (atomic replace)
   last.npy    the latest frame (H, W, 3) BGR, every 5th frame
+  times.f64   time.monotonic() of every frame sent (native doubles, appended; the clock is the machine's)
   busy        while it exists, opening fails as a busy device would
   vanish      while it exists, sending fails as a device that disappeared would
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,16 @@ import numpy as np
 
 def _dir() -> Path:
     return Path(os.environ["RECORDING_VCAM_DIR"])
+
+
+def frame_times(folder: Path) -> list[float]:
+    """When each frame was sent, on the clock of time.monotonic() (the same for every process)."""
+    try:
+        data = (folder / "times.f64").read_bytes()
+    except OSError:
+        return []
+    n = len(data) // 8
+    return list(struct.unpack(f"{n}d", data[: n * 8]))
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -53,6 +66,8 @@ class RecordingCamera:
         if (self.folder / "vanish").exists():
             raise RuntimeError("device vanished")
         self.frames += 1
+        with open(self.folder / "times.f64", "ab") as f:
+            f.write(struct.pack("d", time.monotonic()))
         if self.frames % 5 == 0:
             with open(self.folder / "last.tmp.npy", "wb") as f:
                 np.save(f, frame.reshape(self.height, self.width, 3))

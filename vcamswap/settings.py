@@ -137,6 +137,10 @@ def parse_settings(text: str, origin: str = "settings") -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{origin}: {_with_position(str(e), text)}") from None
+    except RecursionError:  # tomllib recurses once per level of [ ] or { }
+        raise SettingsError(f"{origin}: nested too deeply to be read") from None
+    except Exception as e:  # whatever else the parser meets in a file being edited: one line, not a traceback
+        raise SettingsError(f"{origin}: cannot be read ({type(e).__name__}: {e})") from None
     return settings_from_dict(data, origin)
 
 

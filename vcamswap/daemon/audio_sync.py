@@ -232,25 +232,35 @@ class AudioSync:
         return target_delay_ms(*m) if m else 100
 
     def _follow(self) -> None:
+        said: set[str] = set()
         while not self._stop.wait(self.POLL_S):
-            if not self._keep_alive():
-                continue
-            m = self.measure()
-            if m is None:
-                continue
-            raw = target_delay_ms(*m)
-            s = self._smoothed
-            s = raw if s is None else s + self.SMOOTHING * (raw - s)
-            self._smoothed = s
-            current = self.mic.delay_ms or 0
             try:
-                if abs(s - current) >= self.FOLLOW_MS:
-                    self.mic.set_delay(int(round(s)))
-                self.error = None
-            except AudioSyncUnavailable as e:
-                if self.error is None:
-                    log.warning("Swap Mic: %s", e)
-                self.error = str(e)
+                self._follow_once()
+            except Exception as e:  # the sound server answering oddly must not end Swap Mic's following
+                line = f"{type(e).__name__}: {e}".splitlines()[0]
+                if line not in said:
+                    said.add(line)
+                    log.warning("Swap Mic: %s; going on", line)
+
+    def _follow_once(self) -> None:
+        if not self._keep_alive():
+            return
+        m = self.measure()
+        if m is None:
+            return
+        raw = target_delay_ms(*m)
+        s = self._smoothed
+        s = raw if s is None else s + self.SMOOTHING * (raw - s)
+        self._smoothed = s
+        current = self.mic.delay_ms or 0
+        try:
+            if abs(s - current) >= self.FOLLOW_MS:
+                self.mic.set_delay(int(round(s)))
+            self.error = None
+        except AudioSyncUnavailable as e:
+            if self.error is None:
+                log.warning("Swap Mic: %s", e)
+            self.error = str(e)
 
     def _keep_alive(self) -> bool:
         """The microphone went away (unplugged): PulseAudio dropped our loopback; make Swap Mic again from the

@@ -202,16 +202,24 @@ class _UnixServer:
                 time.sleep(0.5)
                 continue
             for key, _ in events:
-                if key.data == "listen":
-                    self._accept()
-                elif key.data == "wake":
-                    try:
-                        self._wake_r.recv(64)
-                    except OSError:
-                        pass
-                else:
-                    self._read(key.data)
+                try:
+                    self._event(key.data)
+                except Exception as e:  # one odd client must not end the socket for all of them
+                    log.warning("control socket: %s: %s; going on", type(e).__name__, e)
+                    if isinstance(key.data, _Client):
+                        self._drop(key.data)
             self._reap_late()
+
+    def _event(self, what: object) -> None:
+        if what == "listen":
+            self._accept()
+        elif what == "wake":
+            try:
+                self._wake_r.recv(64)
+            except OSError:
+                pass
+        elif isinstance(what, _Client):
+            self._read(what)
 
     def _accept(self) -> None:
         assert self._sock is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,24 +41,41 @@ class Monitor:
         self._pending: dict[str, object] = {}
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
+        self._failures: set[str] = set()  # what a step raised, said once
+        self._save_problem: str | None = None  # why the last save failed, said once until one works
 
     def wake(self) -> None:
         self._wake.set()
 
     def run(self) -> None:
         d = self.d
-        self.note_faces()  # here, not at start-up: the first frame never waits for the photos' reports
+        self._guarded(self.note_faces)  # here, not at start-up: the first frame never waits for the photos' reports
         next_faces = 0.0
         while d.controls.snapshot().running:
             now = time.monotonic()
             if now >= next_faces:
-                self.rescan_faces()
+                self._guarded(self.rescan_faces)
                 next_faces = now + FACES_POLL_S
-            if d.tray is not None:
-                d.tray.show(d.tray_view())
-            self.save_pending()
+            self._guarded(self.show_tray)
+            self._guarded(self.save_pending)
             self._wake.wait(MONITOR_PERIOD_S)
             self._wake.clear()
+
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """Run one step of the period; whatever it raises is said in one line (once while it repeats) and the
+        thread goes on: without it, photos would no longer be seen and choices no longer saved."""
+        try:
+            step()
+        except Exception as e:
+            line = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+            if line not in self._failures:
+                self._failures.add(line)
+                log.warning("the monitor: %s; going on", line)
+
+    def show_tray(self) -> None:
+        tray = self.d.tray
+        if tray is not None:
+            tray.show(self.d.tray_view())
 
     def rescan_faces(self) -> None:
         d = self.d
@@ -65,6 +83,7 @@ class Monitor:
             return
         from vcamswap.live.build import usable_faces
 
+        d.stages.library.refresh()
         d.stages.sources.rescan()
         try:
             names = tuple(usable_faces(d.stages.library))  # a photo that cannot be used is never offered
@@ -85,18 +104,23 @@ class Monitor:
         d = self.d
         if d.stages is None:
             return
-        notes = []
+        library = d.stages.library
+        notes: list[tuple[str, str]] = []
+        known: dict[str, str] = {}
         for name in d.controls.snapshot().faces:
-            face = d.stages.library.get(name)
-            if face is None:
-                continue
-            line = self._photo_notes.get(face.digest)
-            if line is None:
-                line = self._photo_notes[face.digest] = photo_note(face.image, face.geometry)
+            digest = library.digest_of(name)
+            line = None if digest is None else known.get(digest, self._photo_notes.get(digest))
+            if line is None:  # a photo not seen before: analysed (once) and reported
+                face = library.get(name)
+                if face is None:
+                    continue
+                digest, line = face.digest, photo_note(face.image, face.geometry)
                 if line:
                     log.info("face %s: %s", name, line)
+            known[digest or ""] = line
             if line:
                 notes.append((name, line))
+        self._photo_notes = known  # none kept for photos gone or replaced
         d.controls.set_face_notes(notes)
 
     def on_change(self, old: ControlState, new: ControlState) -> None:
@@ -123,10 +147,18 @@ class Monitor:
         if not pending or d.settings_file is None:
             return
         face = pending.get("face")
-        if face is not None and d.stages is not None:
-            from vcamswap.faces.library import list_faces
+        # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
+        if isinstance(face, str) and d.stages is not None and not d.stages.library.in_folder(face):
+            del pending["face"]
+        try:
+            d.settings_file.save_changes(pending)
+        except Exception as e:  # a file being edited can be anything: one line, and the next change tries again
+            from vcamswap.settings import settings_problem
 
-            # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
-            if face not in {e.name for e in list_faces(d.stages.library.folder)}:
-                del pending["face"]
-        d.settings_file.save_changes(pending)
+            path = d.settings_file.path
+            problem = settings_problem(path) or f"{path}: cannot be read ({type(e).__name__}: {e})".splitlines()[0]
+            if problem != self._save_problem:
+                log.warning("settings not saved: %s (the file is left as it is)", problem)
+            self._save_problem = problem
+        else:
+            self._save_problem = None

@@ -132,7 +132,7 @@ def build_stages(
     if settings.adaptive and realtime:
         # The target is the camera's fps unless given; the live loop tells it the real one once the camera is open.
         adaptive = AdaptiveQuality(settings.target_fps or settings.fps, explicit_target=settings.target_fps is not None)
-    sources = Sources(library, engine)
+    sources = Sources(library, engine, background=realtime)  # a camera never waits for a photo's analysis
     router = build_router(settings, engine, sources, analyzer)
     models_dir, provider = settings.models_dir(), settings.provider
     pipeline = Pipeline(
@@ -181,7 +181,7 @@ def initial_face(settings: Settings, library: FaceLibrary) -> str | None:
 
 def usable_faces(library: FaceLibrary) -> list[str]:
     """The names whose photo loads and shows a face (each analysed once; a bad one is reported once)."""
-    return [n for n in library.names() if library.get(n) is not None]
+    return [n for n in library.names() if library.usable(n)]
 
 
 def build_live(settings: Settings, realtime: bool = True) -> Live:
