@@ -22,15 +22,16 @@ from vcamswap.compose.blend import feather, feather_width
 from vcamswap.compose.skin import (
     BROWS,
     EYES_AND_LIPS,
-    NOSE,
     UNIT,
     detail_map,
     likelihood,
+    lower_nose,
     oval,
     polygon,
     protected,
     skin_mask,
     to_lab,
+    under_nose,
 )
 from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import (
@@ -336,7 +337,8 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
-    face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
+    face = np.maximum(protected(points, shape, (*EYES_AND_LIPS, *BROWS), grow=0.03), lower_nose(points, shape, 0.03))
+    face *= 1.0 - under_nose(points, shape)  # a moustache or a nostril's shadow there is filled from the skin
     if model is not None:
         # The mask is closed over specks so that it does not speckle; the texture need not be: away from the
         # features, a pixel that does not itself look like skin (stubble at a beard's edge, a stray curl) is
@@ -348,7 +350,12 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
     shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape))
-    return shown.astype(np.float32), without_smudges(filled, 1.0 - face)
+    # The nostrils stay the source's, but no darker than NOSTRIL_L below the nose around them: a photo lit from
+    # one side or from below (the head tilted back) has near-black nostrils that, on a camera's downturned
+    # nose, read as a dark blob.
+    nose = lower_nose(points, shape, 0.0)
+    tolerance = SMUDGE_L + (NOSTRIL_L - SMUDGE_L) * nose
+    return shown.astype(np.float32), without_smudges(filled, np.maximum(1.0 - face, nose), tolerance)
 
 
 def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -364,18 +371,19 @@ def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 SMUDGE_L = 6.0  # grey levels a patch may lie below the skin around it before it counts as a smudge
+NOSTRIL_L = 40.0  # the same for the nostrils
 
 
-def without_smudges(texture: np.ndarray, where: np.ndarray) -> np.ndarray:
+def without_smudges(texture: np.ndarray, where: np.ndarray, tolerance: float | np.ndarray = SMUDGE_L) -> np.ndarray:
     """Lift patches a few pixels wide that are darker than the skin around them (stubble at a beard's edge, a
-    shadowed strand's remains) to within SMUDGE_L of it, keeping the fine texture on them; only `where`
-    (away from the features, whose shadows are the likeness)."""
+    shadowed strand's remains) to within `tolerance` grey levels of it, keeping the fine texture on them; only
+    `where` (away from the features, whose shadows are the likeness)."""
     size = texture.shape[0]
     img = texture.astype(np.float32)
     lum = img.mean(2)
     patch = cv2.GaussianBlur(lum, (0, 0), 0.008 * size)
     around = cv2.GaussianBlur(lum, (0, 0), 0.04 * size)
-    lift = np.maximum(around - SMUDGE_L - patch, 0.0) * where
+    lift = np.maximum(around - tolerance - patch, 0.0) * where
     gain = (patch + lift + 1.0) / (patch + 1.0)
     return np.clip(img * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 

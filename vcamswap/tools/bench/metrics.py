@@ -169,6 +169,7 @@ class Realism:
     tone_delta_e: float  # cheeks, output against camera (CIE76)
     seam: float  # gradient along the swap's edge, output over camera
     occluders: float  # edges in a ring around the eyes, output over camera
+    under_nose: float = 0.0  # share of the band under the nose far darker than the skin, output minus camera
 
 
 @dataclass

@@ -163,7 +163,9 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             "identity": "dlib 128-d face descriptor distances (two photos of one person are usually < 0.6)",
             "realism": "tools/bench/realism.py: foreign = share of skin pixels > 20 delta E from the skin's median, "
                        "output minus camera; tone = cheeks' delta E output vs camera; seam = gradient along the "
-                       "swap's edge, output / camera; occluders = edges around the eyes, output / camera",
+                       "swap's edge, output / camera; occluders = edges around the eyes, output / camera; "
+                       "under_nose = share of the band under the nose > 10 L* darker than the rest of the skin, output "
+                       "minus camera",
         },
         "notes": notes,
     }
@@ -248,7 +250,7 @@ def _progress(r: RunResult) -> str:
     if r.realism:
         q = r.realism
         parts.append(f"foreign {q.foreign_mean:.3f}/{q.foreign_max:.3f} tone dE {q.tone_delta_e:.1f} "
-                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} ({q.landmarks})")
+                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} under nose {q.under_nose:.3f} ({q.landmarks})")
     if r.identity:
         parts.append(f"identity {r.identity.to_source:.3f}/{r.identity.to_target:.3f} "
                      f"closer {r.identity.closer_to_source:.0%}")
