@@ -73,7 +73,9 @@ class LiteSource:
     triangles: np.ndarray  # (T, 3) int32 indices into points
     blend: np.ndarray  # (468,) per-point weight of the source's shape: 0 on the outline, up to SHAPE_BLEND inside
     skin: np.ndarray | None = None  # (SOURCE_SIZE, SOURCE_SIZE) 0..1, where the swap may show the source
+    raw: np.ndarray | None = None  # the aligned photo as it is, for its own eyes and lips at a likeness above 0
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
+    _wide: dict[int, np.ndarray] = field(default_factory=dict)
 
     def texture_at(self, size: int) -> np.ndarray:
         """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both."""
@@ -83,6 +85,17 @@ class LiteSource:
             interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
             self._scaled[size] = cv2.resize(bgra, (size, size), interpolation=interp)
         return self._scaled[size]
+
+    def wide_at(self, size: int) -> np.ndarray:
+        """texture_at(size) with the photo as it is and where its eyes and lips are as channels 4-7."""
+        if size not in self._wide:
+            from vcamswap.engines.lite.likeness import source_features
+
+            raw = self.texture if self.raw is None else self.raw
+            own = np.clip(source_features(self.points * SOURCE_SIZE, SOURCE_SIZE) * 255.0 + 0.5, 0, 255)
+            extra = cv2.resize(np.dstack([raw, own.astype(np.uint8)]), (size, size), interpolation=cv2.INTER_AREA)
+            self._wide[size] = np.dstack([self.texture_at(size), extra])
+        return self._wide[size]
 
 
 def triangulate(points: np.ndarray) -> np.ndarray:
@@ -415,9 +428,9 @@ class LiteEngine:
         return None  # the embedded BlazeFace
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
-        texture, pts = aligned_source(image, face)
-        skin, texture = source_skin(texture, pts)
-        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin)
+        raw, pts = aligned_source(image, face)
+        skin, texture = source_skin(raw, pts)
+        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin, raw)
 
     def swap_many(self, items: Sequence[SwapItem[LiteSource]], preset: Preset) -> list[SwapOutput]:
         return [self.swap(i.crop, i.face, i.source, preset) for i in items]
@@ -425,6 +438,14 @@ class LiteEngine:
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
         if face.points is None:
             raise ValueError("the lite engine needs FaceMesh points for the target face")
+        if preset.likeness > 0.0:
+            from vcamswap.engines.lite.toward import swap_toward_source
+
+            if not hasattr(self, "_neutral"):
+                from vcamswap.engines.lite.likeness import Neutral
+
+                self._neutral = Neutral()
+            return swap_toward_source(crop, face, source, preset, self._neutral)
         size = crop.shape[0]
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)
