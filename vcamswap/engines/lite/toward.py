@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vcamswap.compose.align import support
 from vcamswap.compose.blend import feather_width
 from vcamswap.compose.skin import UNIT
 from vcamswap.compose.warp import field_at, moved
@@ -44,8 +45,9 @@ def swap_toward_source(
     warped = mesh_warp(source.wide_at(size), src_pts, shaped, source.triangles, index, affines, box)
     # Channels: the skin texture, its mask, the photo as it is, where the photo's own eyes and lips are.
     own = cv2.LUT(np.ascontiguousarray(warped[..., 7]), UNIT) * likeness
-    skin = warped[..., :3].astype(np.float32) * (1.0 - own[..., None]) + warped[..., 4:7] * own[..., None]
-    skin = np.clip(skin + 0.5, 0, 255).astype(np.uint8)
+    skin = np.ascontiguousarray(warped[..., :3])
+    r = support(own).region  # the photo's own eyes and lips: blended in there only
+    skin[r] = np.clip(skin[r] * (1.0 - own[r][..., None]) + warped[r][..., 4:7] * own[r][..., None] + 0.5, 0, 255)
     src_skin = np.maximum(cv2.LUT(np.ascontiguousarray(warped[..., 3]), UNIT), own)
     outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
     outer = box.paste(outer, size) * turn_weight(dst_pts)
@@ -56,7 +58,7 @@ def swap_toward_source(
     parts = [(shifted(crop, dx, dy, feature_box(shaped, f, size)), m)
              for f, m, (dx, dy) in zip(FEATURES, masks, shifts, strict=True)]
     inside = mouth_opening(shaped, size) * likeness
-    interior = moved(crop, field_at(warp, size))
+    interior = moved(crop, field_at(warp, size), support(inside, 1))
     parts[2] = (parts[2][0], masks[2] * (1.0 - inside))
     parts.append((interior, inside))
     holes = np.clip(sum((m for _, m in parts[1:]), parts[0][1]), 0.0, 1.0)

@@ -68,10 +68,12 @@ class Config:
     engine: str
     preset: str
     tracking: bool
+    likeness: float = 0.0  # the lite engine's likeness control
 
     @property
     def label(self) -> str:
-        return f"{self.engine}/{self.preset}/{'track' if self.tracking else 'detect-all'}"
+        like = f"/likeness {self.likeness:g}" if self.likeness else ""
+        return f"{self.engine}/{self.preset}/{'track' if self.tracking else 'detect-all'}{like}"
 
 
 @dataclass

@@ -159,7 +159,7 @@ def make_stages(
     from vcamswap.live.build import build_stages
     from vcamswap.settings import Settings
 
-    controls = Controls(ControlState(face=face.name, preset=config.preset))
+    controls = Controls(ControlState(face=face.name, preset=config.preset, likeness=config.likeness))
     stages = build_stages(
         Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
         detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh), realtime=realtime,

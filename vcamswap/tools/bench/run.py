@@ -52,6 +52,7 @@ class BenchOptions:
     provider: str | None = None
     precision: str | None = None  # the neural swap model's (auto when None)
     adaptive: bool = False
+    likeness: tuple[float, ...] = (0.0,)  # the lite engine's likeness values, each a configuration
     repeat: int = 1
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
     remote: dict[str, object] | None = None  # the remote engine's options (server, token_file, codec_name, ...)
@@ -97,7 +98,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             if setup.random_weights:
                 notes.append(RANDOM_NOTE)
                 emit(f"note: {RANDOM_NOTE}")
-            items += [(setup, Config(label, p, t)) for p in opts.presets for t in opts.tracking]
+            items += [(setup, Config(label, p, t, k)) for p in opts.presets for t in opts.tracking
+                      for k in opts.likeness]
     results = {config: RunResult(config) for _, config in items}
     sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
     source_image = face.library.get(face.name).image  # type: ignore[union-attr]
