@@ -60,7 +60,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["fast", "balanced", "quality"])
     p.add_argument("--likeness", type=likeness_arg, metavar="0..1",
                    help="lite engine: how much of the source person shows, 0 (the camera's face in the source's "
-                        "skin) to 1 (the source's face driven by the camera); default 0.5")
+                        "skin) to 1 (the source's face driven by the camera); default 0")
     p.add_argument("--targets", choices=["one", "all"], help="swap the main face only (default) or every face in view")
     p.add_argument("--map", action="append", type=map_arg, metavar="CAMERA_PERSON_PHOTO=SOURCE_FACE",
                    help="neural engine: the person in this photo gets this source face (repeatable; others get --face)")

@@ -15,7 +15,7 @@ OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
 
 
 # The lite engine's likeness when the user has not chosen one (docs/lite.md says how it was chosen).
-DEFAULT_LIKENESS = 0.5
+DEFAULT_LIKENESS = 0.0
 
 
 @dataclass(frozen=True)
