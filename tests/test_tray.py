@@ -91,9 +91,9 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
 def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
     tray, controls, opened = menu_tray
     icon, menu = tray.icon, tray.icon.menu
-    assert texts(menu) == ["Swap", "Source face", "Quality", "Faces in view", "Show preview", "Show AI label",
-                           "Open faces folder", "Pause camera", "- - - -", "Quit"]
-    swap, faces, quality, targets, preview, label, folder, pause, _, quit_ = list(menu)
+    assert texts(menu) == ["Swap", "Source face", "Quality", "Likeness", "Faces in view", "Show preview",
+                           "Show AI label", "Open faces folder", "Pause camera", "- - - -", "Quit"]
+    swap, faces, quality, likeness, targets, preview, label, folder, pause, _, quit_ = list(menu)
 
     assert swap.checked is True
     swap(icon)
@@ -123,6 +123,11 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
     quality.submenu.items[0](icon)
     assert controls.snapshot().preset == "fast"
     assert [i.checked for i in quality.submenu.items] == [True, False, False]
+
+    assert texts(likeness.submenu) == ["0", "0.25", "0.5", "0.75", "1"]
+    assert [i.checked for i in likeness.submenu.items] == [True, False, False, False, False]
+    likeness.submenu.items[3](icon)
+    assert controls.snapshot().likeness == 0.75 and likeness.submenu.items[3].checked
 
     assert texts(targets.submenu) == ["one", "all"]
     assert [i.checked for i in targets.submenu.items] == [True, False] and all(i.radio for i in targets.submenu.items)
@@ -218,11 +223,14 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
             # Quality > fast: the third item's submenu, first entry.
             tray_choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
             wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
-            # Faces in view > all: the fourth item's submenu, second entry.
+            # Likeness > 0.25: the fourth item's submenu, second entry.
             tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
+            wait_until(lambda: d.status()["likeness"] == 0.25, "menu chose likeness 0.25")
+            # Faces in view > all: the fifth item's submenu, second entry.
+            tray_choose(env, ["Down"] * 5 + ["Right", "Down", "Return"], None)
             wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
-            # Show preview (fifth item) opens the preview window; closing the window unticks it.
-            tray_choose(env, ["Down"] * 5 + ["Return"], None)
+            # Show preview (sixth item) opens the preview window; closing the window unticks it.
+            tray_choose(env, ["Down"] * 6 + ["Return"], None)
             wait_until(lambda: d.status()["preview"] is True, "preview on")
             window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
             xdotool(env, "windowkill", window.split()[0])

@@ -25,6 +25,7 @@ class ControlState:
     swap_enabled: bool = True
     face: str | None = None  # name of the source face in the faces folder
     preset: str = "balanced"
+    likeness: float = 0.0  # how much of the source person the lite engine shows, 0..1 (docs/lite.md)
     targets: str = "one"  # one of TARGETS
     bypass: bool = False  # held hotkey: show the real face while held
     paused: bool = False  # camera released, a still "paused" frame is published
@@ -43,9 +44,24 @@ class ControlState:
 
 def initial_state(settings: Settings) -> ControlState:
     """The controls at start, from the settings."""
-    return ControlState(swap_enabled=settings.swap, preset=settings.preset, targets=settings.targets,
+    return ControlState(swap_enabled=settings.swap, preset=settings.preset, likeness=settings.likeness,
+                        targets=settings.targets,
                         label_on=bool(settings.label),
                         label_text=settings.label or DEFAULT_LABEL)
+
+
+LIKENESS_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the tray's choices; any value 0..1 is accepted
+
+
+def parse_likeness(value: float | str) -> float:
+    """A likeness from a number or its text, 0..1; a clear one-line error otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"likeness must be a number from 0 to 1, not {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # also rejects nan
+        raise ValueError(f"likeness must be from 0 to 1, not {value!r}")
+    return number
 
 
 Listener = Callable[[ControlState, ControlState], None]
@@ -104,6 +120,9 @@ class Controls:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return self._update(preset=name)
+
+    def set_likeness(self, value: float | str) -> ControlState:
+        return self._update(likeness=parse_likeness(value))
 
     def set_targets(self, which: str) -> ControlState:
         if which not in TARGETS:

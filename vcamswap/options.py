@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from vcamswap.choices import OCCLUSION_KINDS, PRECISIONS
+from vcamswap.controls import parse_likeness
 from vcamswap.settings import (
     MAX_ENHANCE_EVERY,
     Settings,
@@ -41,6 +42,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=size_arg)
     p.add_argument("--fps", type=fps_arg)
     p.add_argument("--preset", choices=["fast", "balanced", "quality"])
+    p.add_argument("--likeness", type=likeness_arg, metavar="0..1",
+                   help="lite engine: how much of the source person shows, 0 (the camera's face in the source's "
+                        "skin) to 1 (the source's face driven by the camera); default 0")
     p.add_argument("--targets", choices=["one", "all"], help="swap the main face only (default) or every face in view")
     p.add_argument("--map", action="append", type=map_arg, metavar="CAMERA_PERSON_PHOTO=SOURCE_FACE",
                    help="neural engine: the person in this photo gets this source face (repeatable; others get --face)")
@@ -72,6 +76,13 @@ def fps_arg(text: str) -> float:
         return check_fps(float(text), "")
     except (ValueError, SettingsError) as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate ({str(e).lstrip(': ') or e})") from None
+
+
+def likeness_arg(text: str) -> float:
+    try:
+        return parse_likeness(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def map_arg(text: str) -> tuple[str, str]:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, replace
 
 from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
 
+# The lite engine's likeness when the user has not chosen one (docs/lite.md says how it was chosen).
+DEFAULT_LIKENESS = 0.0
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -24,6 +27,9 @@ class Preset:
     # them on for a GPU.
     occlusion: OcclusionKind = "fast"
     enhance_every: int = 0  # run the face enhancer every N engine calls, re-use its detail between; 0 = off
+    # How much of the source person the lite engine shows, 0..1 (docs/lite.md): the user's setting, applied to
+    # every preset.
+    likeness: float = 0.0
 
     def with_knobs(self, **knobs: object) -> Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from vcamswap.choices import (
     CodecError,
     parse_codec,
 )
+from vcamswap.presets import DEFAULT_LIKENESS
 from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
@@ -94,6 +95,7 @@ class Settings:
     height: int = 720
     fps: float = 30.0
     preset: str = "balanced"
+    likeness: float = DEFAULT_LIKENESS  # lite engine: how much of the source person shows, 0..1 (docs/lite.md)
     targets: str = "one"  # "one": the main face of the frame; "all": every face in view
     # camera person's photo -> source face, for `targets = "all"` on the neural engine (who is who by ArcFace)
     map: dict[str, str] = field(default_factory=dict)
@@ -156,8 +158,8 @@ def _with_position(message: str, text: str) -> str:
 # What each setting holds in the file (None is written by leaving the key out).
 _KINDS: dict[str, type] = {
     "camera": str, "input": str, "face": str, "faces": str, "engine": str, "output": list, "width": int,
-    "height": int, "fps": float, "preset": str, "target_fps": float, "adaptive": bool, "provider": str,
-    "precision": str,
+    "height": int, "fps": float, "preset": str, "likeness": float, "target_fps": float, "adaptive": bool,
+    "provider": str, "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
     "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "targets": str, "map": dict,
     "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
@@ -205,6 +207,8 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
             parse_codec(value)
         except CodecError as e:
             raise SettingsError(f"{origin}: {e}") from None
+    if name == "likeness" and not 0.0 <= value <= 1.0:  # also rejects nan
+        raise SettingsError(f"{origin}: {key!r} must be a number from 0 to 1, not {value}")
     if name == "preset" and value not in PRESET_NAMES:
         raise SettingsError(f"{origin}: unknown preset {value!r}; choose one of {', '.join(PRESET_NAMES)}")
     return value

@@ -65,6 +65,15 @@ class FeatureLayer(NamedTuple):
     parts: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
+class Warp(NamedTuple):
+    """A smooth move of the camera's crop that an engine asks compose to apply before laying its face in: the
+    face's outline has moved (the lite engine's likeness), and the camera's cheek line and jaw edge go with it."""
+
+    field: np.ndarray  # (G, G, 2) float32: per grid cell, where its camera pixel comes from, relative, crop px
+    points: np.ndarray  # (468, 2) the face's points after the move, in the crop
+    likeness: float  # 0..1, how far toward the source's face (the relight's scale and tone follow it)
+
+
 class SwapOutput(NamedTuple):
     """What an engine returns, in the aligned crop's coordinates: the swapped face, not yet colour-matched
     (compose.blend.finish applies the preset's colour match and lays `features` over it)."""
@@ -75,6 +84,7 @@ class SwapOutput(NamedTuple):
     # (S, S) float32 in [0, 1]: where `crop` is the source's own skin. An engine that knows it gets the
     # camera's lighting transferred from skin pixels only and the camera's occluders kept in front.
     skin: np.ndarray | None = None
+    warp: Warp | None = None  # the camera's crop moved by this before the face is laid in (None: as it is)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,11 @@ class Box(NamedTuple):
         """`part` (this box's pixels) in a crop of `size` filled with `fill` (a value per channel) elsewhere."""
         if self.shape == (size, size):
             return part
+        if part.ndim == 3 and part.shape[2] > 4:  # past what cv2's border takes: filled, then copied in
+            out = np.empty((size, size, part.shape[2]), part.dtype)
+            out[:] = np.asarray(fill, part.dtype)
+            out[self.region] = part
+            return out
         return cv2.copyMakeBorder(part, self.y0, size - self.y1, self.x0, size - self.x1, cv2.BORDER_CONSTANT,
                                   value=fill)
 

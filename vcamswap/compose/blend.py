@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.align import support
-from vcamswap.compose.lighting import GRID, relight, soften_like
+from vcamswap.compose.lighting import GRID, SIGMA, relight, soften_like
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, UNIT, protected
+from vcamswap.compose.warp import warped_crop
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
@@ -86,6 +87,8 @@ def finish(
     the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
     kept in front.
     """
+    if out.warp is not None and points is not None:
+        return finish_moved(out, crop, preset, occlusion)
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
     skin = out.crop
@@ -101,7 +104,7 @@ def finish(
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
             w_src, w_cam = plain * small(out.skin), small(cam)
-            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2))
+            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), *toward_source(out, preset))
             skin = soften_like(skin, crop, w_src * w_cam)
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
@@ -117,6 +120,32 @@ def finish(
     if layer is None:
         return SwapOutput(skin, mask)
     return SwapOutput(lay_features(skin, layer), mask)
+
+
+# At likeness 1 the relight's low-pass is this many times coarser: the source's cheekbones and nose shading stay.
+COARSE_AT_LIKENESS = 4.0
+
+
+def toward_source(out: SwapOutput, preset: Preset) -> tuple[float, np.ndarray | None]:
+    """The relight's scale and how much of the source's tone stays (GRID x GRID), at the preset's likeness:
+    the source's tone in the middle of the face, meeting the camera's toward the outline."""
+    like = float(np.clip(preset.likeness, 0.0, 1.0))
+    if like <= 0.0:
+        return SIGMA, None
+    small = cv2.resize(out.mask, (GRID, GRID), interpolation=cv2.INTER_AREA)
+    middle = np.clip((cv2.GaussianBlur(small, (0, 0), 2.0) - 0.55) / 0.35, 0.0, 1.0)
+    return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), (middle * like).astype(np.float32)
+
+
+def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: Occluder | None) -> SwapOutput:
+    """finish for an output that moves the camera's crop (types.Warp): the face is finished against the moved
+    crop and laid over it, and the moved crop shows as far as the move reaches."""
+    assert out.warp is not None
+    backdrop, reach = warped_crop(crop, out.warp)
+    done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion)
+    alpha = done.mask[..., None]
+    face = np.clip(done.crop * alpha + backdrop * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return SwapOutput(face, np.maximum(reach, done.mask))
 
 
 def lay_features(skin: np.ndarray, layer: FeatureLayer) -> np.ndarray:

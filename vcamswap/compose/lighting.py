@@ -24,7 +24,7 @@ SIGMA = 1.25
 MAX_GAIN = 4.0  # a ratio past this is a bad measurement (a black frame, a blown highlight), not light
 
 
-def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def weighted_lowpass(image: np.ndarray, weight: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
     """The GRID-sized low-pass colour of `image` where `weight` is high, extended smoothly where it is not.
     `weight` may be smaller than the image (a few times GRID is plenty): the image is reduced to it first."""
     grid = (GRID, GRID)
@@ -32,8 +32,8 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
         image = cv2.resize(image, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_AREA)
     w = cv2.resize(weight.astype(np.float32), grid, interpolation=cv2.INTER_AREA)
     img = cv2.resize(image.astype(np.float32) * weight[..., None], grid, interpolation=cv2.INTER_AREA)
-    num = cv2.GaussianBlur(img, (0, 0), SIGMA)
-    den = cv2.GaussianBlur(w, (0, 0), SIGMA)
+    num = cv2.GaussianBlur(img, (0, 0), sigma)
+    den = cv2.GaussianBlur(w, (0, 0), sigma)
     total = float(w.sum())
     mean = img.reshape(-1, 3).sum(0) / total if total > 1e-3 else np.full(3, 128.0, np.float32)
     # Regularised toward the whole face's mean, so a cell that saw little skin falls back to it smoothly.
@@ -43,13 +43,16 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 def relight(
     src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
-    box: Box | None = None,
+    box: Box | None = None, sigma: float = SIGMA, keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size).
-    `box`: only there, where it will be seen; the rest of `src` is returned as it is."""
+    `box`: only there, where it will be seen; the rest of `src` is returned as it is. `sigma`: the low-pass's
+    scale in GRID cells; `keep` (GRID x GRID, 0..1): how much of the source's own tone stays there."""
     size = src.shape[1], src.shape[0]
-    gain = (weighted_lowpass(ref, w_ref) + 4.0) / (weighted_lowpass(src, w_src) + 4.0)
+    gain = (weighted_lowpass(ref, w_ref, sigma) + 4.0) / (weighted_lowpass(src, w_src, sigma) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
+    if keep is not None:
+        gain = np.power(gain, 1.0 - keep[..., None]).astype(np.float32)
     full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
     if box is None:
         return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)

@@ -27,6 +27,11 @@ SAMPLE_POINTS: tuple[int, ...] = (
 # The lower nose, tip to nostrils (its hull): its shading and nostrils are not skin-coloured but are the face,
 # never an occluder. It stops below the bridge, where glasses rest.
 NOSE: tuple[int, ...] = (5, 4, 1, 129, 358, 98, 327, 64, 294, 97, 326, 2)
+# The nose's base along the nostrils' lower edge (subject's right to left) and the upper lip's outer edge (left to
+# right): between them a moustache, stubble or a nostril's shadow grows, which is not the nose and is decided
+# by colour and texture like the rest of the face.
+NOSE_BASE: tuple[int, ...] = (64, 98, 97, 2, 326, 327, 294)
+UPPER_LIP: tuple[int, ...] = (291, 409, 270, 269, 267, 0, 37, 39, 40, 185, 61)
 BROWS: tuple[tuple[int, ...], ...] = (RIGHT_EYEBROW, LEFT_EYEBROW)
 EYES_AND_LIPS: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
 
@@ -183,9 +188,41 @@ def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float, curls:
     return keep[labels]
 
 
+def below_nose(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """1 below the nose's base (the nostrils' lower edge, extended across the face), 0 above: the lower nose's
+    protection stops there."""
+    base = points[list(NOSE_BASE)].astype(np.float32)
+    across = base[-1] - base[0]
+    across /= max(float(np.linalg.norm(across)), 1e-3)
+    down = np.array([-across[1], across[0]], np.float32)
+    if float(np.dot(points[152] - base.mean(0), down)) < 0:  # toward the chin
+        down = -down
+    far = 4.0 * face_width(points)
+    poly = np.vstack([base[0] - across * far, base, base[-1] + across * far,
+                      base[-1] + (across + down) * far, base[0] + (down - across) * far])
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    return cv2.LUT(mask, UNIT)
+
+
+def lower_nose(points: np.ndarray, shape: tuple[int, int], grow: float = 0.02) -> np.ndarray:
+    """The lower nose, tip to nostrils, grown by `grow` of the face's width but not past its base: the nostrils
+    are always face, the moustache or shadow under them is not."""
+    return protected(points, shape, (NOSE,), grow) * (1.0 - below_nose(points, shape))
+
+
+def under_nose(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """1 from the nose's base down to the upper lip's outer edge (0..1, float32)."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [polygon(points, NOSE_BASE + UPPER_LIP)], 255, lineType=cv2.LINE_8, shift=4)
+    return cv2.LUT(mask, UNIT)
+
+
 def near_features(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Around the eyes, brows, nose and lips: where the likeness lives and a still photo's mask is lenient."""
-    return protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.08) > 0.5
+    """Around the eyes, brows, nose and lips: where the likeness lives and a still photo's mask is lenient. Not
+    the band under the nose: a moustache or stubble there has the colour of a shadow and hair's texture."""
+    near = np.maximum(protected(points, shape, (*EYES_AND_LIPS, *BROWS), grow=0.08), lower_nose(points, shape, 0.08))
+    return (near > 0.5) & (under_nose(points, shape) < 0.5)
 
 
 def strict(prob: np.ndarray, points: np.ndarray, curls: np.ndarray) -> np.ndarray:
@@ -233,9 +270,9 @@ def skin_mask(
         # whose colour passes for skin (light brown hair on light skin).
         curls = curl_ratio(lab, points, scale)
         prob = strict(prob, points, curls)
-    # The lower nose, and the eyelids just around each eye (lashes and shadow, not skin-coloured, yet the
-    # face: glasses rims sit further out).
-    keep = np.maximum(protected(points, shape, (NOSE,)), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
+    # The lower nose down to its base, and the eyelids just around each eye (lashes and shadow, not skin-coloured,
+    # yet the face: glasses rims sit further out).
+    keep = np.maximum(lower_nose(points, shape), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
     brows = protected(points, shape, BROWS)
     # Brows count as face unless the skin around them is hidden too: then they are under a fringe or a hat,
     # and what lies there is hair, not brows.

@@ -46,6 +46,7 @@ INTENTS: dict[str, Intent] = {
     "preset": lambda c, arg: c.cycle_preset() if arg == "next" else c.set_preset(arg or ""),
     "cycle_quality": lambda c, _: c.cycle_preset(),
     "targets": lambda c, arg: c.set_targets(arg or ""),
+    "likeness": lambda c, arg: c.set_likeness(arg or ""),
     "pause": lambda c, _: c.set_paused(True),
     "resume": lambda c, _: c.set_paused(False),
     "toggle_pause": lambda c, _: c.set_paused(not c.snapshot().paused),
@@ -58,8 +59,8 @@ INTENTS: dict[str, Intent] = {
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
-SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "targets", "pause", "resume", "preview", "label",
-                   "stop")
+SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "likeness", "targets", "pause", "resume", "preview",
+                   "label", "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
@@ -73,5 +74,6 @@ def bind(controls: Controls, intent: str, arg: str | None = None) -> Callable[[]
 
 
 def controls_dict(s: ControlState) -> dict[str, object]:
-    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "targets": s.targets, "paused": s.paused,
+    return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "likeness": s.likeness,
+            "targets": s.targets, "paused": s.paused,
             "label": s.label_text if s.label_on else None}

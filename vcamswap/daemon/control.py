@@ -1,4 +1,5 @@
-"""`vcamswap status`, `toggle`, `face`, `preset`, `targets`, `pause`, `resume`, `stop`: commands for the daemon."""
+"""`vcamswap status`, `toggle`, `face`, `preset`, `likeness`, `targets`, `pause`, `resume`, `stop`: commands for the
+daemon."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _print_summary(reply: Reply) -> None:
     swap = "on" if reply.get("swap") else "off"
     extra = " (paused)" if reply.get("paused") else ""
     faces = "all faces" if reply.get("targets") == "all" else "one face"
-    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}, {faces}{extra}",
+    print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}, "
+          f"likeness {reply.get('likeness')}, {faces}{extra}",
           flush=True)
 
 
@@ -70,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preset", help="choose the quality preset in the running daemon")
     p.add_argument("name", metavar="fast|balanced|quality|next")
     p.set_defaults(func=_control("preset", "name"))
+    p = sub.add_parser("likeness", help="how much of the source person the lite engine shows (0..1), in the "
+                                        "running daemon")
+    p.add_argument("value", metavar="0..1")
+    p.set_defaults(func=_control("likeness", "value"))
     p = sub.add_parser("targets", help="swap one face (the main one) or every face in view, in the running daemon")
     p.add_argument("which", choices=["one", "all"])
     p.set_defaults(func=_control("targets", "which"))

@@ -129,6 +129,8 @@ class Monitor:
             changed["face"] = new.face
         if old.preset != new.preset:
             changed["preset"] = new.preset
+        if old.likeness != new.likeness:
+            changed["likeness"] = new.likeness
         if old.targets != new.targets:
             changed["targets"] = new.targets
         if old.swap_enabled != new.swap_enabled:

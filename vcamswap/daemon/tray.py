@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from vcamswap import desktop
 from vcamswap.choices import PRESET_NAMES, TARGETS
-from vcamswap.controls import Controls, ControlState
+from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
 from vcamswap.daemon import commands
 
 log = logging.getLogger("vcamswap.tray")
@@ -237,6 +237,7 @@ class Tray:
             item("Swap", self._act(commands.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
+            item("Likeness", menu(self._likeness_items)),
             item("Faces in view", menu(self._targets_items)),
             item("Show preview", self._act(commands.bind(c, "toggle_preview")),
                  checked=lambda _: snap().preview),
@@ -283,6 +284,17 @@ class Tray:
             for name in PRESET_NAMES
         )
 
+    def _likeness_items(self) -> tuple[Any, ...]:
+        ps = self._pystray
+        return tuple(
+            ps.MenuItem(f"{value:g}", self._act(commands.bind(self.controls, "likeness", str(value))),
+                        checked=partial(self._is_likeness, value), radio=True)
+            for value in LIKENESS_STEPS
+        )
+
+    def _is_likeness(self, value: float, item: Any) -> bool:
+        return abs(self.controls.snapshot().likeness - value) < 1e-6
+
     def _targets_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         return tuple(
@@ -320,7 +332,8 @@ class Tray:
         if not new.running:
             self.stop()
             return
-        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "targets", "preview", "paused", "label_on")
+        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "likeness", "targets", "preview", "paused",
+                 "label_on")
         if any(getattr(old, k) != getattr(new, k) for k in shown):
             self.refresh_menu()
 

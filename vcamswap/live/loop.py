@@ -54,6 +54,8 @@ class FrameInputs:
     def __call__(self) -> tuple[ControlState, Preset, PreparedSource[Any] | None]:
         state = self.controls.snapshot()
         preset = get_preset(state.preset)
+        if state.likeness != preset.likeness:
+            preset = preset.with_knobs(likeness=state.likeness)
         if self.tune is not None:  # the user's own knobs first, so adaptive quality can take them back
             preset = self.tune(preset)
         if self.adjust is not None:

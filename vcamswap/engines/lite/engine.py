@@ -22,15 +22,16 @@ from vcamswap.compose.blend import feather, feather_width
 from vcamswap.compose.skin import (
     BROWS,
     EYES_AND_LIPS,
-    NOSE,
     UNIT,
     detail_map,
     likelihood,
+    lower_nose,
     oval,
     polygon,
     protected,
     skin_mask,
     to_lab,
+    under_nose,
 )
 from vcamswap.engines import SwapItem
 from vcamswap.faces.landmarks import (
@@ -72,7 +73,9 @@ class LiteSource:
     triangles: np.ndarray  # (T, 3) int32 indices into points
     blend: np.ndarray  # (468,) per-point weight of the source's shape: 0 on the outline, up to SHAPE_BLEND inside
     skin: np.ndarray | None = None  # (SOURCE_SIZE, SOURCE_SIZE) 0..1, where the swap may show the source
+    raw: np.ndarray | None = None  # the aligned photo as it is, for its own eyes and lips at a likeness above 0
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
+    _wide: dict[int, np.ndarray] = field(default_factory=dict)
 
     def texture_at(self, size: int) -> np.ndarray:
         """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both."""
@@ -82,6 +85,17 @@ class LiteSource:
             interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
             self._scaled[size] = cv2.resize(bgra, (size, size), interpolation=interp)
         return self._scaled[size]
+
+    def wide_at(self, size: int) -> np.ndarray:
+        """texture_at(size) with the photo as it is and where its eyes and lips are as channels 4-7."""
+        if size not in self._wide:
+            from vcamswap.engines.lite.likeness import source_features
+
+            raw = self.texture if self.raw is None else self.raw
+            own = np.clip(source_features(self.points * SOURCE_SIZE, SOURCE_SIZE) * 255.0 + 0.5, 0, 255)
+            extra = cv2.resize(np.dstack([raw, own.astype(np.uint8)]), (size, size), interpolation=cv2.INTER_AREA)
+            self._wide[size] = np.dstack([self.texture_at(size), extra])
+        return self._wide[size]
 
 
 def triangulate(points: np.ndarray) -> np.ndarray:
@@ -336,7 +350,8 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
-    face = protected(points, shape, (*EYES_AND_LIPS, *BROWS, NOSE), grow=0.03)
+    face = np.maximum(protected(points, shape, (*EYES_AND_LIPS, *BROWS), grow=0.03), lower_nose(points, shape, 0.03))
+    face *= 1.0 - under_nose(points, shape)  # a moustache or a nostril's shadow there is filled from the skin
     if model is not None:
         # The mask is closed over specks so that it does not speckle; the texture need not be: away from the
         # features, a pixel that does not itself look like skin (stubble at a beard's edge, a stray curl) is
@@ -348,7 +363,12 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
     shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape))
-    return shown.astype(np.float32), without_smudges(filled, 1.0 - face)
+    # The nostrils stay the source's, but no darker than NOSTRIL_L below the nose around them: a photo lit from
+    # one side or from below (the head tilted back) has near-black nostrils that, on a camera's downturned
+    # nose, read as a dark blob.
+    nose = lower_nose(points, shape, 0.0)
+    tolerance = SMUDGE_L + (NOSTRIL_L - SMUDGE_L) * nose
+    return shown.astype(np.float32), without_smudges(filled, np.maximum(1.0 - face, nose), tolerance)
 
 
 def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -364,18 +384,19 @@ def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 SMUDGE_L = 6.0  # grey levels a patch may lie below the skin around it before it counts as a smudge
+NOSTRIL_L = 40.0  # the same for the nostrils
 
 
-def without_smudges(texture: np.ndarray, where: np.ndarray) -> np.ndarray:
+def without_smudges(texture: np.ndarray, where: np.ndarray, tolerance: float | np.ndarray = SMUDGE_L) -> np.ndarray:
     """Lift patches a few pixels wide that are darker than the skin around them (stubble at a beard's edge, a
-    shadowed strand's remains) to within SMUDGE_L of it, keeping the fine texture on them; only `where`
-    (away from the features, whose shadows are the likeness)."""
+    shadowed strand's remains) to within `tolerance` grey levels of it, keeping the fine texture on them; only
+    `where` (away from the features, whose shadows are the likeness)."""
     size = texture.shape[0]
     img = texture.astype(np.float32)
     lum = img.mean(2)
     patch = cv2.GaussianBlur(lum, (0, 0), 0.008 * size)
     around = cv2.GaussianBlur(lum, (0, 0), 0.04 * size)
-    lift = np.maximum(around - SMUDGE_L - patch, 0.0) * where
+    lift = np.maximum(around - tolerance - patch, 0.0) * where
     gain = (patch + lift + 1.0) / (patch + 1.0)
     return np.clip(img * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
@@ -407,9 +428,9 @@ class LiteEngine:
         return None  # the embedded BlazeFace
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
-        texture, pts = aligned_source(image, face)
-        skin, texture = source_skin(texture, pts)
-        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin)
+        raw, pts = aligned_source(image, face)
+        skin, texture = source_skin(raw, pts)
+        return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin, raw)
 
     def swap_many(self, items: Sequence[SwapItem[LiteSource]], preset: Preset) -> list[SwapOutput]:
         return [self.swap(i.crop, i.face, i.source, preset) for i in items]
@@ -417,6 +438,14 @@ class LiteEngine:
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
         if face.points is None:
             raise ValueError("the lite engine needs FaceMesh points for the target face")
+        if preset.likeness > 0.0:
+            from vcamswap.engines.lite.toward import swap_toward_source
+
+            if not hasattr(self, "_neutral"):
+                from vcamswap.engines.lite.likeness import Neutral
+
+                self._neutral = Neutral()
+            return swap_toward_source(crop, face, source, preset, self._neutral)
         size = crop.shape[0]
         src_pts = source.points * size
         dst_pts = face.points.astype(np.float32)

@@ -53,6 +53,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-remote-rates", dest="remote_rates", action="store_false",
                    help="remote engine: only the pipeline passes, not the swaps/s with N in flight (16 s a delay)")
     p.add_argument("--preset", action="append", choices=list(PRESET_NAMES), help="repeatable (default all)")
+    p.add_argument("--likeness", type=float, action="append",
+                   help="lite engine: a likeness 0..1 to measure, repeatable, interleaved (default 0)")
     p.add_argument("--frames", type=int, default=300, help="frames per pass (default 300, at most the file's)")
     p.add_argument("--realtime", action="store_true", help="also run paced like a camera: output fps, latency")
     p.add_argument("--no-throughput", dest="throughput", action="store_false", help="skip the as-fast-as-possible pass")
@@ -133,6 +135,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         provider=args.provider,
         precision=args.precision,
         adaptive=args.adaptive,
+        likeness=tuple(args.likeness or [0.0]),
         repeat=max(1, args.repeat),
         steady_frames=args.steady_frames,
         remote={"server": args.server, "token_file": args.token_file, "codec_name": args.remote_codec,

@@ -68,10 +68,12 @@ class Config:
     engine: str
     preset: str
     tracking: bool
+    likeness: float = 0.0  # the lite engine's likeness control
 
     @property
     def label(self) -> str:
-        return f"{self.engine}/{self.preset}/{'track' if self.tracking else 'detect-all'}"
+        like = f"/likeness {self.likeness:g}" if self.likeness else ""
+        return f"{self.engine}/{self.preset}/{'track' if self.tracking else 'detect-all'}{like}"
 
 
 @dataclass
@@ -172,6 +174,7 @@ class Realism:
     tone_delta_e: float  # cheeks, output against camera (CIE76)
     seam: float  # gradient along the swap's edge, output over camera
     occluders: float  # edges in a ring around the eyes, output over camera
+    under_nose: float = 0.0  # share of the band under the nose far darker than the skin, output minus camera
 
 
 @dataclass

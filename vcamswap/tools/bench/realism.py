@@ -5,9 +5,13 @@ these judge what a viewer sees. Every region comes from 68 landmarks of the *cam
 landmarker other than the engine's (dlib's, with the `eval` extra): the swap keeps the camera's outline, so
 the same regions hold in the output.
 
-* foreign: the share of the skin region (jaw line up to the forehead, less eyes, brows and mouth) whose colour
-  is far from the region's median, output minus camera: what the swap brought in (hair, blotches, glasses
-  edges); the camera's own freckles, stubble or glasses are in both and cancel.
+* foreign: the share of the skin region (jaw line up to the forehead, nose and the band from the nose to the
+  upper lip included; eyes, brows and mouth left out) whose colour is far from the region's median, output
+  minus camera: what the swap brought in (hair, blotches, glasses edges, a moustache); the camera's own
+  freckles, stubble, nostrils or glasses are in both and cancel.
+* under_nose: the share of the band from the nose to the upper lip darker than the rest of the face's skin,
+  output minus camera, each on its own landmarks: a source's moustache or nostril shadow pasted there shows
+  as a dark blob.
 * tone: CIE76 delta E between the output's cheeks and the camera's own cheeks (median Lab colour).
 * seam: mean gradient magnitude in a thin band along the edge of what the swap changed, output over camera.
 * occluders: mean edge magnitude in a ring around each eye (where glasses frames sit), output over camera.
@@ -35,6 +39,7 @@ class Regions(NamedTuple):
     skin: np.ndarray  # bool masks in frame coordinates
     cheeks: np.ndarray
     eye_rings: np.ndarray
+    under_nose: np.ndarray  # from the nostrils' base down to the upper lip's top edge
 
 
 class Measures(NamedTuple):
@@ -42,6 +47,7 @@ class Measures(NamedTuple):
     tone: float
     seam: float
     occluders: float
+    under_nose: float = 0.0
 
 
 def _poly(mask: np.ndarray, pts: np.ndarray) -> None:
@@ -70,10 +76,13 @@ def regions(lm: np.ndarray, shape: tuple[int, ...]) -> Regions:
         part = np.zeros((h, w), np.uint8)
         _poly(part, cv2.convexHull(lm[list(group)]).reshape(-1, 2))
         holes |= _grow(part, grow * width)
-    nose = np.zeros((h, w), np.uint8)  # nostrils are dark on every face: out of the skin region
-    _poly(nose, cv2.convexHull(lm[31:36]).reshape(-1, 2))
-    holes |= _grow(nose, 0.03 * width)
+    # The nose and the band under it are in: a moustache, stubble or a nostril's shadow pasted there is what
+    # the swap brought in (the camera's own nostrils are in the camera frame too and cancel).
     skin = (face > 0) & (holes == 0)
+    band = under_nose_band(lm, (h, w))
+    lips = np.zeros((h, w), np.uint8)
+    _poly(lips, lm[list(MOUTH)])
+    skin |= (band | _nose(lm, (h, w))) & ~(_grow(lips, 0.01 * width) > 0)
     cheeks = np.zeros((h, w), np.uint8)
     for e, corner, jaw in ((41, 48, 2), (46, 54, 14)):
         c = (lm[e] + lm[corner] + lm[jaw]) / 3.0
@@ -85,7 +94,34 @@ def regions(lm: np.ndarray, shape: tuple[int, ...]) -> Regions:
         _poly(part, cv2.convexHull(pts).reshape(-1, 2))
         ew = float(np.ptp(pts[:, 0])) or 1.0
         rings |= _grow(part, 0.45 * ew) & ~_grow(part, 0.12 * ew)
-    return Regions(skin, (cheeks > 0) & skin, rings > 0)
+    return Regions(skin, (cheeks > 0) & skin, rings > 0, band & ~(lips > 0))
+
+
+def _nose(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    nose = np.zeros(shape, np.uint8)
+    _poly(nose, cv2.convexHull(lm[list(range(27, 36))]).reshape(-1, 2))
+    return nose > 0
+
+
+def under_nose_band(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """From the nose's base (31-35) down to the upper lip's outer edge (48-54), as wide as the mouth."""
+    band = np.zeros(shape, np.uint8)
+    _poly(band, np.vstack([lm[[48, 31, 32, 33, 34, 35, 54]], lm[[54, 53, 52, 51, 50, 49, 48]]]))
+    return band > 0
+
+
+DARK_L = 10.0  # lightness (CIE L*, 0..100) this far below the face's skin median is a dark patch, not skin
+
+
+def dark_under_nose(image: np.ndarray, lm: np.ndarray) -> float:
+    """Share of the band under the nose (found on `image` itself: the swap may move the nose) darker than the
+    rest of the face's skin by more than DARK_L."""
+    r = regions(lm, image.shape)
+    rest = r.skin & ~r.under_nose
+    if not r.under_nose.any() or not rest.any():
+        return 0.0
+    lum = _lab(image)[..., 0]
+    return float((lum[r.under_nose] < np.median(lum[rest]) - DARK_L).mean())
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
@@ -134,7 +170,9 @@ def ratio(out: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> float:
     return a / max(b, 1e-3)
 
 
-def measure(cam: np.ndarray, out: np.ndarray, lm: np.ndarray) -> Measures:
+def measure(cam: np.ndarray, out: np.ndarray, lm: np.ndarray, lm_out: np.ndarray | None = None) -> Measures:
+    """The measures of one output frame; `lm_out`: the output's own landmarks, for what the swap may move (the
+    band under the nose), else the camera's."""
     r = regions(lm, cam.shape)
     width = float(np.linalg.norm(np.asarray(lm[16], np.float32) - np.asarray(lm[0], np.float32)))
     band = edge_band(out, cam, 0.03 * width)
@@ -143,6 +181,7 @@ def measure(cam: np.ndarray, out: np.ndarray, lm: np.ndarray) -> Measures:
         tone=tone_delta(out, cam, r.cheeks),
         seam=ratio(out, cam, band),
         occluders=ratio(out, cam, r.eye_rings),
+        under_nose=dark_under_nose(out, lm if lm_out is None else lm_out) - dark_under_nose(cam, lm),
     )
 
 
@@ -200,7 +239,7 @@ def summarize(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68
     found = [(cam, out, lm) for cam, out in pairs if (lm := landmarks(cam)) is not None]
     if not found:
         return None
-    m = np.array([measure(cam, out, lm) for cam, out, lm in found], np.float64)
+    m = np.array([measure(cam, out, lm, landmarks(out)) for cam, out, lm in found], np.float64)
     return Realism(
         frames=len(found),
         landmarks=landmarks.name,
@@ -209,4 +248,5 @@ def summarize(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68
         tone_delta_e=round(float(np.nanmean(m[:, 1])), 2),
         seam=round(float(np.nanmean(m[:, 2])), 3),
         occluders=round(float(np.nanmean(m[:, 3])), 3),
+        under_nose=round(float(np.nanmean(m[:, 4])), 4),
     )

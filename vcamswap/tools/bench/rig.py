@@ -156,7 +156,7 @@ def make_stages(
     realtime: bool,
 ) -> tuple[Stages, Controls]:
     """The stages of one configuration, wired by the same build as `run` and the daemon."""
-    controls = Controls(ControlState(face=face.name, preset=config.preset))
+    controls = Controls(ControlState(face=face.name, preset=config.preset, likeness=config.likeness))
     stages = build_stages(
         Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
         detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh), realtime=realtime,

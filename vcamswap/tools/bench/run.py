@@ -57,6 +57,7 @@ class BenchOptions:
     provider: str | None = None
     precision: str | None = None  # the neural swap model's (auto when None)
     adaptive: bool = False
+    likeness: tuple[float, ...] = (0.0,)  # the lite engine's likeness values, each a configuration
     repeat: int = 1
     steady_frames: int = 0  # 0: the whole file (up to STEADY_MAX frames)
     remote: dict[str, object] | None = None  # the remote engine's options (server, token_file, codec_name, ...)
@@ -102,7 +103,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             if setup.random_weights:
                 notes.append(RANDOM_NOTE)
                 emit(f"note: {RANDOM_NOTE}")
-            items += [(setup, Config(label, p, t)) for p in opts.presets for t in opts.tracking]
+            items += [(setup, Config(label, p, t, k)) for p in opts.presets for t in opts.tracking
+                      for k in opts.likeness]
     results = {config: RunResult(config) for _, config in items}
     sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
     source_image = face.library.get(face.name).image  # type: ignore[union-attr]
@@ -168,7 +170,9 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             "identity": "dlib 128-d face descriptor distances (two photos of one person are usually < 0.6)",
             "realism": "tools/bench/realism.py: foreign = share of skin pixels > 20 delta E from the skin's median, "
                        "output minus camera; tone = cheeks' delta E output vs camera; seam = gradient along the "
-                       "swap's edge, output / camera; occluders = edges around the eyes, output / camera",
+                       "swap's edge, output / camera; occluders = edges around the eyes, output / camera; "
+                       "under_nose = share of the band under the nose > 10 L* darker than the rest of the skin, output "
+                       "minus camera",
         },
         "notes": notes,
     }
@@ -247,7 +251,7 @@ def _progress(r: RunResult) -> str:
     if r.realism:
         q = r.realism
         parts.append(f"foreign {q.foreign_mean:.3f}/{q.foreign_max:.3f} tone dE {q.tone_delta_e:.1f} "
-                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} ({q.landmarks})")
+                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} under nose {q.under_nose:.3f} ({q.landmarks})")
     if r.identity:
         parts.append(f"identity {r.identity.to_source:.3f}/{r.identity.to_target:.3f} "
                      f"closer {r.identity.closer_to_source:.0%}")

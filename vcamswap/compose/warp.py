@@ -1,0 +1,47 @@
+"""An engine's smooth move of the camera's crop (types.Warp): the frame around a face whose outline moved goes
+with it, so the old cheek line or jaw edge never shows beside the new one."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from vcamswap.compose.align import Box, support
+from vcamswap.types import Warp
+
+
+def field_at(warp: Warp, size: int) -> np.ndarray:
+    """The displacement field at the crop's size: (S, S, 2) float32."""
+    return cv2.resize(warp.field, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+@lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    return xs, ys
+
+
+def moved(crop: np.ndarray, full: np.ndarray, box: Box | None = None) -> np.ndarray:
+    """`crop` moved by the field `full` (S, S, 2); with `box`, only that box of it (the rest as it is)."""
+    size = crop.shape[0]
+    box = box or Box(0, 0, size, size)
+    xs, ys = _grid(size)
+    r = box.region
+    out = crop.copy()
+    out[r] = cv2.remap(crop, xs[r] + full[r][..., 0], ys[r] + full[r][..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def warped_crop(crop: np.ndarray, warp: Warp) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's crop moved by the field, and where the move shows at all (0..1, soft; 0 where the field is
+    below a tenth of a pixel, so the paste-back leaves the frame as it is there)."""
+    size = crop.shape[0]
+    full = field_at(warp, size)
+    amount = np.sqrt(full[..., 0] ** 2 + full[..., 1] ** 2)
+    reach = np.clip((amount - 0.1) / 0.3, 0.0, 1.0).astype(np.float32)
+    reach = cv2.GaussianBlur(reach, (0, 0), max(1.0, size / 128))
+    box = support(reach, 2)
+    return (moved(crop, full, box) if box.x1 > box.x0 else crop), reach
