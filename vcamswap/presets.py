@@ -12,6 +12,15 @@ PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
 # occluder`).
 OcclusionKind = Literal["off", "fast", "model"]
 OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
+# Pixel boost of the neural engine (engines.boost): the swapped face's side in pixels, 1, 4 or 16 model calls.
+BOOSTS: tuple[int, ...] = (128, 256, 512)
+
+
+def check_boost(boost: int) -> int:
+    """The boost itself, or ValueError with one line unless it is one of BOOSTS."""
+    if boost not in BOOSTS:
+        raise ValueError(f"boost must be one of {', '.join(map(str, BOOSTS))}, not {boost}")
+    return boost
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,17 @@ class Preset:
     # them on for a GPU.
     occlusion: OcclusionKind = "fast"
     enhance_every: int = 0  # run the face enhancer every N engine calls, re-use its detail between; 0 = off
+    boost: int = 128  # neural engine: swapped face side, 128 (one model call), 256 (4 calls) or 512 (16)
 
     def with_knobs(self, **knobs: object) -> Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
 
 
+# Boost: inswapper_128 costs ~167 G multiply-adds a call, about a CPU core-second; a GPU runs it in a few ms.
+# fast and balanced keep one call per face (128), since they are what a CPU runs live. quality takes 256 (4
+# calls): sharp where the face is large, still real time on a GPU; adaptive quality steps it back to 128 first
+# when a frame does not fit. 512 (16 calls) only by asking (`--boost 512`): it does not fit a 30 fps frame on
+# most GPUs. The lite engine ignores it.
 # Tuned with `vcamswap bench` (docs/presets.md has the measured table). Identity (dlib distance to the source)
 # gets worse as the feather grows, since more of the camera's skin shows through the soft edge, so feathers stay
 # small; steadiness barely depends on the detection interval because detections only check a followed face.
@@ -50,18 +65,20 @@ PRESETS: dict[str, Preset] = {
     ),
     "quality": Preset(
         "quality", det_size=640, detect_interval=2, swap_interval=1, color_match=True, mask_feather=0.06,
-        crop_size=320, smoothing=0.4, mouth_mask=True,
+        crop_size=320, smoothing=0.4, mouth_mask=True, boost=256,
     ),
 }
 
 
-def with_overrides(preset: Preset, occlusion: str | None = None, enhance_every: int | None = None) -> Preset:
-    """The preset with the user's `occlusion` and `enhance` settings in force (None keeps the preset's)."""
+def with_overrides(
+    preset: Preset, occlusion: str | None = None, enhance_every: int | None = None, boost: int | None = None
+) -> Preset:
+    """The preset with the user's `occlusion`, `enhance` and `boost` settings in force (None keeps the preset's)."""
     if occlusion is not None and occlusion not in OCCLUSION_KINDS:
         raise ValueError(f"unknown occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
     if enhance_every is not None and enhance_every < 0:
         raise ValueError(f"enhance must be 0 (off) or a number of frames, not {enhance_every}")
-    knobs: dict[str, object] = {}
+    knobs: dict[str, object] = {} if boost is None else {"boost": check_boost(boost)}
     if occlusion is not None:
         knobs["occlusion"] = occlusion
     if enhance_every is not None:
