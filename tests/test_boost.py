@@ -265,3 +265,19 @@ def test_the_ladder_starts_with_the_boost() -> None:
     assert [degrade(top, n).boost for n in range(4)] == [512, 256, 128, 128]
     assert degrade(top, 3).swap_interval == top.swap_interval + 1
     assert ladder_for(get_preset("balanced"))[0].name != "boost down"
+
+
+# ----------------------------------------------------------------------------------------------- bench
+
+
+def test_bench_reports_ms_per_face_at_each_boost(
+    identity_batched_dir: Path, media: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vcamswap.tools.bench import boost as bench_boost
+
+    rc = bench_boost.main(["--models", str(identity_batched_dir), "--provider", "cpu", "--runs", "1",
+                           "--input", str(media / TARGET)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "tiles batched: yes" in out
+    assert [line.split(":")[0] for line in out.splitlines()[1:]] == ["boost 128", "boost 256", "boost 512"]
+    assert "16 tiles" in out and "x 128)" in out
