@@ -46,11 +46,11 @@ class Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
 
 
-# Boost: inswapper_128 costs ~167 G multiply-adds a call, about a CPU core-second; a GPU runs it in a few ms.
-# fast and balanced keep one call per face (128), since they are what a CPU runs live. quality takes 256 (4
-# calls): sharp where the face is large, still real time on a GPU; adaptive quality steps it back to 128 first
-# when a frame does not fit. 512 (16 calls) only by asking (`--boost 512`): it does not fit a 30 fps frame on
-# most GPUs. The lite engine ignores it.
+# Boost: inswapper_128 costs ~167 G multiply-adds a call, a second or more per face on a CPU, milliseconds on a
+# GPU; 256 and 512 cost 4x and 16x (measured 3.9x and 16.6x, `python -m vcamswap.tools.bench.boost`). fast and
+# balanced keep one call per face (128): they are what a CPU runs. quality takes 256: sharp where the face is
+# large, real time on a GPU, and adaptive quality steps it back to 128 first when a frame does not fit. 512 only
+# by asking (`--boost 512`): 16 calls a face rarely fit a 30 fps frame. The lite engine ignores it.
 # Tuned with `vcamswap bench` (docs/presets.md has the measured table). Identity (dlib distance to the source)
 # gets worse as the feather grows, since more of the camera's skin shows through the soft edge, so feathers stay
 # small; steadiness barely depends on the detection interval because detections only check a followed face.
