@@ -18,7 +18,7 @@ from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
-from vcamswap.live.adaptive import LADDER, AdaptiveQuality, degrade
+from vcamswap.live.adaptive import LADDER, AdaptiveQuality, degrade, ladder_for
 from vcamswap.presets import get_preset
 from vcamswap.types import Frame
 
@@ -118,7 +118,7 @@ def test_a_preset_switch_starts_at_full_quality(measured: dict[int, np.ndarray])
 
 def test_degrade_steps_the_documented_knobs() -> None:
     p = get_preset("quality")
-    last = degrade(p, len(LADDER))
+    last = degrade(p, len(ladder_for(p)))  # the quality preset's boost steps come first
     assert last.swap_interval > p.swap_interval
     assert last.detect_interval > p.detect_interval
     assert last.det_size < p.det_size

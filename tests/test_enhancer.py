@@ -177,9 +177,9 @@ def test_make_enhancer_rules(tmp_path: Path) -> None:
 def test_presets_default_to_the_cpu_knobs_and_adaptive_drops_the_enhancer_first() -> None:
     for preset in PRESETS.values():
         assert preset.enhance_every == 0 and preset.occlusion == "fast"
-        # Without an enhancer the first step is what it always was.
-        assert degrade(preset, 1).swap_interval == preset.swap_interval + 1
-    enhanced = with_overrides(get_preset("quality"), occlusion="model", enhance_every=4)
+        # Without an enhancer (or a pixel boost) the first step is what it always was.
+        assert degrade(preset.with_knobs(boost=128), 1).swap_interval == preset.swap_interval + 1
+    enhanced = with_overrides(get_preset("quality"), occlusion="model", enhance_every=4, boost=128)
     assert (enhanced.occlusion, enhanced.enhance_every) == ("model", 4)
     first = degrade(enhanced, 1)
     assert first.enhance_every == 0 and first.swap_interval == enhanced.swap_interval

@@ -28,6 +28,7 @@ def test_dry_run_measures_every_variant_and_survives_a_failing_part(
         assert bench["fps"] > 0 and bench["stage_ms"]["swap"]["n"] > 0 and bench["latency_ms"]["p95"] > 0
         assert faces["placement"]["inswapper_128"].startswith(f"cpu ({precision}, inswapper_128.")
         assert all(faces[f"swap_many_{n}_ms"]["median"] > 0 for n in gpu.FACE_COUNTS)
+        assert all(faces[f"boost_{b}_ms_per_face"] > 0 for b in (128, 256, 512)) and faces["boost_512_over_128"] > 0
     out = capsys.readouterr().out
     assert "-- Deep-Live-Cam cpu fp16: FAILED (FileNotFoundError:" in out
     assert out.count("\ncpu fp") == 2  # one table row per variant

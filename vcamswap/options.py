@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vcamswap.choices import OCCLUSION_KINDS, PRECISIONS
 from vcamswap.controls import parse_likeness
+from vcamswap.presets import BOOSTS
 from vcamswap.settings import (
     MAX_ENHANCE_EVERY,
     Settings,
@@ -68,6 +69,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enhance", type=enhance_arg, metavar="N",
                    help="run the optional face enhancer every N swaps, re-using its detail between (0 = off; "
                         "'vcamswap models download enhancer'); default: the preset's")
+    p.add_argument("--boost", type=int, choices=list(BOOSTS),
+                   help="neural engine: swap the face at 256 or 512 px in 4 or 16 tiles of 128 (4x or 16x the "
+                        "model calls; sharper large faces); default: the preset's (quality 256, others 128)")
 
 
 def fps_arg(text: str) -> float:

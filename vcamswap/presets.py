@@ -8,6 +8,15 @@ from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
 
 # The lite engine's likeness when the user has not chosen one (docs/lite.md says how it was chosen).
 DEFAULT_LIKENESS = 0.0
+# Pixel boost of the neural engine (engines.boost): the swapped face's side in pixels, 1, 4 or 16 model calls.
+BOOSTS: tuple[int, ...] = (128, 256, 512)
+
+
+def check_boost(boost: int) -> int:
+    """The boost itself, or ValueError with one line unless it is one of BOOSTS."""
+    if boost not in BOOSTS:
+        raise ValueError(f"boost must be one of {', '.join(map(str, BOOSTS))}, not {boost}")
+    return boost
 
 
 @dataclass(frozen=True)
@@ -30,11 +39,17 @@ class Preset:
     # How much of the source person the lite engine shows, 0..1 (docs/lite.md): the user's setting, applied to
     # every preset.
     likeness: float = 0.0
+    boost: int = 128  # neural engine: swapped face side, 128 (one model call), 256 (4 calls) or 512 (16)
 
     def with_knobs(self, **knobs: object) -> Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
 
 
+# Boost: inswapper_128 costs ~167 G multiply-adds a call, a second or more per face on a CPU, milliseconds on a
+# GPU; 256 and 512 cost 4x and 16x (measured 3.9x and 16.6x, `python -m vcamswap.tools.bench.boost`). fast and
+# balanced keep one call per face (128): they are what a CPU runs. quality takes 256: sharp where the face is
+# large, real time on a GPU, and adaptive quality steps it back to 128 first when a frame does not fit. 512 only
+# by asking (`--boost 512`): 16 calls a face rarely fit a 30 fps frame. The lite engine ignores it.
 # Tuned with `vcamswap bench` (docs/presets.md has the measured table). Identity (dlib distance to the source)
 # gets worse as the feather grows, since more of the camera's skin shows through the soft edge, so feathers stay
 # small; steadiness barely depends on the detection interval because detections only check a followed face.
@@ -49,18 +64,20 @@ PRESETS: dict[str, Preset] = {
     ),
     "quality": Preset(
         "quality", det_size=640, detect_interval=2, swap_interval=1, color_match=True, mask_feather=0.06,
-        crop_size=320, smoothing=0.4, mouth_mask=True,
+        crop_size=320, smoothing=0.4, mouth_mask=True, boost=256,
     ),
 }
 
 
-def with_overrides(preset: Preset, occlusion: str | None = None, enhance_every: int | None = None) -> Preset:
-    """The preset with the user's `occlusion` and `enhance` settings in force (None keeps the preset's)."""
+def with_overrides(
+    preset: Preset, occlusion: str | None = None, enhance_every: int | None = None, boost: int | None = None
+) -> Preset:
+    """The preset with the user's `occlusion`, `enhance` and `boost` settings in force (None keeps the preset's)."""
     if occlusion is not None and occlusion not in OCCLUSION_KINDS:
         raise ValueError(f"unknown occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
     if enhance_every is not None and enhance_every < 0:
         raise ValueError(f"enhance must be 0 (off) or a number of frames, not {enhance_every}")
-    knobs: dict[str, object] = {}
+    knobs: dict[str, object] = {} if boost is None else {"boost": check_boost(boost)}
     if occlusion is not None:
         knobs["occlusion"] = occlusion
     if enhance_every is not None:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.engines import EngineUnavailable, SwapItem
+from vcamswap.engines import EngineUnavailable, SwapItem, boost
 from vcamswap.engines.neural import (
     DET_THRESHOLD,
     EMBED_SIZE,
@@ -130,6 +130,7 @@ class ScrfdDetector:
 class InswapperEngine:
     name = "inswapper"
     in_flight = 1
+    boosts = True  # follows the preset's pixel boost (engines.boost)
 
     def __init__(
         self,
@@ -177,6 +178,7 @@ class InswapperEngine:
         self.batch_session = self._batch_session()
         self._detectors: dict[int, ScrfdDetector] = {}
         self.batched_calls = 0  # swap_many calls that ran every face in one model call
+        self.tiles_swapped = 0  # 128 px model inputs swapped: 1, 4 or 16 per face with pixel boost
         log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
 
     def _swap_runner(
@@ -284,7 +286,9 @@ class InswapperEngine:
     # -- Engine protocol
 
     def crop_size(self, preset: Preset) -> int:
-        return SWAP_SIZE  # the model's input; the preset's crop_size is for the lite engine
+        """The preset's boost: 128, the model's input, or 256 / 512 swapped in tiles (not preset.crop_size,
+        which is the lite engine's)."""
+        return boost.check_boost(preset.boost)
 
     def template(self, size: int) -> np.ndarray:
         return swap_template(size)
@@ -313,33 +317,62 @@ class InswapperEngine:
         return InswapperSource(embedding, latent_of(embedding, self.emap))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
-        """All faces of a frame in one model call when a batching session is there, else one call each."""
+        """All faces of a frame, every boost tile of each, in one model call when a batching session is
+        there, else one call each."""
         if len(items) < 2 or self.batch_session is None:
             return [self.swap(i.crop, i.face, i.source, preset) for i in items]
-        blobs = np.concatenate([self._blob(i.crop, i.source) for i in items])
-        latents = np.concatenate([i.source.latent for i in items]).astype(np.float32)
+        blobs = [self._blob(i.crop, i.source) for i in items]
+        pairs = list(zip(items, blobs, strict=True))
+        latents = np.concatenate([np.repeat(i.source.latent, len(b), axis=0) for i, b in pairs])
+        preds = self._run_batch(np.concatenate(blobs), latents.astype(np.float32))
+        if preds is None:
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+        ends = np.cumsum([len(b) for b in blobs])
+        return [self._output(preds[end - len(b):end], i.face, preset) for (i, b), end in zip(pairs, ends, strict=True)]
+
+    def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
+        blob = self._blob(crop, source)
+        if len(blob) > 1:
+            return self._output(self._run_tiles(blob, source.latent), face, preset)
+        pred = self.runner.run(blob, source.latent)
+        self.tiles_swapped += 1
+        return self._output(pred, face, preset)
+
+    def _run_tiles(self, blob: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        """One face's boost tiles: one call of the batching session, else one runner call per tile."""
+        if self.batch_session is not None:
+            preds = self._run_batch(blob, np.repeat(latent, len(blob), axis=0).astype(np.float32))
+            if preds is not None:
+                return preds
+        self.tiles_swapped += len(blob)
+        return np.concatenate([self.runner.run(tile[None], latent) for tile in blob])
+
+    def _run_batch(self, blobs: np.ndarray, latents: np.ndarray) -> np.ndarray | None:
+        """One call of the batching session; None (and no more batching) when it fails."""
+        assert self.batch_session is not None
         try:
-            preds = self.batch_session.run(None, {"target": blobs, "source": latents})[0]
+            preds: np.ndarray = self.batch_session.run(None, {"target": blobs, "source": latents})[0]
         except Exception as e:  # onnxruntime's error types vary by provider; one line, then face by face
             log.warning("inswapper: the batched swap failed (%s); faces are swapped one call each",
                         str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
             self.batch_session = None
-            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
+            return None
         self.batched_calls += 1
-        return [self._output(preds[k:k + 1], i.face, preset) for k, i in enumerate(items)]
-
-    def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
-        pred = self.runner.run(self._blob(crop, source), source.latent)
-        return self._output(pred, face, preset)
+        self.tiles_swapped += len(blobs)
+        return preds
 
     def _blob(self, crop: np.ndarray, source: InswapperSource) -> np.ndarray:
-        """The model's (1, 3, 128, 128) RGB [0, 1] input for one aligned crop; refuses what is not one."""
+        """The model's (k*k, 3, 128, 128) RGB [0, 1] input for one aligned crop of 128 * k pixels (k = 1: the
+        crop itself, else its boost tiles); refuses what is not one."""
         check_bgr(crop, "aligned crop", 2)
-        if crop.shape[:2] != (SWAP_SIZE, SWAP_SIZE):
-            raise ValueError(f"aligned crop must be {SWAP_SIZE}x{SWAP_SIZE}, got {crop.shape[1]}x{crop.shape[0]}")
+        if crop.shape[0] != crop.shape[1]:
+            raise ValueError(f"aligned crop must be square, got {crop.shape[1]}x{crop.shape[0]}")
+        k = boost.factor(crop.shape[0])
         if not isinstance(source, InswapperSource):
             raise TypeError(f"source payload is a {type(source).__name__}, not one made by this engine")
-        return to_blob(crop)
+        if k == 1:
+            return to_blob(crop)
+        return np.concatenate([to_blob(np.ascontiguousarray(t)) for t in boost.implode(crop, k)])
 
     def swap_crop(self, crop: np.ndarray, latent: np.ndarray) -> np.ndarray:
         """The swapped 128x128 BGR crop for a checked aligned crop and a source latent (local or served)."""
@@ -348,9 +381,13 @@ class InswapperEngine:
         return from_pred(pred)
 
     def _output(self, pred: np.ndarray, face: FaceGeometry, preset: Preset) -> SwapOutput:
-        """One face's (1, 3, 128, 128) model output -> the swapped BGR crop and its blend mask."""
+        """One face's (k*k, 3, 128, 128) model output -> the swapped BGR crop of 128 * k and its blend mask."""
         check_output(pred)
-        return SwapOutput(from_pred(pred), swap_mask(face, preset))
+        if len(pred) == 1:
+            return SwapOutput(from_pred(pred), swap_mask(face, preset))
+        k = int(round(len(pred) ** 0.5))
+        crop = boost.explode(np.stack([from_pred(pred[t:t + 1]) for t in range(len(pred))]), k)
+        return SwapOutput(crop, swap_mask(face, preset, SWAP_SIZE * k))
 
 
 def _reinstall_hint(name: str, path: Path) -> str:

@@ -111,11 +111,12 @@ def from_pred(pred: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])
 
 
-def swap_mask(face: FaceGeometry, preset: Preset) -> np.ndarray:
-    """The blend mask of a swapped crop: the face oval, less the mouth when the preset keeps the camera's."""
-    mask = face_mask(SWAP_SIZE, preset.mask_feather)
+def swap_mask(face: FaceGeometry, preset: Preset, size: int = SWAP_SIZE) -> np.ndarray:
+    """The blend mask of a swapped crop of `size`: the face oval, less the mouth when the preset keeps the
+    camera's."""
+    mask = face_mask(size, preset.mask_feather)
     if preset.mouth_mask:
-        mask = mask * (1.0 - mouth_mask(face, SWAP_SIZE))
+        mask = mask * (1.0 - mouth_mask(face, size))
     return mask
 
 

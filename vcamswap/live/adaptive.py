@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from vcamswap.presets import Preset
+from vcamswap.presets import BOOSTS, Preset
 
 Knobs = Callable[[Preset], Preset]
 
@@ -72,9 +72,22 @@ LADDER: tuple[Step, ...] = (
 )
 
 
+def _boost_down(p: Preset) -> Preset:
+    return replace(p, boost=max(BOOSTS[0], p.boost // 2))
+
+
+BOOST_DOWN = Step("boost down", _boost_down)
+
+
+def ladder_for(preset: Preset, ladder: tuple[Step, ...] = LADDER) -> tuple[Step, ...]:
+    """The preset's pixel boost stepped down (512 -> 256 -> 128) before anything of the ladder: it multiplies
+    every swap's model calls by 4 or 16, the dearest knob there is, and a webcam face rarely shows all of it."""
+    return (BOOST_DOWN,) * sum(1 for b in BOOSTS if b < preset.boost) + ladder
+
+
 def degrade(preset: Preset, level: int, ladder: tuple[Step, ...] = LADDER) -> Preset:
-    """The preset with the first `level` steps of the ladder applied."""
-    for step in ladder[: max(0, min(level, len(ladder)))]:
+    """The preset with the first `level` steps of its ladder (ladder_for) applied."""
+    for step in ladder_for(preset, ladder)[: max(0, level)]:
         preset = step.apply(preset)
     return preset
 
@@ -111,6 +124,7 @@ class AdaptiveQuality:
         self.settle, self.window = settle, window
         self.hold_up_base = hold_up
         self.ladder = ladder
+        self._steps = ladder  # the ladder of the preset in force, with its boost steps (ladder_for)
         self.enabled = enabled
         self.level = 0
         self.frames = 0
@@ -118,7 +132,7 @@ class AdaptiveQuality:
         self._times: deque[float] = deque(maxlen=window)
         self._since_change = 0
         self._calm = 0  # frames in a row with the load under `up`
-        self._hold_up = [hold_up] * (len(ladder) + 1)  # per level: calm frames needed before stepping up
+        self._hold_up = [hold_up] * (len(ladder) + len(BOOSTS))  # per level: calm frames needed before stepping up
         self._gain: dict[tuple[int, int], float] = {}  # per (level, faces): load one level better / load here
         self._pending: tuple[int, float] | None = None  # (level stepped down to, load before the step)
         self._base: str | None = None
@@ -146,6 +160,7 @@ class AdaptiveQuality:
             if self._base is not None and self.level:  # another preset was picked: try it at full quality
                 self._set_level(0, self.load, "preset")
             self._base = preset.name
+            self._steps = ladder_for(preset, self.ladder)
         return degrade(preset, self.level, self.ladder) if self.enabled else preset
 
     def observe(self, busy_seconds: float, faces: int = 1) -> None:
@@ -164,7 +179,7 @@ class AdaptiveQuality:
         if self._since_change == self.window and self._pending and self._pending[0] == self.level:
             self._gain[(self.level, faces)] = self._pending[1] / max(load, 1e-6)  # what the last step down bought
             self._pending = None
-        if load > self.down and self.level < len(self.ladder):
+        if load > self.down and self.level < len(self._steps):
             self._set_level(self.level + 1, load, "down")
             return
         self._calm = self._calm + 1 if load < self.up and faces > 0 else 0

@@ -23,7 +23,7 @@ from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
 from vcamswap.outputs.sinkset import SinkSet
-from vcamswap.presets import get_preset, with_overrides
+from vcamswap.presets import BOOSTS, get_preset, with_overrides
 from vcamswap.settings import Settings
 
 log = logging.getLogger("vcamswap")
@@ -101,6 +101,16 @@ def open_capture(
         return Capture(input=str(demo_clip()), fps=settings.fps, realtime=realtime), True
 
 
+def boost_for(settings: Settings, engine: Engine[Any]) -> int | None:
+    """The user's boost over every preset's; 128 for an engine without pixel boost, so adaptive quality
+    spends no step stepping down a boost that costs nothing there."""
+    if getattr(engine, "boosts", False):
+        return settings.boost
+    if settings.boost not in (None, BOOSTS[0]):
+        log.warning("boost %s is for the inswapper engine; %s swaps at its own size", settings.boost, engine.name)
+    return BOOSTS[0]
+
+
 def build_stages(
     settings: Settings,
     controls: Controls,
@@ -139,7 +149,8 @@ def build_stages(
         engine, tracker, occluders_in(models_dir, provider), enhancer=enhancers_in(models_dir, provider),
         router=router, realtime=realtime,
     )
-    tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance)
+    tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance,
+                   boost=boost_for(settings, engine))
     return Stages(pipeline, library, sources, adaptive, tune, router)
 
 

@@ -13,7 +13,8 @@ The real weights cannot ship (non-commercial licences, hundreds of MB), so tests
   512x512 orthogonal `emap` as the last initializer (unused by the graph, as in the real model). The output
   is `(1 - ALPHA) * target + ALPHA * colour`, colour = sigmoid(COLOUR_GAIN * source[:3]) per RGB channel, so a
   test can tell the swap ran and that the source latent was `embedding @ emap` (see `expected_swap`).
-  mode="nan" makes every output NaN, mode="constant" a flat grey image.
+  mode="nan" makes every output NaN, mode="constant" a flat grey image, mode="identity" returns `target` as
+  it came (the source unused), so any tiling around the model must give the crop back bit for bit.
 
 The optional models:
 
@@ -50,7 +51,7 @@ KPS_OFFSETS = np.array([[-0.35, -0.2], [0.35, -0.2], [0.0, 0.15], [-0.28, 0.5], 
 ARCFACE_INPUT, ARCFACE_OUTPUT = "input.1", "683"
 ALPHA = 0.6
 COLOUR_GAIN = 40.0
-SwapMode = Literal["blend", "nan", "constant"]
+SwapMode = Literal["blend", "nan", "constant", "identity"]
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
@@ -171,6 +172,9 @@ def inswapper_model(mode: SwapMode = "blend", seed: int = 1) -> onnx.ModelProto:
     target = helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 128, 128])
     source = helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512])
     output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])
+    if mode == "identity":
+        node = helper.make_node("Identity", ["target"], ["output"], name="identity")
+        return _model([node], [target, source], [output], [const("emap", emap_matrix(seed))], "inswapper_standin_id")
     inits = [
         const("starts", np.array([0], np.int64)),
         const("ends", np.array([3], np.int64)),

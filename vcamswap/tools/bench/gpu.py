@@ -7,7 +7,7 @@
 2. for CUDA fp32, CUDA fp16 and TensorRT fp16 runs `vcamswap bench`'s passes on a 1280x720 clip (the demo
    clip at that size unless --input): fps, per-stage ms, capture -> publish latency p95;
 3. per variant, the engine's swap alone (1 face) and `swap_many` with 1, 2 and 4 faces: ms per call and
-   per face;
+   per face; and one face at each pixel boost (128, 256, 512): ms per face and the ratios to 128;
 4. with --dlc, Deep-Live-Cam's `process_frame` on the same models, clip and GPU, and our fps over its fps.
 
 Each part runs in its own try: a failure is reported in one line and the rest goes on. A table goes to
@@ -174,6 +174,9 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
         t = time_calls(lambda n=n: engine.swap_many([item] * n, preset), runs)  # type: ignore[misc]
         out[f"swap_many_{n}_ms"] = t
         out[f"swap_many_{n}_ms_per_face"] = round(t["median"] / n, 3)
+    from vcamswap.tools.bench.boost import boost_costs
+
+    out.update(boost_costs(engine, frame, target_geom, item.source, runs))  # pixel boost: ms per face
     return out
 
 
@@ -200,7 +203,7 @@ def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int,
 
 def table(report: Report) -> str:
     head = ["variant", "fps", "rt fps", "p95 ms", "swap ms", "track ms", "paste ms", "1 face ms",
-            "x1 ms/f", "x2 ms/f", "x4 ms/f", "DLC fps", "ours/DLC", "placement"]
+            "x1 ms/f", "x2 ms/f", "x4 ms/f", "b256/128", "b512/128", "DLC fps", "ours/DLC", "placement"]
     rows = [head]
     for label in dict.fromkeys([*report.bench, *report.faces, *report.dlc]):
         b, f, d = report.bench.get(label, {}), report.faces.get(label, {}), report.dlc.get(label, {})
@@ -218,6 +221,7 @@ def table(report: Report) -> str:
             label, num(b.get("fps")), num(b.get("realtime_fps")), num(b.get("latency_ms", {}).get("p95"), ".0f"),
             st("swap"), st("track"), st("paste"), num(f.get("swap_1_face_ms", {}).get("median"), ".2f"),
             *[num(f.get(f"swap_many_{n}_ms_per_face"), ".2f") for n in FACE_COUNTS],
+            num(f.get("boost_256_over_128"), ".2f"), num(f.get("boost_512_over_128"), ".2f"),
             num(d.get("fps")), num(ratio, ".2f"), f.get("placement", {}).get("inswapper_128", "-"),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
