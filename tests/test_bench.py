@@ -138,7 +138,6 @@ def test_quality_says_how_to_get_dlib_when_missing(
     assert run["identity"] is None and run["realism"]["landmarks"] == "facemesh"
 
 
-@pytest.mark.skipif(os.environ.get("VCAMSWAP_EVAL") != "1", reason="identity evaluation: set VCAMSWAP_EVAL=1")
 def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
     if Recognizer.available() is not None:
         pytest.fail(Recognizer.available() or "")

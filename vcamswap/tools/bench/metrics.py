@@ -15,7 +15,7 @@ SMOOTH_WINDOW = 15  # 0.5 s: motion slower than this is the head's, faster is ji
 WARMUP_FRAMES = 10
 IDENTITY_SAMPLES = 60
 STEADY_MAX = 1800  # a minute at 30 fps
-EVAL_HINT = "pip install 'vcamswap[eval]' (dlib and face-recognition-models; dlib compiles for about 8 minutes)"
+EVAL_HINT = "pip install 'vcamswap[eval]' (dlib's recogniser and its weights, about 100 MB)"
 RANDOM_NOTE = (
     "inswapper: weights not installed, so det_10g and inswapper_128 are same-architecture models with RANDOM "
     "weights (real cost, meaningless picture), ArcFace is a small stand-in and faces are found by BlazeFace; "
