@@ -10,6 +10,7 @@ either). Only numeric tensors: the swap models take none of another kind.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -149,8 +150,11 @@ def error_text(body: bytes) -> str:
         value = json.loads(body[:4096]) if body[:1] == b"{" else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         value = None
+    title = re.search(rb"<title>([^<]{1,100})</title>", body[:2048], re.I)
     if isinstance(value, dict) and isinstance(value.get("error"), str):
         text = value["error"]
+    elif title:  # a proxy's or tunnel's error page: its title says it
+        text = "the proxy answered " + title.group(1).decode("utf-8", "replace")
     else:
         text = body[:200].decode("utf-8", "replace")
     return " ".join(text.split())[:200]
