@@ -147,8 +147,9 @@ def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token
         out = check_remote(Context(Settings(engine="remote", **settings), tmp_path / "s.toml"))  # type: ignore[arg-type]
         return [("ok " if x.ok else "problem ") + x.text for x in out]
 
-    assert lines(server=server.url, token_file=str(token_file), remote_codec="raw") == [
-        f"ok {server.url} answers, takes the token and serves vcamswap_swap (raw crops)"]
+    first, transport = lines(server=server.url, token_file=str(token_file), remote_codec="raw")
+    assert first == f"ok {server.url} answers, takes the token and serves vcamswap_swap (raw crops)"
+    assert transport.startswith("ok gRPC (Triton's gRPC): swap round trip ")
     wrong = tmp_path / "wrong"
     wrong.write_text("nope")
     (line,) = lines(server=server.url, token_file=str(wrong))

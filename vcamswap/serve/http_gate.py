@@ -1,11 +1,11 @@
-"""The swap server's HTTP door: KServe v2 over HTTP/1.1 (JSON header + binary tensors, as Triton's own HTTP
-endpoint and tritonclient.http speak it) on 127.0.0.1 only, for a TLS tunnel (cloudflared, ngrok) or a
-TLS-terminating reverse proxy to carry where no gRPC port can be opened (a notebook GPU).
+"""The swap server's HTTP door: KServe v2 over HTTP/1.1 (JSON header + binary tensors, as Triton's own HTTP endpoint
+and tritonclient.http speak it) on 127.0.0.1 only, for a TLS tunnel (cloudflared, ngrok) or a TLS-terminating
+reverse proxy to carry where no gRPC port can be opened (a notebook GPU).
 
-The same rules as the gRPC gate (serve.gate), whose upstream channel, token and refusal log it shares: health
-open; server and model metadata and inference with the token (header `triton-access-token`); every other path
-refused in one line. Each allowed call is translated to Triton's gRPC message and sent up the private Unix
-socket; the answer comes back as KServe v2. Bodies are bounded (Content-Length required, at most
+The same rules as the gRPC gate (serve.gate), whose upstream channel and token it shares: health open; server and
+model metadata and inference with the token (header `triton-access-token`); every other path refused in one line.
+Each allowed call is translated to Triton's gRPC message and sent up the private Unix socket; the answer comes back
+as KServe v2. Refusals are logged one line each, rate-limited. Bodies are bounded (Content-Length required, at most
 gate.MAX_MESSAGE), connections are bounded, idle keep-alive connections close after IDLE_S.
 """
 
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vcamswap.engines.remote import v2wire
-from vcamswap.serve.gate import MAX_CALL_S, MAX_MESSAGE, SERVICE, Gate, client_line
+from vcamswap.serve.gate import MAX_CALL_S, MAX_MESSAGE, SERVICE, Gate, RateLimitedLog, client_line
 
 MAX_CONNECTIONS = 64
 IDLE_S = 30.0
@@ -162,6 +162,7 @@ class HttpGate:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self.upstream = Upstream(gate.channel)
+        self.refusals = RateLimitedLog()  # its own burst: a flood on one door leaves the other's lines said
         self.server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -180,6 +181,7 @@ class HttpGate:
             if self._thread is not None:
                 self.server.shutdown()
             self.server.server_close()
+        self.refusals.flush()
 
     def token_ok(self, given: str | None) -> bool:
         token = self.gate.token
@@ -257,7 +259,7 @@ def _handler(door: HttpGate) -> type[BaseHTTPRequestHandler]:
             except Answer as e:
                 if e.status not in (503, 504) or found is None or found[0] not in OPEN:
                     what = found[0] if found else path[:60]
-                    door.gate.refusals.warn(f"refused HTTP {verb} {what!r} from {self._peer()}: {e.line}")
+                    door.refusals.warn(f"refused HTTP {verb} {what!r} from {self._peer()}: {e.line}")
                 status, answer, extra = e.status, v2wire.error_body(e.line), {}
             self._send(status, answer, extra)
 
@@ -299,7 +301,7 @@ def _handler(door: HttpGate) -> type[BaseHTTPRequestHandler]:
             # http.server's own refusals (a bad request line, headers too long): one JSON line, no page
             self.close_connection = True
             line = " ".join((message or self.responses.get(code, ("refused",))[0]).split())[:200]
-            door.gate.refusals.warn(f"refused HTTP request from {self._peer()}: {code} {line}")
+            door.refusals.warn(f"refused HTTP request from {self._peer()}: {code} {line}")
             self._send(code, v2wire.error_body(line), {})
 
         def log_message(self, format: str, *args: Any) -> None:
