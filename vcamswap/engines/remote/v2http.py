@@ -9,6 +9,7 @@ connections set up once; a connection the far side closed while idle is replaced
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -90,8 +91,8 @@ class HttpTransport:
             if self._idle:
                 return self._idle.pop(), True
         if self.ctx is not None:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ctx), False
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout), False
+            return _HTTPS(self.host, self.port, timeout=timeout, context=self.ctx), False
+        return _HTTP(self.host, self.port, timeout=timeout), False
 
     def _give(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -152,6 +153,24 @@ class HttpTransport:
         if self.tls:
             return f"{self.host}:{self.port} does not answer HTTPS (a gRPC port? use grpcs://)"
         return f"{self.host}:{self.port} does not answer plain HTTP (TLS? use https://; gRPC? use grpc://)"
+
+
+class _HTTP(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _no_delay(self.sock)
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _no_delay(self.sock)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """TLS sends a 48 KB crop as several records, one write each: none may wait for the far side's (delayed)
+    ACK of the one before (Nagle)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _refusal(status: int, body: bytes) -> TransportError:
