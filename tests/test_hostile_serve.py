@@ -104,11 +104,11 @@ def refusal(call: object, *args: object) -> str:
 # ----------------------------------------------------------------------------------------------- who can reach what
 
 
-def test_only_the_grpc_port_listens_and_triton_is_behind_a_private_socket(server: Server) -> None:
-    """No HTTP port, no metrics port unless asked: the one TCP port is the gate's; Triton's own socket is in a
-    folder no other user can enter."""
+def test_only_the_gate_and_its_http_door_listen_and_triton_is_behind_a_private_socket(server: Server) -> None:
+    """No metrics port unless asked: the TCP ports are the gate's and its HTTP door's (on 127.0.0.1 only,
+    tests/test_remote_https.py); Triton's own socket is in a folder no other user can enter."""
     pids = server.pids()
-    assert listening_tcp_ports(pids) == {server.ports[0]}
+    assert listening_tcp_ports(pids) == {server.ports[0], server.ports[2]}
     sockets = listening_unix_paths(pids)
     assert sockets, "Triton listens nowhere the tests can see"
     for path in sockets:

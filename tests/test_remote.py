@@ -23,6 +23,7 @@ from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import Driven, build
 from helpers.server import Server
+from helpers.tls import make_ca, make_server_cert
 
 from vcamswap.compose.align import align
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, create_engine
@@ -147,8 +148,9 @@ def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token
         out = check_remote(Context(Settings(engine="remote", **settings), tmp_path / "s.toml"))  # type: ignore[arg-type]
         return [("ok " if x.ok else "problem ") + x.text for x in out]
 
-    assert lines(server=server.url, token_file=str(token_file), remote_codec="raw") == [
-        f"ok {server.url} answers, takes the token and serves vcamswap_swap (raw crops)"]
+    first, transport = lines(server=server.url, token_file=str(token_file), remote_codec="raw")
+    assert first == f"ok {server.url} answers, takes the token and serves vcamswap_swap (raw crops)"
+    assert transport.startswith("ok gRPC (Triton's gRPC): swap round trip ")
     wrong = tmp_path / "wrong"
     wrong.write_text("nope")
     (line,) = lines(server=server.url, token_file=str(wrong))
@@ -324,32 +326,6 @@ def test_bench_realtime_passes_report_late_and_stale_swaps(server: Server, token
 
 
 # ----------------------------------------------------------------------------------------------- TLS
-
-
-def _openssl(*args: str) -> None:
-    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed CA: (certificate, key)."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-             "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return cert, key
-
-
-def make_server_cert(folder: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A server certificate for 127.0.0.1 signed by `ca`: (certificate, key)."""
-    cert, key, csr, ext = (folder / n for n in ("server.pem", "server.key", "server.csr", "server.ext"))
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
-             "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                   "extendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
-             "-days", "2", "-out", str(cert), "-extfile", str(ext))
-    return cert, key
 
 
 def _one_error_line(r: subprocess.CompletedProcess[str]) -> str:

@@ -47,7 +47,7 @@ class Server:
     models: Path
     token_file: Path | None
     host: str = "127.0.0.1"
-    ports: list[int] = field(default_factory=lambda: free_ports(2))  # gRPC, metrics
+    ports: list[int] = field(default_factory=lambda: free_ports(3))  # gRPC, metrics, HTTP
     extra: tuple[str, ...] = ()
     metrics: bool = True  # --metrics-port ports[1]; off when False, as by default
     prefix: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", NAME)
@@ -61,17 +61,22 @@ class Server:
         return f"{scheme}://{self.host}:{self.ports[0]}"
 
     @property
+    def http_url(self) -> str:
+        """The HTTP door on 127.0.0.1 (KServe v2), as a tunnel or reverse proxy reaches it."""
+        return f"http://127.0.0.1:{self.ports[2]}"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports[1]}/metrics"
 
-    def start(self, timeout: float = 150.0) -> Server:
+    def start(self, timeout: float = 150.0, env: dict[str, str] | None = None) -> Server:
         cmd = [*self.prefix, str(serve_python()), "-m", "vcamswap", "serve", "--models", str(self.models),
-               "--listen", f"{self.host}:{self.ports[0]}", *self.extra]
+               "--listen", f"{self.host}:{self.ports[0]}", "--http-port", str(self.ports[2]), *self.extra]
         if self.metrics:
             cmd += ["--metrics-port", str(self.ports[1])]
         if self.token_file is not None:
             cmd += ["--token-file", str(self.token_file)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         ready = threading.Event()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap.serve.server import ServeError, ServeOptions, parse_listen, serve
+from vcamswap.serve.tunnel import TOOLS
 from vcamswap.settings import default_models_dir
 
 
@@ -31,6 +32,12 @@ def register(sub: Any) -> None:
                    help="gRPC address (default 127.0.0.1:8001; off loopback needs --tls or --insecure, and a token)")
     p.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve gRPC over TLS (PEM files)")
     p.add_argument("--insecure", action="store_true", help="allow plain gRPC off loopback (trusted network, tunnel)")
+    p.add_argument("--http-port", type=port_number(allow_off=True), default=0, metavar="PORT",
+                   help="the HTTP door (KServe v2) on 127.0.0.1:PORT, for a TLS tunnel or reverse proxy "
+                        "(default 0: a free port, printed at start)")
+    p.add_argument("--tunnel", choices=sorted(TOOLS),
+                   help="open a public HTTPS address with this tool (on PATH) and print the laptop's line; "
+                        "needs --token-file")
     p.add_argument("--token-file", help="a file holding the shared token every request must carry")
     p.add_argument("--models", help="models folder (default: the one 'vcamswap models' fills)")
     p.add_argument("--provider", help="onnxruntime execution provider (default: best present)")
@@ -61,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=host, port=port, metrics_port=args.metrics_port,
             tls=(args.tls[0], args.tls[1]) if args.tls else None, insecure=args.insecure,
             token=read_token(args.token_file), max_batch=max(1, args.max_batch),
-            queue_delay_us=max(0, args.queue_delay_us))
+            queue_delay_us=max(0, args.queue_delay_us), http_port=args.http_port, tunnel=args.tunnel)
         return serve(options, models, args.provider)
     except (ServeError, ValueError) as e:
         print(f"vcamswap: error: {e}", file=sys.stderr)

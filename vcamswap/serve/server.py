@@ -1,10 +1,12 @@
-"""`vcamswap serve`: where it listens, TLS, the token, and the one line to give the laptop.
+"""`vcamswap serve`: where it listens, TLS, the token, the tunnel, and the one line to give the laptop.
 
 The gRPC front (serve.gate) listens where --listen says (127.0.0.1:8001 by default); off loopback it needs
 TLS (--tls CERT KEY) or an explicit --insecure, and always a token. It passes on health (open to all, for
 probes), model metadata and inference (with the token when one is set) and nothing else: model control is
-off. Triton itself (serve.launch) listens on a Unix socket only this process reaches, with no secret on its
-command line. Metrics are off unless --metrics-port asks for them (then on 127.0.0.1 of this machine).
+off. The HTTP door (serve.http_gate) answers the same calls as KServe v2 over HTTP on 127.0.0.1 only, for a TLS
+tunnel (--tunnel cloudflared|ngrok) or reverse proxy to carry. Triton itself (serve.launch) listens on a Unix
+socket only this process reaches, with no secret on its command line. Metrics are off unless --metrics-port
+asks for them (then on 127.0.0.1 of this machine).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vcamswap.safepath import read_at_most
+from vcamswap.serve.tunnel import Tunnel, TunnelError, find_tool, open_tunnel, wait_healthy
 
 log = logging.getLogger("vcamswap.serve")
 PEM_MAX_BYTES = 1 << 20
@@ -41,6 +44,8 @@ class ServeOptions:
     token: str | None = None
     max_batch: int = 16
     queue_delay_us: int = 2000
+    http_port: int = 0  # the HTTP door on 127.0.0.1 (0: a free port, printed)
+    tunnel: str | None = None  # "cloudflared" or "ngrok": a public HTTPS address for the HTTP door
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -68,6 +73,15 @@ def check_options(o: ServeOptions) -> None:
         if not o.token:
             raise ServeError(f"listening on {o.host} needs a shared token: --token-file FILE "
                              "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE)")
+    if o.tunnel:
+        if not o.token:
+            raise ServeError(f"--tunnel {o.tunnel} puts the server on a public address: it needs a shared token, "
+                             "--token-file FILE (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                             "> FILE)")
+        try:
+            find_tool(o.tunnel)
+        except TunnelError as e:
+            raise ServeError(str(e)) from None
     if o.tls is not None:
         read_tls(*o.tls)
 
@@ -131,12 +145,15 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def address_line(o: ServeOptions) -> str:
+def address_line(o: ServeOptions, public: str | None = None) -> str:
+    """The one line to give the laptop: the tunnel's public HTTPS address, else the gRPC one."""
+    token = " --token-file FILE (the same token)" if o.token else ""
+    if public:
+        return f"swap server ready: on the laptop run  vcamswap run --engine remote --server {public}{token}"
     host = o.host
     if host in ("0.0.0.0", "::"):
         host = _outward_ip() or host
     scheme = "grpcs" if o.tls else "grpc"
-    token = " --token-file FILE (the same token)" if o.token else ""
     return f"swap server ready: on the laptop run  vcamswap run --engine remote --server {scheme}://{host}:{o.port}{token}"
 
 
@@ -165,6 +182,7 @@ def serve(o: ServeOptions, models_dir: Path | None, provider: str | None, emit: 
     from vcamswap.engines import EngineUnavailable
     from vcamswap.engines.inswapper import InswapperEngine
     from vcamswap.serve.gate import Gate
+    from vcamswap.serve.http_gate import HttpGate
     from vcamswap.serve.launch import LaunchError, PrivateTriton
     from vcamswap.serve.models import bind
 
@@ -180,27 +198,56 @@ def serve(o: ServeOptions, models_dir: Path | None, provider: str | None, emit: 
         raise ServeError(str(e)) from None
     triton = PrivateTriton(private.make_workdir(), o.metrics_port)
     gate = Gate(triton.socket, o.token)
+    door = HttpGate(gate)
+    tunnel: Tunnel | None = None
     try:
         try:
             gate.bind(o.host, o.port, tls)
         except OSError as e:
             raise ServeError(f"{e}; stop what holds it or choose another (--listen)") from None
+        try:
+            http_port = door.bind(o.http_port)
+        except OSError as e:
+            raise ServeError(f"cannot listen on 127.0.0.1:{o.http_port} ({e.strerror or e}); stop what holds it "
+                             "or choose another (--http-port)") from None
         names = bind(triton, engine, o.max_batch, o.queue_delay_us)
         try:
             triton.start()
         except LaunchError as e:
             raise ServeError(str(e)) from None
         gate.start()
+        door.start()
         metrics = f"http://127.0.0.1:{o.metrics_port}/metrics" if o.metrics_port else "off"
         emit(f"serving {', '.join(names)} on {engine.choice.name} (batches up to {o.max_batch}, "
              f"queue delay {o.queue_delay_us} us); metrics {metrics}")
-        emit(address_line(o))
+        emit(f"HTTP (KServe v2) on http://127.0.0.1:{http_port}, this machine only: for a TLS tunnel or reverse proxy")
+        public = None
+        if o.tunnel:
+            tunnel = _open_tunnel(o.tunnel, http_port, emit)
+            public = tunnel.url
+        emit(address_line(o, public))
         sys.stdout.flush()
         _wait(triton)
     finally:
+        if tunnel is not None:
+            tunnel.stop()
+        door.stop()
         gate.stop()
         triton.stop()
     return 0
+
+
+def _open_tunnel(name: str, port: int, emit: Any) -> Tunnel:
+    try:
+        tunnel = open_tunnel(name, port)
+    except TunnelError as e:
+        raise ServeError(str(e)) from None
+    emit(f"{name} tunnel {tunnel.url} -> http://127.0.0.1:{port}; waiting until it answers health")
+    sys.stdout.flush()
+    if not wait_healthy(tunnel.url):
+        log.warning("%s does not answer health through the tunnel yet (its name may still be spreading); "
+                    "the laptop's engine keeps trying", tunnel.url)
+    return tunnel
 
 
 def _wait(triton: Any) -> None:

@@ -1,9 +1,11 @@
-"""The connection to the swap server: one gRPC channel shared by every worker, bounded calls, the token on
-each request, and reconnection with backoff while the server is away.
+"""The connection to the swap server: one transport shared by every worker (a gRPC channel, or a pool of
+keep-alive HTTPS connections for a server behind a tunnel), bounded calls, the token on each request, and
+reconnection with backoff while the server is away.
 
-Thread-safe: tritonclient's gRPC client may be used from many threads for unary calls; the state
-(up/down, the current channel) is behind one lock. While the server is down no call reaches the network:
-`call` raises ServerDown at once, and a probe thread looks for the server's return.
+Thread-safe: tritonclient's gRPC client may be used from many threads for unary calls, the HTTPS transport
+gives each call a connection of its own; the state (up/down, the current transport) is behind one lock. While
+the server is down no call reaches the network: `call` raises ServerDown at once, and a probe thread looks
+for the server's return.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from vcamswap.engines.remote.v2http import HttpTransport, TransportError
 from vcamswap.safepath import read_at_most
 
 log = logging.getLogger("vcamswap.remote")
@@ -49,30 +52,52 @@ class ServerDown(RemoteError):
     """The server cannot be reached now; the client is reconnecting."""
 
 
+SCHEMES = {"grpc": (False, False), "grpcs": (True, False), "http": (False, True), "https": (True, True)}
+DEFAULT_PORTS = {"grpc": DEFAULT_PORT, "grpcs": DEFAULT_PORT, "http": 80, "https": 443}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 class ServerAddress(NamedTuple):
     host: str
     port: int
     tls: bool
+    http: bool = False  # KServe v2 over HTTP(S) instead of gRPC
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def scheme(self) -> str:
+        return ("https" if self.tls else "http") if self.http else ("grpcs" if self.tls else "grpc")
+
+    @property
+    def transport(self) -> str:
+        return "HTTPS" if self.http and self.tls else "HTTP" if self.http else "gRPC+TLS" if self.tls else "gRPC"
+
     def __str__(self) -> str:
-        return f"{'grpcs' if self.tls else 'grpc'}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 def parse_server(text: str) -> ServerAddress:
-    """grpc://HOST:PORT (plain) or grpcs://HOST:PORT (TLS); a bare HOST:PORT is grpc://."""
+    """grpc://HOST:PORT (plain), grpcs://HOST:PORT (TLS), https://HOST[:PORT] (a tunnel or reverse proxy), or
+    http://127.0.0.1:PORT (this machine only); a bare HOST:PORT is grpc://."""
     raw = text.strip()
     parts = urlsplit(raw if "://" in raw else f"grpc://{raw}")
-    if parts.scheme not in ("grpc", "grpcs") or not parts.hostname:
-        raise ValueError(f"server {text!r}: give grpc://HOST:PORT or grpcs://HOST:PORT (TLS)")
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ValueError(f"server {text!r}: give grpc://HOST:PORT, grpcs://HOST:PORT (TLS) or https://HOST[:PORT]")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"server {text!r}: give the address alone, without a path (https://HOST[:PORT])")
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
         raise ValueError(f"server {text!r}: the port must be a number 1 to 65535") from None
-    return ServerAddress(parts.hostname, port, parts.scheme == "grpcs")
+    tls, over_http = SCHEMES[parts.scheme]
+    if over_http and not tls and parts.hostname not in LOOPBACK:
+        raise ValueError(f"server {text!r}: plain http:// is for this machine only; use https:// (faces travel "
+                         "encrypted through the tunnel or proxy)")
+    return ServerAddress(parts.hostname, port, tls, over_http)
 
 
 def read_token(path: str | Path | None) -> str | None:
@@ -168,24 +193,20 @@ class Client:
 
     def __init__(self, address: ServerAddress, token: str | None = None, timeout: float = 1.0,
                  ca_file: str | None = None, on_change: Callable[[bool], None] | None = None) -> None:
-        self.address, self.timeout, self.ca_file = address, timeout, ca_file
-        self.headers = {TOKEN_HEADER: token} if token else {}
+        self.address, self.timeout, self.ca_file, self.token = address, timeout, ca_file, token
         self.on_change = on_change
         self._lock = threading.Lock()
         self._up = True
         self._probe: threading.Thread | None = None
         self._closed = threading.Event()
-        self._grpc: Any = self._connect()
+        self._t: Transport = self._connect()
         self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
 
-    def _connect(self) -> Any:
-        import tritonclient.grpc as grpcclient
-
-        # Short reconnect backoff in gRPC itself: its default grows to two minutes.
-        args = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
-                ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_receive_message_length", 16 << 20)]
-        return grpcclient.InferenceServerClient(
-            self.address.target, ssl=self.address.tls, root_certificates=self.ca_file, channel_args=args)
+    def _connect(self) -> Transport:
+        a = self.address
+        if a.http:
+            return HttpTransport(a.host, a.port, a.tls, self.token, self.ca_file)
+        return GrpcTransport(a, self.token, self.ca_file)
 
     @property
     def up(self) -> bool:
@@ -201,56 +222,40 @@ class Client:
 
     def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], output: str) -> np.ndarray:
         """One request's output; ServerDown (at once while away) or RemoteError."""
-        import tritonclient.grpc as grpcclient
-        from tritonclient.utils import InferenceServerException
-
         with self._lock:
             if not self._up:
                 raise ServerDown(f"the swap server {self.address} is unreachable; reconnecting")
-            grpc = self._grpc
-        tensors = []
-        for name, array in inputs:
-            t = grpcclient.InferInput(name, list(array.shape), _triton_type(array))
-            t.set_data_from_numpy(array)
-            tensors.append(t)
+            t = self._t
         t0 = time.perf_counter()
         try:
-            result = grpc.infer(model, tensors, outputs=[grpcclient.InferRequestedOutput(output)],
-                                client_timeout=self.timeout, headers=self.headers)
-        except InferenceServerException as e:
-            down, line = error_line(e)
-            if down:
-                self.mark_down(line)
+            answer = t.infer(model, inputs, output, self.timeout)
+        except TransportError as e:
+            if e.down:
+                self.mark_down(e.line)
                 raise ServerDown(f"the swap server {self.address} is unreachable; reconnecting") from None
-            raise RemoteError(f"{self.address}: {line}") from None
+            raise RemoteError(f"{self.address}: {e.line}") from None
         rtt = (time.perf_counter() - t0) * 1000.0
         with self._lock:
             self._rtts.append(rtt)
-        out = result.as_numpy(output)
-        if out is None:
-            raise RemoteError(f"{self.address}: the answer holds no {output!r}")
-        answer: np.ndarray = out
         return answer
 
     def check(self, models: Sequence[str]) -> None:
         """The server is ready, takes the token and serves `models`; ServerDown or RemoteError saying why."""
-        from tritonclient.utils import InferenceServerException
-
-        grpc = self._grpc
+        t = self._t
         try:
-            if not grpc.is_server_live(client_timeout=PROBE_TIMEOUT):
+            if not t.live(PROBE_TIMEOUT):
                 raise ServerDown(f"{self.address}: the server is not live")
             for m in models:  # metadata is a restricted protocol: a bad token is refused here
-                grpc.get_model_metadata(m, headers=self.headers, client_timeout=PROBE_TIMEOUT)
-        except InferenceServerException as e:
-            down, line = error_line(e)
+                t.metadata(m, PROBE_TIMEOUT)
+        except TransportError as e:
+            line = e.line
             if "unknown model" in line.lower() or "not found" in line.lower():
                 raise RemoteError(f"{self.address}: the server does not serve {', '.join(models)} ({line}); "
                                   "start it with 'vcamswap serve'") from None
-            problem = tls_problem(self.address, self.ca_file, line) if down else None
+            problem = tls_problem(self.address, self.ca_file, line) if e.down and not self.address.http else None
             if problem:
                 raise RemoteError(problem) from None
-            raise (ServerDown if down else RemoteError)(f"{self.address}: {line}") from None
+            raise (ServerDown if e.down else RemoteError)(f"{self.address}: {line}") from None
 
     def mark_down(self, line: str) -> None:
         with self._lock:
@@ -272,9 +277,9 @@ class Client:
         while not self._closed.wait(delay):
             try:
                 fresh = self._connect()
-                if fresh.is_server_ready(client_timeout=PROBE_TIMEOUT):
+                if fresh.ready(PROBE_TIMEOUT):
                     with self._lock:
-                        old, self._grpc, self._up = self._grpc, fresh, True
+                        old, self._t, self._up = self._t, fresh, True
                     _close_quietly(old)
                     log.warning("swap server %s is back", self.address)
                     if self.on_change is not None:
@@ -287,14 +292,80 @@ class Client:
 
     def close(self) -> None:
         self._closed.set()
-        _close_quietly(self._grpc)
+        _close_quietly(self._t)
 
 
-def _close_quietly(grpc: Any) -> None:
+def _close_quietly(t: Transport) -> None:
     try:
-        grpc.close()
+        t.close()
     except Exception:  # closing a dead channel
         pass
+
+
+class Transport(Protocol):
+    """What the client asks of a way to the server; TransportError(down, line) when a call fails."""
+
+    def live(self, timeout: float) -> bool: ...
+
+    def ready(self, timeout: float) -> bool: ...
+
+    def metadata(self, model: str, timeout: float) -> None: ...
+
+    def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], output: str,
+              timeout: float) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class GrpcTransport:
+    """tritonclient's gRPC client, its errors turned into TransportError."""
+
+    def __init__(self, address: ServerAddress, token: str | None, ca_file: str | None) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.headers = {TOKEN_HEADER: token} if token else {}
+        # Short reconnect backoff in gRPC itself: its default grows to two minutes.
+        args = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
+                ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_receive_message_length", 16 << 20)]
+        self.c = grpcclient.InferenceServerClient(address.target, ssl=address.tls, root_certificates=ca_file,
+                                                  channel_args=args)
+
+    def _do(self, call: Callable[[], Any]) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return call()
+        except InferenceServerException as e:
+            down, line = error_line(e)
+            raise TransportError(down, line) from None
+
+    def live(self, timeout: float) -> bool:
+        return bool(self._do(lambda: self.c.is_server_live(client_timeout=timeout)))
+
+    def ready(self, timeout: float) -> bool:
+        return bool(self._do(lambda: self.c.is_server_ready(client_timeout=timeout)))
+
+    def metadata(self, model: str, timeout: float) -> None:
+        self._do(lambda: self.c.get_model_metadata(model, headers=self.headers, client_timeout=timeout))
+
+    def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], output: str, timeout: float) -> np.ndarray:
+        import tritonclient.grpc as grpcclient
+
+        tensors = []
+        for name, array in inputs:
+            t = grpcclient.InferInput(name, list(array.shape), _triton_type(array))
+            t.set_data_from_numpy(array)
+            tensors.append(t)
+        result = self._do(lambda: self.c.infer(model, tensors, outputs=[grpcclient.InferRequestedOutput(output)],
+                                               client_timeout=timeout, headers=self.headers))
+        out = result.as_numpy(output)
+        if out is None:
+            raise TransportError(False, f"the answer holds no {output!r}")
+        answer: np.ndarray = out
+        return answer
+
+    def close(self) -> None:
+        self.c.close()
 
 
 def _triton_type(array: np.ndarray) -> str:

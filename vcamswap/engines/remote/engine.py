@@ -50,7 +50,8 @@ class RemoteEngine:
                  in_flight: int = DEFAULT_IN_FLIGHT, timeout: float = DEFAULT_TIMEOUT, ca_file: str | None = None
                  ) -> None:
         if not server:
-            raise EngineUnavailable("remote: no server given; pass --server grpc://HOST:PORT (see 'vcamswap serve')")
+            raise EngineUnavailable("remote: no server given; pass --server grpc://HOST:PORT or https://HOST "
+                                    "(see 'vcamswap serve')")
         try:
             self.address = parse_server(server)
             self.codec = parse_codec(codec_name)
@@ -59,12 +60,14 @@ class RemoteEngine:
         except ValueError as e:
             raise EngineUnavailable(f"remote: {e}") from None
         try:
-            import tritonclient.grpc  # noqa: F401
+            if not self.address.http:  # the HTTPS transport needs nothing beyond the standard library
+                import tritonclient.grpc  # noqa: F401
         except ImportError as e:
             raise EngineUnavailable(f"remote: tritonclient is not importable ({e}); "
                                     "pip install 'vcamswap[remote]'") from None
         if ca_file and not self.address.tls:
-            log.warning("--server-ca is for grpcs:// servers; %s is plain gRPC, the CA is not used", self.address)
+            log.warning("--server-ca is for TLS servers (grpcs://, https://); %s is plain, the CA is not used",
+                        self.address)
         self.in_flight = max(1, int(in_flight))
         self.client = Client(self.address, token, timeout, ca_file)
         self._latents: dict[str, np.ndarray] = {}  # digest -> latent: a face switched back to costs nothing

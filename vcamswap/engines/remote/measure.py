@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -26,9 +27,14 @@ def sample_crop() -> np.ndarray:
 
 
 def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 4.0, in_flight: int = 4,
-                   codec_name: str = "raw") -> dict[str, float]:
-    """Swaps per second with `in_flight` workers calling swap_crop back to back, and the round trips' ms."""
-    engine = RemoteEngine(server, token_file, codec_name=codec_name, in_flight=in_flight, timeout=5.0)
+                   codec_name: str = "raw", meter: Callable[[], tuple[int, int]] | None = None,
+                   ca_file: str | None = None) -> dict[str, float]:
+    """Swaps per second with `in_flight` workers calling swap_crop back to back, and the round trips' ms.
+
+    meter: bytes sent and received so far on the way to the server (a relay's counts); read around the timed
+    swaps, it gives the wire bytes of one swap each way (headers, framing and TLS included)."""
+    engine = RemoteEngine(server, token_file, codec_name=codec_name, in_flight=in_flight, timeout=5.0,
+                          ca_file=ca_file)
     crop = sample_crop()
     latent = np.zeros((1, codec.LATENT_SIZE), np.float32)
     latent[0, :3] = 1.0 / np.sqrt(3.0)
@@ -51,12 +57,16 @@ def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 
                 rtts.append((time.perf_counter() - t0) * 1000.0)
 
     threads = [threading.Thread(target=work) for _ in range(in_flight)]
+    metered = meter() if meter is not None else (0, 0)
     t_start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t_start
+    if meter is not None:
+        now = meter()
+        metered = (now[0] - metered[0], now[1] - metered[1])
     engine.close()
     t0 = time.perf_counter()
     for _ in range(50):
@@ -66,7 +76,9 @@ def pipelined_rate(server: str, token_file: str | Path | None, seconds: float = 
     arr = np.asarray(rtts or [float("nan")])
     return {"in_flight": float(in_flight), "swaps_per_s": len(rtts) / elapsed, "errors": float(errors[0]),
             "rtt_ms_p50": float(np.median(arr)), "rtt_ms_p95": float(np.percentile(arr, 95)),
-            "encode_ms": encode_ms, "bytes_up": float(len(payload))}
+            "encode_ms": encode_ms, "bytes_up": float(len(payload)),
+            "wire_up": metered[0] / max(len(rtts) + errors[0], 1) if meter is not None else float("nan"),
+            "wire_down": metered[1] / max(len(rtts) + errors[0], 1) if meter is not None else float("nan")}
 
 
 def server_stats(server: str, token_file: str | Path | None, model: str = codec.SWAP_MODEL) -> dict[str, object]:

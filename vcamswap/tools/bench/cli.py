@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
     p.add_argument("--input", help="a video file (a real face; see docs/presets.md); needed except with --batch")
     p.add_argument("--engine", action="append", choices=["lite", "inswapper", "remote"],
                    help="repeatable (default lite)")
-    p.add_argument("--server", help="remote engine: grpc://HOST:PORT of 'vcamswap serve'")
+    p.add_argument("--server", help="remote engine: grpc://HOST:PORT or https://HOST of 'vcamswap serve'")
+    p.add_argument("--server-ca", help="remote engine: the CA that signed the server's TLS certificate")
     p.add_argument("--token-file", help="remote engine: the server's token")
     p.add_argument("--remote-codec", default="jpeg:90", help="remote engine: raw or jpeg:Q in the pipeline passes")
     p.add_argument("--remote-in-flight", type=int, default=4, help="remote engine: requests in flight (default 4)")
@@ -139,7 +140,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         repeat=max(1, args.repeat),
         steady_frames=args.steady_frames,
         remote={"server": args.server, "token_file": args.token_file, "codec_name": args.remote_codec,
-                "in_flight": args.remote_in_flight} if args.server else None,
+                "in_flight": args.remote_in_flight, "ca_file": args.server_ca} if args.server else None,
         delays=args.delay_ms,
         remote_rates=args.remote_rates,
     )

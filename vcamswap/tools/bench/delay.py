@@ -14,15 +14,21 @@ from typing import NamedTuple
 class Relay(NamedTuple):
     port: int
     stop: threading.Event
+    counts: list[int]  # bytes relayed [to the server, from the server]: what the requests cost on the wire
+
+    def meter(self) -> tuple[int, int]:
+        return self.counts[0], self.counts[1]
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, counts: list[int],
+                way: int) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
     async def receive() -> None:
         try:
             while data := await reader.read(1 << 16):
+                counts[way] += len(data)
                 await queue.put((loop.time() + delay, data))
         except (ConnectionError, OSError):
             pass
@@ -47,18 +53,23 @@ def start_relay(target_host: str, target_port: int, delay_s: float) -> Relay:
     ready = threading.Event()
     stop = threading.Event()
     box: list[int] = []
+    counts = [0, 0]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     box.append(sock.getsockname()[1])
 
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        # asyncio sets TCP_NODELAY only on sockets made with proto=IPPROTO_TCP, not on those accepted from a
+        # socket() of proto 0: without it a short segment after a long one waits 40 ms for a delayed ACK.
+        client_w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             server_r, server_w = await asyncio.open_connection(target_host, target_port)
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(_pipe(client_r, server_w, delay_s), _pipe(server_r, client_w, delay_s))
+        await asyncio.gather(_pipe(client_r, server_w, delay_s, counts, 0),
+                             _pipe(server_r, client_w, delay_s, counts, 1))
 
     async def main() -> None:
         server = await asyncio.start_server(handle, sock=sock)
@@ -69,4 +80,4 @@ def start_relay(target_host: str, target_port: int, delay_s: float) -> Relay:
 
     threading.Thread(target=lambda: asyncio.run(main()), name="delay-relay", daemon=True).start()
     ready.wait(5)
-    return Relay(box[0], stop)
+    return Relay(box[0], stop, counts)

@@ -40,6 +40,7 @@ from vcamswap.tools.bench.realism import summarize as realism
 from vcamswap.tools.bench.rig import EngineSetup, FixedFace, make_engine, make_stages
 
 log = logging.getLogger("vcamswap.bench")
+RATE_S = 4.0  # seconds of each swaps/s figure
 
 
 @dataclass
@@ -94,12 +95,13 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         steady_frames = min(steady_frames, file_frames)
     fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh)
     items: list[tuple[EngineSetup, Config]] = []
-    servers: dict[str, str] = {}  # remote variant's label -> the address its requests go to (a delay relay)
+    servers: dict[str, dict[str, object]] = {}  # remote variant's label -> its options (server: a delay relay)
     for engine_name in opts.engines:
         for label, remote in _variants(engine_name, opts):
-            setup = make_engine(engine_name, opts.models, opts.provider, blaze, opts.precision, remote)
+            engine_opts = {k: v for k, v in remote.items() if k != "meter"} if remote else None
+            setup = make_engine(engine_name, opts.models, opts.provider, blaze, opts.precision, engine_opts)
             if remote:
-                servers[label] = str(remote["server"])
+                servers[label] = remote
             if setup.random_weights:
                 notes.append(RANDOM_NOTE)
                 emit(f"note: {RANDOM_NOTE}")
@@ -177,10 +179,10 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         "notes": notes,
     }
     if "remote" in opts.engines and opts.remote and opts.remote_rates:
-        meta["remote"] = {label: remote_figures({**opts.remote, "server": server}, emit, label)
-                          for label, server in servers.items()}
+        meta["remote"] = {label: remote_figures(remote, emit, label) for label, remote in servers.items()}
         meta["remote_delay"] = ("added with a TCP relay holding every byte the given ms each way (round trip + 2x); "
-                                "the pipeline passes swap one request at a time, the swaps/s figures keep N in flight")
+                                "the pipeline passes swap one request at a time, the swaps/s figures keep N in flight; "
+                                "wire bytes: what the relay carried per swap each way (framing and TLS included)")
     return list(results.values()), meta
 
 
@@ -193,10 +195,11 @@ def _variants(engine: str, opts: BenchOptions) -> list[tuple[str, dict[str, obje
     out: list[tuple[str, dict[str, object] | None]] = []
     for ms in opts.delays or [0]:
         server = str(address)
-        if ms > 0:
+        extra: dict[str, object] = {}
+        if opts.delays:  # a relay at 0 ms too: it counts the bytes on the wire alike for every delay
             relay = start_relay(address.host, address.port, ms / 1000.0)
-            server = f"{'grpcs' if address.tls else 'grpc'}://127.0.0.1:{relay.port}"
-        out.append((f"remote+{ms}ms" if opts.delays else "remote", {**opts.remote, "server": server}))
+            server, extra = f"{address.scheme}://127.0.0.1:{relay.port}", {"meter": relay.meter}
+        out.append((f"remote+{ms}ms" if opts.delays else "remote", {**opts.remote, "server": server, **extra}))
     return out
 
 
@@ -208,27 +211,42 @@ def remote_figures(remote: dict[str, object], emit: Callable[[str], None], label
     server, token = str(remote["server"]), remote.get("token_file")
     token_file = str(token) if token else None
     n = int(str(remote.get("in_flight") or 4))
+    meter = remote.get("meter")
+    ca = str(remote["ca_file"]) if remote.get("ca_file") else None
     out: dict[str, object] = {}
     for codec_name in ("raw", "jpeg:90"):
         for k in sorted({1, n}):
-            before = server_stats(server, token_file, _model_of(codec_name))
-            r = pipelined_rate(server, token_file, seconds=4.0, in_flight=k, codec_name=codec_name)
-            after = server_stats(server, token_file, _model_of(codec_name))
-            calls = int(str(after["executions"])) - int(str(before["executions"]))
-            reqs = int(str(after["requests"])) - int(str(before["requests"]))
-            r["server_ms"] = float(str(after["compute_ms"])) + float(str(after["queue_ms"]))
-            r["network_ms_p50"] = r["rtt_ms_p50"] - r["server_ms"] - r["encode_ms"]
-            r["mean_batch"] = reqs / max(calls, 1)
-            out[f"{codec_name} x{k}"] = {**r, "batch_sizes": after["batch_sizes"]}
+            before = _stats(server, token_file, codec_name)
+            r = pipelined_rate(server, token_file, seconds=RATE_S, in_flight=k, codec_name=codec_name,
+                               meter=meter if callable(meter) else None, ca_file=ca)
+            after = _stats(server, token_file, codec_name)
+            extra: dict[str, object] = {}
+            parts = f"encode {r['encode_ms']:.2f} ms"
+            if before is not None and after is not None:
+                calls = int(str(after["executions"])) - int(str(before["executions"]))
+                reqs = int(str(after["requests"])) - int(str(before["requests"]))
+                r["server_ms"] = float(str(after["compute_ms"])) + float(str(after["queue_ms"]))
+                r["network_ms_p50"] = r["rtt_ms_p50"] - r["server_ms"] - r["encode_ms"]
+                r["mean_batch"] = reqs / max(calls, 1)
+                extra = {"batch_sizes": after["batch_sizes"]}
+                parts += (f", server {r['server_ms']:.1f} ms, network {r['network_ms_p50']:.1f} ms), "
+                          f"mean batch {r['mean_batch']:.2f}")
+            out[f"{codec_name} x{k}"] = {**r, **extra}
             emit(f"{label} {codec_name}, {k} in flight: {r['swaps_per_s']:.1f} swaps/s, round trip p50 "
-                 f"{r['rtt_ms_p50']:.1f} ms p95 {r['rtt_ms_p95']:.1f} ms (encode {r['encode_ms']:.2f} ms, server "
-                 f"{r['server_ms']:.1f} ms, network {r['network_ms_p50']:.1f} ms), {r['bytes_up']:.0f} B up, "
-                 f"mean batch {r['mean_batch']:.2f}")
+                 f"{r['rtt_ms_p50']:.1f} ms p95 {r['rtt_ms_p95']:.1f} ms ({parts}); crop "
+                 f"{r['bytes_up']:.0f} B, on the wire {r['wire_up']:.0f} B up {r['wire_down']:.0f} B down")
     return out
 
 
-def _model_of(codec_name: str) -> str:
-    return codec.swap_model(parse_codec(codec_name))
+def _stats(server: str, token_file: str | None, codec_name: str) -> dict[str, object] | None:
+    """Triton's statistics where the server gives them (a stock Triton); None where it refuses (vcamswap serve)."""
+    if parse_server(server).http:
+        return None
+    try:
+        return server_stats(server, token_file, codec.swap_model(parse_codec(codec_name)))
+    except Exception as e:  # refused or away: the rates stand without the server's own figures
+        log.debug("no server statistics from %s: %s", server, e)
+        return None
 
 
 def _load_average() -> float:
