@@ -188,10 +188,15 @@ def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float, curls:
     return keep[labels]
 
 
-def below_nose(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """1 below the nose's base (the nostrils' lower edge, extended across the face), 0 above: the lower nose's
-    protection stops there."""
-    base = points[list(NOSE_BASE)].astype(np.float32)
+# FaceMesh puts the nose's base on the skin just under the nostrils, further down on a moustache or the shadow under
+# a nose lit from one side: the lower nose's protection stops this share of the base-to-tip distance above it.
+NOSE_BASE_LIFT = 0.35
+
+
+def below_nose(points: np.ndarray, shape: tuple[int, int], lift: float = NOSE_BASE_LIFT) -> np.ndarray:
+    """1 below the nose's base (the nostrils' lower edge, extended across the face; raised by `lift` of the way to
+    the tip), 0 above: the lower nose's protection stops there."""
+    base = points[list(NOSE_BASE)].astype(np.float32) + (points[1] - points[2]).astype(np.float32) * lift
     across = base[-1] - base[0]
     across /= max(float(np.linalg.norm(across)), 1e-3)
     down = np.array([-across[1], across[0]], np.float32)
@@ -209,6 +214,22 @@ def lower_nose(points: np.ndarray, shape: tuple[int, int], grow: float = 0.02) -
     """The lower nose, tip to nostrils, grown by `grow` of the face's width but not past its base: the nostrils
     are always face, the moustache or shadow under them is not."""
     return protected(points, shape, (NOSE,), grow) * (1.0 - below_nose(points, shape))
+
+
+NOSTRIL_SIGMA, NOSTRIL_NEAR, NOSTRIL_FAR = 0.004, 0.0, 8.0  # the hole's softening (of the size) and its ramp
+
+
+def nostrils(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """0..1 where the lower nose (and a little around it) is darker than the skin around it: the nostrils and the
+    shadow under and beside a nose lit from one side or below. A photo's are shaped by its own light and nose;
+    drawn over a camera's nose they sit beside the camera's own and read as a dark blob under it."""
+    size = image.shape[0]
+    lum = image.astype(np.float32).mean(2)
+    patch = cv2.GaussianBlur(lum, (0, 0), 0.008 * size)
+    around = cv2.GaussianBlur(lum, (0, 0), 0.04 * size)
+    dark = np.clip((around - patch - NOSTRIL_NEAR) / (NOSTRIL_FAR - NOSTRIL_NEAR), 0.0, 1.0)
+    hole = dark * lower_nose(points, image.shape[:2], 0.05)
+    return cv2.GaussianBlur(hole, (0, 0), NOSTRIL_SIGMA * size)
 
 
 def under_nose(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

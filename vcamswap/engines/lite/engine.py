@@ -26,6 +26,7 @@ from vcamswap.compose.skin import (
     detail_map,
     likelihood,
     lower_nose,
+    nostrils,
     oval,
     polygon,
     protected,
@@ -362,7 +363,8 @@ def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
     # Only confident skin keeps its own pixels: at the soft rim of the mask a pixel is part hair, and kept at
     # half strength it still draws the strand's line; the rim is filled from the skin inside instead.
     filled = fill_from_skin(texture, np.clip((weight - 0.5) / 0.4, 0.0, 1.0))
-    shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape))
+    # The source's nostrils and the shadow around them are handed to the camera, whose own sit there.
+    shown = np.maximum(np.maximum(skin, features), eye_sockets(points, shape)) * (1.0 - nostrils(texture, points))
     # The nostrils stay the source's, but no darker than NOSTRIL_L below the nose around them: a photo lit from
     # one side or from below (the head tilted back) has near-black nostrils that, on a camera's downturned
     # nose, read as a dark blob.
