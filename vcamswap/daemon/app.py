@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vcamswap import __version__
 from vcamswap.console import fail
@@ -128,40 +128,23 @@ class Daemon:
 
     def _build(self) -> None:
         # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
-        from vcamswap.faces.library import FaceError
-        from vcamswap.live.build import build_stages, initial_face, usable_faces
+        from vcamswap.live.build import build_run, build_sinks
         from vcamswap.live.stats import Stats
         from vcamswap.outputs.preview import PreviewSink
-        from vcamswap.outputs.sinkset import SinkSet, parse_output
 
         s, st = self.settings, self.st
         check_options(s)
         if s.input:  # a file or URL that cannot be opened is an error now; a camera is waited for
             st.capture = self.capture_factory(s)
+        # The "preview" output is the daemon's own window, shown and hidden from the tray.
         outputs = [o for o in s.output if o.strip().lower() != "preview"]
-        sinks: list[Any] = [
-            # crash_safe: a daemon may be killed mid-recording; what it recorded must stay readable.
-            parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device, crash_safe=True)
-            for o in outputs
-        ]
         st.preview = PreviewSink(lambda: self.controls.snapshot().preview)
-        sinks.append(st.preview)
-        st.sinks = SinkSet(sinks)
+        # crash_safe: a daemon may be killed mid-recording; what it recorded must stay readable.
+        st.sinks = build_sinks(s, outputs, extra=[st.preview], crash_safe=True)
         if len(outputs) != len(s.output):
             self.controls.set_preview(True)
         st.stats = Stats()
-        stages = build_stages(s, self.controls)
-        library = stages.library
-        try:
-            face = initial_face(s, library)
-        except FaceError as e:
-            log.warning("%s; starting with the first face of the folder", e)
-            s.face = None
-            face = initial_face(s, library)
-        st.stages = stages
-        self.controls.set_faces(usable_faces(library))
-        if face is not None:
-            self.controls.set_face(face)
+        st.stages = build_run(s, self.controls, face_fallback=True)
         self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
@@ -251,27 +234,21 @@ class Daemon:
 
     def _loop_worker(self) -> None:
         # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
-        from vcamswap.live.loop import LiveLoop
+        from vcamswap.live.build import Live, make_loop, source_line
 
         capture = self._open_capture()
         if capture is None:
             return
-        assert self.st.stages is not None and self.st.sinks is not None
+        st = self.st
+        assert st.stages is not None and st.sinks is not None
+        live = Live(capture, st.stages, self.controls)
+        log.info("%s", source_line(live, self.settings.output))
         info = capture.info
-        log.info(
-            "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
-            info.kind, info.name, info.width, info.height, info.fps, self.st.stages.pipeline.engine.name,
-            self.controls.snapshot().face or "none", ", ".join(self.settings.output),
-        )
-        self.st.sinks.open(info.width, info.height, info.fps)
+        st.sinks.open(info.width, info.height, info.fps)
         capture.start()
-        stages = self.st.stages
-        loop = LiveLoop(
-            capture, stages.pipeline, self.st.sinks, self.controls, stages.sources, adaptive=stages.adaptive,
-            tune=stages.tune, stats=self.st.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit,
-            on_frame=self._on_frame,
-        )
-        self.st.ready.set()
+        loop = make_loop(live, st.sinks, st.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit,
+                         on_frame=self._on_frame)
+        st.ready.set()
         self._run_loop(loop, info.name)
 
     def _run_loop(self, loop: LiveLoop, source: str) -> None:
