@@ -21,18 +21,19 @@ from typing import TYPE_CHECKING
 from vcamswap import __version__
 from vcamswap.console import fail
 from vcamswap.controls import Controls, initial_state
-from vcamswap.daemon import commands, status
-from vcamswap.daemon.integrations import (
+from vcamswap.daemon import status
+from vcamswap.daemon.control import intents
+from vcamswap.daemon.control.ipc import ControlServer
+from vcamswap.daemon.control.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.desktop.portal import is_wayland_session
+from vcamswap.daemon.desktop.start import (
     check_options,
     hotkey_actions,
     start_hotkeys,
     start_portal_shortcuts,
     start_swap_mic,
 )
-from vcamswap.daemon.ipc import ControlServer
 from vcamswap.daemon.monitor import Monitor
-from vcamswap.daemon.portal import is_wayland_session
-from vcamswap.daemon.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
 from vcamswap.daemon.state import DaemonState
 from vcamswap.settings import Settings, SettingsFile
 
@@ -188,7 +189,7 @@ class Daemon:
 
     def _main_thread(self) -> None:
         # the tray loads PIL (and pystray when shown)
-        from vcamswap.daemon.tray import Tray, TrayUnavailable
+        from vcamswap.daemon.desktop.tray import Tray, TrayUnavailable
 
         if self.use_tray:
             try:
@@ -333,7 +334,7 @@ class Daemon:
 
     def open_faces_folder(self) -> None:
         # the tray loads PIL
-        from vcamswap.daemon.tray import open_folder
+        from vcamswap.daemon.desktop.tray import open_folder
 
         open_folder(self.settings.faces_dir())
 
@@ -354,17 +355,17 @@ class Daemon:
             return error_reply("the daemon is still starting; try again in a moment")
         if arg is not None and not isinstance(arg, str):
             return error_reply(f"'{cmd}': the argument must be a string")
-        if cmd not in commands.SOCKET_COMMANDS:
-            return error_reply(f"unknown command {cmd!r}; known: {', '.join(commands.SOCKET_COMMANDS)}")
+        if cmd not in intents.SOCKET_COMMANDS:
+            return error_reply(f"unknown command {cmd!r}; known: {', '.join(intents.SOCKET_COMMANDS)}")
         try:
             if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
                 self.monitor.rescan_faces()  # a photo added a moment ago
                 library = stages.library
                 if arg not in self.controls.snapshot().faces and library.path_of(arg) is not None:
                     raise ValueError(library.problem(arg) or f"face {arg} cannot be used")
-            snap = commands.run(self.controls, cmd, arg)
+            snap = intents.run(self.controls, cmd, arg)
         except ValueError as e:
             return error_reply(str(e))
-        return {"ok": True, **commands.controls_dict(snap)}
+        return {"ok": True, **intents.controls_dict(snap)}
 
 

@@ -13,8 +13,8 @@ from vcamswap.settings import Settings, SettingsFile
 
 if TYPE_CHECKING:
     from vcamswap.capture.source import Capture
-    from vcamswap.daemon.integrations import HotkeysStarted, SwapMicStarted
-    from vcamswap.daemon.tray import Tray
+    from vcamswap.daemon.desktop.start import HotkeysStarted, SwapMicStarted
+    from vcamswap.daemon.desktop.tray import Tray
     from vcamswap.live.build import Stages
     from vcamswap.live.stats import Stats
     from vcamswap.outputs.preview import PreviewSink

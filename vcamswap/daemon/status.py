@@ -8,13 +8,13 @@ import time
 from typing import TYPE_CHECKING
 
 from vcamswap import __version__
-from vcamswap.daemon.commands import controls_dict
-from vcamswap.daemon.integrations import swap_mic_status
-from vcamswap.daemon.protocol import Reply
+from vcamswap.daemon.control.intents import controls_dict
+from vcamswap.daemon.control.protocol import Reply
+from vcamswap.daemon.desktop.start import swap_mic_status
 from vcamswap.daemon.state import DaemonState
 
 if TYPE_CHECKING:
-    from vcamswap.daemon.tray import TrayView
+    from vcamswap.daemon.desktop.tray import TrayView
     from vcamswap.engines.remote.health import RemoteHealth
 
 NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face found"
@@ -83,7 +83,7 @@ def remote(st: DaemonState) -> RemoteHealth | None:
 
 def tray_view(st: DaemonState) -> TrayView:
     # the tray loads PIL
-    from vcamswap.daemon.tray import TrayView
+    from vcamswap.daemon.desktop.tray import TrayView
 
     word, detail = state(st)
     snap = st.controls.snapshot()

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vcamswap.controls import Controls
-from vcamswap.daemon import commands
-from vcamswap.daemon.audio_sync import AudioSync, AudioSyncUnavailable, parse_audio_sync
-from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
-from vcamswap.daemon.portal import BIND_HINT, PortalShortcuts, ShortcutsUnavailable
+from vcamswap.daemon.control import intents
+from vcamswap.daemon.desktop.audio_sync import AudioSync, AudioSyncUnavailable, parse_audio_sync
+from vcamswap.daemon.desktop.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
+from vcamswap.daemon.desktop.portal import BIND_HINT, PortalShortcuts, ShortcutsUnavailable
 from vcamswap.settings import Settings
 
 log = logging.getLogger("vcamswap.daemon")
@@ -39,10 +39,10 @@ class SwapMicStarted(NamedTuple):
 
 def hotkey_actions(controls: Controls) -> dict[str, HotkeyAction]:
     actions = {
-        name: HotkeyAction(commands.bind(controls, name))
+        name: HotkeyAction(intents.bind(controls, name))
         for name in ("toggle", "next_face", "prev_face", "cycle_quality")
     }
-    actions["bypass"] = HotkeyAction(commands.bind(controls, "bypass", "on"), commands.bind(controls, "bypass", "off"))
+    actions["bypass"] = HotkeyAction(intents.bind(controls, "bypass", "on"), intents.bind(controls, "bypass", "off"))
     return actions
 
 
