@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from daemon_util import DaemonProcess, default_args, wait_until
 
-from vcamswap.daemon.audio_sync import (
+from vcamswap.daemon.desktop.audio_sync import (
     SOURCE,
     AudioSyncUnavailable,
     SwapMic,
@@ -248,7 +248,7 @@ def test_swap_mic_delays_and_cross_fades_without_a_click(in_process: dict[str, s
 def test_no_sound_server_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path / 'nothing'}")
     with pytest.raises(AudioSyncUnavailable, match="^no PulseAudio or PipeWire answers"):
-        from vcamswap.daemon.audio_sync import server_name
+        from vcamswap.daemon.desktop.audio_sync import server_name
 
         server_name()
 
@@ -319,7 +319,7 @@ def test_daemon_swap_mic_follows_the_video_latency(pulse: dict[str, str], tmp_pa
 
 
 def test_swap_mic_comes_back_when_the_microphone_goes(in_process: dict[str, str]) -> None:
-    from vcamswap.daemon.audio_sync import AudioSync
+    from vcamswap.daemon.desktop.audio_sync import AudioSync
 
     env = in_process
     usb = pactl(env, "load-module", "module-null-sink", "sink_name=usb_headset").strip()

@@ -18,7 +18,7 @@ from helpers.media import WEBCAM, media_path
 from vcamswap.cli import build_parser
 from vcamswap.compose.align import align, similarity
 from vcamswap.compose.enhance import FFHQ_TEMPLATE, LiveEnhancer, make_enhancer
-from vcamswap.engines.lite.engine import lite_template
+from vcamswap.engines.lite.source import lite_template
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.live.adaptive import LADDER, degrade
 from vcamswap.modelstore.manifest import ModelError

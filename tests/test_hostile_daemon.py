@@ -139,7 +139,7 @@ TRAY_SCRIPT = """
 import sys, threading
 import pystray
 from vcamswap.controls import Controls, ControlState
-from vcamswap.daemon.tray import Tray
+from vcamswap.daemon.desktop.tray import Tray
 
 tray = Tray(Controls(ControlState()), lambda: None, pystray=pystray, preview_url=lambda: sys.argv[1])
 item = next(i for i in tray.icon.menu.items if i.text == "Open browser preview")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from daemon_util import need, wait_until, x_env, xdotool, xvfb
 
-from vcamswap.daemon.hotkeys import HotkeyAction, Hotkeys, syntax_problem
+from vcamswap.daemon.desktop.hotkeys import HotkeyAction, Hotkeys, syntax_problem
 from vcamswap.settings import DEFAULT_HOTKEYS
 
 
@@ -116,7 +116,7 @@ def test_no_display_is_reported_in_one_line(display_value: str | None, expected:
     if display_value:
         env["DISPLAY"] = display_value
     code = (
-        "from vcamswap.daemon.hotkeys import HotkeysUnavailable, load_keyboard\n"
+        "from vcamswap.daemon.desktop.hotkeys import HotkeysUnavailable, load_keyboard\n"
         "try:\n    load_keyboard()\nexcept HotkeysUnavailable as e:\n    print('UNAVAILABLE', e)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -126,7 +126,7 @@ def test_no_display_is_reported_in_one_line(display_value: str | None, expected:
 
 
 def test_wayland_only_session_is_explained() -> None:
-    from vcamswap.daemon.hotkeys import display_problem
+    from vcamswap.daemon.desktop.hotkeys import display_problem
 
     assert "Wayland" in (display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") or "")
     assert display_problem({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "linux") is None  # XWayland

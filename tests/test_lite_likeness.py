@@ -12,7 +12,7 @@ from helpers.media import media_path
 from helpers.pipeline import Driven, build
 
 from vcamswap.controls import Controls, ControlState, parse_likeness
-from vcamswap.daemon import commands
+from vcamswap.daemon.control import intents
 from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
@@ -113,7 +113,7 @@ def test_likeness_is_a_live_control_with_clear_errors() -> None:
         parse_settings("likeness = 2")
     assert Preset("x", 320, 4, 1, True, 0.05, 256, 0.5, False).likeness == 0.0
     # What `vcamswap likeness N` sends to a running daemon, and what `vcamswap status` shows.
-    assert "likeness" in commands.SOCKET_COMMANDS
-    assert commands.controls_dict(commands.run(controls, "likeness", "0.5"))["likeness"] == 0.5
+    assert "likeness" in intents.SOCKET_COMMANDS
+    assert intents.controls_dict(intents.run(controls, "likeness", "0.5"))["likeness"] == 0.5
     with pytest.raises(ValueError, match="likeness"):
-        commands.run(controls, "likeness", None)
+        intents.run(controls, "likeness", None)

@@ -15,7 +15,9 @@ from helpers.pipeline import Driven, build, drive
 
 from vcamswap.compose.align import align
 from vcamswap.controls import Controls, ControlState
-from vcamswap.engines.lite.engine import LiteEngine, LiteSource, lite_template, mesh_warp
+from vcamswap.engines.lite.engine import LiteEngine
+from vcamswap.engines.lite.mesh import mesh_warp
+from vcamswap.engines.lite.source import LiteSource, lite_template
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh, kps5_from_mesh

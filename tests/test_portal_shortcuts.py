@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from daemon_util import TESTS, DaemonProcess, default_args, session_bus, wait_until
 
-from vcamswap.daemon.hotkeys import HotkeyAction
-from vcamswap.daemon.portal import (
+from vcamswap.daemon.desktop.hotkeys import HotkeyAction
+from vcamswap.daemon.desktop.portal import (
     PortalShortcuts,
     ShortcutsUnavailable,
     is_wayland_session,

@@ -22,7 +22,7 @@ from daemon_util import (
 )
 
 from vcamswap.controls import Controls, ControlState
-from vcamswap.daemon.tray import Tray, TrayView, state_icon, tooltip, tray_problem
+from vcamswap.daemon.desktop.tray import Tray, TrayView, state_icon, tooltip, tray_problem
 
 STATES = ["starting", "swapping", "off", "no-face", "paused", "error"]
 
@@ -78,7 +78,7 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
     if display_value:
         env["DISPLAY"] = display_value
     code = (
-        "from vcamswap.daemon.tray import TrayUnavailable, load_pystray\n"
+        "from vcamswap.daemon.desktop.tray import TrayUnavailable, load_pystray\n"
         "try:\n    load_pystray()\nexcept TrayUnavailable as e:\n    print('UNAVAILABLE', e)\n"
         "else:\n    print('LOADED')\n"
     )
@@ -171,7 +171,7 @@ def test_the_swap_server_line_follows_the_view(menu_tray: tuple[Tray, Controls, 
 
 def test_open_folder_creates_it_and_calls_the_desktop_opener(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from vcamswap.daemon.tray import open_folder
+    from vcamswap.daemon.desktop.tray import open_folder
 
     bin_dir, record = tmp_path / "bin", tmp_path / "opened.txt"
     bin_dir.mkdir()

@@ -14,7 +14,7 @@ from vcamswap.capture.source import Capture
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
 from vcamswap.controls import Controls, ControlState
-from vcamswap.daemon import commands
+from vcamswap.daemon.control import intents
 from vcamswap.live.stats import Stats
 from vcamswap.logonce import WarnOnce
 from vcamswap.types import SwapOutput
@@ -70,22 +70,22 @@ def test_controls_changes_and_listeners() -> None:
 
 def test_intents_are_the_same_changes_for_socket_tray_and_hotkeys() -> None:
     c = Controls(ControlState(faces=("a", "b"), face="a"))
-    assert commands.run(c, "face", "next").face == "b"
-    assert commands.run(c, "select_face", "a").face == "a"
-    assert commands.bind(c, "toggle")().swap_enabled is False
-    assert commands.run(c, "swap", "on").swap_enabled is True
-    assert commands.run(c, "toggle_preview").preview is True
-    assert commands.run(c, "bypass", "on").bypass is True
+    assert intents.run(c, "face", "next").face == "b"
+    assert intents.run(c, "select_face", "a").face == "a"
+    assert intents.bind(c, "toggle")().swap_enabled is False
+    assert intents.run(c, "swap", "on").swap_enabled is True
+    assert intents.run(c, "toggle_preview").preview is True
+    assert intents.run(c, "bypass", "on").bypass is True
     with pytest.raises(ValueError, match="expected on or off"):
-        commands.run(c, "swap", "maybe")
+        intents.run(c, "swap", "maybe")
     with pytest.raises(ValueError, match="face: say next, prev or a face name"):
-        commands.run(c, "face", "")
-    assert commands.run(c, "targets", "all").targets == "all"
-    assert commands.controls_dict(c.snapshot())["targets"] == "all"
+        intents.run(c, "face", "")
+    assert intents.run(c, "targets", "all").targets == "all"
+    assert intents.controls_dict(c.snapshot())["targets"] == "all"
     with pytest.raises(ValueError, match="unknown targets 'some'; choose one of one, all"):
-        commands.run(c, "targets", "some")
+        intents.run(c, "targets", "some")
     assert c.snapshot().targets == "all"
-    assert set(commands.SOCKET_COMMANDS) - {"status"} <= set(commands.INTENTS)
+    assert set(intents.SOCKET_COMMANDS) - {"status"} <= set(intents.INTENTS)
 
 
 def test_stats_medians_fps_latency_and_dropped() -> None:

@@ -18,7 +18,7 @@ from vcamswap.settings import Settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
-    "vcamswap.daemon.cli", "vcamswap.daemon.control", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
+    "vcamswap.daemon.cli", "vcamswap.daemon.control.cli", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
     "vcamswap.tools.doctor", "vcamswap.tools.bench.cli", "vcamswap.tools.setup", "vcamswap.serve.cli",
 )
 
@@ -32,17 +32,12 @@ log = logging.getLogger("vcamswap")
 def cmd_run(args: argparse.Namespace) -> int:
     # the pipeline (cv2, onnxruntime) loads for `run`, not with every command
     from vcamswap.compose.label import check_label
-    from vcamswap.live.build import build_live
-    from vcamswap.outputs.sinkset import SinkSet, parse_output
+    from vcamswap.live.build import build_live, build_sinks
 
     settings = settings_from_args(args)
     try:
         check_label(settings.label)
-        sinks = SinkSet(
-            [parse_output(s, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device,
-                          overwrite=args.overwrite, protect=settings.input)
-             for s in settings.output]
-        )
+        sinks = build_sinks(settings, settings.output, overwrite=args.overwrite, protect=settings.input)
     except ValueError as e:
         return fail(str(e))
     live_sink = any(not _is_file_output(s) for s in settings.output)
@@ -55,14 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_live(live: Live, sinks: SinkSet, settings: Settings, args: argparse.Namespace, live_sink: bool) -> int:
     # loaded by cmd_run already; here so the module does not load it for every command
-    from vcamswap.live.build import make_loop
+    from vcamswap.live.build import make_loop, source_line
 
     info = live.capture.info
-    log.info(
-        "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
-        info.kind, info.name, info.width, info.height, info.fps,
-        live.pipeline.engine.name, live.controls.snapshot().face or "none", ", ".join(settings.output),
-    )
+    log.info("%s", source_line(live, settings.output))
     max_frames = args.max_frames
     if max_frames is None and not live_sink and info.kind == "file" and info.frame_count:
         max_frames = info.frame_count  # file to file: one pass, not a loop

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vcamswap.engines.lite.engine import FEATURES, feature_mask, morph, oval_mask
+from vcamswap.engines.lite.engine import morph
+from vcamswap.engines.lite.masks import FEATURES, feature_mask, oval_mask
 
 
 def morph_points(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -16,15 +16,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vcamswap import __version__
 from vcamswap.console import fail
 from vcamswap.controls import Controls, initial_state
-from vcamswap.daemon import commands, integrations, status
-from vcamswap.daemon.ipc import ControlServer
-from vcamswap.daemon.monitor import Health, Monitor
-from vcamswap.daemon.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon import status
+from vcamswap.daemon.control import intents
+from vcamswap.daemon.control.ipc import ControlServer
+from vcamswap.daemon.control.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.desktop.portal import is_wayland_session
+from vcamswap.daemon.desktop.start import (
+    check_options,
+    hotkey_actions,
+    start_hotkeys,
+    start_portal_shortcuts,
+    start_swap_mic,
+)
+from vcamswap.daemon.monitor import Monitor
+from vcamswap.daemon.state import DaemonState
 from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
@@ -33,13 +43,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vcamswap.capture.source import Capture
-    from vcamswap.daemon.tray import Tray, TrayView
-    from vcamswap.live.build import Stages
     from vcamswap.live.loop import LiveLoop
     from vcamswap.live.pipeline import FrameResult
-    from vcamswap.live.stats import Stats
-    from vcamswap.outputs.preview import PreviewSink
-    from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.outputs.still import StillPublisher
     from vcamswap.types import Frame
 
@@ -72,29 +77,15 @@ class Daemon:
         emit: Callable[[str], None] = print,
     ) -> None:
         self.settings = settings
-        self.settings_file = settings_file
         self.use_tray = use_tray
         self.use_hotkeys = use_hotkeys
         self.capture_factory = capture_factory
         self.emit = emit
         self.controls = Controls(initial_state(settings))
+        self.st = DaemonState(settings, self.controls, settings_file)  # what runs: this class alone writes it
         self.server = ControlServer(self.handle, address)
-        self.started = time.monotonic()
-        self.health = Health()
-        self.monitor = Monitor(self)
-        self.stages: Stages | None = None  # set once built; the control socket answers 'starting' before
-        self.stats: Stats | None = None  # the live loop's figures
-        self.capture: Capture | None = None
-        self.sinks: SinkSet | None = None
-        self.preview: PreviewSink | None = None
-        self.tray: Tray | None = None
-        self.hotkeys: Any = None
-        self.hotkey_problems: list[str] = []
-        self.hotkeys_backend: str | None = None  # "pynput" or "portal" once they listen
-        self.audio: Any = None  # AudioSync once Swap Mic is there
-        self.audio_problem: str | None = None
+        self.monitor = Monitor(self.st)
         self._threads: list[threading.Thread] = []
-        self.ready = threading.Event()
         self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -138,81 +129,89 @@ class Daemon:
 
     def _build(self) -> None:
         # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
-        from vcamswap.faces.library import FaceError
-        from vcamswap.live.build import build_stages, initial_face, usable_faces
+        from vcamswap.live.build import build_run, build_sinks
         from vcamswap.live.stats import Stats
         from vcamswap.outputs.preview import PreviewSink
-        from vcamswap.outputs.sinkset import SinkSet, parse_output
 
-        s = self.settings
-        integrations.check_options(s)
+        s, st = self.settings, self.st
+        check_options(s)
         if s.input:  # a file or URL that cannot be opened is an error now; a camera is waited for
-            self.capture = self.capture_factory(s)
+            st.capture = self.capture_factory(s)
+        # The "preview" output is the daemon's own window, shown and hidden from the tray.
         outputs = [o for o in s.output if o.strip().lower() != "preview"]
-        sinks: list[Any] = [
-            # crash_safe: a daemon may be killed mid-recording; what it recorded must stay readable.
-            parse_output(o, vcam_backend=s.vcam_backend, vcam_device=s.vcam_device, crash_safe=True)
-            for o in outputs
-        ]
-        self.preview = PreviewSink(lambda: self.controls.snapshot().preview)
-        sinks.append(self.preview)
-        self.sinks = SinkSet(sinks)
+        st.preview = PreviewSink(lambda: self.controls.snapshot().preview)
+        # crash_safe: a daemon may be killed mid-recording; what it recorded must stay readable.
+        st.sinks = build_sinks(s, outputs, extra=[st.preview], crash_safe=True)
         if len(outputs) != len(s.output):
             self.controls.set_preview(True)
-        self.stats = Stats()
-        stages = build_stages(s, self.controls)
-        library = stages.library
-        try:
-            face = initial_face(s, library)
-        except FaceError as e:
-            log.warning("%s; starting with the first face of the folder", e)
-            s.face = None
-            face = initial_face(s, library)
-        self.stages = stages
-        self.controls.set_faces(usable_faces(library))
-        if face is not None:
-            self.controls.set_face(face)
+        st.stats = Stats()
+        st.stages = build_run(s, self.controls, face_fallback=True)
         self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
         self._spawn("vcamswap-loop", self._loop_worker)
         self._spawn("vcamswap-monitor", self.monitor.run)
-        integrations.start_audio_sync(self)
-        if self.use_hotkeys:
-            integrations.start_hotkeys(self)
-        else:
-            log.info("global hotkeys off (--no-hotkeys)")
+        self._start_desktop()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
+    def _start_desktop(self) -> None:
+        """Swap Mic and the portal start in a thread of their own (the sound server may be slow, the desktop
+        may show a dialog); pynput's hotkeys here, once they listen."""
+        st, running = self.st, self._running
+
+        def swap_mic() -> None:
+            st.swap_mic = start_swap_mic(self.settings, lambda: status.latency(st), running)
+
+        self._background("vcamswap-audio-start", swap_mic)
+        if not self.use_hotkeys:
+            log.info("global hotkeys off (--no-hotkeys)")
+            return
+        actions = hotkey_actions(self.controls)
+        if not is_wayland_session():
+            st.hotkeys = start_hotkeys(self.settings, actions)
+            return
+
+        def portal() -> None:  # pynput would only hear XWayland windows there
+            st.hotkeys = start_portal_shortcuts(self.settings, actions, running)
+
+        self._background("vcamswap-portal-start", portal)
+
+    def _background(self, name: str, target: Callable[[], None]) -> None:
+        """A thread that is not waited for at shutdown: what it starts is stopped there once it is kept."""
+        threading.Thread(target=target, name=name, daemon=True).start()
+
+    def _running(self) -> bool:
+        return self.controls.snapshot().running
+
     def _main_thread(self) -> None:
         # the tray loads PIL (and pystray when shown)
-        from vcamswap.daemon.tray import Tray, TrayUnavailable
+        from vcamswap.daemon.desktop.tray import Tray, TrayUnavailable
 
         if self.use_tray:
             try:
-                self.tray = Tray(self.controls, self.open_faces_folder,
-                                 preview_url=self.preview_url if self.preview_url() else None)
+                self.st.tray = Tray(self.controls, self.open_faces_folder,
+                                    preview_url=self.preview_url if self.preview_url() else None)
             except TrayUnavailable as e:
                 log.info("no tray icon: %s; running without one (use 'vcamswap status', 'toggle', 'stop')", e)
             else:
-                if not self.tray.has_menu:
+                if not self.st.tray.has_menu:
                     log.info("the tray icon has no menu with pystray's %s backend; clicking it toggles the "
-                             "swap (install PyGObject and GTK 3 for the menu)", self.tray.backend)
+                             "swap (install PyGObject and GTK 3 for the menu)", self.st.tray.backend)
                 try:
-                    self.tray.run(on_ready=self._tray_ready)
+                    self.st.tray.run(on_ready=self._tray_ready)
                     return
                 except Exception as e:  # the display went away, the backend failed at run time
                     log.warning("the tray icon stopped: %s; running without it", e)
-                    self.tray = None
+                    self.st.tray = None
         self.controls.wait_stopped()
 
     def _tray_ready(self) -> None:
-        assert self.tray is not None
-        log.info("tray icon ready (%s)", self.tray.backend)
+        assert self.st.tray is not None
+        log.info("tray icon ready (%s)", self.st.tray.backend)
         self.monitor.wake()
 
     def _shutdown(self) -> None:
@@ -220,14 +219,15 @@ class Daemon:
         self.monitor.wake()
         for t in self._threads:
             t.join(timeout=10)
-        if self.hotkeys is not None:
-            self.hotkeys.stop()
-        if self.audio is not None:
-            self.audio.stop()
-        if self.capture is not None:
-            self.capture.stop()
-        if self.sinks is not None:
-            self.sinks.close()
+        st = self.st
+        if st.hotkeys is not None:
+            st.hotkeys.keys.stop()
+        if st.swap_mic is not None and st.swap_mic.audio is not None:
+            st.swap_mic.audio.stop()
+        if st.capture is not None:
+            st.capture.stop()
+        if st.sinks is not None:
+            st.sinks.close()
         self.monitor.save_pending()
         self.server.close()
 
@@ -235,26 +235,21 @@ class Daemon:
 
     def _loop_worker(self) -> None:
         # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
-        from vcamswap.live.loop import LiveLoop
+        from vcamswap.live.build import Live, make_loop, source_line
 
         capture = self._open_capture()
         if capture is None:
             return
-        assert self.stages is not None and self.sinks is not None
+        st = self.st
+        assert st.stages is not None and st.sinks is not None
+        live = Live(capture, st.stages, self.controls)
+        log.info("%s", source_line(live, self.settings.output))
         info = capture.info
-        log.info(
-            "source: %s %s %dx%d @ %.1f fps; engine %s; face %s; outputs %s",
-            info.kind, info.name, info.width, info.height, info.fps, self.stages.pipeline.engine.name,
-            self.controls.snapshot().face or "none", ", ".join(self.settings.output),
-        )
-        self.sinks.open(info.width, info.height, info.fps)
+        st.sinks.open(info.width, info.height, info.fps)
         capture.start()
-        st = self.stages
-        loop = LiveLoop(
-            capture, st.pipeline, self.sinks, self.controls, st.sources, adaptive=st.adaptive, tune=st.tune,
-            stats=self.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit, on_frame=self._on_frame,
-        )
-        self.ready.set()
+        loop = make_loop(live, st.sinks, st.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit,
+                         on_frame=self._on_frame)
+        st.ready.set()
         self._run_loop(loop, info.name)
 
     def _run_loop(self, loop: LiveLoop, source: str) -> None:
@@ -262,12 +257,13 @@ class Daemon:
             try:
                 result = loop.run()
             except Exception as e:  # one bad frame must not end the stream
-                first = self.health.loop_error is None
-                self.health.loop_error, self.health.loop_error_t = f"{type(e).__name__}: {e}", time.monotonic()
+                h = self.st.health
+                first = h.loop_error is None
+                h.loop_error, h.loop_error_t = f"{type(e).__name__}: {e}", time.monotonic()
                 if first:
                     log.exception("the live loop failed; restarting it")
                 else:
-                    log.warning("the live loop failed again: %s; restarting it", self.health.loop_error)
+                    log.warning("the live loop failed again: %s; restarting it", h.loop_error)
                 if self.controls.wait_stopped(1.0):
                     break
                 continue
@@ -281,16 +277,16 @@ class Daemon:
         # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.capture.source import CaptureError
 
-        if self.capture is not None:
-            return self.capture
+        if self.st.capture is not None:
+            return self.st.capture
         said = False
         while self.controls.snapshot().running:
             try:
-                self.capture = self.capture_factory(self.settings)
-                self.health.waiting_for_camera = None
-                return self.capture
+                self.st.capture = self.capture_factory(self.settings)
+                self.st.health.waiting_for_camera = None
+                return self.st.capture
             except CaptureError as e:
-                self.health.waiting_for_camera = str(e)
+                self.st.health.waiting_for_camera = str(e)
                 if not said:
                     log.warning("%s; waiting for it (the virtual camera shows a notice meanwhile)", e)
                     said = True
@@ -308,23 +304,23 @@ class Daemon:
         # cv2 loads when the daemon starts, not with the CLI
         from vcamswap.outputs.still import StillPublisher
 
-        assert self.sinks is not None
+        assert self.st.sinks is not None
         s = self.settings
         if self._waiting is None:
-            self._waiting = (StillPublisher(self.sinks), np.full((s.height, s.width, 3), 40, np.uint8))
-            self.sinks.open(s.width, s.height, s.fps)
+            self._waiting = (StillPublisher(self.st.sinks), np.full((s.height, s.width, 3), 40, np.uint8))
+            self.st.sinks.open(s.width, s.height, s.fps)
         self._waiting[0].publish(self._waiting[1], "no camera - waiting for it")
         self._sync_preview()
 
     def _sync_preview(self) -> None:
         """The window could not show or the user closed it: untick "Show preview" (the output never does)."""
-        if self.preview is not None and self.preview.dismissed and self.controls.snapshot().preview:
+        if self.st.preview is not None and self.st.preview.dismissed and self.controls.snapshot().preview:
             self.controls.set_preview(False)
-            self.preview.acknowledge()
+            self.st.preview.acknowledge()
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         self._sync_preview()
-        h = self.health
+        h = self.st.health
         h.last_frame_t = time.monotonic()
         if result.face is not None or not self.controls.snapshot().swapping:
             h.frames_without_face = 0  # the tracker only looks for faces while swapping
@@ -334,32 +330,15 @@ class Daemon:
     # -- for the tray ------------------------------------------------------------------------------------
 
     def preview_url(self) -> str | None:
-        """The MJPEG preview output's full URL, token included; None without one."""
-        for sink in self.sinks or []:
-            url = getattr(sink, "url", None)
-            if isinstance(url, str):
-                return url
-        return None
+        return status.preview_url(self.st)
 
     def open_faces_folder(self) -> None:
         # the tray loads PIL
-        from vcamswap.daemon.tray import open_folder
+        from vcamswap.daemon.desktop.tray import open_folder
 
         open_folder(self.settings.faces_dir())
 
-    # -- status and the control socket -------------------------------------------------------------------
-
-    def state(self) -> tuple[str, str | None]:
-        return status.state(self)
-
-    def fps(self) -> float:
-        return status.fps(self)
-
-    def tray_view(self) -> TrayView:
-        return status.tray_view(self)
-
-    def status(self) -> Reply:
-        return status.status(self)
+    # -- the control socket ------------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Reply:
         cmd = req["cmd"]
@@ -367,25 +346,26 @@ class Daemon:
         if cmd == "ping":
             return {"ok": True, "pid": os.getpid(), "version": __version__}
         if cmd == "status":
-            return self.status()
+            return status.status(self.st)
         if cmd == "stop":
             self.controls.stop()
             return {"ok": True, "pid": os.getpid(), "stopping": True}
-        if self.stages is None:
+        stages = self.st.stages
+        if stages is None:
             return error_reply("the daemon is still starting; try again in a moment")
         if arg is not None and not isinstance(arg, str):
             return error_reply(f"'{cmd}': the argument must be a string")
-        if cmd not in commands.SOCKET_COMMANDS:
-            return error_reply(f"unknown command {cmd!r}; known: {', '.join(commands.SOCKET_COMMANDS)}")
+        if cmd not in intents.SOCKET_COMMANDS:
+            return error_reply(f"unknown command {cmd!r}; known: {', '.join(intents.SOCKET_COMMANDS)}")
         try:
             if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
                 self.monitor.rescan_faces()  # a photo added a moment ago
-                library = self.stages.library
+                library = stages.library
                 if arg not in self.controls.snapshot().faces and library.path_of(arg) is not None:
                     raise ValueError(library.problem(arg) or f"face {arg} cannot be used")
-            snap = commands.run(self.controls, cmd, arg)
+            snap = intents.run(self.controls, cmd, arg)
         except ValueError as e:
             return error_reply(str(e))
-        return {"ok": True, **commands.controls_dict(snap)}
+        return {"ok": True, **intents.controls_dict(snap)}
 
 

@@ -10,17 +10,17 @@ import sys
 from collections.abc import Iterable
 
 from vcamswap.checks import Context, Line
-from vcamswap.daemon.audio_sync import doctor_report
-from vcamswap.daemon.client import request
-from vcamswap.daemon.hotkeys import ACTION_HELP, display_problem, syntax_problem
-from vcamswap.daemon.portal import BIND_HINT, backend_report
-from vcamswap.daemon.protocol import IpcError, NotRunning
+from vcamswap.daemon.control.client import request
+from vcamswap.daemon.control.protocol import IpcError, NotRunning
+from vcamswap.daemon.desktop.audio_sync import doctor_report
+from vcamswap.daemon.desktop.hotkeys import ACTION_HELP, display_problem, syntax_problem
+from vcamswap.daemon.desktop.portal import BIND_HINT, backend_report
 from vcamswap.daemon.service import target_for
 
 
 def check_tray(ctx: Context) -> Iterable[Line]:
     # the tray loads PIL
-    from vcamswap.daemon.tray import _linux_backend, tray_problem
+    from vcamswap.daemon.desktop.tray import _linux_backend, tray_problem
 
     problem = tray_problem()
     if problem:

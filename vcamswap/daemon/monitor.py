@@ -1,5 +1,5 @@
 """The daemon's monitor thread: the faces folder rescanned, what limits each photo, the tray's view
-refreshed, and the choices made while running saved to the settings file; and the loop's health it reads."""
+refreshed, and the choices made while running saved to the settings file. It reads the daemon's state."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vcamswap.controls import ControlState
-
-if TYPE_CHECKING:
-    from vcamswap.daemon.app import Daemon
+from vcamswap.daemon.state import DaemonState
+from vcamswap.daemon.status import tray_view
 
 log = logging.getLogger("vcamswap.daemon")
 
@@ -21,22 +18,11 @@ FACES_POLL_S = 2.0
 MONITOR_PERIOD_S = 1.0
 
 
-@dataclass
-class Health:
-    """Written by the loop thread, read by the monitor and the socket; single values, no lock needed."""
-
-    last_frame_t: float = 0.0
-    frames_without_face: int = 0
-    loop_error: str | None = None
-    loop_error_t: float = 0.0
-    waiting_for_camera: str | None = None
-
-
 class Monitor:
     """Runs in its own thread until the controls stop; wake() makes it act now rather than next period."""
 
-    def __init__(self, d: Daemon) -> None:
-        self.d = d
+    def __init__(self, st: DaemonState) -> None:
+        self.st = st
         self._photo_notes: dict[str, str] = {}  # photo digest -> what limits it ('' for nothing)
         self._pending: dict[str, object] = {}
         self._pending_lock = threading.Lock()
@@ -48,10 +34,10 @@ class Monitor:
         self._wake.set()
 
     def run(self) -> None:
-        d = self.d
+        st = self.st
         self._guarded(self.note_faces)  # here, not at start-up: the first frame never waits for the photos' reports
         next_faces = 0.0
-        while d.controls.snapshot().running:
+        while st.controls.snapshot().running:
             now = time.monotonic()
             if now >= next_faces:
                 self._guarded(self.rescan_faces)
@@ -73,26 +59,26 @@ class Monitor:
                 log.warning("the monitor: %s; going on", line)
 
     def show_tray(self) -> None:
-        tray = self.d.tray
+        tray = self.st.tray
         if tray is not None:
-            tray.show(self.d.tray_view())
+            tray.show(tray_view(self.st))
 
     def rescan_faces(self) -> None:
-        d = self.d
-        if d.stages is None:
+        st = self.st
+        if st.stages is None:
             return
         from vcamswap.live.build import usable_faces
 
-        d.stages.library.refresh()
-        d.stages.sources.rescan()
+        st.stages.library.refresh()
+        st.stages.sources.rescan()
         try:
-            names = tuple(usable_faces(d.stages.library))  # a photo that cannot be used is never offered
+            names = tuple(usable_faces(st.stages.library))  # a photo that cannot be used is never offered
         except OSError as e:
             log.debug("faces folder: %s", e)
             return
-        if names != d.controls.snapshot().faces:
-            old = d.controls.snapshot().face
-            new = d.controls.set_faces(names).face
+        if names != st.controls.snapshot().faces:
+            old = st.controls.snapshot().face
+            new = st.controls.set_faces(names).face
             if old != new and old is not None:
                 log.info("face %s is gone; now using %s", old, new or "none")
             self.note_faces()
@@ -101,13 +87,13 @@ class Monitor:
         """What limits each photo, for the tray (said once per photo in the log too)."""
         from vcamswap.engines.lite.quality import photo_note
 
-        d = self.d
-        if d.stages is None:
+        st = self.st
+        if st.stages is None:
             return
-        library = d.stages.library
+        library = st.stages.library
         notes: list[tuple[str, str]] = []
         known: dict[str, str] = {}
-        for name in d.controls.snapshot().faces:
+        for name in st.controls.snapshot().faces:
             digest = library.digest_of(name)
             line = None if digest is None else known.get(digest, self._photo_notes.get(digest))
             if line is None:  # a photo not seen before: analysed (once) and reported
@@ -121,7 +107,7 @@ class Monitor:
             if line:
                 notes.append((name, line))
         self._photo_notes = known  # none kept for photos gone or replaced
-        d.controls.set_face_notes(notes)
+        st.controls.set_face_notes(notes)
 
     def on_change(self, old: ControlState, new: ControlState) -> None:
         changed: dict[str, object] = {}
@@ -143,21 +129,21 @@ class Monitor:
             self._wake.set()
 
     def save_pending(self) -> None:
-        d = self.d
+        st = self.st
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        if not pending or d.settings_file is None:
+        if not pending or st.settings_file is None:
             return
         face = pending.get("face")
         # Only a face of the folder is saved: a photo given by path (or the demo) may not be there next time.
-        if isinstance(face, str) and d.stages is not None and not d.stages.library.in_folder(face):
+        if isinstance(face, str) and st.stages is not None and not st.stages.library.in_folder(face):
             del pending["face"]
         try:
-            d.settings_file.save_changes(pending)
+            st.settings_file.save_changes(pending)
         except Exception as e:  # a file being edited can be anything: one line, and the next change tries again
             from vcamswap.settings import settings_problem
 
-            path = d.settings_file.path
+            path = st.settings_file.path
             problem = settings_problem(path) or f"{path}: cannot be read ({type(e).__name__}: {e})".splitlines()[0]
             if problem != self._save_problem:
                 log.warning("settings not saved: %s (the file is left as it is)", problem)

@@ -1,4 +1,5 @@
-"""What the daemon reports: its state in one word, the tray's view, and `vcamswap status`'s reply."""
+"""What the daemon reports, read from its state: its state in one word, the tray's view, and `vcamswap status`'s
+reply."""
 
 from __future__ import annotations
 
@@ -7,36 +8,36 @@ import time
 from typing import TYPE_CHECKING
 
 from vcamswap import __version__
-from vcamswap.daemon import integrations
-from vcamswap.daemon.commands import controls_dict
-from vcamswap.daemon.protocol import Reply
+from vcamswap.daemon.control.intents import controls_dict
+from vcamswap.daemon.control.protocol import Reply
+from vcamswap.daemon.desktop.start import swap_mic_status
+from vcamswap.daemon.state import DaemonState
 
 if TYPE_CHECKING:
-    from vcamswap.daemon.app import Daemon
-    from vcamswap.daemon.tray import TrayView
+    from vcamswap.daemon.desktop.tray import TrayView
     from vcamswap.engines.remote.health import RemoteHealth
 
 NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face found"
 PREVIEW = "preview"  # the preview window's output: shown in the tray, not among the outputs
 
 
-def state(d: Daemon) -> tuple[str, str | None]:
+def state(st: DaemonState) -> tuple[str, str | None]:
     """(state, detail): starting | swapping | off | no-face | paused | error."""
-    snap = d.controls.snapshot()
-    h = d.health
+    snap = st.controls.snapshot()
+    h = st.health
     if h.waiting_for_camera:
         return "error", "no camera: " + h.waiting_for_camera
-    if not d.ready.is_set() or not h.last_frame_t:
+    if not st.ready.is_set() or not h.last_frame_t:
         return "starting", None
     if h.loop_error and time.monotonic() - h.loop_error_t < 10.0:
         return "error", h.loop_error
     if snap.paused:
         return "paused", None
-    cap = d.capture
+    cap = st.capture
     if cap is not None and cap.status == "lost":
         return "error", "camera lost; reconnecting"
-    if d.sinks is not None:
-        states = [x for x in d.sinks.states() if x.name != PREVIEW]
+    if st.sinks is not None:
+        states = [x for x in st.sinks.states() if x.name != PREVIEW]
         if states and not any(x.live for x in states):
             return "error", f"no output is working: {states[0].error}"
     if not snap.swap_enabled:
@@ -46,72 +47,87 @@ def state(d: Daemon) -> tuple[str, str | None]:
     if snap.face is None:
         return "error", "no source face: add one with 'vcamswap faces add IMAGE'"
     if h.frames_without_face >= NO_FACE_FRAMES:
-        if d.stages is not None and not d.stages.sources.usable(snap.face):
+        if st.stages is not None and not st.stages.sources.usable(snap.face):
             return "error", f"source face {snap.face!r} is unreadable or shows no face"
         return "no-face", "no face in the picture"
     return "swapping", None
 
-def fps(d: Daemon) -> float:
-    if d.stats is None or time.monotonic() - d.health.last_frame_t > 2.0:
+def fps(st: DaemonState) -> float:
+    if st.stats is None or time.monotonic() - st.health.last_frame_t > 2.0:
         return 0.0
-    return d.stats.snapshot().fps
+    return st.stats.snapshot().fps
 
-def remote(d: Daemon) -> RemoteHealth | None:
+def latency(st: DaemonState) -> tuple[float, float] | None:
+    """(capture -> publish ms, output fps) while frames flow: what Swap Mic follows."""
+    if st.stats is None or time.monotonic() - st.health.last_frame_t > 2.0:
+        return None
+    snap = st.stats.snapshot()
+    return snap.latency_ms, snap.fps or st.settings.fps
+
+def preview_url(st: DaemonState) -> str | None:
+    """The MJPEG preview output's full URL, token included; None without one."""
+    for sink in st.sinks or []:
+        url = getattr(sink, "url", None)
+        if isinstance(url, str):
+            return url
+    return None
+
+def remote(st: DaemonState) -> RemoteHealth | None:
     """The swap server's health when the engine is remote (from the engine's fields, no network)."""
-    if d.stages is None:
+    if st.stages is None:
         return None
     # the engines package (numpy) loads with the pipeline, not with the CLI that registers the daemon
     from vcamswap.engines.remote.health import remote_health
 
-    return remote_health(d.stages.pipeline.engine)
+    return remote_health(st.stages.pipeline.engine)
 
-def tray_view(d: Daemon) -> TrayView:
+def tray_view(st: DaemonState) -> TrayView:
     # the tray loads PIL
-    from vcamswap.daemon.tray import TrayView
+    from vcamswap.daemon.desktop.tray import TrayView
 
-    word, detail = state(d)
-    snap = d.controls.snapshot()
-    server = remote(d)
-    return TrayView(word, fps(d), snap.face, snap.preset, detail,
+    word, detail = state(st)
+    snap = st.controls.snapshot()
+    server = remote(st)
+    return TrayView(word, fps(st), snap.face, snap.preset, detail,
                     server.line() if server else None, server.short() if server else None)
 
-def status(d: Daemon) -> Reply:
-    snap = d.controls.snapshot()
-    word, detail = state(d)
+def status(st: DaemonState) -> Reply:
+    snap = st.controls.snapshot()
+    word, detail = state(st)
     reply: Reply = {
         "ok": True,
         "pid": os.getpid(),
         "version": __version__,
-        "uptime_s": round(time.monotonic() - d.started, 1),
+        "uptime_s": round(time.monotonic() - st.started, 1),
         "state": word,
         "detail": detail,
         **controls_dict(snap),
         "faces": list(snap.faces),
         "bypass": snap.bypass,
         "preview": snap.preview,
-        "tray": d.tray.backend if d.tray is not None else None,
-        "hotkeys": d.hotkeys is not None and d.hotkeys.running,
-        "hotkeys_backend": d.hotkeys_backend,
-        "hotkey_problems": d.hotkey_problems,
-        "audio_sync": integrations.audio_status(d),
+        "tray": st.tray.backend if st.tray is not None else None,
+        "hotkeys": st.hotkeys is not None and st.hotkeys.keys.running,
+        "hotkeys_backend": st.hotkeys.backend if st.hotkeys is not None else None,
+        "hotkey_problems": st.hotkeys.problems if st.hotkeys is not None else [],
+        "audio_sync": swap_mic_status(st.swap_mic, st.settings.audio_sync),
     }
-    if d.stages is not None and d.stats is not None:
-        stats = d.stats.snapshot().as_dict()
-        stats["fps"] = round(fps(d), 2)
+    if st.stages is not None and st.stats is not None:
+        stats = st.stats.snapshot().as_dict()
+        stats["fps"] = round(fps(st), 2)
         reply.update(stats)
-        reply["engine"] = d.stages.pipeline.engine.name
-        server = remote(d)
+        reply["engine"] = st.stages.pipeline.engine.name
+        server = remote(st)
         if server is not None:
             reply["remote"] = server.as_dict()
-    if d.sinks is not None:
-        outs = [x for x in d.sinks.states() if x.name != PREVIEW]
-        urls = {x.name: u for x in d.sinks if isinstance(u := getattr(x, "url", None), str)}
+    if st.sinks is not None:
+        outs = [x for x in st.sinks.states() if x.name != PREVIEW]
+        urls = {x.name: u for x in st.sinks if isinstance(u := getattr(x, "url", None), str)}
         reply["outputs"] = [{"name": x.name, "live": x.live, "error": x.error, **(
             {"url": urls[x.name]} if x.name in urls else {})} for x in outs]
         if urls:
             reply["preview_url"] = next(iter(urls.values()))
         reply["outputs_live"] = [x.name for x in outs if x.live]
-    cap = d.capture
+    cap = st.capture
     if cap is not None:
         i = cap.info
         reply["camera"] = {
@@ -119,6 +135,6 @@ def status(d: Daemon) -> Reply:
             "fps": round(i.fps, 2), "error": cap.last_error,
         }
     else:
-        reply["camera"] = {"status": "waiting" if d.health.waiting_for_camera else "opening",
-                           "error": d.health.waiting_for_camera}
+        reply["camera"] = {"status": "waiting" if st.health.waiting_for_camera else "opening",
+                           "error": st.health.waiting_for_camera}
     return reply

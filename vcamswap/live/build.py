@@ -1,8 +1,10 @@
-"""Builds the live stages from settings: the one place that wires them, for `run`, the daemon and the benchmark."""
+"""Builds the live stages from settings: the one place that wires them, their outputs and the loop over them, for
+`run`, the daemon and the benchmark."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,7 +24,8 @@ from vcamswap.live.pipeline import Pipeline, enhancers_in, occluders_in
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
-from vcamswap.outputs.sinkset import SinkSet
+from vcamswap.outputs.base import Sink
+from vcamswap.outputs.sinkset import SinkSet, parse_output
 from vcamswap.presets import BOOSTS, get_preset, with_overrides
 from vcamswap.settings import Settings
 
@@ -195,26 +198,55 @@ def usable_faces(library: FaceLibrary) -> list[str]:
     return [n for n in library.names() if library.usable(n)]
 
 
+def build_run(settings: Settings, controls: Controls, *, realtime: bool = True, face_fallback: bool = False) -> Stages:
+    """The stages, with the usable faces and the first face set on `controls`. `face_fallback` (the daemon): a
+    --face that is not there gives the folder's first face with one line, rather than FaceError."""
+    stages = build_stages(settings, controls, realtime=realtime)
+    try:
+        face = initial_face(settings, stages.library)
+    except FaceError as e:
+        if not face_fallback:
+            raise
+        log.warning("%s; starting with the first face of the folder", e)
+        settings.face = None
+        face = initial_face(settings, stages.library)
+    controls.set_faces(usable_faces(stages.library))
+    if face is not None:
+        controls.set_face(face)
+    return stages
+
+
 def build_live(settings: Settings, realtime: bool = True) -> Live:
     """`realtime` False (file outputs only): every frame is processed once and a file source is not looped."""
     controls = Controls(initial_state(settings))
     get_preset(settings.preset)
     capture, _ = open_capture(settings, realtime, loop=realtime or not settings.input)
     try:
-        stages = build_stages(settings, controls, realtime=realtime)
-        face = initial_face(settings, stages.library)
+        stages = build_run(settings, controls, realtime=realtime)
     except (FaceError, EngineUnavailable):
         capture.stop()
         raise
-    controls.set_faces(usable_faces(stages.library))
-    if face is not None:
-        controls.set_face(face)
     return Live(capture, stages, controls)
 
 
+def build_sinks(settings: Settings, outputs: Sequence[str], extra: Sequence[Sink] = (), **options: Any) -> SinkSet:
+    """The outputs' sinks (ValueError for one that cannot be parsed), then the caller's own `extra` ones (the
+    daemon's preview window), as one SinkSet; `options` are parse_output's (overwrite, protect, crash_safe)."""
+    sinks = [parse_output(o, vcam_backend=settings.vcam_backend, vcam_device=settings.vcam_device, **options)
+             for o in outputs]
+    return SinkSet([*sinks, *extra])
+
+
+def source_line(live: Live, outputs: Sequence[str]) -> str:
+    """What a run starts with, for the log."""
+    info, face = live.capture.info, live.controls.snapshot().face
+    return (f"source: {info.kind} {info.name} {info.width}x{info.height} @ {info.fps:.1f} fps; engine "
+            f"{live.pipeline.engine.name}; face {face or 'none'}; outputs {', '.join(outputs)}")
+
+
 def make_loop(live: Live, sinks: SinkSet, stats: Stats | None = None, **options: Any) -> LiveLoop:
-    """The live loop over a built run: its capture, pipeline, sources and adaptive quality."""
+    """The live loop over a built run: its capture, pipeline, sources and adaptive quality; `options` are the
+    caller's (max_frames, stats_every, emit, on_frame)."""
     s = live.stages
     return LiveLoop(live.capture, s.pipeline, sinks, live.controls, s.sources, adaptive=s.adaptive, tune=s.tune,
-                    stats=stats,
-                    **options)
+                    stats=stats, **options)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
-from vcamswap.engines.lite.engine import aligned_source
+from vcamswap.engines.lite.source import aligned_source
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from vcamswap.types import FaceGeometry
 

@@ -10,22 +10,17 @@ from vcamswap.compose.align import support
 from vcamswap.compose.blend import feather_width
 from vcamswap.compose.skin import UNIT
 from vcamswap.compose.warp import field_at, moved
-from vcamswap.engines.lite.engine import (
-    FEATURES,
-    LiteSource,
-    feature_box,
-    feature_mask,
+from vcamswap.engines.lite.likeness import Neutral, mouth_opening, target_points, warp_of
+from vcamswap.engines.lite.masks import FEATURES, feature_box, feature_mask, oval_mask, shifted, turn_weight
+from vcamswap.engines.lite.mesh import (
     mesh_box,
     mesh_warp,
-    oval_mask,
     rasterize_indices,
-    shifted,
     texture_trust,
     triangle_affines,
     trust_blur,
-    turn_weight,
 )
-from vcamswap.engines.lite.likeness import Neutral, mouth_opening, target_points, warp_of
+from vcamswap.engines.lite.source import LiteSource
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 

@@ -1,5 +1,5 @@
 """The control socket's server: the CLI talks to a running daemon with one JSON object per line each way
-(the protocol and its limits: daemon/protocol.py).
+(the protocol and its limits: control/protocol.py).
 
 POSIX: a Unix domain socket, mode 0600, in a 0700 runtime dir; on Linux the peer's uid is also checked
 (SO_PEERCRED), so only the user who started the daemon can drive it. A lock file next to it makes a
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcamswap.daemon.client import request  # the client side of this protocol
-from vcamswap.daemon.protocol import (
+from vcamswap.daemon.control.client import request  # the client side of this protocol
+from vcamswap.daemon.control.protocol import (
     IS_WINDOWS,
     LOCK_NAME,
     MAX_CLIENTS,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vcamswap.daemon.hotkeys import ACTION_HELP, HotkeyAction, combo_parts
+from vcamswap.daemon.desktop.hotkeys import ACTION_HELP, HotkeyAction, combo_parts
 
 log = logging.getLogger("vcamswap.hotkeys")
 

@@ -3,7 +3,7 @@
 Request:  {"cmd": "status"}  or  {"cmd": "face", "arg": "next"}
 Reply:    {"ok": true, ...}  or  {"ok": false, "error": "one line"}
 
-The server (daemon/ipc.py) and the client (daemon/client.py) both speak it.
+The server (control/ipc.py) and the client (control/client.py) both speak it.
 """
 
 from __future__ import annotations

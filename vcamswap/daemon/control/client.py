@@ -6,7 +6,16 @@ import json
 import logging
 import socket
 
-from vcamswap.daemon.protocol import BUSY, IS_WINDOWS, IpcError, NotRunning, Reply, Request, auth_key, default_address
+from vcamswap.daemon.control.protocol import (
+    BUSY,
+    IS_WINDOWS,
+    IpcError,
+    NotRunning,
+    Reply,
+    Request,
+    auth_key,
+    default_address,
+)
 
 log = logging.getLogger("vcamswap.ipc")
 

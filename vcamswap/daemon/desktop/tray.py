@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from vcamswap import desktop
 from vcamswap.choices import PRESET_NAMES, TARGETS
 from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
-from vcamswap.daemon import commands
+from vcamswap.daemon.control import intents
 
 log = logging.getLogger("vcamswap.tray")
 
@@ -234,18 +234,18 @@ class Tray:
             # The swap server's line, only with the remote engine; it reads the view, never the engine.
             item(lambda _: self.view.server or "", None, enabled=False, visible=lambda _: bool(self.view.server)),
             menu.SEPARATOR,
-            item("Swap", self._act(commands.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
+            item("Swap", self._act(intents.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
             item("Likeness", menu(self._likeness_items)),
             item("Faces in view", menu(self._targets_items)),
-            item("Show preview", self._act(commands.bind(c, "toggle_preview")),
+            item("Show preview", self._act(intents.bind(c, "toggle_preview")),
                  checked=lambda _: snap().preview),
-            item("Show AI label", self._act(commands.bind(c, "toggle_label")),
+            item("Show AI label", self._act(intents.bind(c, "toggle_label")),
                  checked=lambda _: snap().label_on),
             *([item("Open browser preview", self._act(self._open_browser_preview))] if self._preview_url else []),
             item("Open faces folder", self._act(self._open_faces)),
-            item("Pause camera", self._act(commands.bind(c, "toggle_pause")),
+            item("Pause camera", self._act(intents.bind(c, "toggle_pause")),
                  checked=lambda _: snap().paused),
             menu.SEPARATOR,
             item("Quit", self._act(self._quit)),
@@ -271,7 +271,7 @@ class Tray:
         return tuple(
             # A photo with a limit (hair over the face, side light...) is marked; `faces list` says what it is.
             ps.MenuItem(f"{name} (!)" if name in notes else name,
-                        self._act(commands.bind(self.controls, "select_face", name)),
+                        self._act(intents.bind(self.controls, "select_face", name)),
                         checked=partial(self._is_face, name), radio=True)
             for name in faces
         )
@@ -279,7 +279,7 @@ class Tray:
     def _preset_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         return tuple(
-            ps.MenuItem(name, self._act(commands.bind(self.controls, "preset", name)),
+            ps.MenuItem(name, self._act(intents.bind(self.controls, "preset", name)),
                         checked=partial(self._is_preset, name), radio=True)
             for name in PRESET_NAMES
         )
@@ -287,7 +287,7 @@ class Tray:
     def _likeness_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         return tuple(
-            ps.MenuItem(f"{value:g}", self._act(commands.bind(self.controls, "likeness", str(value))),
+            ps.MenuItem(f"{value:g}", self._act(intents.bind(self.controls, "likeness", str(value))),
                         checked=partial(self._is_likeness, value), radio=True)
             for value in LIKENESS_STEPS
         )
@@ -298,7 +298,7 @@ class Tray:
     def _targets_items(self) -> tuple[Any, ...]:
         ps = self._pystray
         return tuple(
-            ps.MenuItem(which, self._act(commands.bind(self.controls, "targets", which)),
+            ps.MenuItem(which, self._act(intents.bind(self.controls, "targets", which)),
                         checked=partial(self._is_targets, which), radio=True)
             for which in TARGETS
         )
@@ -324,7 +324,7 @@ class Tray:
         return run
 
     def _quit(self) -> None:
-        commands.run(self.controls, "stop")
+        intents.run(self.controls, "stop")
 
     # -- state -------------------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from vcamswap.daemon.client import request
-from vcamswap.daemon.protocol import IpcError, Reply, Request
+from vcamswap.daemon.control.client import request
+from vcamswap.daemon.control.protocol import IpcError, Reply, Request
 
 log = logging.getLogger("vcamswap.ipc")
 
