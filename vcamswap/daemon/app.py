@@ -25,6 +25,7 @@ from vcamswap.daemon import commands, integrations, status
 from vcamswap.daemon.ipc import ControlServer
 from vcamswap.daemon.monitor import Health, Monitor
 from vcamswap.daemon.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.panel.link import FrameTap, PanelLink
 from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from vcamswap.outputs.preview import PreviewSink
     from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.outputs.still import StillPublisher
+    from vcamswap.panel.server import PanelServer
     from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.daemon")
@@ -96,6 +98,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
         self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
+        self.frames = FrameTap()  # the newest camera and published pictures, for the control panel
+        self.panel: PanelServer | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -175,6 +179,12 @@ class Daemon:
         self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
+        from vcamswap.panel.server import doctor_lines, start_panel  # uvicorn and Starlette load with the daemon
+
+        self.panel = start_panel(PanelLink(
+            self.controls, self.handle, self.frames, lambda: self.stages.library if self.stages else None,
+            self.settings.faces_dir(), self.monitor.rescan_faces,
+            lambda: doctor_lines(self.settings, self.settings_file.path if self.settings_file else None)))
         self._spawn("vcamswap-loop", self._loop_worker)
         self._spawn("vcamswap-monitor", self.monitor.run)
         integrations.start_audio_sync(self)
@@ -195,7 +205,8 @@ class Daemon:
         if self.use_tray:
             try:
                 self.tray = Tray(self.controls, self.open_faces_folder,
-                                 preview_url=self.preview_url if self.preview_url() else None)
+                                 preview_url=self.preview_url if self.preview_url() else None,
+                                 panel_url=(lambda: self.panel.url if self.panel else None) if self.panel else None)
             except TrayUnavailable as e:
                 log.info("no tray icon: %s; running without one (use 'vcamswap status', 'toggle', 'stop')", e)
             else:
@@ -228,6 +239,8 @@ class Daemon:
             self.capture.stop()
         if self.sinks is not None:
             self.sinks.close()
+        if self.panel is not None:
+            self.panel.stop()
         self.monitor.save_pending()
         self.server.close()
 
@@ -324,6 +337,7 @@ class Daemon:
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         self._sync_preview()
+        self.frames.put(frame.image, result.image)
         h = self.health
         h.last_frame_t = time.monotonic()
         if result.face is not None or not self.controls.snapshot().swapping:

@@ -94,6 +94,7 @@ def status(d: Daemon) -> Reply:
         "hotkeys_backend": d.hotkeys_backend,
         "hotkey_problems": d.hotkey_problems,
         "audio_sync": integrations.audio_status(d),
+        "panel_url": d.panel.url if d.panel is not None else None,  # `vcamswap panel` opens it
     }
     if d.stages is not None and d.stats is not None:
         stats = d.stats.snapshot().as_dict()
