@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +48,49 @@ def test_status_and_the_panel_command_give_the_address(daemon: DaemonProcess) ->
     r = daemon.cli("panel", "--no-browser")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == url
+
+
+def fake_browser(tmp_path: Path) -> tuple[Path, Path]:
+    """A BROWSER for Python's webbrowser that writes the address it was given into a file."""
+    seen, browser = tmp_path / "opened.txt", tmp_path / "browser"
+    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {seen}\n")
+    browser.chmod(0o755)
+    return browser, seen
+
+
+def test_the_panel_command_opens_the_browser(daemon: DaemonProcess, tmp_path: Path) -> None:
+    browser, seen = fake_browser(tmp_path)
+    env = {**daemon.env, "BROWSER": str(browser)}
+    env.pop("DISPLAY", None)
+    r = subprocess.run([sys.executable, "-m", "vcamswap", "panel"], env=env, capture_output=True, text=True,
+                       timeout=60, cwd=str(daemon.home))
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: seen.exists() and seen.read_text() == daemon.status()["panel_url"], "the browser opened")
+
+
+TRAY_SCRIPT = """
+import sys, threading
+import pystray
+from vcamswap.controls import Controls, ControlState
+from vcamswap.daemon.tray import Tray
+
+tray = Tray(Controls(ControlState()), lambda: None, pystray=pystray, panel_url=lambda: sys.argv[1])
+item = next(i for i in tray.icon.menu.items if i.text == "Open control panel")
+item(tray.icon)
+for t in threading.enumerate():
+    if t is not threading.main_thread():
+        t.join(30)
+"""
+
+
+def test_the_tray_item_opens_the_panel(tmp_path: Path) -> None:
+    browser, seen = fake_browser(tmp_path)
+    url = "http://127.0.0.1:8090/panel/?token=" + "a" * 48
+    env = {**os.environ, "PYSTRAY_BACKEND": "dummy", "BROWSER": str(browser)}
+    env.pop("DISPLAY", None)
+    r = subprocess.run([sys.executable, "-c", TRAY_SCRIPT, url], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: seen.exists() and seen.read_text() == url, "the browser given the panel's address")
 
 
 def test_every_request_needs_the_token(daemon: DaemonProcess) -> None:

@@ -24,7 +24,7 @@ from vcamswap import desktop
 from vcamswap.choices import PRESET_NAMES, TARGETS
 from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
 from vcamswap.daemon import commands
-from vcamswap.panel.cli import opener
+from vcamswap.panel.browser import opener
 
 log = logging.getLogger("vcamswap.tray")
 

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import webbrowser
-from collections.abc import Callable
 
 from vcamswap.console import fail, say
-
-log = logging.getLogger("vcamswap.panel")
-
-
-def open_in_browser(url: str) -> bool:
-    """The panel in the user's default browser; False when there is no browser to open."""
-    return webbrowser.open(url)
-
-
-def opener(url: Callable[[], str | None]) -> Callable[[], None]:
-    """The tray's "Open control panel": the panel's address (with the token) in the default browser."""
-
-    def open_panel() -> None:
-        where = url()
-        if where is None:
-            log.warning("the control panel is not running")
-        elif not open_in_browser(where):
-            log.warning("no browser to open; the control panel is at %s", where)
-
-    return open_panel
+from vcamswap.daemon.client import request
+from vcamswap.daemon.protocol import IpcError
+from vcamswap.panel.browser import open_in_browser
 
 
 def cmd_panel(args: argparse.Namespace) -> int:
-    # the socket client only; the panel's server runs in the daemon
-    from vcamswap.daemon.client import request
-    from vcamswap.daemon.protocol import IpcError
-
     try:
         reply = request({"cmd": "status"})
     except IpcError as e:
@@ -43,9 +19,8 @@ def cmd_panel(args: argparse.Namespace) -> int:
     if not isinstance(url, str):
         return fail("the daemon serves no control panel (its log says why)", 2)
     say(url)
-    if not args.no_browser:
-        if not open_in_browser(url):
-            say("no browser to open; open the address above")
+    if not args.no_browser and not open_in_browser(url):
+        say("no browser to open; open the address above")
     return 0
 
 
