@@ -201,6 +201,11 @@ def test_uploads_are_checked_and_never_replace_a_photo(daemon: DaemonProcess, pa
     assert junk.status == 400 and "\n" not in junk.json()["error"]
     kind = panel.upload(photo, "face.gif")
     assert kind.status == 400 and "extension" in kind.json()["error"]
+    boundary = "b0undary"
+    two = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="{n}.jpg"\r\n\r\n'
+                   .encode() + photo + b"\r\n" for n in ("one", "two")) + f"--{boundary}--\r\n".encode()
+    many = panel.request("POST", "/panel/api/faces", two, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert many.status == 400 and "one photo" in many.json()["error"]
     assert sorted(p.name for p in daemon.faces.iterdir()) == ["biden.jpg"]
     assert not (daemon.data / "up.jpg").exists() and not (daemon.data / "escape.jpg").exists()
 

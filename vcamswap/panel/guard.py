@@ -59,14 +59,14 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         why = self.refusal(scope["method"], headers)
+        if why is None and scope["path"] == ENTRY and scope["method"] in SAFE_METHODS and self.token_in(scope):
+            # The token has done its work: the cookie takes over and the address loses the token.
+            response = RedirectResponse(ENTRY, status_code=303)
+            response.set_cookie(COOKIE, self.cookie, path=ROOT, httponly=True, samesite="strict")
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return await response(scope, receive, send)
         if why is None and not self.has_cookie(headers):
-            if scope["path"] == ENTRY and scope["method"] in SAFE_METHODS and self.token_in(scope):
-                # The token has done its work: the cookie takes over and the address loses the token.
-                response = RedirectResponse(ENTRY, status_code=303)
-                response.set_cookie(COOKIE, self.cookie, path=ROOT, httponly=True, samesite="strict")
-                response.headers["Cache-Control"] = "no-store"
-                response.headers["Referrer-Policy"] = "no-referrer"
-                return await response(scope, receive, send)
             why = NO_TOKEN
         if why is not None:
             return await PlainTextResponse(why + "\n", status_code=403)(scope, receive, send)

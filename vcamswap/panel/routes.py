@@ -9,6 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -125,8 +126,10 @@ class Panel:
                                             name if isinstance(name, str) else None)
         except TooLarge:
             return error(f"the upload is larger than {faces.MAX_UPLOAD // 2**20} MB; pick a smaller photo", 413)
-        except MultiPartException as e:
+        except MultiPartException as e:  # Starlette raises it as an HTTPException inside an application
             return error(f"the upload is not a form with one photo: {e.message}")
+        except HTTPException as e:
+            return error(f"the upload is not a form with one photo: {e.detail}")
         except FaceError as e:
             return error(str(e))
         return JSONResponse({"ok": True, "name": added}, status_code=201, headers=NO_STORE)
