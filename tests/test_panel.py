@@ -267,3 +267,31 @@ def test_the_daemon_stops_with_a_panel_open(tmp_path: Path) -> None:
         assert conn.getresponse().status == 200
         assert d.stop(timeout=30) == 0
         conn.close()
+
+
+def test_the_preview_shows_what_swap_cam_shows_label_included(daemon: DaemonProcess, panel: PanelClient) -> None:
+    """The panel's picture is the published one: the AI label drawn on it is there too."""
+    import cv2
+    import numpy as np
+
+    def corner_difference() -> float:
+        """Mean difference between Swap Cam's and the camera's picture of one frame, in the label's corner."""
+        swap = panel.request("GET", "/panel/api/frame?src=swap")
+        cam = panel.request("GET", "/panel/api/frame?src=camera")
+        if swap.headers["X-Frame"] != cam.headers["X-Frame"]:
+            return -1.0  # two frames apart: ask again
+        a, b = (cv2.imdecode(np.frombuffer(x.body, np.uint8), cv2.IMREAD_GRAYSCALE) for x in (swap, cam))
+        h, w = a.shape
+        corner = (slice(h * 3 // 4, h), slice(0, w // 3))
+        return float(np.abs(a[corner].astype(np.int16) - b[corner].astype(np.int16)).mean())
+
+    def settled() -> float:
+        return wait_until(lambda: (v := corner_difference()) >= 0 and v + 1e-9, "one frame in both pictures")
+
+    assert panel.intent("label", "on").status == 200
+    try:
+        wait_until(lambda: settled() > 4.0, "the label in the panel's picture")
+        with_label = settled()
+    finally:
+        assert panel.intent("label", "off").status == 200
+    wait_until(lambda: settled() < with_label / 3, "the picture without the label")
