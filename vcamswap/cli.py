@@ -20,6 +20,7 @@ from vcamswap.settings import Settings
 COMMAND_MODULES: tuple[str, ...] = (
     "vcamswap.daemon.cli", "vcamswap.daemon.control.cli", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
     "vcamswap.tools.doctor", "vcamswap.tools.bench.cli", "vcamswap.tools.setup", "vcamswap.serve.cli",
+    "vcamswap.panel.cli",
 )
 
 if TYPE_CHECKING:

@@ -35,6 +35,7 @@ from vcamswap.daemon.desktop.start import (
 )
 from vcamswap.daemon.monitor import Monitor
 from vcamswap.daemon.state import DaemonState
+from vcamswap.panel.link import FrameTap, PanelLink
 from vcamswap.settings import Settings, SettingsFile
 
 # The heavy modules (OpenCV, the models, GUI toolkits) load in Daemon.run(), so that registering the
@@ -87,6 +88,7 @@ class Daemon:
         self.monitor = Monitor(self.st)
         self._threads: list[threading.Thread] = []
         self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
+        self.frames = FrameTap()  # the newest camera and published pictures, for the control panel
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -149,6 +151,12 @@ class Daemon:
         self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
+        from vcamswap.panel.server import doctor_lines, start_panel  # uvicorn and Starlette load with the daemon
+
+        self.st.panel = start_panel(PanelLink(
+            self.controls, self.handle, self.frames, lambda: self.st.stages.library if self.st.stages else None,
+            self.settings.faces_dir(), self.monitor.rescan_faces,
+            lambda: doctor_lines(self.settings, self.st.settings_file.path if self.st.settings_file else None)))
         self._spawn("vcamswap-loop", self._loop_worker)
         self._spawn("vcamswap-monitor", self.monitor.run)
         self._start_desktop()
@@ -194,7 +202,8 @@ class Daemon:
         if self.use_tray:
             try:
                 self.st.tray = Tray(self.controls, self.open_faces_folder,
-                                    preview_url=self.preview_url if self.preview_url() else None)
+                                    preview_url=self.preview_url if self.preview_url() else None,
+                                    panel_url=self._panel_url if self.st.panel else None)
             except TrayUnavailable as e:
                 log.info("no tray icon: %s; running without one (use 'vcamswap status', 'toggle', 'stop')", e)
             else:
@@ -228,6 +237,8 @@ class Daemon:
             st.capture.stop()
         if st.sinks is not None:
             st.sinks.close()
+        if st.panel is not None:
+            st.panel.stop()
         self.monitor.save_pending()
         self.server.close()
 
@@ -320,6 +331,7 @@ class Daemon:
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         self._sync_preview()
+        self.frames.put(frame.image, result.image)
         h = self.st.health
         h.last_frame_t = time.monotonic()
         if result.face is not None or not self.controls.snapshot().swapping:
@@ -339,6 +351,9 @@ class Daemon:
         open_folder(self.settings.faces_dir())
 
     # -- the control socket ------------------------------------------------------------------------------
+
+    def _panel_url(self) -> str | None:
+        return self.st.panel.url if self.st.panel is not None else None
 
     def handle(self, req: Request) -> Reply:
         cmd = req["cmd"]

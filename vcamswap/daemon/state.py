@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from vcamswap.live.stats import Stats
     from vcamswap.outputs.preview import PreviewSink
     from vcamswap.outputs.sinkset import SinkSet
+    from vcamswap.panel.server import PanelServer
 
 
 @dataclass
@@ -52,3 +53,4 @@ class DaemonState:
     tray: Tray | None = None
     hotkeys: HotkeysStarted | None = None
     swap_mic: SwapMicStarted | None = None
+    panel: PanelServer | None = None  # the control panel's server once it listens

@@ -110,6 +110,7 @@ def status(st: DaemonState) -> Reply:
         "hotkeys_backend": st.hotkeys.backend if st.hotkeys is not None else None,
         "hotkey_problems": st.hotkeys.problems if st.hotkeys is not None else [],
         "audio_sync": swap_mic_status(st.swap_mic, st.settings.audio_sync),
+        "panel_url": st.panel.url if st.panel is not None else None,  # `vcamswap panel` opens it
     }
     if st.stages is not None and st.stats is not None:
         stats = st.stats.snapshot().as_dict()

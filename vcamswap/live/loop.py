@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.runner")
 
-FrameHook = Callable[[Frame, FrameResult], None]
+FrameHook = Callable[[Frame, FrameResult], None]  # the result's image is the one published (label included)
 PresetHook = Callable[[Preset], Preset]
 
 
@@ -131,7 +131,7 @@ class LiveLoop:
                                   stale=result.stale)
             self._last_image = image
             if self.on_frame is not None:
-                self.on_frame(frame, result)
+                self.on_frame(frame, result if image is result.image else replace(result, image=image))
             if self.printer is not None:
                 self.printer.tick()
 

@@ -24,6 +24,7 @@ from vcamswap import desktop
 from vcamswap.choices import PRESET_NAMES, TARGETS
 from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
 from vcamswap.daemon.control import intents
+from vcamswap.panel.browser import opener
 
 log = logging.getLogger("vcamswap.tray")
 
@@ -199,11 +200,13 @@ class Tray:
         pystray: Any | None = None,
         name: str = "vcamswap",
         preview_url: Callable[[], str | None] | None = None,
+        panel_url: Callable[[], str | None] | None = None,
     ) -> None:
         """`preview_url`: where the MJPEG preview is (with its token), when the daemon serves one."""
         self.controls = controls
         self._open_faces = open_faces
         self._preview_url = preview_url
+        self._panel_url = panel_url
         self._pystray = pystray or load_pystray()
         self._lock = threading.Lock()
         self._view = TrayView("starting", preset=controls.snapshot().preset)
@@ -243,6 +246,7 @@ class Tray:
                  checked=lambda _: snap().preview),
             item("Show AI label", self._act(intents.bind(c, "toggle_label")),
                  checked=lambda _: snap().label_on),
+            *([item("Open control panel", self._act(opener(self._panel_url)))] if self._panel_url else []),
             *([item("Open browser preview", self._act(self._open_browser_preview))] if self._preview_url else []),
             item("Open faces folder", self._act(self._open_faces)),
             item("Pause camera", self._act(intents.bind(c, "toggle_pause")),

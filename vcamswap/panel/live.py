@@ -1,0 +1,102 @@
+"""What the panel shows live: the preview's JPEGs, and the control state and health figures as server-sent
+events. Nothing is encoded or computed while no panel is open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import cv2
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from vcamswap.controls import ControlState
+from vcamswap.panel.link import PanelLink
+
+JPEG_QUALITY = 80
+HEALTH_EVERY_S = 1.0
+POLL_S = 0.1  # how often an open event stream looks for a change of the controls
+# The fields of `vcamswap status` the panel shows as health.
+HEALTH_KEYS = ("state", "detail", "fps", "latency_ms", "latency_p95_ms", "frames", "swapped", "dropped", "engine",
+               "camera", "outputs", "audio_sync")
+
+
+class Encoder:
+    """The newest picture of each kind as JPEG, encoded once per frame however many panels ask."""
+
+    def __init__(self, link: PanelLink) -> None:
+        self.link = link
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[int, bytes]] = {}
+        self.encoded = 0  # JPEGs made: the panel's whole cost to the loop's machine
+
+    def jpeg(self, which: str, after: int, wait_s: float) -> tuple[int, bytes] | None:
+        """(sequence, JPEG) of a frame newer than `after` (or the newest after `wait_s`); None before any."""
+        self.link.frames.wait_newer(after, wait_s)
+        seq, image = self.link.frames.latest(which)
+        if image is None:
+            return None
+        with self._lock:
+            done = self._done.get(which)
+            if done is not None and done[0] == seq:
+                return done
+        data = _encode(image)
+        with self._lock:
+            self._done[which] = (seq, data)
+            self.encoded += 1
+        return seq, data
+
+
+def _encode(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("the frame could not be encoded")
+    return buf.tobytes()
+
+
+class Changes:
+    """Counts changes of the controls (the listener runs on whichever thread changed them)."""
+
+    def __init__(self, link: PanelLink) -> None:
+        self.version = 0
+        link.controls.subscribe(self._on_change)
+
+    def _on_change(self, old: ControlState, new: ControlState) -> None:
+        self.version += 1
+
+
+def controls_view(link: PanelLink, status: dict[str, Any]) -> dict[str, Any]:
+    """The control state as the panel draws it: `vcamswap status`'s fields plus the photos' notes."""
+    keys = ("swap", "face", "preset", "likeness", "targets", "paused", "label", "faces")
+    snap = link.controls.snapshot()
+    return {**{k: status.get(k) for k in keys}, "label_text": snap.label_text, "notes": dict(snap.face_notes)}
+
+
+def health_view(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: status[k] for k in HEALTH_KEYS if k in status}
+
+
+def event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def events(link: PanelLink, changes: Changes, stopping: Callable[[], bool]) -> AsyncIterator[str]:
+    """The event stream of one open panel: the controls at once when they change, the health every second."""
+    seen = -1
+    next_health = 0.0
+    clock = asyncio.get_running_loop().time
+    while not stopping():
+        version = changes.version
+        now = clock()
+        if version != seen or now >= next_health:
+            status = await run_in_threadpool(link.request, {"cmd": "status"})
+            if version != seen:
+                seen = version
+                yield event("controls", controls_view(link, status))
+            if now >= next_health:
+                next_health = now + HEALTH_EVERY_S
+                yield event("health", health_view(status))
+        await asyncio.sleep(POLL_S)

@@ -1,0 +1,212 @@
+// The control panel's page: every change goes to the daemon's intents (api/intent); what changes anywhere
+// else (tray, hotkeys, `vcamswap ...`) arrives on the event stream (api/events) and is drawn at once.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const FRAME_GAP_MS = 66; // at most ~15 preview pictures a second: the preview never competes with the camera
+let controls = {};
+let source = "swap"; // what the preview shows: Swap Cam's picture, or the camera's own while compare is held
+let lastFrame = 0;
+
+function say(text, ok) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.className = ok ? "message ok" : "message";
+}
+
+async function send(cmd, arg) {
+  const body = JSON.stringify(arg === undefined ? { cmd } : { cmd, arg: String(arg) });
+  const r = await fetch("api/intent", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  const reply = await r.json().catch(() => ({ error: `${r.status} ${r.statusText}` }));
+  if (!r.ok) { say(reply.error || "refused"); return; }
+  say("");
+  drawControls({ ...controls, ...reply });
+}
+
+// -- controls ---------------------------------------------------------------------------------------------
+
+function setSeg(id, value) {
+  for (const b of $(id).querySelectorAll("button")) b.setAttribute("aria-checked", String(b.dataset.value === value));
+}
+
+function drawControls(c) {
+  const facesChanged = JSON.stringify(c.faces) !== JSON.stringify(controls.faces) ||
+    JSON.stringify(c.notes) !== JSON.stringify(controls.notes);
+  controls = c;
+  $("swap").checked = !!c.swap;
+  setSeg("preset", c.preset);
+  setSeg("targets", c.targets);
+  if (document.activeElement !== $("likeness")) $("likeness").value = c.likeness;
+  $("likeness-value").textContent = Number(c.likeness).toFixed(2);
+  $("label").checked = c.label !== null && c.label !== undefined;
+  $("label-text").textContent = c.label_text ? `"${c.label_text}"` : "";
+  for (const li of $("gallery").children) li.classList.toggle("current", li.dataset.name === c.face);
+  if (facesChanged && c.faces !== undefined) loadGallery();
+}
+
+$("swap").addEventListener("change", (e) => send("swap", e.target.checked ? "on" : "off"));
+$("label").addEventListener("change", (e) => send("label", e.target.checked ? "on" : "off"));
+$("likeness").addEventListener("input", (e) => { $("likeness-value").textContent = Number(e.target.value).toFixed(2); });
+$("likeness").addEventListener("change", (e) => send("likeness", e.target.value));
+for (const id of ["preset", "targets"]) {
+  $(id).addEventListener("click", (e) => { if (e.target.dataset.value) send(id, e.target.dataset.value); });
+}
+
+// -- faces ------------------------------------------------------------------------------------------------
+
+async function loadGallery() {
+  const r = await fetch("api/state");
+  if (!r.ok) return;
+  const state = await r.json();
+  const ul = $("gallery");
+  ul.replaceChildren();
+  if (!state.gallery.length) {
+    const li = document.createElement("li");
+    li.className = "unusable";
+    li.textContent = "No faces yet: add a photo below.";
+    ul.append(li);
+  }
+  for (const f of state.gallery) ul.append(card(f));
+  drawControls(state.controls);
+}
+
+function card(f) {
+  const li = document.createElement("li");
+  li.dataset.name = f.name;
+  li.title = f.usable ? `Use ${f.name}` : f.note;
+  if (!f.usable) li.classList.add("unusable");
+  const img = document.createElement("img");
+  img.alt = f.name;
+  img.loading = "lazy";
+  img.src = `api/faces/${encodeURIComponent(f.name)}/thumb`;
+  const name = document.createElement("span");
+  name.className = "fname";
+  name.textContent = f.name;
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = f.note;
+  li.append(img, name, note);
+  if (f.removable) {
+    const x = document.createElement("button");
+    x.type = "button";
+    x.className = "remove";
+    x.title = `Remove ${f.name} from the faces folder`;
+    x.textContent = "×";
+    x.addEventListener("click", (e) => { e.stopPropagation(); removeFace(f.name); });
+    li.append(x);
+  }
+  if (f.usable) li.addEventListener("click", () => send("face", f.name));
+  return li;
+}
+
+async function removeFace(name) {
+  if (!confirm(`Remove the photo ${name} from the faces folder?`)) return;
+  const r = await fetch(`api/faces/${encodeURIComponent(name)}`, { method: "DELETE" });
+  const reply = await r.json().catch(() => ({}));
+  say(r.ok ? `removed ${name}` : reply.error || "refused", r.ok);
+  loadGallery();
+}
+
+$("upload").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  say("adding…", true);
+  const r = await fetch("api/faces", { method: "POST", body: new FormData($("upload")) });
+  const reply = await r.json().catch(() => ({ error: `${r.status} ${r.statusText}` }));
+  if (!r.ok) { say(reply.error || "refused"); return; }
+  say(`added ${reply.name}`, true);
+  $("upload").reset();
+  loadGallery();
+});
+
+// -- preview ----------------------------------------------------------------------------------------------
+
+async function previewLoop() {
+  for (;;) {
+    const started = performance.now();
+    try {
+      const r = await fetch(`api/frame?src=${source}&after=${lastFrame}`);
+      if (r.status === 200) {
+        lastFrame = Number(r.headers.get("X-Frame")) || lastFrame;
+        const url = URL.createObjectURL(await r.blob());
+        const img = $("preview");
+        const old = img.src;
+        img.src = url;
+        img.dataset.frame = String(lastFrame);
+        img.dataset.source = r.url.includes("src=camera") ? "camera" : "swap";
+        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+        $("frame-no").textContent = `frame ${lastFrame}`;
+      } else if (r.status === 403) {
+        say("the panel lost its token: open it again with 'vcamswap panel'");
+        return;
+      }
+    } catch (err) {
+      await new Promise((ok) => setTimeout(ok, 1000)); // the daemon is restarting or gone
+    }
+    const wait = FRAME_GAP_MS - (performance.now() - started);
+    if (wait > 0) await new Promise((ok) => setTimeout(ok, wait));
+  }
+}
+
+function compare(on) {
+  source = on ? "camera" : "swap";
+  lastFrame = 0; // the next picture comes at once, from the other source
+  $("compare").classList.toggle("held", on);
+  $("showing").textContent = on ? "camera" : "Swap Cam";
+  $("showing").classList.toggle("camera", on);
+}
+const cmp = $("compare");
+cmp.addEventListener("pointerdown", (e) => { cmp.setPointerCapture(e.pointerId); compare(true); });
+for (const ev of ["pointerup", "pointercancel", "lostpointercapture"]) cmp.addEventListener(ev, () => compare(false));
+cmp.addEventListener("keydown", (e) => { if ((e.key === " " || e.key === "Enter") && !e.repeat) compare(true); });
+cmp.addEventListener("keyup", () => compare(false));
+
+// -- health -----------------------------------------------------------------------------------------------
+
+function drawHealth(h) {
+  const b = $("state");
+  b.textContent = h.detail ? `${h.state}: ${h.detail}` : h.state;
+  b.dataset.state = h.state;
+  const fps = Number(h.fps ?? 0).toFixed(1);
+  const lat = h.latency_ms !== undefined ? `${Math.round(h.latency_ms)} ms` : "–";
+  $("figures").textContent = `${fps} fps · ${lat} capture to publish`;
+  const rows = [
+    ["fps", fps],
+    ["latency", h.latency_ms !== undefined ? `${Math.round(h.latency_ms)} ms (p95 ${Math.round(h.latency_p95_ms)})` : "–"],
+    ["engine", h.engine ?? "–"],
+    ["camera", h.camera ? `${h.camera.status}${h.camera.width ? ` ${h.camera.width}×${h.camera.height}` : ""}` : "–"],
+    ["outputs", (h.outputs || []).map((o) => `${o.name} ${o.live ? "live" : `down: ${o.error}`}`).join(", ") || "–"],
+    ["frames", `${h.frames ?? 0} (swapped ${h.swapped ?? 0}, dropped ${h.dropped ?? 0})`],
+  ];
+  const dl = $("health");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    dd.id = `health-${k}`;
+    dl.append(dt, dd);
+  }
+}
+
+$("run-doctor").addEventListener("click", async () => {
+  const ul = $("doctor");
+  ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: "checking…" }));
+  const r = await fetch("api/doctor");
+  const reply = await r.json().catch(() => ({ lines: [] }));
+  ul.replaceChildren();
+  for (const line of reply.lines || []) {
+    const li = document.createElement("li");
+    li.className = line.ok ? "ok" : "bad";
+    li.textContent = `${line.topic}: ${line.text}${!line.ok && line.fix ? ` (fix: ${line.fix})` : ""}`;
+    ul.append(li);
+  }
+});
+
+// -- start ------------------------------------------------------------------------------------------------
+
+const events = new EventSource("api/events");
+events.addEventListener("controls", (e) => drawControls(JSON.parse(e.data)));
+events.addEventListener("health", (e) => drawHealth(JSON.parse(e.data)));
+loadGallery();
+previewLoop();
