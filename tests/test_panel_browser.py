@@ -175,3 +175,55 @@ def test_the_panel_in_a_browser(tmp_path: Path, browser: WebDriver) -> None:
         shoot(browser, shots / "panel-600.png", 600)
         assert (shots / "panel-1280.png").stat().st_size > 0
         d.check_alive()
+
+
+def two_faces(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    (home / "data" / "faces").mkdir(parents=True)
+    shutil.copy(media_path(BIDEN), home / "data" / "faces" / "biden.jpg")
+    shutil.copy(media_path(OBAMA), home / "data" / "faces" / "obama.jpg")
+    return home
+
+
+def press(driver: WebDriver, keys: str) -> None:
+    ActionChains(driver).send_keys(keys).perform()
+
+
+def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDriver) -> None:
+    with running_daemon(two_faces(tmp_path)) as d:
+        wait_until(lambda: d.status()["state"] == "swapping" and len(d.status()["faces"]) == 2, "swapping, 2 faces")
+        browser.get(d.status()["panel_url"])
+        wait_until(lambda: img_frame(browser) > 0, "the preview's first picture")
+        assert "Space" in browser.find_element(By.ID, "keys").text
+
+        # Keys: each is the control's own intent; `vcamswap status` agrees.
+        browser.find_element(By.TAG_NAME, "body").click()
+        press(browser, " ")
+        wait_until(lambda: d.status()["swap"] is False, "Space turned the swap off")
+        press(browser, " ")
+        wait_until(lambda: d.status()["swap"] is True, "Space turned it on again")
+        press(browser, "1")
+        wait_until(lambda: d.status()["preset"] == "fast", "1 chose fast")
+        press(browser, "3")
+        wait_until(lambda: d.status()["preset"] == "quality", "3 chose quality")
+        first = d.status()["face"]
+        press(browser, "n")
+        wait_until(lambda: d.status()["face"] not in (first, None), "N chose the next face")
+        press(browser, "P")
+        wait_until(lambda: d.status()["face"] == first, "P chose the previous one")
+        ActionChains(browser).key_down("c").perform()
+        try:
+            wait_until(lambda: attr(browser, "#preview", "data-source") == "camera", "the camera while C is held")
+        finally:
+            ActionChains(browser).key_up("c").perform()
+        wait_until(lambda: attr(browser, "#preview", "data-source") == "swap", "Swap Cam's picture after C")
+
+        # Typed into a field, the same keys are text, not commands.
+        field = browser.find_element(By.ID, "face-name")
+        field.send_keys(" 1n c")
+        assert field.get_attribute("value") == " 1n c"
+        time.sleep(1.0)  # a command would have reached the daemon by now
+        st = d.status()
+        assert (st["swap"], st["preset"], st["face"]) == (True, "quality", first)
+        assert attr(browser, "#preview", "data-source") == "swap"
+        d.check_alive()

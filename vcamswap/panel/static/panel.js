@@ -160,6 +160,46 @@ for (const ev of ["pointerup", "pointercancel", "lostpointercapture"]) cmp.addEv
 cmp.addEventListener("keydown", (e) => { if ((e.key === " " || e.key === "Enter") && !e.repeat) compare(true); });
 cmp.addEventListener("keyup", () => compare(false));
 
+// -- keyboard ---------------------------------------------------------------------------------------------
+
+// The page's own shortcuts (the daemon's global hotkeys are separate): each sends the same intent as its control.
+const KEYS = {
+  " ": () => send("toggle"),
+  "1": () => send("preset", "fast"),
+  "2": () => send("preset", "balanced"),
+  "3": () => send("preset", "quality"),
+  n: () => send("face", "next"),
+  p: () => send("face", "prev"),
+};
+const TEXT_INPUTS = new Set(["text", "search", "number", "email", "password", "url", "tel", "file"]);
+
+function typing(el) {
+  if (!el) return false;
+  const tag = el.tagName;
+  return tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable ||
+    (tag === "INPUT" && TEXT_INPUTS.has(el.type));
+}
+
+document.addEventListener("keydown", (e) => {
+  if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey || e.target === cmp) return;
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (key === "c") {
+    e.preventDefault();
+    if (!e.repeat) compare(true);
+    return;
+  }
+  const act = KEYS[key];
+  if (!act) return;
+  e.preventDefault(); // Space must not also press the button or tick the box that has the focus
+  if (!e.repeat) act();
+});
+document.addEventListener("keyup", (e) => {
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (key === "c" && source === "camera" && e.target !== cmp) compare(false);
+  if (key === " " && !typing(e.target) && e.target !== cmp) e.preventDefault();
+});
+window.addEventListener("blur", () => { if (source === "camera") compare(false); }); // C let go elsewhere
+
 // -- health -----------------------------------------------------------------------------------------------
 
 function drawHealth(h) {
