@@ -187,6 +187,29 @@ def test_a_change_elsewhere_reaches_the_open_panel_at_once(daemon: DaemonProcess
         daemon.request("preset", "balanced")
 
 
+def test_health_events_carry_the_figures_of_each_stage(daemon: DaemonProcess, panel: PanelClient) -> None:
+    """One health event a second, each with fps, latency and the per-stage medians the chart and table draw."""
+    conn = http.client.HTTPConnection(panel.host, panel.port, timeout=30)
+    conn.request("GET", "/panel/api/events", headers={"Cookie": panel.cookie or ""})
+    r = conn.getresponse()
+    health: list[dict[str, object]] = []
+    try:
+        name = None
+        while len(health) < 3:
+            line = r.fp.readline().decode().strip()
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name == "health":
+                health.append(json.loads(line[6:]))
+    finally:
+        conn.close()
+    stages = health[-1]["stage_ms"]
+    assert isinstance(stages, dict) and {"capture", "track", "swap", "paste", "output"} <= set(stages)
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in stages.values())
+    assert stages["track"] > 0 and health[-1]["frames"] > health[0]["frames"]  # type: ignore[operator]
+    assert panel.request("GET", "/panel/api/state").json()["health"]["stage_ms"].keys() == stages.keys()
+
+
 def test_uploads_are_checked_and_never_replace_a_photo(daemon: DaemonProcess, panel: PanelClient) -> None:
     photo = media_path(OBAMA).read_bytes()
     big = panel.upload(b"\xff\xd8" + b"\0" * (17 * 2**20), "big.jpg")

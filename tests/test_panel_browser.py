@@ -218,6 +218,16 @@ def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDri
             ActionChains(browser).key_up("c").perform()
         wait_until(lambda: attr(browser, "#preview", "data-source") == "swap", "Swap Cam's picture after C")
 
+        # The health chart gains a sample a second from the event stream; the stages' table has the stages.
+        samples = int(attr(browser, "#chart", "data-samples") or 0)
+        wait_until(lambda: int(attr(browser, "#chart", "data-samples") or 0) >= samples + 2, "new chart samples")
+        assert browser.execute_script(
+            "const c = document.getElementById('chart'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4)"
+            " if (d[i]) return true; return false")  # something is drawn
+        assert {"capture", "track", "swap"} <= {r.get_attribute("data-stage")
+                                               for r in browser.find_elements(By.CSS_SELECTOR, "#stages tr[data-stage]")}
+
         # Typed into a field, the same keys are text, not commands.
         field = browser.find_element(By.ID, "face-name")
         field.send_keys(" 1n c")

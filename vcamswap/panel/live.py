@@ -21,7 +21,7 @@ HEALTH_EVERY_S = 1.0
 POLL_S = 0.1  # how often an open event stream looks for a change of the controls
 # The fields of `vcamswap status` the panel shows as health.
 HEALTH_KEYS = ("state", "detail", "fps", "latency_ms", "latency_p95_ms", "frames", "swapped", "dropped", "engine",
-               "camera", "outputs", "audio_sync")
+               "camera", "outputs", "audio_sync", "stage_ms")
 
 
 class Encoder:

@@ -229,6 +229,83 @@ function drawHealth(h) {
   }
 }
 
+// The chart: one sample a second from the event stream, the last few minutes kept in a ring in the page.
+const CHART_SAMPLES = 180;
+const ring = { fps: new Array(CHART_SAMPLES), ms: new Array(CHART_SAMPLES), next: 0, count: 0, total: 0 };
+
+function addSample(h) {
+  ring.fps[ring.next] = Number(h.fps ?? 0);
+  ring.ms[ring.next] = Number(h.latency_ms ?? 0);
+  ring.next = (ring.next + 1) % CHART_SAMPLES;
+  ring.count = Math.min(ring.count + 1, CHART_SAMPLES);
+  ring.total += 1;
+  $("chart").dataset.samples = String(ring.total);
+}
+
+function series(values) {
+  const out = [];
+  for (let i = 0; i < ring.count; i++) out.push(values[(ring.next - ring.count + i + CHART_SAMPLES) % CHART_SAMPLES]);
+  return out;
+}
+
+function niceMax(v) {
+  const step = [5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000].find((s) => s >= v / 4) || 10000;
+  return Math.max(step, Math.ceil(v / step) * step);
+}
+
+function drawChart() {
+  const canvas = $("chart");
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (!w || !h) return;
+  if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio); }
+  const g = canvas.getContext("2d");
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const fps = series(ring.fps), ms = series(ring.ms);
+  const pad = { l: 34, r: 44, t: 8, b: 8 };
+  const fpsMax = niceMax(Math.max(1, ...fps)), msMax = niceMax(Math.max(1, ...ms));
+  const css = getComputedStyle(document.documentElement);
+  g.font = "11px system-ui, sans-serif";
+  g.strokeStyle = css.getPropertyValue("--line");
+  g.fillStyle = css.getPropertyValue("--muted");
+  for (const f of [0, 0.5, 1]) {
+    const y = pad.t + (h - pad.t - pad.b) * (1 - f);
+    g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
+    g.textAlign = "right"; g.fillText(String(Math.round(fpsMax * f)), pad.l - 4, y + 4);
+    g.textAlign = "left"; g.fillText(String(Math.round(msMax * f)), w - pad.r + 4, y + 4);
+  }
+  const line = (values, max, colour) => {
+    if (values.length < 2) return;
+    g.strokeStyle = colour; g.lineWidth = 1.5; g.beginPath();
+    values.forEach((v, i) => {
+      const x = pad.l + (w - pad.l - pad.r) * (i + CHART_SAMPLES - values.length) / (CHART_SAMPLES - 1);
+      const y = pad.t + (h - pad.t - pad.b) * (1 - Math.min(v, max) / max);
+      if (i) g.lineTo(x, y); else g.moveTo(x, y);
+    });
+    g.stroke(); g.lineWidth = 1;
+  };
+  line(fps, fpsMax, css.getPropertyValue("--ok"));
+  line(ms, msMax, css.getPropertyValue("--accent"));
+  $("chart-span").textContent = `last ${Math.ceil(ring.count / 60)} min`;
+}
+window.addEventListener("resize", drawChart);
+
+function drawStages(stageMs) {
+  const body = $("stages").tBodies[0];
+  body.replaceChildren();
+  for (const [stage, ms] of Object.entries(stageMs || {})) {
+    const tr = document.createElement("tr");
+    tr.dataset.stage = stage;
+    for (const text of [stage, Number(ms).toFixed(1)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+}
+
 $("run-doctor").addEventListener("click", async () => {
   const ul = $("doctor");
   ul.replaceChildren(Object.assign(document.createElement("li"), { textContent: "checking…" }));
@@ -247,6 +324,12 @@ $("run-doctor").addEventListener("click", async () => {
 
 const events = new EventSource("api/events");
 events.addEventListener("controls", (e) => drawControls(JSON.parse(e.data)));
-events.addEventListener("health", (e) => drawHealth(JSON.parse(e.data)));
+events.addEventListener("health", (e) => {
+  const h = JSON.parse(e.data);
+  drawHealth(h);
+  addSample(h);
+  drawChart();
+  drawStages(h.stage_ms);
+});
 loadGallery();
 previewLoop();
