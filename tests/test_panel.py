@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tomllib
 from daemon_util import DaemonProcess, media_path, running_daemon, wait_until
-from panel_util import PanelClient
+from panel_util import Answer, PanelClient
 
 BIDEN = "faces/single/biden.jpg"
 OBAMA = "faces/single/obama_official_portrait.jpg"
@@ -246,6 +246,51 @@ def test_uploads_are_checked_and_never_replace_a_photo(daemon: DaemonProcess, pa
     assert panel.request("DELETE", "/panel/api/faces/..%2Fbiden").status in (400, 404)
     assert (daemon.faces / "biden.jpg").exists()
     daemon.check_alive()
+
+
+def rename(panel: PanelClient, old: str, new: str) -> Answer:
+    body = json.dumps({"name": new}).encode()
+    return panel.request("POST", f"/panel/api/faces/{old}/rename", body, {"Content-Type": "application/json"})
+
+
+def test_renaming_a_face_keeps_the_photo_and_the_choice(daemon: DaemonProcess, panel: PanelClient) -> None:
+    """The panel and `vcamswap faces rename` rename through one function: a plain new name, never one that exists;
+    the current face follows its photo to the new name."""
+    biden, obama = media_path(BIDEN).read_bytes(), media_path(OBAMA).read_bytes()
+    assert panel.upload(obama, "o.jpg", name="spare").status == 201
+    wait_until(lambda: "spare" in daemon.status()["faces"], "the second face offered")
+    assert daemon.request("face", "biden")["ok"]
+    try:
+        for bad, why in (("../evil", "path separator"), (".hidden", "starts with a dot"), ("spare", "exists already"),
+                         ("SPARE", "exists already"), ("", "empty")):
+            r = rename(panel, "biden", bad)
+            assert r.status == 400 and why in r.json()["error"], (bad, r.body)
+        assert rename(panel, "nobody", "x").status == 400
+        assert panel.request("POST", "/panel/api/faces/biden/rename", b"[]",
+                             {"Content-Type": "application/json"}).status == 400
+        assert sorted(p.name for p in daemon.faces.iterdir()) == ["biden.jpg", "spare.jpg"]
+        assert (daemon.faces / "spare.jpg").read_bytes() == obama and not (daemon.data / "evil.jpg").exists()
+
+        r = rename(panel, "biden", "joe")
+        assert r.status == 200 and r.json()["name"] == "joe"
+        assert sorted(p.name for p in daemon.faces.iterdir()) == ["joe.jpg", "spare.jpg"]
+        assert (daemon.faces / "joe.jpg").read_bytes() == biden
+        st = daemon.status()
+        assert st["face"] == "joe" and "biden" not in st["faces"]  # followed at once, not the next face
+
+        # The CLI's rename: the running daemon follows it too (its monitor sees the folder change).
+        refused = daemon.cli("faces", "rename", "joe", "spare")
+        assert refused.returncode != 0 and "exists already" in refused.stderr
+        done = daemon.cli("faces", "rename", "joe", "biden")
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: "biden" in daemon.status()["faces"], "the CLI's new name offered")
+        assert daemon.status()["face"] == "biden"
+    finally:
+        panel.request("DELETE", "/panel/api/faces/spare")
+        if (daemon.faces / "joe.jpg").exists():
+            (daemon.faces / "joe.jpg").rename(daemon.faces / "biden.jpg")
+        wait_until(lambda: daemon.status()["faces"] == ["biden"], "the folder as it was")
+    assert (daemon.faces / "biden.jpg").read_bytes() == biden
 
 
 def test_the_preview_serves_swap_cam_and_the_camera(panel: PanelClient) -> None:

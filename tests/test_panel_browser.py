@@ -225,8 +225,8 @@ def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDri
             "const c = document.getElementById('chart'); const d = c.getContext('2d')"
             ".getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4)"
             " if (d[i]) return true; return false")  # something is drawn
-        assert {"capture", "track", "swap"} <= {r.get_attribute("data-stage")
-                                               for r in browser.find_elements(By.CSS_SELECTOR, "#stages tr[data-stage]")}
+        rows = browser.find_elements(By.CSS_SELECTOR, "#stages tr[data-stage]")
+        assert {"capture", "track", "swap"} <= {r.get_attribute("data-stage") for r in rows}
 
         # Typed into a field, the same keys are text, not commands.
         field = browser.find_element(By.ID, "face-name")

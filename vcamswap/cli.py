@@ -98,7 +98,7 @@ def _is_file_output(spec: str) -> bool:
 
 def cmd_faces(args: argparse.Namespace) -> int:
     # cv2 loads for `faces`, not with every command
-    from vcamswap.faces.library import FaceError, add_face, list_faces, remove_face
+    from vcamswap.faces.library import FaceError, add_face, list_faces, remove_face, rename_face
 
     settings = settings_from_args(args)
     folder = settings.faces_dir()
@@ -117,6 +117,8 @@ def cmd_faces(args: argparse.Namespace) -> int:
             say(f"added {dest.stem} ({dest})")
         elif args.action == "remove":
             say(f"removed {remove_face(folder, args.target)}")
+        elif args.action == "rename":
+            say(f"renamed {args.target} to {rename_face(folder, args.target, args.new_name).stem}")
     except FaceError as e:
         return fail(str(e))
     return 0
@@ -170,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     run.set_defaults(func=cmd_run)
 
-    faces = sub.add_parser("faces", help="list, add or remove source faces")
-    faces.add_argument("action", choices=["list", "add", "remove"])
-    faces.add_argument("target", nargs="?", help="IMAGE for add, NAME for remove")
+    faces = sub.add_parser("faces", help="list, add, remove or rename source faces")
+    faces.add_argument("action", choices=["list", "add", "remove", "rename"])
+    faces.add_argument("target", nargs="?", help="IMAGE for add, NAME for remove and rename")
+    faces.add_argument("new_name", nargs="?", metavar="NEW", help="the new name, for rename")
     faces.add_argument("--name", help="name for an added face (default: the file's name)")
     faces.add_argument("--faces", help="faces folder")
     faces.add_argument("--settings", type=Path)
@@ -186,8 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "faces" and args.action in ("add", "remove") and not args.target:
+    if args.command == "faces" and args.action in ("add", "remove", "rename") and not args.target:
         parser.error(f"faces {args.action} needs {'IMAGE' if args.action == 'add' else 'NAME'}")
+    if args.command == "faces" and (args.new_name is not None) != (args.action == "rename"):
+        parser.error("faces rename needs OLD and NEW" if args.action == "rename" else
+                     f"faces {args.action} takes one argument")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="vcamswap: %(message)s",

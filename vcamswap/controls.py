@@ -132,13 +132,15 @@ class Controls:
     def cycle_preset(self, step: int = 1) -> ControlState:
         return self._update(preset=next_preset(self.snapshot().preset, step))
 
-    def set_faces(self, names: Sequence[str]) -> ControlState:
-        """The faces folder changed: keep the current face if it is still there, else take the next one."""
+    def set_faces(self, names: Sequence[str], moved: Callable[[str], str | None] | None = None) -> ControlState:
+        """The faces folder changed: keep the current face if it is still there, else follow it to its new
+        name (`moved`: the name its photo has now, for a renamed photo), else take the next one."""
         names = tuple(names)
         with self._lock:
             cur = self._state.face
             old_names = self._state.faces
-        face = cur if cur in names else _successor(cur, old_names, names)
+        renamed = moved(cur) if moved is not None and cur is not None and cur not in names else None
+        face = cur if cur in names else renamed if renamed in names else _successor(cur, old_names, names)
         return self._update(faces=names, face=face)
 
     def set_face_notes(self, notes: Sequence[tuple[str, str]]) -> ControlState:

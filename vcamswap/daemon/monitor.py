@@ -29,6 +29,7 @@ class Monitor:
         self._wake = threading.Event()
         self._failures: set[str] = set()  # what a step raised, said once
         self._save_problem: str | None = None  # why the last save failed, said once until one works
+        self._digests: dict[str, str] = {}  # usable face name -> its photo's digest, as of the last rescan
 
     def wake(self) -> None:
         self._wake.set()
@@ -69,19 +70,32 @@ class Monitor:
             return
         from vcamswap.live.build import usable_faces
 
-        st.stages.library.refresh()
+        library = st.stages.library
+        library.refresh()
         st.stages.sources.rescan()
         try:
-            names = tuple(usable_faces(st.stages.library))  # a photo that cannot be used is never offered
+            names = tuple(usable_faces(library))  # a photo that cannot be used is never offered
         except OSError as e:
             log.debug("faces folder: %s", e)
             return
         if names != st.controls.snapshot().faces:
             old = st.controls.snapshot().face
-            new = st.controls.set_faces(names).face
+            new = st.controls.set_faces(names, lambda gone: self._moved(gone, names)).face
             if old != new and old is not None:
-                log.info("face %s is gone; now using %s", old, new or "none")
+                if new is not None and library.digest_of(new) == self._digests.get(old):
+                    log.info("face %s is now called %s", old, new)
+                else:
+                    log.info("face %s is gone; now using %s", old, new or "none")
             self.note_faces()
+        self._digests = {n: d for n in names if (d := library.digest_of(n)) is not None}
+
+    def _moved(self, gone: str, names: tuple[str, ...]) -> str | None:
+        """The name the photo of the face `gone` has now (it was renamed), or None when no photo has its content."""
+        digest = self._digests.get(gone)
+        assert self.st.stages is not None
+        library = self.st.stages.library
+        return next((n for n in names if n not in self._digests and library.digest_of(n) == digest), None) \
+            if digest is not None else None
 
     def note_faces(self) -> None:
         """What limits each photo, for the tray (said once per photo in the log too)."""

@@ -8,6 +8,7 @@ recently used first; a photo deleted or replaced takes its analysis and verdict 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import stat
 import threading
@@ -26,7 +27,7 @@ from vcamswap.types import FaceGeometry, SourceFace
 log = logging.getLogger("vcamswap.faces")
 
 __all__ = ["FACE_EXTS", "FaceEntry", "FaceError", "FaceLibrary", "add_face", "face_name", "list_faces",
-           "remove_face"]
+           "remove_face", "rename_face"]
 
 Analyzer = Callable[[np.ndarray], FaceGeometry | None]
 
@@ -80,6 +81,32 @@ def remove_face(folder: Path, name: str) -> Path:
                 raise FaceError(f"cannot remove {entry.path}: {e.strerror or e}") from None
             return entry.path
     raise FaceError(f"no face named {name!r} in {folder}")
+
+
+def rename_face(folder: Path, old: str, new: str) -> Path:
+    """Give the face `old` of the faces folder the name `new` (same rules as add_face: a plain name, never one
+    that exists, in any case); its new path. The photo itself is not touched: its digest, and what was made of
+    it, stay valid."""
+    stem = face_name(new)
+    entries = list_faces(folder)
+    entry = next((e for e in entries if e.name == old), None)
+    if entry is None:
+        raise FaceError(f"no face named {old!r} in {folder}")
+    clash = [e for e in entries if e.name.lower() == stem.lower() and e.path != entry.path]
+    if clash:
+        raise FaceError(f"a face named {stem!r} exists already ({clash[0].path}); pick another name")
+    try:
+        dest = new_file(folder, f"{stem}{entry.path.suffix}") if stem != old else entry.path
+        if dest != entry.path:
+            os.link(entry.path, dest)  # fails if something took the name meanwhile: nothing is replaced
+            entry.path.unlink()
+    except UnsafePath as e:
+        raise FaceError(str(e)) from None
+    except FileExistsError:
+        raise FaceError(f"{dest} appeared meanwhile; it is left as it is") from None
+    except OSError as e:
+        raise FaceError(f"cannot rename {entry.path}: {e.strerror or e}") from None
+    return dest
 
 
 _Stamp = tuple[int, int, int]  # a photo's (mtime_ns, size, inode)

@@ -1,5 +1,6 @@
-"""The panel's face gallery: what each photo is, its thumbnail, and adding (upload) or removing a photo through
-the same functions as `vcamswap faces add|remove` (the bounded image loader, safe names, never a replaced file)."""
+"""The panel's face gallery: what each photo is, its thumbnail, and adding (upload), renaming or removing a photo
+through the same functions as `vcamswap faces add|rename|remove` (the bounded image loader, safe names, never a
+replaced file)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import NamedTuple
 import cv2
 
 from vcamswap.faces.folder import FACE_EXTS, list_faces
-from vcamswap.faces.library import FaceError, add_face, face_name, remove_face
+from vcamswap.faces.library import FaceError, add_face, face_name, remove_face, rename_face
 from vcamswap.imageio import ImageError, load_image
 from vcamswap.panel.link import PanelLink
 from vcamswap.safepath import UnsafePath, check_name
@@ -117,3 +118,10 @@ def remove(link: PanelLink, name: str) -> Path:
     path = remove_face(link.faces_dir, face_name(name))
     link.rescan()
     return path
+
+
+def rename(link: PanelLink, old: str, new: str) -> str:
+    """Rename a photo of the faces folder as `vcamswap faces rename` would; the current face follows it."""
+    path = rename_face(link.faces_dir, face_name(old), new.strip())
+    link.rescan()
+    return path.stem

@@ -62,6 +62,7 @@ class Panel:
             Route(ROOT + "/api/faces", self.add_face, methods=["POST"]),
             Route(ROOT + "/api/faces/{name}", self.remove_face, methods=["DELETE"]),
             Route(ROOT + "/api/faces/{name}/thumb", self.thumb),
+            Route(ROOT + "/api/faces/{name}/rename", self.rename_face, methods=["POST"]),
             Route(ROOT + "/api/doctor", self.doctor),
             Mount(ROOT + "/static", StaticFiles(directory=str(static_dir())), name="static"),
         ]
@@ -140,6 +141,20 @@ class Panel:
         except FaceError as e:
             return error(str(e))
         return JSONResponse({"ok": True, "removed": str(path)}, headers=NO_STORE)
+
+    async def rename_face(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error("the request is not JSON")
+        new = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(new, str):
+            return error('give the new name as {"name": "..."}')
+        try:
+            name = await run_in_threadpool(faces.rename, self.link, request.path_params["name"], new)
+        except FaceError as e:
+            return error(str(e))
+        return JSONResponse({"ok": True, "name": name}, headers=NO_STORE)
 
     async def thumb(self, request: Request) -> Response:
         data = await run_in_threadpool(self.thumbs.get, self.link, request.path_params["name"])

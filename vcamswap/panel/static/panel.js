@@ -95,8 +95,27 @@ function card(f) {
     x.addEventListener("click", (e) => { e.stopPropagation(); removeFace(f.name); });
     li.append(x);
   }
+  if (f.removable) {
+    const ren = document.createElement("button");
+    ren.type = "button";
+    ren.className = "rename";
+    ren.title = `Rename ${f.name}`;
+    ren.textContent = "✎";
+    ren.addEventListener("click", (e) => { e.stopPropagation(); renameFace(f.name); });
+    li.append(ren);
+  }
   if (f.usable) li.addEventListener("click", () => send("face", f.name));
   return li;
+}
+
+async function renameFace(name) {
+  const to = prompt(`New name for ${name}:`, name);
+  if (to === null || to.trim() === "" || to.trim() === name) return;
+  const r = await fetch(`api/faces/${encodeURIComponent(name)}/rename`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: to.trim() }) });
+  const reply = await r.json().catch(() => ({}));
+  say(r.ok ? `renamed ${name} to ${reply.name}` : reply.error || "refused", r.ok);
+  loadGallery();
 }
 
 async function removeFace(name) {
