@@ -228,6 +228,17 @@ def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDri
         rows = browser.find_elements(By.CSS_SELECTOR, "#stages tr[data-stage]")
         assert {"capture", "track", "swap"} <= {r.get_attribute("data-stage") for r in rows}
 
+        # The compose knobs: occlusion applies through the intent; the lite engine's boost is shown, not offered.
+        browser.find_element(By.CSS_SELECTOR, '#occlusion button[data-value="off"]').click()
+        wait_until(lambda: d.status()["knobs"]["occlusion"] == "off", "occlusion off from the panel")
+        wait_until(lambda: attr(browser, '#occlusion button[data-value="off"]', "aria-checked") == "true",
+                   "the occlusion marked")
+        assert browser.find_element(By.CSS_SELECTOR, '#boost button[data-value="256"]').get_attribute("disabled")
+        assert "lite" in browser.find_element(By.ID, "boost-note").text
+        assert browser.find_element(By.ID, "engine-name").text == "lite"
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '#models tr[data-model="inswapper_128"]'),
+                   "the models listed")
+
         # Typed into a field, the same keys are text, not commands.
         field = browser.find_element(By.ID, "face-name")
         field.send_keys(" 1n c")

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from vcamswap.choices import TARGETS
-from vcamswap.presets import PRESETS, next_preset
+from vcamswap.choices import OCCLUSION_KINDS, TARGETS
+from vcamswap.presets import PRESETS, check_boost, next_preset
+from vcamswap.settings import MAX_ENHANCE_EVERY
 
 if TYPE_CHECKING:
     from vcamswap.settings import Settings
@@ -36,6 +37,10 @@ class ControlState:
     label_text: str = DEFAULT_LABEL
     # (name, what limits that photo) for the faces whose photo has a limit worth saying (engines.lite.quality)
     face_notes: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # The user's compose knobs over every preset, chosen while running (None: the settings' or the preset's)
+    occlusion: str | None = None  # one of OCCLUSION_KINDS
+    enhance: int | None = None  # the face enhancer every N swaps, 0 = off
+    boost: int | None = None  # neural engine's pixel boost, one of BOOSTS
 
     @property
     def swapping(self) -> bool:
@@ -61,6 +66,17 @@ def parse_likeness(value: float | str) -> float:
         raise ValueError(f"likeness must be a number from 0 to 1, not {value!r}") from None
     if not 0.0 <= number <= 1.0:  # also rejects nan
         raise ValueError(f"likeness must be from 0 to 1, not {value!r}")
+    return number
+
+
+def parse_count(value: int | str, what: str, top: int) -> int:
+    """A whole number 0..top from a number or its text; a clear one-line error otherwise."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number from 0 to {top}, not {value!r}") from None
+    if not 0 <= number <= top:
+        raise ValueError(f"{what} must be from 0 to {top}, not {value!r}")
     return number
 
 
@@ -128,6 +144,21 @@ class Controls:
         if which not in TARGETS:
             raise ValueError(f"unknown targets {which!r}; choose one of {', '.join(TARGETS)}")
         return self._update(targets=which)
+
+    def set_occlusion(self, kind: str) -> ControlState:
+        if kind not in OCCLUSION_KINDS:
+            raise ValueError(f"unknown occlusion {kind!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
+        return self._update(occlusion=kind)
+
+    def set_enhance(self, every: int | str) -> ControlState:
+        return self._update(enhance=parse_count(every, "enhance (0 = off, N = every N swaps)", MAX_ENHANCE_EVERY))
+
+    def set_boost(self, boost: int | str) -> ControlState:
+        try:
+            size = int(str(boost).strip())
+        except ValueError:
+            raise ValueError(f"boost must be 128, 256 or 512, not {boost!r}") from None
+        return self._update(boost=check_boost(size))
 
     def cycle_preset(self, step: int = 1) -> ControlState:
         return self._update(preset=next_preset(self.snapshot().preset, step))

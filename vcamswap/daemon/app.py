@@ -156,7 +156,8 @@ class Daemon:
         self.st.panel = start_panel(PanelLink(
             self.controls, self.handle, self.frames, lambda: self.st.stages.library if self.st.stages else None,
             self.settings.faces_dir(), self.monitor.rescan_faces,
-            lambda: doctor_lines(self.settings, self.st.settings_file.path if self.st.settings_file else None)))
+            lambda: doctor_lines(self.settings, self.st.settings_file.path if self.st.settings_file else None),
+            self.settings.models_dir()))
         self._spawn("vcamswap-loop", self._loop_worker)
         self._spawn("vcamswap-monitor", self.monitor.run)
         self._start_desktop()
@@ -373,6 +374,9 @@ class Daemon:
         if cmd not in intents.SOCKET_COMMANDS:
             return error_reply(f"unknown command {cmd!r}; known: {', '.join(intents.SOCKET_COMMANDS)}")
         try:
+            if cmd == "boost" and not getattr(stages.pipeline.engine, "boosts", False):
+                raise ValueError(f"pixel boost is for the inswapper engine; the {stages.pipeline.engine.name} "
+                                 "engine swaps at its own size")
             if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
                 self.monitor.rescan_faces()  # a photo added a moment ago
                 library = stages.library

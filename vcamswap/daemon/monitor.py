@@ -135,6 +135,9 @@ class Monitor:
             changed["targets"] = new.targets
         if old.swap_enabled != new.swap_enabled:
             changed["swap"] = new.swap_enabled
+        for knob in ("occlusion", "enhance", "boost"):
+            if getattr(old, knob) != getattr(new, knob) and getattr(new, knob) is not None:
+                changed[knob] = getattr(new, knob)
         if old.label_on != new.label_on:
             changed["label"] = new.label_text if new.label_on else ""
         if changed:

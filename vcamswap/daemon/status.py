@@ -81,6 +81,22 @@ def remote(st: DaemonState) -> RemoteHealth | None:
 
     return remote_health(st.stages.pipeline.engine)
 
+def knobs(st: DaemonState) -> dict[str, object]:
+    """The compose knobs in force now (the preset's, the settings' over it, the ones chosen while running over
+    those), and whether the engine has a pixel boost to choose."""
+    from vcamswap.live.loop import knobs_over  # the pipeline loads with the daemon, not with the CLI
+    from vcamswap.presets import get_preset
+
+    assert st.stages is not None
+    snap = st.controls.snapshot()
+    preset = get_preset(snap.preset)
+    if st.stages.tune is not None:
+        preset = st.stages.tune(preset)
+    preset = knobs_over(preset, snap)
+    return {"occlusion": preset.occlusion, "enhance": preset.enhance_every, "boost": preset.boost,
+            "boosts": bool(getattr(st.stages.pipeline.engine, "boosts", False))}
+
+
 def tray_view(st: DaemonState) -> TrayView:
     # the tray loads PIL
     from vcamswap.daemon.desktop.tray import TrayView
@@ -117,6 +133,7 @@ def status(st: DaemonState) -> Reply:
         stats["fps"] = round(fps(st), 2)
         reply.update(stats)
         reply["engine"] = st.stages.pipeline.engine.name
+        reply["knobs"] = knobs(st)
         server = remote(st)
         if server is not None:
             reply["remote"] = server.as_dict()

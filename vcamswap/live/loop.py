@@ -26,7 +26,7 @@ from vcamswap.live.stats import Stats, StatsPrinter
 from vcamswap.logonce import WarnOnce
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.outputs.still import StillPublisher
-from vcamswap.presets import Preset, get_preset
+from vcamswap.presets import Preset, get_preset, with_overrides
 from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.runner")
@@ -58,10 +58,18 @@ class FrameInputs:
             preset = preset.with_knobs(likeness=state.likeness)
         if self.tune is not None:  # the user's own knobs first, so adaptive quality can take them back
             preset = self.tune(preset)
+        preset = knobs_over(preset, state)
         if self.adjust is not None:
             preset = self.adjust(preset)
         source = self.sources.current(state.face) if state.swapping else None
         return state, preset, source
+
+
+def knobs_over(preset: Preset, state: ControlState) -> Preset:
+    """The preset with the compose knobs chosen while running (occlusion, enhance, boost) in force."""
+    if state.occlusion is None and state.enhance is None and state.boost is None:
+        return preset
+    return with_overrides(preset, state.occlusion, state.enhance, state.boost)
 
 
 class LiveLoop:

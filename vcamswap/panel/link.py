@@ -70,3 +70,4 @@ class PanelLink:
     faces_dir: Path
     rescan: Callable[[], None]  # look at the faces folder now (after an upload or a removal)
     doctor: Callable[[], list[Line]]
+    models_dir: Path | None = None  # where the neural models are installed (the engine section lists them)

@@ -70,7 +70,8 @@ class Changes:
 
 def controls_view(link: PanelLink, status: dict[str, Any]) -> dict[str, Any]:
     """The control state as the panel draws it: `vcamswap status`'s fields plus the photos' notes."""
-    keys = ("swap", "face", "preset", "likeness", "targets", "paused", "label", "faces")
+    keys = ("swap", "face", "preset", "likeness", "targets", "paused", "label", "faces", "knobs", "engine",
+            "audio_sync")
     snap = link.controls.snapshot()
     return {**{k: status.get(k) for k in keys}, "label_text": snap.label_text, "notes": dict(snap.face_notes)}
 

@@ -24,7 +24,7 @@ from vcamswap.panel.link import PanelLink
 from vcamswap.panel.live import Changes, Encoder, controls_view, events, health_view
 
 # The intents the panel's controls send: the socket's own names, answered by the socket's own handler.
-PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label")
+PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label", "occlusion", "enhance", "boost")
 FRAME_WAIT_S = 1.0
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -64,6 +64,7 @@ class Panel:
             Route(ROOT + "/api/faces/{name}/thumb", self.thumb),
             Route(ROOT + "/api/faces/{name}/rename", self.rename_face, methods=["POST"]),
             Route(ROOT + "/api/doctor", self.doctor),
+            Route(ROOT + "/api/models", self.models),
             Mount(ROOT + "/static", StaticFiles(directory=str(static_dir())), name="static"),
         ]
         return Guard(Starlette(routes=routes), token, port)
@@ -162,10 +163,33 @@ class Panel:
             return error("no thumbnail for that face", 404)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=5"})
 
+    async def models(self, request: Request) -> Response:
+        listed = await run_in_threadpool(models_view, self.link)
+        return JSONResponse({"models": listed}, headers=NO_STORE)
+
     async def doctor(self, request: Request) -> Response:
         lines = await run_in_threadpool(self.link.doctor)
         return JSONResponse({"lines": [{"ok": x.ok, "topic": x.topic, "text": x.text, "fix": x.fix} for x in lines]},
                             headers=NO_STORE)
+
+
+def models_view(link: PanelLink) -> list[dict[str, Any]]:
+    """The models of the manifest as `vcamswap models list` shows them: installed or not, size and licence."""
+    from vcamswap.modelstore.manifest import ModelError, load_manifest, status  # read only when asked
+
+    if link.models_dir is None:
+        return []
+    try:
+        specs = load_manifest().models.values()
+    except ModelError:
+        return []
+    out = []
+    for spec in specs:
+        state = status(spec, link.models_dir, deep=False).state
+        out.append({"name": spec.name, "installed": state == "present", "state": state, "licence": spec.licence,
+                    "size_mb": round(spec.size / 1e6, 1), "role": spec.role, "optional": spec.optional,
+                    "description": spec.description})
+    return out
 
 
 def capped(receive: Receive, limit: int) -> Receive:

@@ -1,5 +1,5 @@
-"""`vcamswap status`, `toggle`, `face`, `preset`, `likeness`, `targets`, `pause`, `resume`, `stop`: commands for the
-daemon."""
+"""`vcamswap status`, `toggle`, `face`, `preset`, `likeness`, `targets`, `pause`, `resume`, `label`, `occlusion`,
+`enhance`, `boost`, `stop`: commands for the daemon."""
 
 from __future__ import annotations
 
@@ -86,5 +86,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("label", help="show or hide the AI label in a corner of Swap Cam")
     p.add_argument("state", choices=["on", "off"])
     p.set_defaults(func=_control("label", "state"))
+    p = sub.add_parser("occlusion", help="what keeps hands and glasses in front of the swap, in the running daemon: "
+                                         "nothing, the camera's skin colour, or the occluder model")
+    p.add_argument("kind", choices=["off", "fast", "model"])
+    p.set_defaults(func=_control("occlusion", "kind"))
+    p = sub.add_parser("enhance", help="run the face enhancer every N swaps (0 = off), in the running daemon")
+    p.add_argument("every", metavar="N")
+    p.set_defaults(func=_control("enhance", "every"))
+    p = sub.add_parser("boost", help="the inswapper engine's pixel boost, in the running daemon")
+    p.add_argument("size", choices=["128", "256", "512"])
+    p.set_defaults(func=_control("boost", "size"))
     p = sub.add_parser("stop", help="stop the running daemon")
     p.set_defaults(func=_control("stop"))

@@ -55,12 +55,15 @@ INTENTS: dict[str, Intent] = {
     "bypass": lambda c, arg: c.set_bypass(on_off(arg)),
     "label": lambda c, arg: c.set_label(on_off(arg)),
     "toggle_label": lambda c, _: c.set_label(not c.snapshot().label_on),
+    "occlusion": lambda c, arg: c.set_occlusion(arg or ""),
+    "enhance": lambda c, arg: c.set_enhance(arg or ""),
+    "boost": lambda c, arg: c.set_boost(arg or ""),
     "stop": _stop,
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
 SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "likeness", "targets", "pause", "resume", "preview",
-                   "label", "stop")
+                   "label", "occlusion", "enhance", "boost", "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
@@ -76,4 +79,5 @@ def bind(controls: Controls, intent: str, arg: str | None = None) -> Callable[[]
 def controls_dict(s: ControlState) -> dict[str, object]:
     return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "likeness": s.likeness,
             "targets": s.targets, "paused": s.paused,
-            "label": s.label_text if s.label_on else None}
+            "label": s.label_text if s.label_on else None,
+            "occlusion": s.occlusion, "enhance": s.enhance, "boost": s.boost}

@@ -40,6 +40,8 @@ function drawControls(c) {
   $("likeness-value").textContent = Number(c.likeness).toFixed(2);
   $("label").checked = c.label !== null && c.label !== undefined;
   $("label-text").textContent = c.label_text ? `"${c.label_text}"` : "";
+  drawKnobs(c.knobs, c.engine);
+  drawAudio(c.audio_sync);
   for (const li of $("gallery").children) li.classList.toggle("current", li.dataset.name === c.face);
   if (facesChanged && c.faces !== undefined) loadGallery();
 }
@@ -48,7 +50,44 @@ $("swap").addEventListener("change", (e) => send("swap", e.target.checked ? "on"
 $("label").addEventListener("change", (e) => send("label", e.target.checked ? "on" : "off"));
 $("likeness").addEventListener("input", (e) => { $("likeness-value").textContent = Number(e.target.value).toFixed(2); });
 $("likeness").addEventListener("change", (e) => send("likeness", e.target.value));
-for (const id of ["preset", "targets"]) {
+function drawKnobs(k, engine) {
+  if (!k) return;
+  setSeg("occlusion", k.occlusion);
+  if (document.activeElement !== $("enhance")) $("enhance").value = k.enhance;
+  setSeg("boost", String(k.boost));
+  for (const b of $("boost").querySelectorAll("button")) b.disabled = !k.boosts;
+  $("boost-note").textContent = k.boosts ? "" : `(the ${engine || "current"} engine swaps at its own size)`;
+  $("boost-note").className = "muted";
+  $("engine-name").textContent = engine || "–";
+}
+
+function drawAudio(a) {
+  if (!a) return;
+  const delay = a.delay_ms !== null && a.delay_ms !== undefined ? `, ${Math.round(a.delay_ms)} ms delay` : "";
+  $("audio-sync").textContent = `${a.mode ?? "off"}${delay}${a.error ? ` (${a.error})` : ""}`;
+}
+
+async function loadModels() {
+  const r = await fetch("api/models");
+  if (!r.ok) return;
+  const body = $("models").tBodies[0];
+  body.replaceChildren();
+  for (const m of (await r.json()).models) {
+    const tr = document.createElement("tr");
+    tr.dataset.model = m.name;
+    const cells = [m.role ? `${m.name} (${m.role})` : m.name, m.installed ? "installed" : m.state, m.licence];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i === 1 && !m.installed) td.className = "missing";
+      tr.append(td);
+    });
+    body.append(tr);
+  }
+}
+
+$("enhance").addEventListener("change", (e) => send("enhance", e.target.value));
+for (const id of ["preset", "targets", "occlusion", "boost"]) {
   $(id).addEventListener("click", (e) => { if (e.target.dataset.value) send(id, e.target.dataset.value); });
 }
 
@@ -351,4 +390,5 @@ events.addEventListener("health", (e) => {
   drawStages(h.stage_ms);
 });
 loadGallery();
+loadModels();
 previewLoop();
