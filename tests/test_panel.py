@@ -416,3 +416,43 @@ def test_the_preview_shows_what_swap_cam_shows_label_included(daemon: DaemonProc
     finally:
         assert panel.intent("label", "off").status == 200
     wait_until(lambda: settled() < with_label / 3, "the picture without the label")
+
+
+def test_a_face_tried_on_the_camera_changes_the_face_only(daemon: DaemonProcess, panel: PanelClient) -> None:
+    """"Try on camera": the newest camera picture through a fresh lite engine for that face. With the camera
+    paused (the picture stands still) it differs from the camera's own picture in the face, not elsewhere; it is
+    made once per photo, one at a time."""
+    import cv2
+    import numpy as np
+
+    def gray(a: Answer) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(a.body, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.int16)
+
+    assert panel.request("GET", "/panel/api/faces/nobody/tryon").status == 409
+    assert daemon.request("pause")["ok"]
+    try:
+        def both() -> tuple[Answer, Answer] | None:
+            tried = panel.request("GET", "/panel/api/faces/biden/tryon?fresh=1", timeout=120)
+            camera = panel.request("GET", "/panel/api/frame?src=camera")
+            assert tried.status == 200 and tried.headers["Content-Type"] == "image/jpeg", tried.body[:200]
+            return (tried, camera) if tried.headers["X-Frame"] == camera.headers["X-Frame"] else None
+
+        tried, camera = wait_until(both, "one still camera picture, tried on")
+        diff = np.abs(gray(tried) - gray(camera))
+        changed = diff > 25
+        assert changed.mean() > 0.003  # a face's worth of pixels changed (the clip's face is small)
+        ys, xs = np.nonzero(changed)
+        x0, x1, y0, y1 = (int(v) for v in (*np.percentile(xs, [2, 98]), *np.percentile(ys, [2, 98])))
+        face = np.zeros(diff.shape, bool)
+        face[y0:y1, x0:x1] = True
+        assert face.mean() < 0.35  # the change is around the face
+        inside, outside = float(diff[face].mean()), float(diff[~face].mean())
+        print(f"\ntried on: {changed.mean():.1%} of pixels changed; mean difference {inside:.1f} in the face's box, "
+              f"{outside:.1f} outside")
+        assert inside > 5 * max(outside, 0.5)
+
+        again = panel.request("GET", "/panel/api/faces/biden/tryon")
+        assert again.headers["X-Cached"] == "1" and again.body == tried.body  # kept per photo
+    finally:
+        assert daemon.request("resume")["ok"]
+    wait_until(lambda: daemon.status()["state"] == "swapping", "swapping again")

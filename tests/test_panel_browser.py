@@ -239,6 +239,12 @@ def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDri
         wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '#models tr[data-model="inswapper_128"]'),
                    "the models listed")
 
+        # Try a face on the camera: its card shows the still over its thumbnail.
+        wait_until(lambda: click(browser, '#gallery li[data-name="obama"] button.tryon'), "a click on Try on camera")
+        wait_until(lambda: attr(browser, '#gallery li[data-name="obama"] img.tried', "naturalWidth") not in (None, "0"),
+                   "the tried-on still over the card")
+        assert attr(browser, '#gallery li[data-name="obama"]', "data-tried")
+
         # Typed into a field, the same keys are text, not commands.
         field = browser.find_element(By.ID, "face-name")
         field.send_keys(" 1n c")

@@ -43,14 +43,14 @@ class Encoder:
             done = self._done.get(which)
             if done is not None and done[0] == seq:
                 return done
-        data = _encode(image)
+        data = encode_jpeg(image)
         with self._lock:
             self._done[which] = (seq, data)
             self.encoded += 1
         return seq, data
 
 
-def _encode(image: np.ndarray) -> bytes:
+def encode_jpeg(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError("the frame could not be encoded")

@@ -22,6 +22,7 @@ from vcamswap.panel import faces
 from vcamswap.panel.guard import ROOT, Guard
 from vcamswap.panel.link import PanelLink
 from vcamswap.panel.live import Changes, Encoder, controls_view, events, health_view
+from vcamswap.panel.tryon import Busy, TryOn, TryOnError
 
 # The intents the panel's controls send: the socket's own names, answered by the socket's own handler.
 PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label", "occlusion", "enhance", "boost")
@@ -50,6 +51,7 @@ class Panel:
         self.encoder = Encoder(link)
         self.changes = Changes(link)
         self.thumbs = faces.Thumbnails()
+        self.tryon = TryOn(link)
         self.stopping = threading.Event()
 
     def app(self, token: str, port: int) -> Guard:
@@ -63,6 +65,7 @@ class Panel:
             Route(ROOT + "/api/faces/{name}", self.remove_face, methods=["DELETE"]),
             Route(ROOT + "/api/faces/{name}/thumb", self.thumb),
             Route(ROOT + "/api/faces/{name}/rename", self.rename_face, methods=["POST"]),
+            Route(ROOT + "/api/faces/{name}/tryon", self.try_on),
             Route(ROOT + "/api/doctor", self.doctor),
             Route(ROOT + "/api/models", self.models),
             Mount(ROOT + "/static", StaticFiles(directory=str(static_dir())), name="static"),
@@ -156,6 +159,17 @@ class Panel:
         except FaceError as e:
             return error(str(e))
         return JSONResponse({"ok": True, "name": name}, headers=NO_STORE)
+
+    async def try_on(self, request: Request) -> Response:
+        fresh = request.query_params.get("fresh") == "1"
+        try:
+            done = await run_in_threadpool(self.tryon.get, request.path_params["name"], fresh)
+        except Busy as e:
+            return error(str(e), 429)
+        except TryOnError as e:
+            return error(str(e), 409)
+        return Response(done.jpeg, media_type="image/jpeg",
+                        headers={**NO_STORE, "X-Frame": str(done.frame), "X-Cached": "1" if done.cached else "0"})
 
     async def thumb(self, request: Request) -> Response:
         data = await run_in_threadpool(self.thumbs.get, self.link, request.path_params["name"])

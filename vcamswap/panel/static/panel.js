@@ -124,7 +124,19 @@ function card(f) {
   const note = document.createElement("span");
   note.className = "note";
   note.textContent = f.note;
-  li.append(img, name, note);
+  const pic = document.createElement("div");
+  pic.className = "pic";
+  pic.append(img);
+  li.append(pic, name, note);
+  if (f.usable) {
+    const t = document.createElement("button");
+    t.type = "button";
+    t.className = "tryon";
+    t.title = `${f.name} swapped onto the camera's current picture (a still)`;
+    t.textContent = "Try on camera";
+    t.addEventListener("click", (e) => { e.stopPropagation(); tryOn(f.name, li, pic, t); });
+    li.append(t);
+  }
   if (f.removable) {
     const x = document.createElement("button");
     x.type = "button";
@@ -145,6 +157,35 @@ function card(f) {
   }
   if (f.usable) li.addEventListener("click", () => send("face", f.name));
   return li;
+}
+
+async function tryOn(name, li, pic, button) {
+  button.disabled = true;
+  button.textContent = "trying…";
+  try {
+    const r = await fetch(`api/faces/${encodeURIComponent(name)}/tryon${pic.querySelector(".tried") ? "?fresh=1" : ""}`);
+    if (!r.ok) {
+      const reply = await r.json().catch(() => ({}));
+      say(reply.error || "refused");
+      return;
+    }
+    let over = pic.querySelector(".tried");
+    if (!over) {
+      over = document.createElement("img");
+      over.className = "tried";
+      over.alt = `${name} on the camera`;
+      over.title = "Click to hide";
+      over.addEventListener("click", (e) => { e.stopPropagation(); URL.revokeObjectURL(over.src); over.remove(); });
+      pic.append(over);
+    }
+    const old = over.src;
+    over.src = URL.createObjectURL(await r.blob());
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    li.dataset.tried = r.headers.get("X-Frame") || "";
+  } finally {
+    button.disabled = false;
+    button.textContent = "Try on camera";
+  }
 }
 
 async function renameFace(name) {
