@@ -330,6 +330,7 @@ function drawHealth(h) {
 
 // The chart: one sample a second from the event stream, the last few minutes kept in a ring in the page.
 const CHART_SAMPLES = 180;
+const CHART_MIN_SPAN = 30; // the chart spans what it has, from half a minute up to the three minutes kept
 const ring = { fps: new Array(CHART_SAMPLES), ms: new Array(CHART_SAMPLES), next: 0, count: 0, total: 0 };
 
 function addSample(h) {
@@ -362,6 +363,7 @@ function drawChart() {
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, w, h);
   const fps = series(ring.fps), ms = series(ring.ms);
+  const span = Math.min(CHART_SAMPLES, Math.max(CHART_MIN_SPAN, ring.count)); // seconds across the chart
   const pad = { l: 34, r: 44, t: 8, b: 8 };
   const fpsMax = niceMax(Math.max(1, ...fps)), msMax = niceMax(Math.max(1, ...ms));
   const css = getComputedStyle(document.documentElement);
@@ -378,7 +380,7 @@ function drawChart() {
     if (values.length < 2) return;
     g.strokeStyle = colour; g.lineWidth = 1.5; g.beginPath();
     values.forEach((v, i) => {
-      const x = pad.l + (w - pad.l - pad.r) * (i + CHART_SAMPLES - values.length) / (CHART_SAMPLES - 1);
+      const x = pad.l + (w - pad.l - pad.r) * (i + span - values.length) / (span - 1);
       const y = pad.t + (h - pad.t - pad.b) * (1 - Math.min(v, max) / max);
       if (i) g.lineTo(x, y); else g.moveTo(x, y);
     });
@@ -386,7 +388,7 @@ function drawChart() {
   };
   line(fps, fpsMax, css.getPropertyValue("--ok"));
   line(ms, msMax, css.getPropertyValue("--accent"));
-  $("chart-span").textContent = `last ${Math.ceil(ring.count / 60)} min`;
+  $("chart-span").textContent = span < 120 ? `last ${span} s` : `last ${Math.round(span / 60)} min`;
 }
 window.addEventListener("resize", drawChart);
 
