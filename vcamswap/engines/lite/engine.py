@@ -89,9 +89,10 @@ class LiteSource:
     def wide_at(self, size: int) -> np.ndarray:
         """texture_at(size) with the photo as it is and where its eyes and lips are as channels 4-7."""
         if size not in self._wide:
-            from vcamswap.engines.lite.likeness import source_features
+            from vcamswap.engines.lite.likeness import source_features, source_own
 
-            raw = self.texture if self.raw is None else self.raw
+            pts = self.points * SOURCE_SIZE
+            raw = self.texture if self.raw is None else source_own(self.raw, self.texture, self.skin, pts)
             own = np.clip(source_features(self.points * SOURCE_SIZE, SOURCE_SIZE) * 255.0 + 0.5, 0, 255)
             extra = cv2.resize(np.dstack([raw, own.astype(np.uint8)]), (size, size), interpolation=cv2.INTER_AREA)
             self._wide[size] = np.dstack([self.texture_at(size), extra])
