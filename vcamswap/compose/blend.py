@@ -165,8 +165,12 @@ def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: O
     assert out.warp is not None
     backdrop, reach = warped_crop(crop, out.warp)
     done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion)
-    alpha = done.mask[..., None]
-    face = np.clip(done.crop * alpha + backdrop * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    box = support(done.mask)
+    face = backdrop.copy()
+    if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere
+        r, alpha = box.region, np.ascontiguousarray(done.mask[box.region])
+        face[r] = cv2.blendLinear(np.ascontiguousarray(done.crop[r]), np.ascontiguousarray(backdrop[r]),
+                                  alpha, 1.0 - alpha)
     return SwapOutput(face, np.maximum(reach, done.mask))
 
 

@@ -61,6 +61,20 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
+def closed_like(src: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The source's points with its inner lips opened no further than the camera's neutral (both in the source's
+    frame): a photo's smile with teeth must not keep the mouth open (the camera's closed lips would show, squeezed
+    into the photo's opening); the camera's expression opens it from there."""
+    inner = list(LIPS_INNER)
+    out = src.copy()
+    own = src[inner, 1] - src[inner, 1].mean()
+    cam = rest[inner, 1] - rest[inner, 1].mean()
+    # Scaled about the opening's middle, never turned over: the points keep their order and no triangle folds.
+    factor = float(np.clip(np.abs(cam).mean() / max(float(np.abs(own).mean()), 1e-3), 0.0, 1.0))
+    out[inner, 1] += own * (factor - 1.0)
+    return out
+
+
 def target_points(
     dst: np.ndarray, src: np.ndarray, blend: np.ndarray, likeness: float, neutral: Neutral
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +88,7 @@ def target_points(
     rest = neutral.update(normalised, face_width(src))
     expression = normalised - rest
     pose = (1.0 - likeness) * affine + likeness * to_cam
-    target = apply(pose, src + likeness * expression)
+    target = apply(pose, closed_like(src, rest) + likeness * expression)
     weights = blend + likeness * (1.0 - blend)
     shift = (target - dst) * weights[:, None]
     outline = list(FACE_OVAL)
@@ -186,6 +200,9 @@ def lips_or_skin(raw: np.ndarray, skin: np.ndarray, points: np.ndarray) -> np.nd
     return cv2.GaussianBlur(ok, (0, 0), k)
 
 
+LIP_LINE = 0.8  # what fills a photo's mouth opening, as a share of its lips' own colour
+
+
 def source_own(raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, points: np.ndarray) -> np.ndarray:
     """The photo as the likeness shows it around its eyes and lips: as it is, except where the lips region is
     hair by its colour, which is the skin texture (filled from the skin) instead: a moustache is not pasted."""
@@ -196,4 +213,14 @@ def source_own(raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, po
     r = max(1, int(round(face_width(points) * 0.08)))
     near = cv2.LUT(cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)), UNIT)
     take = (near * (1.0 - lips_or_skin(raw, skin, points)))[..., None]
-    return np.clip(raw * (1.0 - take) + texture * take + 0.5, 0, 255).astype(np.uint8)
+    out = raw * (1.0 - take) + texture * take
+    # Inside the photo's own mouth opening (a smile's teeth): the lips' colour, a little darker, since the
+    # opening takes the camera's (closed_like); where the camera's mouth opens, its own interior shows.
+    inner = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [polygon(points, LIPS_INNER)], 255, shift=4)
+    k = max(1, raw.shape[0] // 256)
+    inner = cv2.GaussianBlur(cv2.dilate(inner, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), (0, 0), k)
+    tissue = (lips > 0) & (inner == 0)
+    line = np.median(out[tissue], 0) * LIP_LINE if int(tissue.sum()) >= 20 else np.zeros(3)
+    fill = cv2.LUT(inner, UNIT)[..., None]
+    return np.clip(out * (1.0 - fill) + line * fill + 0.5, 0, 255).astype(np.uint8)
