@@ -216,10 +216,10 @@ def source_own(raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, po
     out = raw * (1.0 - take) + texture * take
     # Inside the photo's own mouth opening (a smile's teeth): the lips' colour, a little darker, since the
     # opening takes the camera's (closed_like); where the camera's mouth opens, its own interior shows.
-    inner = np.zeros(raw.shape[:2], np.uint8)
-    cv2.fillPoly(inner, [polygon(points, LIPS_INNER)], 255, shift=4)
+    opening = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [polygon(points, LIPS_INNER)], 255, shift=4)
     k = max(1, raw.shape[0] // 256)
-    inner = cv2.GaussianBlur(cv2.dilate(inner, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), (0, 0), k)
+    inner = cv2.GaussianBlur(cv2.dilate(opening, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), (0, 0), k)
     tissue = (lips > 0) & (inner == 0)
     line = np.median(out[tissue], 0) * LIP_LINE if int(tissue.sum()) >= 20 else np.zeros(3)
     fill = cv2.LUT(inner, UNIT)[..., None]
