@@ -125,8 +125,12 @@ def finish(
     return SwapOutput(lay_features(skin, layer), mask)
 
 
-# At likeness 1 the relight's low-pass is this many times coarser: the source's cheekbones and nose shading stay.
-COARSE_AT_LIKENESS = 4.0
+# At likeness 1 the relight's low-pass is this many times coarser and this share of the source's own shading stays
+# (its cheekbones, the nose's sides). Not more: a photo's patchy stubble or a beard's shadow at a cheek's edge
+# (filled, but darker than the cheek) then shows as a dark wedge on the camera's face; dlib's identity measured the
+# same with the camera's shading (see docs/lite.md).
+COARSE_AT_LIKENESS = 2.5
+SHADING_KEPT = 0.5
 
 
 # The source's overall skin tone is kept in full only while it is within TONE_NEAR delta E of the camera's, and
@@ -155,7 +159,7 @@ def toward_source(
     middle = np.clip((cv2.GaussianBlur(small, (0, 0), 2.0) - 0.55) / 0.35, 0.0, 1.0)
     gap, mean_gain = tone_gap(src, cam, w_src, w_cam)
     allowed = float(np.clip((TONE_FAR - gap) / (TONE_FAR - TONE_NEAR), 0.0, 1.0))
-    shading = (middle * like).astype(np.float32)
+    shading = (SHADING_KEPT * middle * like).astype(np.float32)
     return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), Keep(shading, shading * allowed, mean_gain)
 
 

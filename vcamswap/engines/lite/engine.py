@@ -93,8 +93,8 @@ class LiteSource:
             from vcamswap.engines.lite.likeness import source_features, source_own
 
             pts = self.points * SOURCE_SIZE
-            raw = self.texture if self.raw is None else source_own(self.raw, self.texture, self.skin, pts)
-            own = np.clip(source_features(pts, SOURCE_SIZE) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            raw, hair = source_own(self.texture if self.raw is None else self.raw, self.texture, self.skin, pts)
+            own = np.clip(source_features(pts, SOURCE_SIZE) * (1.0 - hair) * 255.0 + 0.5, 0, 255).astype(np.uint8)
             self._own[size] = cv2.resize(np.dstack([raw, own]), (size, size), interpolation=cv2.INTER_AREA)
         return self._own[size]
 

@@ -203,11 +203,15 @@ def lips_or_skin(raw: np.ndarray, skin: np.ndarray, points: np.ndarray) -> np.nd
 LIP_LINE = 0.8  # what fills a photo's mouth opening, as a share of its lips' own colour
 
 
-def source_own(raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, points: np.ndarray) -> np.ndarray:
-    """The photo as the likeness shows it around its eyes and lips: as it is, except where the lips region is
-    hair by its colour, which is the skin texture (filled from the skin) instead: a moustache is not pasted."""
+def source_own(
+    raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo as the likeness shows it around its eyes and lips, and where that is hair (0..1). Where the lips
+    region is hair by its colour (a moustache, a beard around the mouth) the picture is the skin texture (filled
+    from the skin) and the hair map says so: the engine then treats it like the rest of the source's hair (the
+    camera's face shows), so no moustache is pasted and no beard's dark ring shows around the mouth."""
     if skin is None:
-        return raw
+        return raw, np.zeros(raw.shape[:2], np.float32)
     lips = np.zeros(raw.shape[:2], np.uint8)
     cv2.fillPoly(lips, [polygon(points, LIPS_OUTER)], 255, shift=4)
     r = max(1, int(round(face_width(points) * 0.08)))
@@ -223,4 +227,4 @@ def source_own(raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, po
     tissue = (lips > 0) & (inner == 0)
     line = np.median(out[tissue], 0) * LIP_LINE if int(tissue.sum()) >= 20 else np.zeros(3)
     fill = cv2.LUT(inner, UNIT)[..., None]
-    return np.clip(out * (1.0 - fill) + line * fill + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(out * (1.0 - fill) + line * fill + 0.5, 0, 255).astype(np.uint8), take[..., 0] * (1.0 - fill[..., 0])
