@@ -1,6 +1,7 @@
 """The likeness control above 0 on real media, each property with a control that shows it can fail: the source's
 tone held back by its gap to the camera's, no moustache with the source's lips, the frame around the face pulled
-no further than a share of the face, and a photo's smile not keeping the mouth open."""
+no further than a share of the face, a photo's smile not keeping the mouth open, and a turned face keeping more of
+the camera's shape."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from helpers.pipeline import build
 
 from vcamswap.compose import blend
 from vcamswap.compose.skin import face_width, polygon
-from vcamswap.engines.lite import likeness
+from vcamswap.engines.lite import likeness, toward
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
@@ -197,3 +198,29 @@ def test_a_smiling_photo_does_not_keep_the_mouth_open(
     assert before > cam + 0.3, (before, cam)
     # The photo's mouth is wider than the camera's: the same opening height covers a little more area.
     assert now < cam + 0.06, (now, cam)
+
+
+TURNING = "videos/hard/uneven_two_color_side_light_woman_turning.mp4"
+
+
+def test_a_turned_face_keeps_the_camera_shape(
+    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = read_frames(media_path(TURNING), 60, 3)
+    how_frontal = toward.frontal  # the measure itself, kept for the control below
+
+    def moved(folder: Path) -> float:
+        """How far the reshaped points lie from the camera's, over the face's width, on the turned frames."""
+        engine = Recording()
+        d = build(engine, detector, mesh, folder, str(media_path(SHAVED)), adjust=lambda p: p.with_knobs(likeness=1.0))
+        for i, image in enumerate(frames):
+            d.process(Frame(image, i, 0.0))
+        turned = [(c, s) for c, s in engine.seen if how_frontal(c) < 0.75]
+        assert len(turned) >= 5, "control: the clip turns to a three-quarter view"
+        return float(np.mean([np.linalg.norm(s - c, axis=1).mean() / face_width(c) for c, s in turned]))
+
+    now = moved(tmp_path / "a")
+    # Control: the source's frontal shape whatever the turn.
+    monkeypatch.setattr(toward, "frontal", lambda points: 1.0)
+    before = moved(tmp_path / "b")
+    assert now < 0.8 * before, (now, before)

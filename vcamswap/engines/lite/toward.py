@@ -30,6 +30,19 @@ from vcamswap.faces.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 
+# A frontal photo's shape, posed by a similarity, fits a frontal face; toward a three-quarter view the camera's nose
+# and cheek stick out past it (a second nose beside the source's). From where the nose tip sits between the
+# outline points (0.5 frontal) the likeness is whole down to FRONTAL_FULL and the camera's shape at FRONTAL_NONE.
+FRONTAL_FULL, FRONTAL_NONE = 0.22, 0.12
+
+
+def frontal(points: np.ndarray) -> float:
+    left, right = float(points[234, 0]), float(points[454, 0])
+    across = (float(points[1, 0]) - left) / max(right - left, 1e-3)
+    side = min(across, 1.0 - across)
+    w = float(np.clip((side - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+    return w * w * (3 - 2 * w)
+
 
 def own_box(shaped: np.ndarray, size: int, box: Box) -> Box:
     """Where the photo's own eyes and lips can show: their points' box grown by a third of the face's width
@@ -46,10 +59,10 @@ def swap_toward_source(
     crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset, neutral: Neutral
 ) -> SwapOutput:
     assert face.points is not None
-    likeness = float(np.clip(preset.likeness, 0.0, 1.0))
     size = crop.shape[0]
     src_pts = source.points * size
     dst_pts = face.points.astype(np.float32)
+    likeness = float(np.clip(preset.likeness, 0.0, 1.0)) * frontal(dst_pts)
     shaped, shifts = target_points(dst_pts, src_pts, source.blend, likeness, neutral)
     box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
     index = rasterize_indices(shaped, source.triangles, size, box)
