@@ -136,7 +136,7 @@ SHADING_KEPT = 0.5
 # The source's overall skin tone is kept in full only while it is within TONE_NEAR delta E of the camera's, and
 # not at all past TONE_FAR: a pale face on a dark camera face (or the reverse) reads as a mask, its neck and ears
 # another colour. Its shading (cheekbones, the nose's sides) stays whatever the gap.
-TONE_NEAR, TONE_FAR = 6.0, 18.0
+TONE_NEAR, TONE_FAR = 4.0, 12.0
 
 
 def tone_gap(src: np.ndarray, cam: np.ndarray, w_src: np.ndarray, w_cam: np.ndarray) -> tuple[float, np.ndarray]:
