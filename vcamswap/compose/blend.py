@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.align import support
-from vcamswap.compose.lighting import GRID, SIGMA, relight, soften_like
+from vcamswap.compose.lighting import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
 from vcamswap.compose.occlusion import Occluder
-from vcamswap.compose.skin import BROWS, UNIT, protected
+from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, protected
 from vcamswap.compose.warp import warped_crop
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
@@ -101,10 +101,13 @@ def finish(
             def small(a: np.ndarray) -> np.ndarray:
                 return cv2.resize(a, (LIGHT_SIZE, LIGHT_SIZE), interpolation=cv2.INTER_AREA)
 
-            brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), BROWS)
+            # Above likeness 0 the eyes and lips on both sides are the source's or fading: left out of both too.
+            regions = BROWS if preset.likeness <= 0.0 else (*BROWS, *EYES_AND_LIPS)
+            brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), regions)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
             w_src, w_cam = plain * small(out.skin), small(cam)
-            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), *toward_source(out, preset))
+            sigma, keep = toward_source(out, preset, skin, crop, w_src, plain * w_cam)
+            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep)
             skin = soften_like(skin, crop, w_src * w_cam)
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
@@ -122,19 +125,42 @@ def finish(
     return SwapOutput(lay_features(skin, layer), mask)
 
 
-# At likeness 1 the relight's low-pass is this many times coarser: the source's cheekbones and nose shading stay.
-COARSE_AT_LIKENESS = 4.0
+# At likeness 1 the relight's low-pass is this many times coarser and this share of the source's own shading stays
+# (its cheekbones, the nose's sides). Not more: a photo's patchy stubble or a beard's shadow at a cheek's edge
+# (filled, but darker than the cheek) then shows as a dark wedge on the camera's face; dlib's identity measured the
+# same with the camera's shading (see docs/lite.md).
+COARSE_AT_LIKENESS = 2.5
+SHADING_KEPT = 0.5
 
 
-def toward_source(out: SwapOutput, preset: Preset) -> tuple[float, np.ndarray | None]:
-    """The relight's scale and how much of the source's tone stays (GRID x GRID), at the preset's likeness:
-    the source's tone in the middle of the face, meeting the camera's toward the outline."""
+# The source's overall skin tone is kept in full only while it is within TONE_NEAR delta E of the camera's, and
+# not at all past TONE_FAR: a pale face on a dark camera face (or the reverse) reads as a mask, its neck and ears
+# another colour. Its shading (cheekbones, the nose's sides) stays whatever the gap.
+TONE_NEAR, TONE_FAR = 4.0, 12.0
+
+
+def tone_gap(src: np.ndarray, cam: np.ndarray, w_src: np.ndarray, w_cam: np.ndarray) -> tuple[float, np.ndarray]:
+    """(CIE76 delta E between the two sides' mean skin colours, the camera's mean over the source's per BGR)."""
+    a, b = weighted_mean(src, w_src), weighted_mean(cam, w_cam)
+    lab = cv2.cvtColor(np.clip(np.stack([a, b])[None] / 255.0, 0, 1).astype(np.float32), cv2.COLOR_BGR2LAB)[0]
+    return float(np.linalg.norm(lab[0] - lab[1])), ((b + 4.0) / (a + 4.0)).astype(np.float32)
+
+
+def toward_source(
+    out: SwapOutput, preset: Preset, src: np.ndarray, cam: np.ndarray, w_src: np.ndarray, w_cam: np.ndarray
+) -> tuple[float, Keep | None]:
+    """The relight's scale and how much of the source's light stays, at the preset's likeness: the source's
+    shading and (as far as the tone gap allows) its tone in the middle of the face, the camera's toward the
+    outline."""
     like = float(np.clip(preset.likeness, 0.0, 1.0))
     if like <= 0.0:
         return SIGMA, None
     small = cv2.resize(out.mask, (GRID, GRID), interpolation=cv2.INTER_AREA)
     middle = np.clip((cv2.GaussianBlur(small, (0, 0), 2.0) - 0.55) / 0.35, 0.0, 1.0)
-    return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), (middle * like).astype(np.float32)
+    gap, mean_gain = tone_gap(src, cam, w_src, w_cam)
+    allowed = float(np.clip((TONE_FAR - gap) / (TONE_FAR - TONE_NEAR), 0.0, 1.0))
+    shading = (SHADING_KEPT * middle * like).astype(np.float32)
+    return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), Keep(shading, shading * allowed, mean_gain)
 
 
 def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: Occluder | None) -> SwapOutput:
@@ -143,8 +169,12 @@ def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: O
     assert out.warp is not None
     backdrop, reach = warped_crop(crop, out.warp)
     done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion)
-    alpha = done.mask[..., None]
-    face = np.clip(done.crop * alpha + backdrop * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    box = support(done.mask)
+    face = backdrop.copy()
+    if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere
+        r, alpha = box.region, np.ascontiguousarray(done.mask[box.region])
+        face[r] = cv2.blendLinear(np.ascontiguousarray(done.crop[r]), np.ascontiguousarray(backdrop[r]),
+                                  alpha, 1.0 - alpha)
     return SwapOutput(face, np.maximum(reach, done.mask))
 
 

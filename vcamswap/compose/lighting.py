@@ -10,6 +10,8 @@ hands, and at the mask's edge both sides agree in colour, so there is no step to
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -41,18 +43,39 @@ def weighted_lowpass(image: np.ndarray, weight: np.ndarray, sigma: float = SIGMA
     return ((num + k * mean) / (den[..., None] + k)).astype(np.float32)
 
 
+class Keep(NamedTuple):
+    """How much of the source's own light stays (GRID x GRID, 0..1 each), split in two: its shading (the gain's
+    variation about its face-wide mean: cheekbones, the nose's sides) and its overall tone (the mean gain)."""
+
+    shading: np.ndarray
+    tone: np.ndarray
+    mean_gain: np.ndarray  # (3,) the camera's skin mean over the source's, BGR
+
+
+def weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The mean BGR colour of `image` where `weight` (any size; the image is reduced to it) is high."""
+    if image.shape[:2] != weight.shape[:2]:
+        image = cv2.resize(image, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_AREA)
+    total = float(weight.sum())
+    if total < 1e-3:
+        return np.full(3, 128.0, np.float32)
+    return ((image.reshape(-1, 3).astype(np.float32) * weight.reshape(-1, 1)).sum(0) / total).astype(np.float32)
+
+
 def relight(
     src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
-    box: Box | None = None, sigma: float = SIGMA, keep: np.ndarray | None = None,
+    box: Box | None = None, sigma: float = SIGMA, keep: Keep | None = None,
 ) -> np.ndarray:
     """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size).
     `box`: only there, where it will be seen; the rest of `src` is returned as it is. `sigma`: the low-pass's
-    scale in GRID cells; `keep` (GRID x GRID, 0..1): how much of the source's own tone stays there."""
+    scale in GRID cells; `keep`: how much of the source's own shading and tone stays, per cell."""
     size = src.shape[1], src.shape[0]
     gain = (weighted_lowpass(ref, w_ref, sigma) + 4.0) / (weighted_lowpass(src, w_src, sigma) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     if keep is not None:
-        gain = np.power(gain, 1.0 - keep[..., None]).astype(np.float32)
+        mean = np.clip(keep.mean_gain, 1.0 / MAX_GAIN, MAX_GAIN).astype(np.float32)
+        shading = np.power(gain / mean, 1.0 - keep.shading[..., None])
+        gain = (shading * np.power(mean, 1.0 - keep.tone[..., None])).astype(np.float32)
     full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
     if box is None:
         return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)

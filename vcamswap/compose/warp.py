@@ -40,8 +40,10 @@ def warped_crop(crop: np.ndarray, warp: Warp) -> tuple[np.ndarray, np.ndarray]:
     below a tenth of a pixel, so the paste-back leaves the frame as it is there)."""
     size = crop.shape[0]
     full = field_at(warp, size)
-    amount = np.sqrt(full[..., 0] ** 2 + full[..., 1] ** 2)
-    reach = np.clip((amount - 0.1) / 0.3, 0.0, 1.0).astype(np.float32)
-    reach = cv2.GaussianBlur(reach, (0, 0), max(1.0, size / 128))
+    # Worked out on the field's own grid, then interpolated: the field is smooth, so its reach is too.
+    amount = np.sqrt((warp.field ** 2).sum(-1))
+    small = np.clip((amount - 0.1) / 0.3, 0.0, 1.0).astype(np.float32)
+    small = cv2.GaussianBlur(cv2.dilate(small, np.ones((3, 3), np.uint8)), (0, 0), 0.5)
+    reach = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     box = support(reach, 2)
     return (moved(crop, full, box) if box.x1 > box.x0 else crop), reach

@@ -17,12 +17,18 @@ import numpy as np
 
 from vcamswap.compose.align import similarity
 from vcamswap.compose.skin import UNIT, face_width, polygon
-from vcamswap.faces.landmarks import LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.types import Warp
 
 WARP_GRID = 32  # the displacement field lives on this grid over the crop and is interpolated from it
 NEUTRAL_FRAMES = 90  # the camera's neutral is the mean of its first frames, then follows slowly
 NEW_FACE = 0.08  # a shape this far (share of the face's width, mean per point) from the neutral: a new person
+# How far the outline may move and the camera's frame be pulled, as a share of the face's width: a source much
+# narrower than the camera's face otherwise drags hair and background inward with visible stretching.
+MAX_PULL = 0.05
+# Past the face's oval (the camera's or the moved one, whichever is wider) the pull falls to 0 over this share of
+# the face's width: hair and background a little off the cheek stay where they are.
+PULL_FALLOFF = 0.08
 
 
 def rigid_groups() -> tuple[tuple[int, ...], ...]:
@@ -55,6 +61,20 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
+def closed_like(src: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The source's points with its inner lips opened no further than the camera's neutral (both in the source's
+    frame): a photo's smile with teeth must not keep the mouth open (the camera's closed lips would show, squeezed
+    into the photo's opening); the camera's expression opens it from there."""
+    inner = list(LIPS_INNER)
+    out = src.copy()
+    own = src[inner, 1] - src[inner, 1].mean()
+    cam = rest[inner, 1] - rest[inner, 1].mean()
+    # Scaled about the opening's middle, never turned over: the points keep their order and no triangle folds.
+    factor = float(np.clip(np.abs(cam).mean() / max(float(np.abs(own).mean()), 1e-3), 0.0, 1.0))
+    out[inner, 1] += own * (factor - 1.0)
+    return out
+
+
 def target_points(
     dst: np.ndarray, src: np.ndarray, blend: np.ndarray, likeness: float, neutral: Neutral
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +88,11 @@ def target_points(
     rest = neutral.update(normalised, face_width(src))
     expression = normalised - rest
     pose = (1.0 - likeness) * affine + likeness * to_cam
-    target = apply(pose, src + likeness * expression)
+    target = apply(pose, closed_like(src, rest) + likeness * expression)
     weights = blend + likeness * (1.0 - blend)
     shift = (target - dst) * weights[:, None]
+    outline = list(FACE_OVAL)
+    shift[outline] = capped(shift[outline], MAX_PULL * face_width(dst))
     groups = rigid_groups()
     moved = np.zeros((len(groups), 2), np.float32)
     for g, group in enumerate(groups):
@@ -80,9 +102,29 @@ def target_points(
     return (dst + shift).astype(np.float32), moved
 
 
+def capped(vectors: np.ndarray, limit: float) -> np.ndarray:
+    """Each vector (last axis: x, y) shortened to at most `limit`, its direction kept."""
+    length = np.sqrt((vectors.astype(np.float32) ** 2).sum(-1, keepdims=True))
+    return (vectors * np.minimum(1.0, limit / np.maximum(length, 1e-6))).astype(np.float32)
+
+
+def near_oval(dst: np.ndarray, shaped: np.ndarray, cell: float, reach: float) -> np.ndarray:
+    """(WARP_GRID, WARP_GRID): 1 inside either face oval, falling smoothly to 0 `reach` grid cells past it."""
+    g = WARP_GRID
+    mask = np.zeros((g * 4, g * 4), np.uint8)  # a finer grid, so the oval's edge is not a cell's staircase
+    for pts in (dst, shaped):
+        cv2.fillPoly(mask, [np.round(pts[list(FACE_OVAL)] * (64.0 / cell)).astype(np.int32)], 255,
+                     lineType=cv2.LINE_8, shift=4)
+    far = cv2.distanceTransform(255 - mask, cv2.DIST_L2, 3) / 4.0
+    w = np.clip(1.0 - far / max(reach, 0.5), 0.0, 1.0)
+    w = w * w * (3 - 2 * w)
+    return cv2.resize(w, (g, g), interpolation=cv2.INTER_AREA)
+
+
 def displacement(dst: np.ndarray, shaped: np.ndarray, size: int) -> np.ndarray:
     """(WARP_GRID, WARP_GRID, 2): per grid cell, where the camera's pixel shown there comes from, relative to it
-    (shaped -> camera), interpolated smoothly between the points and fading to 0 a little past the face."""
+    (shaped -> camera), interpolated smoothly between the points, no longer than MAX_PULL of the face's width
+    past the inner face and falling to 0 just past the face's oval."""
     g = WARP_GRID
     cell = size / g
     offsets = (dst - shaped).astype(np.float32)
@@ -98,7 +140,8 @@ def displacement(dst: np.ndarray, shaped: np.ndarray, size: int) -> np.ndarray:
     # Where no point is near, the field falls to 0 over about a fifth of the face's width past the outline.
     reach = cv2.GaussianBlur(den, (0, 0), max(1.0, 0.12 * width))
     reach = np.clip(reach / max(float(reach.max()) * 0.15, 1e-6), 0.0, 1.0)
-    return (field * (reach * reach * (3 - 2 * reach))[..., None]).astype(np.float32)
+    reach = reach * reach * (3 - 2 * reach) * near_oval(dst, shaped, cell, PULL_FALLOFF * width)
+    return (capped(field, 2.0 * MAX_PULL * width * cell) * reach[..., None]).astype(np.float32)
 
 
 def warp_of(dst: np.ndarray, shaped: np.ndarray, size: int, likeness: float) -> Warp:
@@ -115,10 +158,73 @@ def mouth_opening(points: np.ndarray, size: int) -> np.ndarray:
 
 def source_features(points: np.ndarray, size: int) -> np.ndarray:
     """The source's eyes and lips (0..1 with a soft edge, in the source texture): what the likeness shows of the
-    photo's own features, where the skin texture has them filled."""
+    photo's own features, where the skin texture has them filled. The edge is wide and soft (grown by 3 % of
+    the face's width, blurred as much again): a hard ring around a photo's eye reads as a pasted socket."""
     mask = np.zeros((size, size), np.uint8)
     for idx in (RIGHT_EYE, LEFT_EYE, LIPS_OUTER):
         cv2.fillPoly(mask, [polygon(points, idx)], 255, lineType=cv2.LINE_AA, shift=4)
     r = max(1, int(round(face_width(points) * 0.03)))
     grown = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return cv2.LUT(cv2.GaussianBlur(grown, (0, 0), r), UNIT)
+    return cv2.LUT(cv2.GaussianBlur(grown, (0, 0), 1.5 * r), UNIT)
+
+
+# A pixel of the source's lips region is shown as it is when its Lab colour (8-bit scale) is within these of the
+# lips' or the skin's own colour: lightness gets a wide tolerance (a lip's shading), chroma a narrow one.
+LIP_TOLERANCE = np.array([40.0, 12.0, 12.0], np.float32)
+
+
+def lips_or_skin(raw: np.ndarray, skin: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """0..1 per pixel: how much a pixel of the photo's lips region is lip or skin by its colour, not hair (a
+    moustache over the upper lip, a beard under the lower). The lips' colour is the median of the lip tissue
+    (outer less inner outline) redder than the skin, which no hair is; the skin's of the confident skin."""
+    size = raw.shape[0]
+    lab = cv2.cvtColor(raw, cv2.COLOR_BGR2LAB).astype(np.float32)
+    sure = skin > 0.9
+    if int(sure.sum()) < 50:
+        return np.ones(raw.shape[:2], np.float32)
+    skin_lab = np.median(lab[sure], 0)
+    tissue = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(tissue, [polygon(points, LIPS_OUTER)], 255, shift=4)
+    cv2.fillPoly(tissue, [polygon(points, LIPS_INNER)], 0, shift=4)
+    red = lab[tissue > 0]
+    red = red[red[:, 1] > skin_lab[1]]
+    models = [skin_lab] + ([np.median(red, 0)] if len(red) >= 20 else [])
+    d = np.min([np.sqrt((((lab - m) / LIP_TOLERANCE) ** 2).sum(-1)) for m in models], 0)
+    ok = np.clip(2.0 - d, 0.0, 1.0).astype(np.float32)
+    # The line between the lips is dark and stays; the hair's fringe is pulled back and softened.
+    inner = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [polygon(points, LIPS_INNER)], 255, shift=4)
+    k = max(1, size // 128)
+    ok = np.maximum(ok, cv2.LUT(cv2.dilate(inner, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), UNIT))
+    ok = cv2.erode(ok, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return cv2.GaussianBlur(ok, (0, 0), k)
+
+
+LIP_LINE = 0.8  # what fills a photo's mouth opening, as a share of its lips' own colour
+
+
+def source_own(
+    raw: np.ndarray, texture: np.ndarray, skin: np.ndarray | None, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo as the likeness shows it around its eyes and lips, and where that is hair (0..1). Where the lips
+    region is hair by its colour (a moustache, a beard around the mouth) the picture is the skin texture (filled
+    from the skin) and the hair map says so: the engine then treats it like the rest of the source's hair (the
+    camera's face shows), so no moustache is pasted and no beard's dark ring shows around the mouth."""
+    if skin is None:
+        return raw, np.zeros(raw.shape[:2], np.float32)
+    lips = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [polygon(points, LIPS_OUTER)], 255, shift=4)
+    r = max(1, int(round(face_width(points) * 0.08)))
+    near = cv2.LUT(cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)), UNIT)
+    take = (near * (1.0 - lips_or_skin(raw, skin, points)))[..., None]
+    out = raw * (1.0 - take) + texture * take
+    # Inside the photo's own mouth opening (a smile's teeth): the lips' colour, a little darker, since the
+    # opening takes the camera's (closed_like); where the camera's mouth opens, its own interior shows.
+    opening = np.zeros(raw.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [polygon(points, LIPS_INNER)], 255, shift=4)
+    k = max(1, raw.shape[0] // 256)
+    inner = cv2.GaussianBlur(cv2.dilate(opening, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), (0, 0), k)
+    tissue = (lips > 0) & (inner == 0)
+    line = np.median(out[tissue], 0) * LIP_LINE if int(tissue.sum()) >= 20 else np.zeros(3)
+    fill = cv2.LUT(inner, UNIT)[..., None]
+    return np.clip(out * (1.0 - fill) + line * fill + 0.5, 0, 255).astype(np.uint8), take[..., 0] * (1.0 - fill[..., 0])

@@ -51,7 +51,7 @@ class LiteSource:
     skin: np.ndarray | None = None  # (SOURCE_SIZE, SOURCE_SIZE) 0..1, where the swap may show the source
     raw: np.ndarray | None = None  # the aligned photo as it is, for its own eyes and lips at a likeness above 0
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
-    _wide: dict[int, np.ndarray] = field(default_factory=dict)
+    _own: dict[int, np.ndarray] = field(default_factory=dict)
 
     def texture_at(self, size: int) -> np.ndarray:
         """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both."""
@@ -62,16 +62,17 @@ class LiteSource:
             self._scaled[size] = cv2.resize(bgra, (size, size), interpolation=interp)
         return self._scaled[size]
 
-    def wide_at(self, size: int) -> np.ndarray:
-        """texture_at(size) with the photo as it is and where its eyes and lips are as channels 4-7."""
-        if size not in self._wide:
-            from vcamswap.engines.lite.likeness import source_features
+    def own_at(self, size: int) -> np.ndarray:
+        """The photo as the likeness shows it (engines.lite.likeness.source_own) with where its own eyes and lips
+        are as a 4th channel (0..255), at `size`."""
+        if size not in self._own:
+            from vcamswap.engines.lite.likeness import source_features, source_own
 
-            raw = self.texture if self.raw is None else self.raw
-            own = np.clip(source_features(self.points * SOURCE_SIZE, SOURCE_SIZE) * 255.0 + 0.5, 0, 255)
-            extra = cv2.resize(np.dstack([raw, own.astype(np.uint8)]), (size, size), interpolation=cv2.INTER_AREA)
-            self._wide[size] = np.dstack([self.texture_at(size), extra])
-        return self._wide[size]
+            pts = self.points * SOURCE_SIZE
+            raw, hair = source_own(self.texture if self.raw is None else self.raw, self.texture, self.skin, pts)
+            own = np.clip(source_features(pts, SOURCE_SIZE) * (1.0 - hair) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            self._own[size] = cv2.resize(np.dstack([raw, own]), (size, size), interpolation=cv2.INTER_AREA)
+        return self._own[size]
 
 
 def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcamswap.compose.align import support
+from vcamswap.compose.align import Box, support
 from vcamswap.compose.blend import feather_width
-from vcamswap.compose.skin import UNIT
+from vcamswap.compose.skin import UNIT, face_width
 from vcamswap.compose.warp import field_at, moved
 from vcamswap.engines.lite.likeness import Neutral, mouth_opening, target_points, warp_of
 from vcamswap.engines.lite.masks import FEATURES, feature_box, feature_mask, oval_mask, shifted, turn_weight
@@ -21,40 +21,70 @@ from vcamswap.engines.lite.mesh import (
     trust_blur,
 )
 from vcamswap.engines.lite.source import LiteSource
+from vcamswap.faces.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
+
+# A frontal photo's shape, posed by a similarity, fits a frontal face; toward a three-quarter view the camera's nose
+# and cheek stick out past it (a second nose beside the source's). From where the nose tip sits between the
+# outline points (0.5 frontal) the likeness is whole down to FRONTAL_FULL and the camera's shape at FRONTAL_NONE.
+FRONTAL_FULL, FRONTAL_NONE = 0.22, 0.12
+
+
+def frontal(points: np.ndarray) -> float:
+    left, right = float(points[234, 0]), float(points[454, 0])
+    across = (float(points[1, 0]) - left) / max(right - left, 1e-3)
+    side = min(across, 1.0 - across)
+    w = float(np.clip((side - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+    return w * w * (3 - 2 * w)
+
+
+def own_box(shaped: np.ndarray, size: int, box: Box) -> Box:
+    """Where the photo's own eyes and lips can show: their points' box grown by a third of the face's width
+    (past the mask's growth and blur in source_features), within the mesh's box."""
+    b = mesh_box(shaped[list(OWN_POINTS)], size, int(face_width(shaped) * 0.3) + 2)
+    x0, y0, x1, y1 = max(b.x0, box.x0), max(b.y0, box.y0), min(b.x1, box.x1), min(b.y1, box.y1)
+    return Box(x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else box
+
+
+OWN_POINTS = tuple(sorted(set(RIGHT_EYE) | set(LEFT_EYE) | set(LIPS_OUTER)))
 
 
 def swap_toward_source(
     crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset, neutral: Neutral
 ) -> SwapOutput:
     assert face.points is not None
-    likeness = float(np.clip(preset.likeness, 0.0, 1.0))
     size = crop.shape[0]
     src_pts = source.points * size
     dst_pts = face.points.astype(np.float32)
+    likeness = float(np.clip(preset.likeness, 0.0, 1.0)) * frontal(dst_pts)
     shaped, shifts = target_points(dst_pts, src_pts, source.blend, likeness, neutral)
     box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
     index = rasterize_indices(shaped, source.triangles, size, box)
     affines = triangle_affines(shaped, src_pts, source.triangles)
-    warped = mesh_warp(source.wide_at(size), src_pts, shaped, source.triangles, index, affines, box)
-    # Channels: the skin texture, its mask, the photo as it is, where the photo's own eyes and lips are.
-    own = cv2.LUT(np.ascontiguousarray(warped[..., 7]), UNIT) * likeness
-    skin = np.ascontiguousarray(warped[..., :3])
-    r = support(own).region  # the photo's own eyes and lips: blended in there only
-    skin[r] = np.clip(skin[r] * (1.0 - own[r][..., None]) + warped[r][..., 4:7] * own[r][..., None] + 0.5, 0, 255)
-    src_skin = np.maximum(cv2.LUT(np.ascontiguousarray(warped[..., 3]), UNIT), own)
+    warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
+    skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+    # The photo as it is and where its own eyes and lips are: warped only in those features' box.
+    near = own_box(shaped, size, box)
+    sub = index[near.y0 - box.y0:near.y1 - box.y0, near.x0 - box.x0:near.x1 - box.x0]
+    photo = mesh_warp(source.own_at(size), src_pts, shaped, source.triangles, sub, affines, near)
+    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * likeness
+    b = support(own)  # blended in there only
+    if b.x1 > b.x0:
+        r, w = b.region, np.ascontiguousarray(own[b.region])
+        skin[r] = cv2.blendLinear(cv2.cvtColor(photo[r], cv2.COLOR_BGRA2BGR), skin[r], w, 1.0 - w)
+    src_skin = np.maximum(cv2.LUT(cv2.extractChannel(warped, 3), UNIT), own)
     outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
     outer = box.paste(outer, size) * turn_weight(dst_pts)
     warp = warp_of(dst_pts, shaped, size, likeness)
     # The camera's eyes and lips fade out as the source's come in; the camera's mouth interior stays inside the
     # opening, taken from the camera's crop moved by the same field as the frame around the face.
-    masks = [feature_mask(shaped, f, size) * (1.0 - likeness) for f in FEATURES]
-    parts = [(shifted(crop, dx, dy, feature_box(shaped, f, size)), m)
-             for f, m, (dx, dy) in zip(FEATURES, masks, shifts, strict=True)]
     inside = mouth_opening(shaped, size) * likeness
-    interior = moved(crop, field_at(warp, size), support(inside, 1))
-    parts[2] = (parts[2][0], masks[2] * (1.0 - inside))
-    parts.append((interior, inside))
+    parts = [(moved(crop, field_at(warp, size), support(inside, 1)), inside)]
+    if likeness < 1.0:  # at 1 the camera's eyes and lips are gone: not worked out at all
+        for f, (dx, dy) in zip(FEATURES, shifts, strict=True):
+            m = feature_mask(shaped, f, size) * (1.0 - likeness)
+            m = m * (1.0 - inside) if f is FEATURES[-1] else m  # the lips: not over the mouth's opening
+            parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), m))
     holes = np.clip(sum((m for _, m in parts[1:]), parts[0][1]), 0.0, 1.0)
     return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin, warp)
