@@ -98,6 +98,12 @@ async function loadGallery() {
   if (!r.ok) return;
   const state = await r.json();
   const ul = $("gallery");
+  // A face's tried-on still stays over its card when the gallery is drawn again (a control's event).
+  const tried = new Map();
+  for (const li of ul.children) {
+    const over = li.querySelector(".tried");
+    if (over) tried.set(li.dataset.name, [over, li.dataset.tried]);
+  }
   ul.replaceChildren();
   if (!state.gallery.length) {
     const li = document.createElement("li");
@@ -105,7 +111,15 @@ async function loadGallery() {
     li.textContent = "No faces yet: add a photo below.";
     ul.append(li);
   }
-  for (const f of state.gallery) ul.append(card(f));
+  for (const f of state.gallery) {
+    const li = card(f);
+    const kept = tried.get(f.name);
+    if (kept) {
+      li.querySelector(".pic").append(kept[0]);
+      li.dataset.tried = kept[1];
+    }
+    ul.append(li);
+  }
   drawControls(state.controls);
 }
 
@@ -169,6 +183,9 @@ async function tryOn(name, li, pic, button) {
       say(reply.error || "refused");
       return;
     }
+    // The gallery may have been drawn again while the swap ran: the card on the page now is the one to mark.
+    li = $("gallery").querySelector(`li[data-name="${CSS.escape(name)}"]`) || li;
+    pic = li.querySelector(".pic") || pic;
     let over = pic.querySelector(".tried");
     if (!over) {
       over = document.createElement("img");
@@ -179,9 +196,9 @@ async function tryOn(name, li, pic, button) {
       pic.append(over);
     }
     const old = over.src;
+    li.dataset.tried = r.headers.get("X-Frame") || "";  // marked before the still shows
     over.src = URL.createObjectURL(await r.blob());
     if (old.startsWith("blob:")) URL.revokeObjectURL(old);
-    li.dataset.tried = r.headers.get("X-Frame") || "";
   } finally {
     button.disabled = false;
     button.textContent = "Try on camera";
