@@ -25,6 +25,24 @@ TARGETS: tuple[Targets, ...] = ("one", "all")
 Precision = Literal["auto", "fp32", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "fp16")
 
+# The neural engine's swap models, by the name the manifest gives their weights (engines.swapmodels runs each,
+# `vcamswap models download NAME` fetches it). inswapper_128 is the default: the one model the neural engine
+# has always run. GHOST's generators are sber-swap's AEI-Net with 1, 2 or 3 AAD blocks at 256 px.
+SwapModelName = Literal["inswapper_128", "ghost_1_256", "ghost_2_256", "ghost_3_256"]
+SWAP_MODELS: tuple[SwapModelName, ...] = ("inswapper_128", "ghost_1_256", "ghost_2_256", "ghost_3_256")
+DEFAULT_SWAP_MODEL: SwapModelName = "inswapper_128"
+# What adaptive quality steps a model down to when a frame does not fit (a lighter model of the same family).
+MODEL_STEP_DOWN: dict[SwapModelName, SwapModelName] = {"ghost_3_256": "ghost_2_256", "ghost_2_256": "ghost_1_256"}
+
+
+def check_model(name: str) -> SwapModelName:
+    """The model's name, or ValueError with one line unless it is one of SWAP_MODELS."""
+    for m in SWAP_MODELS:
+        if name == m:
+            return m
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(SWAP_MODELS)}")
+
+
 # What the remote engine's frames get while the server is away: the camera's face, or a swap here (lite).
 REMOTE_FALLBACKS = ("passthrough", "lite")
 

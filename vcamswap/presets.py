@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
+from vcamswap.choices import DEFAULT_SWAP_MODEL, OCCLUSION_KINDS, OcclusionKind, SwapModelName
 
 # The lite engine's likeness when the user has not chosen one (docs/lite.md says how it was chosen).
 DEFAULT_LIKENESS = 0.0
@@ -40,6 +40,9 @@ class Preset:
     # every preset.
     likeness: float = 0.0
     boost: int = 128  # neural engine: swapped face side, 128 (one model call), 256 (4 calls) or 512 (16)
+    # Neural engine: the swap model in force (choices.SWAP_MODELS); the user's setting, which adaptive quality
+    # may step down (choices.MODEL_STEP_DOWN).
+    model: SwapModelName = DEFAULT_SWAP_MODEL
 
     def with_knobs(self, **knobs: object) -> Preset:
         return replace(self, **knobs)  # type: ignore[arg-type]
