@@ -28,6 +28,7 @@ from helpers.server import (
     listening_unix_paths,
     serve_python,
     shm_files,
+    token_file_with,
 )
 
 from vcamswap.engines.remote import codec
@@ -46,9 +47,7 @@ BOMB_SIDE = 20000
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    p = tmp_path_factory.mktemp("token") / "token"
-    p.write_text(TOKEN + "\n")
-    return p
+    return token_file_with(tmp_path_factory, TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from helpers.faces import face_of, read
 from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import Driven, build
-from helpers.server import Server
+from helpers.server import Server, free_ports, token_file_with
 from helpers.tls import make_ca, make_server_cert
 
 from vcamswap.compose.align import align
@@ -47,9 +47,7 @@ TOKEN = "s3cret-token-for-tests"
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    p = tmp_path_factory.mktemp("token") / "token"
-    p.write_text(TOKEN + "\n")
-    return p
+    return token_file_with(tmp_path_factory, TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +136,6 @@ def test_run_refuses_a_missing_token_in_one_line(server: Server, media: Path, tm
 
 
 def test_doctor_checks_the_server_the_token_and_the_models(server: Server, token_file: Path, tmp_path: Path) -> None:
-    from helpers.server import free_ports
-
     from vcamswap.checks import Context
     from vcamswap.engines.remote.checks import check_remote
     from vcamswap.settings import Settings

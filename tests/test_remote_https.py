@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from helpers.faces import face_of, read
 from helpers.images import jpeg_declaring
-from helpers.server import Server, free_ports, serve_python
+from helpers.server import Server, free_ports, serve_python, token_file_with
 from helpers.tls import Nginx, make_ca, make_server_cert, need_openssl, start_nginx
 
 from vcamswap.compose.align import align
@@ -46,9 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    p = tmp_path_factory.mktemp("token") / "token"
-    p.write_text(TOKEN + "\n")
-    return p
+    return token_file_with(tmp_path_factory, TOKEN)
 
 
 @pytest.fixture(scope="module")

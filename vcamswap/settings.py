@@ -29,7 +29,7 @@ from vcamswap.choices import (
     CodecError,
     parse_codec,
 )
-from vcamswap.presets import BOOSTS, DEFAULT_LIKENESS
+from vcamswap.presets import DEFAULT_LIKENESS, check_boost
 from vcamswap.safepath import write_through
 
 if sys.version_info >= (3, 11):
@@ -195,8 +195,11 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: unknown occlusion {value!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
     if name == "enhance" and not 0 <= value <= MAX_ENHANCE_EVERY:
         raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
-    if name == "boost" and value not in BOOSTS:
-        raise SettingsError(f"{origin}: {key!r} must be one of {', '.join(map(str, BOOSTS))}, not {value}")
+    if name == "boost":
+        try:
+            check_boost(value)  # the presets' rule, so the file and the live control agree
+        except ValueError as e:
+            raise SettingsError(f"{origin}: {e}") from None
     if name == "targets" and value not in TARGETS:
         raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
     if name == "precision" and value not in PRECISIONS:

@@ -22,6 +22,13 @@ SERVE_PYTHON = REPO / ".venv-serve" / "bin" / "python"
 READY = "swap server ready"
 
 
+def token_file_with(factory: pytest.TempPathFactory, token: str) -> Path:
+    """A token file as a user writes one (the token and a newline), in a folder of its own."""
+    p = factory.mktemp("token") / "token"
+    p.write_text(token + "\n")
+    return p
+
+
 def serve_python() -> Path:
     """The server's Python, or a skip saying why it is absent."""
     if SERVE_PYTHON.is_file():

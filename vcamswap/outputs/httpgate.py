@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import NamedTuple
 
+from vcamswap.sockio import recv_ready
+
 log = logging.getLogger("vcamswap.outputs")
 
 HEAD_DEADLINE_S = 5.0  # a browser or curl sends its whole head at once; a few seconds is plenty on any link
@@ -133,14 +135,8 @@ class RequestGate:
             self._sel.register(conn, selectors.EVENT_READ, p)
 
     def _read(self, p: _Pending) -> None:
-        try:
-            data = p.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(p)
-            return
-        if not data:
+        data = recv_ready(p.sock, 4096)
+        if data is None:
             self._drop(p)
             return
         p.buf += data

@@ -38,6 +38,7 @@ from vcamswap.daemon.control.protocol import (
     default_address,
     error_reply,
 )
+from vcamswap.sockio import recv_ready
 
 log = logging.getLogger("vcamswap.ipc")
 
@@ -247,14 +248,8 @@ class _UnixServer:
         self._sel.register(conn, selectors.EVENT_READ, client)
 
     def _read(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(client)
-            return
-        if not data:
+        data = recv_ready(client.sock, 65536)
+        if data is None:
             self._drop(client)
             return
         client.buf += data
