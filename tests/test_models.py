@@ -149,12 +149,15 @@ def test_shipped_manifest_names_the_three_models_with_checksums() -> None:
         assert archive.archive_size == 288621354 and archive.archive_sha256
 
 
-def test_shipped_manifest_lists_the_optional_occluder_and_enhancer() -> None:
+def test_shipped_manifest_lists_the_optional_occluder_enhancer_and_parser() -> None:
     manifest = load_manifest()
     optional = {s.name: s for s in manifest.select(None, optional=True) if s.optional}
-    assert set(optional) == {"xseg_3", "gfpgan_1.4"}
+    assert set(optional) == {"xseg_3", "gfpgan_1.4", "bisenet_resnet_34"}
     assert manifest.get("occluder") is optional["xseg_3"] and manifest.get("enhancer") is optional["gfpgan_1.4"]
-    assert (optional["xseg_3"].size, optional["gfpgan_1.4"].size) == (70327709, 340299087)
+    assert manifest.get("parser") is optional["bisenet_resnet_34"]
+    sizes = {name: spec.size for name, spec in optional.items()}
+    assert sizes == {"xseg_3": 70327709, "gfpgan_1.4": 340299087, "bisenet_resnet_34": 93632546}
+    assert "MIT" in optional["bisenet_resnet_34"].licence
     for spec in optional.values():
         assert spec.file == f"{spec.name}.onnx" and len(spec.sha256) == 64 and spec.licence
         assert [s.url.split("/")[2] for s in spec.sources] == ["github.com", "huggingface.co"]
