@@ -128,7 +128,7 @@ class ModelOccluder:
 def kept_out(face: np.ndarray) -> np.ndarray:
     """A hard face map with what is not face grown a little and softened past it: a glasses frame or a strand
     a pixel or two wide stays whole in front of the swap (blurring alone would cover most of it)."""
-    grow = max(1, face.shape[0] // 64)
+    grow = max(2, round(face.shape[0] / 48))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.GaussianBlur(cv2.erode(face, kernel), (0, 0), grow / 2.0).astype(np.float32)
 
