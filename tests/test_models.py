@@ -492,3 +492,36 @@ def test_an_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
     assert len(inst.fetcher.requests) == 2  # one retry, not five, when no byte ever arrives
     assert not (tmp_path / "models" / "swap.onnx").exists()
+
+
+def test_the_parser_is_fetched_by_its_role_and_listed_with_its_licence(
+    server: tuple[str, Served], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vcamswap models download parser` fetches the face parser (here the stand-in, served locally, under a
+    manifest that lists it like the shipped one) and make_occluder("parser") then opens it; `models list`
+    with the shipped manifest shows its size and licence."""
+    from vcamswap.compose.occlusion import ParserOccluder, make_occluder
+    from vcamswap.modelstore.standin_parser import parser_model
+    from vcamswap.modelstore.standins import save
+
+    base, served = server
+    standin = save(parser_model(), tmp_path / "copy" / "bisenet_resnet_34.onnx").read_bytes()
+    served.files["/bisenet_resnet_34.onnx"] = standin
+    manifest = write_manifest(
+        tmp_path / "m.toml", {"bisenet_resnet_34": (standin, [{"url": f"{base}/bisenet_resnet_34.onnx"}])}
+    )
+    text = manifest.read_text(encoding="utf-8")
+    entry = "[models.bisenet_resnet_34]\n"
+    manifest.write_text(text.replace(entry, entry + 'optional = true\nrole = "parser"\n'), encoding="utf-8")
+    models = tmp_path / "models"
+    common = ["--manifest", str(manifest), "--models", str(models)]
+    r = cli(capsys, "download", *common)
+    assert r.returncode == 0 and not (models / "bisenet_resnet_34.onnx").exists()
+    r = cli(capsys, "download", "parser", *common)
+    assert r.returncode == 0 and f"installed bisenet_resnet_34 -> {models / 'bisenet_resnet_34.onnx'}" in r.stdout
+    assert isinstance(make_occluder("parser", models, provider="cpu"), ParserOccluder)
+
+    r = cli(capsys, "list", "--models", str(tmp_path / "empty"))
+    line = next(x for x in r.stdout.splitlines() if x.startswith("bisenet_resnet_34\t"))
+    assert line.split("\t")[1:] == ["93.6 MB", "missing", "face-parsing (yakhyo, after zllrunning): MIT",
+                                    "optional parser"]

@@ -267,3 +267,28 @@ def test_the_live_pipeline_runs_the_parser_occluder_on_every_swap(
     swapped = sum(r.swapped for r in results)
     assert engine.parser is None and swapped >= 4 and len(made) == 1 and isinstance(made[0], ParserOccluder)
     assert made[0].parser.calls == swapped
+
+
+def test_faces_list_judges_a_photo_with_the_parser_when_it_is_installed(
+    parser_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vcamswap faces list` says how much of a photo's face stays the camera's as the lite engine will decide
+    it: by colour alone without the parser, with the parser (here the stand-in) when the settings' models
+    folder holds it."""
+    import shutil
+
+    from vcamswap.cli import main
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    shutil.copy(media_path(GLASSES), faces / "glasses.jpg")
+
+    def covered(models: Path) -> int:
+        settings = tmp_path / f"{models.name}.toml"
+        settings.write_text(f'models = "{models}"\n', encoding="utf-8")
+        assert main(["faces", "list", "--faces", str(faces), "--settings", str(settings)]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("glasses\t"))
+        return int(line.split("cover ")[1].split("%")[0])
+
+    by_colour, with_parser = covered(tmp_path / "none"), covered(parser_dir)
+    assert with_parser > by_colour, (by_colour, with_parser)
