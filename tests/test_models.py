@@ -149,12 +149,15 @@ def test_shipped_manifest_names_the_three_models_with_checksums() -> None:
         assert archive.archive_size == 288621354 and archive.archive_sha256
 
 
-def test_shipped_manifest_lists_the_optional_occluder_and_enhancer() -> None:
+def test_shipped_manifest_lists_the_optional_occluder_enhancer_and_parser() -> None:
     manifest = load_manifest()
     optional = {s.name: s for s in manifest.select(None, optional=True) if s.optional}
-    assert set(optional) == {"xseg_3", "gfpgan_1.4"}
+    assert set(optional) == {"xseg_3", "gfpgan_1.4", "bisenet_resnet_34"}
     assert manifest.get("occluder") is optional["xseg_3"] and manifest.get("enhancer") is optional["gfpgan_1.4"]
-    assert (optional["xseg_3"].size, optional["gfpgan_1.4"].size) == (70327709, 340299087)
+    assert manifest.get("parser") is optional["bisenet_resnet_34"]
+    sizes = {name: spec.size for name, spec in optional.items()}
+    assert sizes == {"xseg_3": 70327709, "gfpgan_1.4": 340299087, "bisenet_resnet_34": 93632546}
+    assert "MIT" in optional["bisenet_resnet_34"].licence
     for spec in optional.values():
         assert spec.file == f"{spec.name}.onnx" and len(spec.sha256) == 64 and spec.licence
         assert [s.url.split("/")[2] for s in spec.sources] == ["github.com", "huggingface.co"]
@@ -489,3 +492,36 @@ def test_an_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
     assert len(inst.fetcher.requests) == 2  # one retry, not five, when no byte ever arrives
     assert not (tmp_path / "models" / "swap.onnx").exists()
+
+
+def test_the_parser_is_fetched_by_its_role_and_listed_with_its_licence(
+    server: tuple[str, Served], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vcamswap models download parser` fetches the face parser (here the stand-in, served locally, under a
+    manifest that lists it like the shipped one) and make_occluder("parser") then opens it; `models list`
+    with the shipped manifest shows its size and licence."""
+    from vcamswap.compose.occlusion import ParserOccluder, make_occluder
+    from vcamswap.modelstore.standin_parser import parser_model
+    from vcamswap.modelstore.standins import save
+
+    base, served = server
+    standin = save(parser_model(), tmp_path / "copy" / "bisenet_resnet_34.onnx").read_bytes()
+    served.files["/bisenet_resnet_34.onnx"] = standin
+    manifest = write_manifest(
+        tmp_path / "m.toml", {"bisenet_resnet_34": (standin, [{"url": f"{base}/bisenet_resnet_34.onnx"}])}
+    )
+    text = manifest.read_text(encoding="utf-8")
+    entry = "[models.bisenet_resnet_34]\n"
+    manifest.write_text(text.replace(entry, entry + 'optional = true\nrole = "parser"\n'), encoding="utf-8")
+    models = tmp_path / "models"
+    common = ["--manifest", str(manifest), "--models", str(models)]
+    r = cli(capsys, "download", *common)
+    assert r.returncode == 0 and not (models / "bisenet_resnet_34.onnx").exists()
+    r = cli(capsys, "download", "parser", *common)
+    assert r.returncode == 0 and f"installed bisenet_resnet_34 -> {models / 'bisenet_resnet_34.onnx'}" in r.stdout
+    assert isinstance(make_occluder("parser", models, provider="cpu"), ParserOccluder)
+
+    r = cli(capsys, "list", "--models", str(tmp_path / "empty"))
+    line = next(x for x in r.stdout.splitlines() if x.startswith("bisenet_resnet_34\t"))
+    assert line.split("\t")[1:] == ["93.6 MB", "missing", "face-parsing (yakhyo, after zllrunning): MIT",
+                                    "optional parser"]

@@ -13,10 +13,11 @@ PresetName = Literal["fast", "balanced", "quality"]
 PRESET_NAMES: tuple[PresetName, ...] = ("fast", "balanced", "quality")
 
 # What keeps the camera's occluders (hands, glasses, a mug) in front of the swap: nothing, the camera's own
-# skin model (compose.skin, CPU), or the optional occluder model on onnxruntime (`vcamswap models download
-# occluder`).
-OcclusionKind = Literal["off", "fast", "model"]
-OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model")
+# skin model (compose.skin, CPU), the optional occluder model on onnxruntime (`vcamswap models download
+# occluder`), or the optional face parser (`vcamswap models download parser`), which swaps only the face's
+# skin, brows, eyes, nose and lips and keeps hair, glasses, a hat and all else the camera's.
+OcclusionKind = Literal["off", "fast", "model", "parser"]
+OCCLUSION_KINDS: tuple[OcclusionKind, ...] = ("off", "fast", "model", "parser")
 
 Targets = Literal["one", "all"]  # the face of the frame (sticky), or every face in view
 TARGETS: tuple[Targets, ...] = ("one", "all")

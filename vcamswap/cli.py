@@ -107,7 +107,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
             entries = list_faces(folder)
             if not entries:
                 say(f"no faces in {folder}; add one with 'vcamswap faces add IMAGE'")
-            notes = _photo_notes([e.path for e in entries])
+            notes = _photo_notes([e.path for e in entries], settings.models_dir())
             for e in entries:
                 note = notes.get(e.path)
                 say(f"{e.name}\t{e.path}" + (f"\t{note}" if note else ""))
@@ -127,27 +127,35 @@ def cmd_faces(args: argparse.Namespace) -> int:
 def _check_face(settings: Settings, path: Path) -> None:
     """Warn at once when an added photo has no usable face, rather than at the first swap, and say in one line
     what limits the photo (it is kept either way)."""
-    note = _photo_notes([path]).get(path)
+    note = _photo_notes([path], settings.models_dir()).get(path)
     if note is None:
         log.warning("no face found in %s; it stays in the folder but will be skipped", path)
     elif note:
         log.warning("%s: %s; the photo is kept", path.stem, note)
 
 
-def _photo_notes(paths: list[Path]) -> dict[Path, str]:
-    """Per photo, what limits it ('' for none); photos without a usable face are left out."""
+def _photo_notes(paths: list[Path], models_dir: Path) -> dict[Path, str]:
+    """Per photo, what limits it ('' for none); photos without a usable face are left out. With the face
+    parser installed in `models_dir` the skin is decided as the lite engine decides it, with the parser."""
     import cv2
 
     # the face models (onnxruntime) load only when there are photos to look at
+    from vcamswap.compose.parsing import installed_parser
     from vcamswap.engines.lite.quality import photo_note
     from vcamswap.faces.analyzer import FaceAnalyzer
     from vcamswap.faces.detector import BlazeFaceDetector
     from vcamswap.faces.landmarker import FaceMesh
     from vcamswap.imageio import ImageError, load_image
+    from vcamswap.modelstore.manifest import ModelError
 
     if not paths:
         return {}
     analyze = FaceAnalyzer(BlazeFaceDetector(), FaceMesh())
+    try:
+        parser = installed_parser(models_dir)
+    except ModelError as e:
+        log.warning("%s; judging the photos' skin by colour alone", e)
+        parser = None
     notes: dict[Path, str] = {}
     for path in paths:
         try:
@@ -156,7 +164,7 @@ def _photo_notes(paths: list[Path]) -> dict[Path, str]:
         except (ImageError, cv2.error):
             continue
         if face is not None:
-            notes[path] = photo_note(image, face)
+            notes[path] = photo_note(image, face, parser)
     return notes
 
 

@@ -64,8 +64,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="daemon: a 'Swap Mic' microphone delayed like the video (default auto on Linux)")
     p.add_argument("--label", metavar="TEXT", help="show TEXT (e.g. 'AI face') in a corner of Swap Cam while swapping")
     p.add_argument("--occlusion", choices=list(OCCLUSION_KINDS),
-                   help="keep hands, glasses, a mug in front of the face: off, fast (CPU skin model) or model "
-                        "(the optional occluder: 'vcamswap models download occluder'); default: the preset's")
+                   help="keep hands, glasses, a mug in front of the face: off, fast (CPU skin model), model "
+                        "(the optional occluder: 'vcamswap models download occluder') or parser (swap only skin, "
+                        "brows, eyes, nose and lips: 'vcamswap models download parser'); default: the preset's")
     p.add_argument("--enhance", type=enhance_arg, metavar="N",
                    help="run the optional face enhancer every N swaps, re-using its detail between (0 = off; "
                         "'vcamswap models download enhancer'); default: the preset's")

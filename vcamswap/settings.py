@@ -111,7 +111,7 @@ class Settings:
     hotkeys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEYS))
     label: str | None = None  # the disclosure label's text; None or "" = no label
     audio_sync: str = "auto"  # Swap Mic: "auto" (follow the video's latency), "off", or a fixed delay in ms
-    occlusion: str | None = None  # "off" | "fast" | "model" (the optional occluder); None = the preset's
+    occlusion: str | None = None  # one of OCCLUSION_KINDS ("model": the occluder, "parser"); None = the preset's
     enhance: int | None = None  # run the face enhancer every N swaps (0 = off); None = the preset's
     boost: int | None = None  # neural engine's pixel boost: 128, 256 or 512; None = the preset's
     server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT

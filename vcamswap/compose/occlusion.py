@@ -7,8 +7,10 @@ when known), they return a mask of the crop, 1 = the camera's own face, 0 = some
   (compose.skin, fitted on their cheeks), which follows the light smoothly across frames.
 * `ModelOccluder` ("model"): the optional XSeg occluder on onnxruntime (`vcamswap models download
   occluder`), which also knows a skin-coloured hand from a cheek.
+* `ParserOccluder` ("parser"): the optional face parser (compose.parsing, `vcamswap models download parser`):
+  only the skin, brows, eyes, nose and lips are swapped; hair, glasses, a hat and all else stay the camera's.
 
-Both keep their mask in crop coordinates, which move with the head, and settle it the same way: something
+All keep their mask in crop coordinates, which move with the head, and settle it the same way: something
 coming in front of the face shows at once, the face comes back over a few frames, so sensor noise never
 makes the mask flicker. reset() when the followed face changes.
 """
@@ -21,7 +23,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from vcamswap.choices import OcclusionKind
+from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
+from vcamswap.compose.parsing import FaceParser, open_parser
 from vcamswap.compose.skin import SkinModel, skin_mask
 from vcamswap.modelstore.manifest import OCCLUDER_MODEL, ModelError
 from vcamswap.modelstore.optional import open_optional
@@ -122,12 +125,42 @@ class ModelOccluder:
         return self._mask
 
 
+def kept_out(face: np.ndarray) -> np.ndarray:
+    """A hard face map with what is not face grown a little and softened past it: a glasses frame or a strand
+    a pixel or two wide stays whole in front of the swap (blurring alone would cover most of it)."""
+    grow = max(2, round(face.shape[0] / 48))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.GaussianBlur(cv2.erode(face, kernel), (0, 0), grow / 2.0).astype(np.float32)
+
+
+class ParserOccluder:
+    """The face parser on one crop per call: the parsed face classes with what is not face grown a little,
+    softened, then settled over frames."""
+
+    def __init__(self, parser: FaceParser) -> None:
+        self.parser = parser
+        self._mask: np.ndarray | None = None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self._mask
+
+    def reset(self) -> None:
+        self._mask = None
+
+    def __call__(self, crop: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        self._mask = settle(kept_out(self.parser.face(crop)), self._mask)
+        return self._mask
+
+
 def make_occluder(
     kind: OcclusionKind, models_dir: Path, provider: str | None = None, threads: int | None = None
 ) -> Occluder | None:
-    """The occluder a preset's `occlusion` asks for: None ("off"), CameraSkin ("fast") or the model ("model").
+    """The occluder a preset's `occlusion` asks for: None ("off"), CameraSkin ("fast"), the occluder model
+    ("model") or the face parser ("parser").
 
-    "model" without the model installed raises ModelError, one line naming `vcamswap models download occluder`.
+    "model" or "parser" without its model installed raises ModelError, one line naming `vcamswap models
+    download occluder` (or `parser`).
     """
     if kind == "off":
         return None
@@ -139,4 +172,6 @@ def make_occluder(
             return ModelOccluder(session)
         except ValueError as e:
             raise ModelError(f"{e}; reinstall it with 'vcamswap models download occluder --force'") from None
-    raise ValueError(f"unknown occlusion {kind!r}; choose one of off, fast, model")
+    if kind == "parser":
+        return ParserOccluder(open_parser(models_dir, provider, threads))
+    raise ValueError(f"unknown occlusion {kind!r}; choose one of {', '.join(OCCLUSION_KINDS)}")

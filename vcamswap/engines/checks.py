@@ -89,9 +89,12 @@ def _check_neural_models(ctx: Context) -> Iterable[Line]:
 
 
 def _asked_for(ctx: Context, role: str) -> bool:
-    """Whether the settings turn on what an optional model does (`occlusion = "model"`, `enhance = N`)."""
+    """Whether the settings turn on what an optional model does (`occlusion = "model"` or `"parser"`,
+    `enhance = N`)."""
     if role == "occluder":
         return ctx.settings.occlusion == "model"
+    if role == "parser":
+        return ctx.settings.occlusion == "parser"
     if role == "enhancer":
         return (ctx.settings.enhance or 0) > 0
     return False

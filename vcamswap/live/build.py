@@ -42,12 +42,12 @@ def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
             raise
         if warn:
             log.warning("%s; using the lite engine", e)
-        return create_engine("lite")
+        return create_engine("lite", models_dir=settings.models_dir())
 
 
 def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.engine == "lite":
-        return {}
+        return {"models_dir": settings.models_dir()}  # the optional face parser, when installed
     if settings.engine == "remote":
         return {"server": settings.server, "token_file": settings.token_file, "fallback": settings.remote_fallback,
                 "codec_name": settings.remote_codec, "in_flight": settings.remote_in_flight,

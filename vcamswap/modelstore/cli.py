@@ -1,7 +1,8 @@
 """`vcamswap models list | download [NAME] [--from DIR_OR_FILE] | verify [NAME] | path [NAME] | convert --fp16`.
 
-Without names, `download` fetches the required models only; an optional one (the occluder, the enhancer)
-is fetched when named, by its name or its role. `--from` without names installs whatever the copy holds.
+Without names, `download` fetches the required models only; an optional one (the occluder, the enhancer,
+the parser) is fetched when named, by its name or its role. `--from` without names installs whatever the
+copy holds.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["list", "download", "verify", "path", "convert"])
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"model names or roles (default: the required ones, {', '.join(NEURAL_MODELS)}); "
-                        "optional: occluder, enhancer")
+                        "optional: occluder, enhancer, parser")
     p.add_argument("--from", dest="source", type=Path, metavar="DIR_OR_FILE",
                    help="install from a local copy (a model file, buffalo_l.zip, or a folder) instead of the network")
     p.add_argument("--models", help="models folder (default: the platform's data dir)")

@@ -33,7 +33,7 @@ log = logging.getLogger("vcamswap.models")
 NeuralModel = Literal["det_10g", "w600k_r50", "inswapper_128"]
 NEURAL_MODELS: tuple[NeuralModel, ...] = ("det_10g", "w600k_r50", "inswapper_128")
 # Optional models, also named by the role they play (`vcamswap models download occluder`): never required.
-OCCLUDER_MODEL, ENHANCER_MODEL = "xseg_3", "gfpgan_1.4"
+OCCLUDER_MODEL, ENHANCER_MODEL, PARSER_MODEL = "xseg_3", "gfpgan_1.4", "bisenet_resnet_34"
 
 _MODELS_PACKAGE = "vcamswap._models"  # wheels install the repository's models/ folder under this name
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -25,6 +25,7 @@ The optional models:
 * `gfpgan_1.4.onnx` (enhancer): `input` 1x3x512x512 (NCHW, RGB, [-1,1]) -> `output` the same. It sharpens
   (unsharp mask, gain ENHANCE_GAIN over a 5x5 mean) inside the square ENHANCE_BOX only and leaves every
   other pixel exactly as it came, so a test knows where an enhanced crop may differ. See `expected_enhance`.
+* `bisenet_resnet_34.onnx` (parser): in standin_parser.py.
 
     python models/make_standins.py OUT_DIR
 """
@@ -40,6 +41,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from vcamswap.modelstore.onnxgraph import build_model, const
+from vcamswap.modelstore.standin_parser import parser_model
 
 SCRFD_OUTPUTS = ("448", "471", "494", "451", "474", "497", "454", "477", "500")  # names in det_10g.onnx
 STRIDES = (8, 16, 32)
@@ -339,10 +341,12 @@ def make_all(out_dir: Path, swap_mode: SwapMode = "blend") -> dict[str, Path]:
 
 
 def make_optional(out_dir: Path) -> dict[str, Path]:
-    """xseg_3.onnx (occluder) and gfpgan_1.4.onnx (enhancer) stand-ins in `out_dir`."""
+    """xseg_3.onnx (occluder), gfpgan_1.4.onnx (enhancer) and bisenet_resnet_34.onnx (parser, see
+    standin_parser) stand-ins in `out_dir`."""
     return {
         "xseg_3": save(occluder_model(), out_dir / "xseg_3.onnx"),
         "gfpgan_1.4": save(enhancer_model(), out_dir / "gfpgan_1.4.onnx"),
+        "bisenet_resnet_34": save(parser_model(), out_dir / "bisenet_resnet_34.onnx"),
     }
 
 

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from vcamswap.choices import OCCLUSION_KINDS
 from vcamswap.daemon.control.client import request
 from vcamswap.daemon.control.protocol import IpcError, Reply, Request
 
@@ -87,8 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("state", choices=["on", "off"])
     p.set_defaults(func=_control("label", "state"))
     p = sub.add_parser("occlusion", help="what keeps hands and glasses in front of the swap, in the running daemon: "
-                                         "nothing, the camera's skin colour, or the occluder model")
-    p.add_argument("kind", choices=["off", "fast", "model"])
+                                         "nothing, the camera's skin colour, the occluder model, or the face parser")
+    p.add_argument("kind", choices=list(OCCLUSION_KINDS))
     p.set_defaults(func=_control("occlusion", "kind"))
     p = sub.add_parser("enhance", help="run the face enhancer every N swaps (0 = off), in the running daemon")
     p.add_argument("every", metavar="N")

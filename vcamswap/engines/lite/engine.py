@@ -10,13 +10,16 @@ and speech come through; skin colour is matched by compose before they are laid 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from vcamswap.compose.blend import feather_width
+from vcamswap.compose.parsing import FaceParser, installed_parser
 from vcamswap.compose.skin import UNIT
 from vcamswap.engines import SwapItem
 from vcamswap.engines.lite.likeness import Neutral
@@ -33,8 +36,11 @@ from vcamswap.engines.lite.mesh import (
 from vcamswap.engines.lite.source import SOURCE_SIZE, LiteSource, aligned_source, lite_template, source_skin
 from vcamswap.engines.lite.toward import swap_toward_source
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.modelstore.manifest import ModelError
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
+
+log = logging.getLogger("vcamswap")
 
 # How far the inner face (brows, eyes, nose, lips) moves toward the source's proportions. Identity lives
 # as much in those proportions as in the skin; the outline stays the camera's so the seam does not move.
@@ -75,8 +81,28 @@ def morph(dst: np.ndarray, src: np.ndarray, weights: np.ndarray) -> Morph:
 
 
 class LiteEngine:
+    """`models_dir`: where the optional face parser may be installed; when it is, each source photo is parsed
+    once (never a frame) and the parser decides with the colour model what of the photo is skin."""
+
     name = "lite"
     in_flight = 0
+
+    def __init__(self, models_dir: Path | None = None) -> None:
+        self.models_dir = models_dir
+        self._parser: FaceParser | None = None
+        self._parser_tried = False
+
+    @property
+    def parser(self) -> FaceParser | None:
+        """The installed face parser, opened on first use; None when it is not installed or will not load
+        (said once: the colour model decides alone)."""
+        if not self._parser_tried:
+            self._parser_tried = True
+            try:
+                self._parser = installed_parser(self.models_dir)
+            except ModelError as e:
+                log.warning("%s; deciding the source's skin by its colour alone", e)
+        return self._parser
 
     def crop_size(self, preset: Preset) -> int:
         return preset.crop_size
@@ -89,7 +115,8 @@ class LiteEngine:
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> LiteSource:
         raw, pts = aligned_source(image, face)
-        skin, texture = source_skin(raw, pts)
+        parser = self.parser
+        skin, texture = source_skin(raw, pts, None if parser is None else parser.face(raw))
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin, raw)
 
     def swap_many(self, items: Sequence[SwapItem[LiteSource]], preset: Preset) -> list[SwapOutput]:

@@ -10,15 +10,18 @@ shows), and JPEG blocking (8x8 blocks are magnified on a close face).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
 
 from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
-from vcamswap.engines.lite.source import aligned_source
+from vcamswap.engines.lite.source import aligned_source, parsed_skin
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from vcamswap.types import FaceGeometry
+
+if TYPE_CHECKING:
+    from vcamswap.compose.parsing import FaceParser
 
 MIN_FACE_PX = 240  # the quality preset's 320 px crop spans the face at about 0.75 of its side
 MAX_COVERED = 0.4  # share not taken: even a clear photo loses ~0.15-0.35 (shadowed edges, highlights)
@@ -51,10 +54,12 @@ def _eye_open(points: np.ndarray, eye: tuple[int, ...]) -> float:
     return float(np.ptp(pts[:, 1])) / w
 
 
-def covered_share(texture: np.ndarray, points: np.ndarray) -> float:
-    """Share of the face (oval less eyes and lips) that the engine will not take from this photo."""
+def covered_share(texture: np.ndarray, points: np.ndarray, parsed: np.ndarray | None = None) -> float:
+    """Share of the face (oval less eyes and lips) that the engine will not take from this photo; `parsed`:
+    the face parser's face map of the texture, when the parser is installed (engines.lite.source)."""
     shape = texture.shape[:2]
     skin, _ = skin_mask(texture, points, still=True)
+    skin = parsed_skin(skin, parsed)
     face = (oval(points, shape) > 0) & (protected(points, shape, EYES_AND_LIPS, grow=0.03) < 0.5)
     return float((skin[face] < 0.5).mean()) if face.any() else 0.0
 
@@ -72,10 +77,14 @@ def blockiness(image: np.ndarray) -> float:
     return float(on / max(off, 1e-3))
 
 
-def assess(image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_points: np.ndarray) -> PhotoReport:
-    """`points`: the photo's FaceMesh points; `texture`/`tex_points`: the face aligned as the engine sees it."""
+def assess(
+    image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_points: np.ndarray,
+    parser: FaceParser | None = None,
+) -> PhotoReport:
+    """`points`: the photo's FaceMesh points; `texture`/`tex_points`: the face aligned as the engine sees it;
+    `parser`: the face parser when it is installed (the lite engine then decides the skin with it too)."""
     problems: list[str] = []
-    covered = covered_share(texture, tex_points)
+    covered = covered_share(texture, tex_points, None if parser is None else parser.face(texture))
     if covered > MAX_COVERED:
         problems.append(f"hair, glasses or a beard cover {covered:.0%} of the face (that part stays the camera's)")
     width = float(np.ptp(points[list(FACE_OVAL), 0]))
@@ -105,14 +114,14 @@ def assess(image: np.ndarray, points: np.ndarray, texture: np.ndarray, tex_point
     return PhotoReport(tuple(problems))
 
 
-def photo_report(image: np.ndarray, face: FaceGeometry) -> PhotoReport:
+def photo_report(image: np.ndarray, face: FaceGeometry, parser: FaceParser | None = None) -> PhotoReport:
     """The report of a photo whose face the analyzer found (FaceMesh points required)."""
     if face.points is None:
         return PhotoReport(("no face landmarks",))
     texture, aligned = aligned_source(image, face)
-    return assess(image, face.points, texture, aligned)
+    return assess(image, face.points, texture, aligned, parser)
 
 
-def photo_note(image: np.ndarray, face: FaceGeometry) -> str:
+def photo_note(image: np.ndarray, face: FaceGeometry, parser: FaceParser | None = None) -> str:
     """What limits a photo, in the one line `faces add`, `faces list` and the tray show; '' when nothing does."""
-    return photo_report(image, face).line()
+    return photo_report(image, face, parser).line()

@@ -101,17 +101,33 @@ def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.clip(img * keep + out * (1.0 - keep) + 0.5, 0, 255).astype(np.uint8)
 
 
-def source_skin(texture: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def parsed_skin(skin: np.ndarray, parsed: np.ndarray | None) -> np.ndarray:
+    """The colour model's skin where the face parser (compose.parsing) sees the face, 0 where it sees hair,
+    glasses, a hat, ears or anything else; `parsed` None (no parser installed): the skin as it is.
+
+    The parser knows a light fringe or a blond strand from skin of the same colour, which a colour model
+    cannot; it has no class for a beard (it calls one skin), which the colour model hands to the camera."""
+    if parsed is None:
+        return skin
+    soft = cv2.GaussianBlur(parsed.astype(np.float32), (0, 0), max(1.0, parsed.shape[0] / 256.0))
+    return np.minimum(skin, soft)
+
+
+def source_skin(
+    texture: np.ndarray, points: np.ndarray, parsed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The source photo's skin, decided once: (where the swap may show the source, 0..1; the texture with
     everything else filled from the skin around it).
 
     Hair, beards, glasses and hats inside the face outline are handed to the camera's own face. The source's
     eyes and lips are filled too (the camera's are put back over them, so no second outline shows at their
-    edge) but stay in the swap: the engine draws the camera's there.
+    edge) but stay in the swap: the engine draws the camera's there. `parsed`: the face parser's face map of
+    the texture (1 = skin, brows, eyes, nose, lips), when the parser is installed.
     """
     size = texture.shape[0]
     shape = (size, size)
     skin, model = skin_mask(texture, points, still=True)
+    skin = parsed_skin(skin, parsed)
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
     weight = skin * (1.0 - features) * (inside.astype(np.float32) / 255.0)
