@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vcamswap.engines import EngineError
+from vcamswap.engines import EngineError, EngineUnavailable
 from vcamswap.engines.ghost import CONVERTER, GhostConverter, GhostGenerator, ghost_template
 from vcamswap.engines.neural import swap_mask
 from vcamswap.modelstore.manifest import install_hint, missing_models
@@ -44,16 +44,22 @@ class GhostSwaps:
         if name not in self._ghosts:
             if missing_models([name], self.models_dir):
                 raise EngineError(f"{name} is not installed in {self.models_dir}; {install_hint([name])}")
-            session = self._session(name)
-            self._ghosts[name] = self._load(name, lambda p: GhostGenerator(session, p))
+            try:
+                session = self._session(name)
+                self._ghosts[name] = self._load(name, lambda p: GhostGenerator(session, p))
+            except EngineUnavailable as e:  # mid-stream the frame passes through; at start the engine is refused
+                raise EngineError(str(e)) from None
             log.info("%s loaded on %s", name, providers.runs_on(session))
         return self._ghosts[name]
 
     def ghost_converter(self) -> GhostConverter | None:
         """The identity converter every GHOST model shares; None while it is not installed."""
         if self._converter is None and not missing_models([CONVERTER], self.models_dir):
-            session = self._session(CONVERTER)
-            self._converter = self._load(CONVERTER, lambda p: GhostConverter(session, p))
+            try:
+                session = self._session(CONVERTER)
+                self._converter = self._load(CONVERTER, lambda p: GhostConverter(session, p))
+            except EngineUnavailable as e:
+                raise EngineError(str(e)) from None
         return self._converter
 
     def ghost_source(self, raw: np.ndarray) -> np.ndarray | None:

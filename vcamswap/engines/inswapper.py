@@ -121,8 +121,11 @@ class InswapperEngine(GhostSwaps):
         self._ghosts = {}
         self._converter = None
         if swapmodels.is_ghost(self.model):
-            self.ghost_generator(self.model)
-            self.ghost_converter()
+            try:
+                self.ghost_generator(self.model)
+                self.ghost_converter()
+            except EngineError as e:
+                raise EngineUnavailable(str(e)) from None
         self._detectors: dict[int, ScrfdDetector] = {}
         self.batched_calls = 0  # swap_many calls that ran every face in one model call
         self.tiles_swapped = 0  # 128 px model inputs swapped: 1, 4 or 16 per face with pixel boost
