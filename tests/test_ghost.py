@@ -29,9 +29,11 @@ from vcamswap.engines import EngineError, EngineUnavailable
 from vcamswap.engines.ghost import CROP_SIZE, ghost_template
 from vcamswap.engines.inswapper import InswapperEngine, InswapperSource
 from vcamswap.faces.analyzer import FaceAnalyzer
+from vcamswap.faces.detector import BlazeFaceDetector
+from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.modelstore import standins, standins_ghost
 from vcamswap.presets import Preset, get_preset
-from vcamswap.types import Frame
+from vcamswap.types import FaceGeometry, Frame
 
 TARGET = "faces/single/obama_official_portrait.jpg"
 SOURCE = "faces/single/biden.jpg"
@@ -172,9 +174,7 @@ def test_each_model_runs_its_own_generator(engine: InswapperEngine, blocks: int)
     assert int(np.abs(out.crop.astype(int) - other.astype(int)).max()) > 5
 
 
-def face_of_template():  # type: ignore[no-untyped-def]
-    from vcamswap.types import FaceGeometry
-
+def face_of_template() -> FaceGeometry:
     return FaceGeometry(np.array([40, 40, 184, 200], np.float32), ghost_template(), None, 1.0)
 
 
@@ -237,8 +237,8 @@ def test_a_file_that_is_not_a_ghost_generator_is_refused(ghost_dir: Path, tmp_pa
 # ----------------------------------------------------------------------------------------------- end to end
 
 
-def test_a_real_clip_is_swapped_with_ghost(engine: InswapperEngine, detector, mesh, media: Path,  # type: ignore[no-untyped-def]
-                                           tmp_path: Path) -> None:
+def test_a_real_clip_is_swapped_with_ghost(engine: InswapperEngine, detector: BlazeFaceDetector, mesh: FaceMesh,
+                                           media: Path, tmp_path: Path) -> None:
     """The webcam clip through the live pipeline with `model` ghost_1_256 in force: every frame after the face
     was found is swapped, and the face (the middle of its box) differs from the camera's."""
     driven = build(engine, detector, mesh, tmp_path / "faces", str(media / SOURCE),
