@@ -1,4 +1,5 @@
-"""The neural engine: SCRFD detection, ArcFace source identity, inswapper_128 swap, on onnxruntime.
+"""The neural engine: SCRFD detection, ArcFace source identity, and the swap model `preset.model` names
+(inswapper_128, or GHOST's ghost_N_256: engines.ghost, engines.swapmodels), on onnxruntime.
 
 insightface's own SCRFD and ArcFaceONNX classes do detection decoding and embedding (built on sessions made
 here, from absolute paths, so no code path of theirs can download); the swap session is driven directly so
@@ -16,9 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from vcamswap.engines import EngineUnavailable, SwapItem, boost
+from vcamswap.choices import check_model
+from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, boost, swapmodels
+from vcamswap.engines.ghost_swaps import GhostSwaps
 from vcamswap.engines.neural import (
-    DET_THRESHOLD,
     EMBED_SIZE,
     SWAP_SIZE,
     arcface_crop,
@@ -27,7 +29,6 @@ from vcamswap.engines.neural import (
     latent_of,
     read_emap,
     swap_mask,
-    swap_template,
     to_blob,
 )
 from vcamswap.engines.precision import (
@@ -37,97 +38,29 @@ from vcamswap.engines.precision import (
     parse_precision,
     wanted_precision,
 )
-from vcamswap.modelstore.manifest import NEURAL_MODELS, OFFLINE_HINT, install_hint, missing_models
+from vcamswap.engines.runners import BoundRunner, PlainRunner, ScrfdDetector
+from vcamswap.modelstore.manifest import OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
 from vcamswap.runtime import gpu, providers
 from vcamswap.settings import default_models_dir
-from vcamswap.types import Detection, FaceGeometry, SwapOutput, check_bgr
+from vcamswap.types import FaceGeometry, SwapOutput, check_bgr
 
 log = logging.getLogger("vcamswap.inswapper")
+__all__ = ["BoundRunner", "InswapperEngine", "InswapperSource", "PlainRunner", "ScrfdDetector"]
+
 
 class InswapperSource(NamedTuple):
-    """A source face analysed once: its identity and the latent the swap model takes."""
+    """A source face analysed once: its identity and what each swap model takes."""
 
     embedding: np.ndarray  # (512,) L2-normalised ArcFace embedding
-    latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap)
-
-
-class PlainRunner:
-    """session.run: inputs and outputs through host memory (CPU, CoreML, DirectML, OpenVINO)."""
-
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.session = session
-        self.output = session.get_outputs()[0].name
-
-    def run(self, blob: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.session.run([self.output], {"target": blob, "source": latent})[0]
-        return out
-
-
-class BoundRunner:
-    """I/O binding: inputs and output live in fixed device buffers bound once.
-
-    Per frame only the 128x128 crop goes up and the swapped crop comes down; the latent is copied up only
-    when the source face changes. Fixed addresses also keep the binding valid for CUDA graphs.
-    """
-
-    def __init__(self, session: ort.InferenceSession, device: str, device_id: int = 0) -> None:
-        self.session = session
-        shape = [1, 3, SWAP_SIZE, SWAP_SIZE]
-        self.target = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, device_id)
-        self.latent = ort.OrtValue.ortvalue_from_shape_and_type([1, EMBED_SIZE], np.float32, device, device_id)
-        self.output = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, device_id)
-        self.binding = session.io_binding()
-        self.binding.bind_ortvalue_input("target", self.target)
-        self.binding.bind_ortvalue_input("source", self.latent)
-        self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
-        self._latent_host: np.ndarray | None = None
-        self.latent_uploads = 0
-
-    def run(self, blob: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        self.target.update_inplace(np.ascontiguousarray(blob, np.float32))
-        if latent is not self._latent_host:  # the payload is cached per source face: identity is enough
-            self.latent.update_inplace(np.ascontiguousarray(latent, np.float32).reshape(1, EMBED_SIZE))
-            self._latent_host = latent
-            self.latent_uploads += 1
-        self.session.run_with_iobinding(self.binding)
-        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
-        return out
-
-    def warm_up(self) -> None:
-        """One run on zeros (the first run is where onnxruntime records a CUDA graph)."""
-        self.run(np.zeros((1, 3, SWAP_SIZE, SWAP_SIZE), np.float32), np.zeros((1, EMBED_SIZE), np.float32))
-
-
-# ----------------------------------------------------------------------------------------------- detector
-
-
-class ScrfdDetector:
-    """SCRFD at one input size; `detect` returns types.Detection, best score first."""
-
-    def __init__(self, model: Any, det_size: int, threshold: float = DET_THRESHOLD) -> None:
-        if det_size < 32 or det_size % 32:
-            raise ValueError(f"detector size must be a multiple of 32, got {det_size}")
-        self.model, self.det_size, self.threshold = model, det_size, threshold
-
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        check_bgr(image_bgr, min_side=2)
-        # input_size given: insightface 2.1 otherwise runs every default size (128 and 640) per frame.
-        boxes, kpss = self.model.detect(image_bgr, input_size=(self.det_size, self.det_size),
-                                        det_thresh=self.threshold)
-        if kpss is None:
-            return []
-        dets = [
-            Detection(b[:4].astype(np.float32), k.astype(np.float32), float(b[4]))
-            for b, k in zip(boxes, kpss, strict=True)
-        ]
-        return sorted(dets, key=lambda d: -d.score)
+    latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap); zeros when inswapper_128 is absent
+    ghost: np.ndarray | None = None  # (1, 512) GHOST's source (crossface_ghost of the raw embedding), if installed
 
 
 # ----------------------------------------------------------------------------------------------- engine
 
 
-class InswapperEngine:
+class InswapperEngine(GhostSwaps):
     name = "inswapper"
     in_flight = 1
     boosts = True  # follows the preset's pixel boost (engines.boost)
@@ -140,9 +73,14 @@ class InswapperEngine:
         io_binding: bool | None = None,
         precision: str | None = None,
         cuda_graph: bool | None = None,
+        model: str | None = None,
     ) -> None:
         self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
-        missing = missing_models(NEURAL_MODELS, self.models_dir)
+        try:
+            self.model = check_model(model or "inswapper_128")  # the one loaded at start; preset.model picks
+        except ValueError as e:
+            raise EngineUnavailable(f"inswapper: {e}") from None
+        missing = missing_models(swapmodels.files_of(self.model), self.models_dir)
         if missing:
             raise EngineUnavailable(
                 f"inswapper: model{'s' if len(missing) > 1 else ''} {', '.join(missing)} not installed in "
@@ -162,9 +100,6 @@ class InswapperEngine:
         if self.choice.note:
             log.warning("%s", self.choice.note)
         fast = gpu.fast_fp16(gpu.compute_capability()) if self.choice.name in FP16_PROVIDERS else False
-        self.swap_model = choose_swap_model(self.models_dir, asked, self.choice.name, fast)
-        if self.swap_model.note:
-            (log.warning if asked == "fp16" else log.info)("inswapper: %s", self.swap_model.note)
         # TensorRT makes its own fp16 kernels from either file: it follows what was asked, not which file runs.
         self.fp16 = wanted_precision(asked, self.choice.name, fast) == "fp16"
         self.threads = threads or providers.default_threads()
@@ -172,10 +107,25 @@ class InswapperEngine:
         self._scrfd = self._load("det_10g", lambda p: SCRFD(model_file=str(p), session=det_session))
         arc_session = self._session("w600k_r50")
         self._arcface = self._load("w600k_r50", lambda p: ArcFaceONNX(model_file=str(p), session=arc_session))
-        self.emap = self._load("inswapper_128", read_emap)  # the fp32 original's: the fp16 copy keeps it as is
-        self.swap_session, self.runner, self.cuda_graph = self._swap_runner(io_binding, cuda_graph)
-        self._check_interfaces()
-        self.batch_session = self._batch_session()
+        self._check_shared()
+        # inswapper_128 loads whenever it is installed (the default model, and the source latent needs emap).
+        self.has_inswapper = not missing_models(["inswapper_128"], self.models_dir)
+        if self.has_inswapper:
+            self.swap_model = choose_swap_model(self.models_dir, asked, self.choice.name, fast)
+            if self.swap_model.note:
+                (log.warning if asked == "fp16" else log.info)("inswapper: %s", self.swap_model.note)
+            self.emap = self._load("inswapper_128", read_emap)  # the fp32 original's: the fp16 copy keeps it
+            self.swap_session, self.runner, self.cuda_graph = self._swap_runner(io_binding, cuda_graph)
+            self._check_interfaces()
+            self.batch_session = self._batch_session()
+        self._ghosts = {}
+        self._converter = None
+        if swapmodels.is_ghost(self.model):
+            try:
+                self.ghost_generator(self.model)
+                self.ghost_converter()
+            except EngineError as e:
+                raise EngineUnavailable(str(e)) from None
         self._detectors: dict[int, ScrfdDetector] = {}
         self.batched_calls = 0  # swap_many calls that ran every face in one model call
         self.tiles_swapped = 0  # 128 px model inputs swapped: 1, 4 or 16 per face with pixel boost
@@ -264,6 +214,8 @@ class InswapperEngine:
                 f"inswapper: {self.swap_model.path} is not an inswapper_128 model (inputs {ins}, "
                 f"emap {self.emap.shape}); {install_hint(['inswapper_128'])}"
             )
+
+    def _check_shared(self) -> None:
         if getattr(self._arcface, "output_shape", [None, EMBED_SIZE])[-1] != EMBED_SIZE:
             raise EngineUnavailable(
                 f"inswapper: {self.path('w600k_r50')} does not give 512-d embeddings; {install_hint(['w600k_r50'])}"
@@ -275,23 +227,22 @@ class InswapperEngine:
 
     def placement(self) -> dict[str, str]:
         """Which provider each model runs on; for the swap model also its precision and file."""
-        graph = ", CUDA graph" if self.cuda_graph else ""
-        swap = f"{self.swap_model.precision}, {self.swap_model.path.name}{graph}"
-        return {
-            "det_10g": providers.runs_on(self._scrfd.session),
-            "w600k_r50": providers.runs_on(self._arcface.session),
-            "inswapper_128": f"{providers.runs_on(self.swap_session)} ({swap})",
-        }
+        out = {"det_10g": providers.runs_on(self._scrfd.session), "w600k_r50": providers.runs_on(self._arcface.session)}
+        if self.has_inswapper:
+            graph = ", CUDA graph" if self.cuda_graph else ""
+            swap = f"{self.swap_model.precision}, {self.swap_model.path.name}{graph}"
+            out["inswapper_128"] = f"{providers.runs_on(self.swap_session)} ({swap})"
+        return out | self.ghost_placement()
 
     # -- Engine protocol
 
     def crop_size(self, preset: Preset) -> int:
-        """The preset's boost: 128, the model's input, or 256 / 512 swapped in tiles (not preset.crop_size,
-        which is the lite engine's)."""
-        return boost.check_boost(preset.boost)
+        """inswapper: the preset's boost, 128 (the model's input) or 256 / 512 swapped in tiles; GHOST: 224
+        (not preset.crop_size, which is the lite engine's)."""
+        return swapmodels.crop_size(preset)
 
     def template(self, size: int) -> np.ndarray:
-        return swap_template(size)
+        return swapmodels.template(size)
 
     def make_detector(self, preset: Preset) -> ScrfdDetector:
         size = preset.det_size
@@ -305,20 +256,29 @@ class InswapperEngine:
 
     def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
         """The embedding of a face already aligned to the ArcFace template (what a remote client sends)."""
+        feat = self._raw_embedding(aligned)
+        return feat / float(np.linalg.norm(feat))
+
+    def _raw_embedding(self, aligned: np.ndarray) -> np.ndarray:
+        """ArcFace's (512,) output as it comes, not normalised (what GHOST's identity converter takes)."""
         feat = np.asarray(self._arcface.get_feat(aligned), np.float32).reshape(-1)
         norm = float(np.linalg.norm(feat))
         if feat.size != EMBED_SIZE or not np.isfinite(feat).all() or norm < 1e-6:
             raise ValueError("the face recogniser gave no usable embedding for this source face")
-        return feat / norm
+        return feat
 
     def prepare_source(self, image: np.ndarray, face: FaceGeometry) -> InswapperSource:
         check_bgr(image, "source face", 2)
-        embedding = self.embed(image, face.kps)
-        return InswapperSource(embedding, latent_of(embedding, self.emap))
+        raw = self._raw_embedding(arcface_crop(image, face.kps, int(self._arcface.input_size[0])))
+        embedding = raw / float(np.linalg.norm(raw))
+        latent = latent_of(embedding, self.emap) if self.has_inswapper else np.zeros((1, EMBED_SIZE), np.float32)
+        return InswapperSource(embedding, latent, self.ghost_source(raw))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
         """All faces of a frame, every boost tile of each, in one model call when a batching session is
-        there, else one call each."""
+        there, else one call each (GHOST: one call each)."""
+        if swapmodels.is_ghost(preset.model):
+            return [self.swap(i.crop, i.face, i.source, preset) for i in items]
         if len(items) < 2 or self.batch_session is None:
             return [self.swap(i.crop, i.face, i.source, preset) for i in items]
         blobs = [self._blob(i.crop, i.source) for i in items]
@@ -331,6 +291,11 @@ class InswapperEngine:
         return [self._output(preds[end - len(b):end], i.face, preset) for (i, b), end in zip(pairs, ends, strict=True)]
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: InswapperSource, preset: Preset) -> SwapOutput:
+        if swapmodels.is_ghost(preset.model):
+            return self.ghost_swap(crop, face, source, preset)
+        if not self.has_inswapper:
+            raise EngineError(f"inswapper_128 is not installed in {self.models_dir}; "
+                              f"{install_hint(['inswapper_128'])}")
         blob = self._blob(crop, source)
         if len(blob) > 1:
             return self._output(self._run_tiles(blob, source.latent), face, preset)

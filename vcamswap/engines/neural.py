@@ -45,14 +45,20 @@ def arcface_template(size: int = 112) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- masks
 
 
-@lru_cache(maxsize=16)
-def face_mask(size: int, amount: float) -> np.ndarray:
+def face_mask(size: int, amount: float, template: np.ndarray | None = None) -> np.ndarray:
     """The blend mask of the swapped face: an oval over the face in the aligned crop, feathered inward.
 
-    Built once per (size, feather); the oval spans brows to chin and cheek to cheek of the template, so
-    hair and background corners of the model's output never reach the frame.
+    Built once per (template, size, feather); the oval spans brows to chin and cheek to cheek of the template
+    (inswapper's unless another model's is given), so hair and background corners of the model's output never
+    reach the frame.
     """
-    t = swap_template(size)
+    t = swap_template(size) if template is None else np.asarray(template, np.float32)
+    return _oval(tuple(float(v) for v in t.ravel()), size, amount)
+
+
+@lru_cache(maxsize=32)
+def _oval(points: tuple[float, ...], size: int, amount: float) -> np.ndarray:
+    t = np.array(points, np.float32).reshape(5, 2)
     eyes_y = float(t[:2, 1].mean())
     mouth_y = float(t[3:, 1].mean())
     cx = float(t[2, 0])
@@ -111,10 +117,11 @@ def from_pred(pred: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1])
 
 
-def swap_mask(face: FaceGeometry, preset: Preset, size: int = SWAP_SIZE) -> np.ndarray:
-    """The blend mask of a swapped crop of `size`: the face oval, less the mouth when the preset keeps the
-    camera's."""
-    mask = face_mask(size, preset.mask_feather)
+def swap_mask(face: FaceGeometry, preset: Preset, size: int = SWAP_SIZE, template: np.ndarray | None = None
+              ) -> np.ndarray:
+    """The blend mask of a swapped crop of `size`: the face oval (over `template`, inswapper's by default),
+    less the mouth when the preset keeps the camera's."""
+    mask = face_mask(size, preset.mask_feather, template)
     if preset.mouth_mask:
         mask = mask * (1.0 - mouth_mask(face, size))
     return mask

@@ -29,6 +29,8 @@ from vcamswap.modelstore.manifest import (
     Source,
     _check,
     _retry_hint,
+    check_spec,
+    crc32_file,
     model_path,
     status,
 )
@@ -111,7 +113,8 @@ class Fetcher:
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (url, Range) sent, for diagnostics
     max_bytes: int | None = None  # the most one file may bring; None: the size fetch() is told
 
-    def fetch(self, url: str, part: Path, size: int | None, label: str) -> None:
+    def fetch(self, url: str, part: Path, size: int | None, label: str, most: int | None = None) -> None:
+        """`size`: the exact size when known; `most`: else the most the file may have (None: no bound)."""
         part.parent.mkdir(parents=True, exist_ok=True)
         bar = self.progress(label, size)
         failures = stalled = 0
@@ -124,7 +127,7 @@ class Fetcher:
                         continue
                     return
                 try:
-                    self._transfer(url, part, have, bar, size)
+                    self._transfer(url, part, have, bar, size if size is not None else most)
                     return
                 except OversizeError:
                     part.unlink(missing_ok=True)
@@ -227,9 +230,9 @@ class Installer:
     def _download_file(self, spec: ModelSpec, src: Source) -> None:
         final = model_path(spec, self.models_dir)
         part = final.with_name(final.name + ".part")
-        self.fetcher.fetch(src.url, part, spec.size, spec.name)
+        self.fetcher.fetch(src.url, part, spec.size if spec.exact_size else None, spec.name, spec.size)
         try:
-            _check(part, spec.size, spec.sha256, spec.file, src.url, _retry_hint(spec))
+            check_spec(part, spec, src.url)
         except ChecksumError:
             part.unlink(missing_ok=True)  # resuming a corrupt file would only rebuild the same mismatch
             raise
@@ -300,9 +303,9 @@ class Installer:
             self._install_member(spec, candidate, member, str(candidate))
             return True
         size = candidate.stat().st_size
-        if size != spec.size:  # cheap refusal before hashing hundreds of MB
+        if not spec.size_fits(size):  # cheap refusal before hashing hundreds of MB
             raise ChecksumError(
-                f"{candidate} has {size} bytes, not the {spec.size} of {spec.file}; not installed. "
+                f"{candidate} has {size} bytes, not the {spec.size_text()} of {spec.file}; not installed. "
                 f"Use an unmodified copy of {spec.file}"
             )
         with candidate.open("rb") as inp:
@@ -316,9 +319,10 @@ class Installer:
                 if name is None:
                     raise ChecksumError(f"{origin} has no {member}; {_retry_hint(spec)}")
                 declared = zf.getinfo(name).file_size
-                if declared != spec.size:  # refused from the zip's directory, before a byte is written
+                if not spec.size_fits(declared):  # refused from the zip's directory, before a byte is written
                     raise ChecksumError(
-                        f"{origin}:{name} has {declared} bytes, not the {spec.size} of {spec.file}; not installed. "
+                        f"{origin}:{name} has {declared} bytes, not the {spec.size_text()} of {spec.file}; not "
+                        "installed. "
                         f"Use an unmodified copy of {spec.file}"
                     )
                 with zf.open(name) as inp:
@@ -339,11 +343,13 @@ class Installer:
                         break
                     out.write(chunk)
             digest = h.hexdigest()
-            if size != spec.size or digest != spec.sha256:
+            crc = crc32_file(tmp) if spec.crc32 and spec.size_fits(size) else ""
+            if not spec.size_fits(size) or (spec.sha256 and digest != spec.sha256) or crc != spec.crc32:
                 raise ChecksumError(
                     f"{spec.file} from {origin} does not match the manifest ({size} bytes, SHA-256 "
-                    f"{digest[:12]}…; expected {spec.size} bytes, {spec.sha256[:12]}…); not installed. "
-                    f"Use an unmodified copy of {spec.file}"
+                    f"{digest[:12]}…{f', CRC32 {crc}' if crc else ''}; expected {spec.size_text()} bytes, "
+                    f"{spec.sha256[:12] or 'CRC32 ' + spec.crc32}…); not installed. Use an unmodified copy of "
+                    f"{spec.file}"
                 )
 
 

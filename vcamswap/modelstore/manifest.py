@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import sys
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -78,13 +79,22 @@ class Source:
 class ModelSpec:
     name: str
     file: str
-    size: int
-    sha256: str
+    size: int  # the exact size, or the most it may be when exact_size is False
+    sha256: str  # "" when only a CRC32 is published
     description: str = ""
     licence: str = ""
     sources: tuple[Source, ...] = field(default_factory=tuple)
     optional: bool = False  # fetched only when asked for by name or role
     role: str = ""  # what an optional model does ("occluder", "enhancer"); a name for it on the command line
+    crc32: str = ""  # 8 hex digits where the publisher gives a CRC32 (FaceFusion's .hash files); "" otherwise
+    exact_size: bool = True  # False: only an upper bound is published (`max_size`)
+    requires: tuple[str, ...] = ()  # models fetched with this one (an identity model it cannot run without)
+
+    def size_fits(self, size: int) -> bool:
+        return size == self.size if self.exact_size else 0 < size <= self.size
+
+    def size_text(self) -> str:
+        return f"{self.size}" if self.exact_size else f"at most {self.size}"
 
 
 class Manifest(NamedTuple):
@@ -105,7 +115,9 @@ class Manifest(NamedTuple):
         """The named models; without names the required ones (and the optional ones too if `optional`)."""
         wanted = list(names or [])
         if wanted:
-            return list({id(s): s for s in (self.get(n) for n in wanted)}.values())
+            named = [self.get(n) for n in wanted]
+            with_needs = [t for s in named for t in (s, *(self.get(r) for r in s.requires))]
+            return list({id(s): s for s in with_needs}.values())
         return [s for s in self.models.values() if optional or not s.optional]
 
 
@@ -146,21 +158,30 @@ def _spec(name: str, entry: object, path: Path) -> ModelSpec:
     where = f"model manifest {path}: models.{name}"
     if not isinstance(entry, dict):
         raise ManifestError(f"{where} must be a table")
+    exact = "max_size" not in entry
     try:
-        file, size, sha = str(entry["file"]), int(entry["size"]), str(entry["sha256"]).lower()
+        file, size = str(entry["file"]), int(entry["size"] if exact else entry["max_size"])
+        sha, crc = str(entry.get("sha256", "")).lower(), str(entry.get("crc32", "")).lower()
     except (KeyError, TypeError, ValueError) as e:
         raise ManifestError(f"{where}: missing or bad field {e}") from None
     if Path(file).name != file or not file:
         raise ManifestError(f"{where}: file must be a plain file name, got {file!r}")
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    if not sha and not crc:
+        raise ManifestError(f"{where}: needs a sha256 or a crc32")
+    if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise ManifestError(f"{where}: sha256 must be 64 hex digits")
+    if crc and (len(crc) != 8 or any(c not in "0123456789abcdef" for c in crc)):
+        raise ManifestError(f"{where}: crc32 must be 8 hex digits")
+    requires = entry.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise ManifestError(f"{where}: requires must be a list of model names")
     sources = tuple(_source(s, where) for s in entry.get("sources", []))
     optional = entry.get("optional", False)
     if not isinstance(optional, bool):
         raise ManifestError(f"{where}: optional must be true or false")
     return ModelSpec(
         name, file, size, sha, str(entry.get("description", "")), str(entry.get("licence", "")), sources,
-        optional, str(entry.get("role", "")),
+        optional, str(entry.get("role", "")), crc, exact, tuple(requires),
     )
 
 
@@ -197,17 +218,50 @@ def status(spec: ModelSpec, models_dir: Path, deep: bool = True) -> ModelStatus:
     if not path.is_file():
         return ModelStatus(spec.name, "missing", path, f"{spec.file} not in {models_dir}")
     size = path.stat().st_size
-    if size != spec.size:
-        return ModelStatus(spec.name, "size", path, f"{path} has {size} bytes, expected {spec.size}")
+    if not spec.size_fits(size):
+        return ModelStatus(spec.name, "size", path, f"{path} has {size} bytes, expected {spec.size_text()}")
     if not deep:
         return ModelStatus(spec.name, "present", path, "size matches (checksum not checked)")
     try:
-        digest = sha256_file(path)
+        wrong = digest_mismatch(spec, path)
     except OSError as e:
         return ModelStatus(spec.name, "unreadable", path, f"cannot read {path}: {e.strerror or e}")
-    if digest != spec.sha256:
-        return ModelStatus(spec.name, "checksum", path, f"{path}: SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…")
-    return ModelStatus(spec.name, "ok", path, "SHA-256 verified")
+    if wrong:
+        return ModelStatus(spec.name, "checksum", path, f"{path}: {wrong}")
+    return ModelStatus(spec.name, "ok", path, f"{'SHA-256' if spec.sha256 else 'CRC32'} verified")
+
+
+def crc32_file(path: Path) -> str:
+    crc = 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc & 0xFFFFFFFF:08x}"
+
+
+def digest_mismatch(spec: ModelSpec, path: Path) -> str:
+    """What does not match the manifest's checksums ("" when every one given does)."""
+    if spec.sha256:
+        digest = sha256_file(path)
+        if digest != spec.sha256:
+            return f"SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…"
+    if spec.crc32:
+        crc = crc32_file(path)
+        if crc != spec.crc32:
+            return f"CRC32 {crc}, expected {spec.crc32}"
+    return ""
+
+
+def check_spec(path: Path, spec: ModelSpec, origin: str) -> None:
+    """Raise ChecksumError unless `path` fits the model's size and matches its checksums."""
+    got = path.stat().st_size
+    if not spec.size_fits(got):
+        raise ChecksumError(f"{spec.file} from {origin} has {got} bytes, expected {spec.size_text()}; not "
+                            f"installed. {_retry_hint(spec)}")
+    wrong = digest_mismatch(spec, path)
+    if wrong:
+        raise ChecksumError(f"{spec.file} from {origin} does not match the manifest ({wrong}); not installed. "
+                            f"{_retry_hint(spec)}")
 
 
 def missing_models(names: Iterable[str], models_dir: Path, manifest: Manifest | None = None) -> list[str]:

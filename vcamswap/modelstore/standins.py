@@ -354,7 +354,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.exit("usage: python models/make_standins.py OUT_DIR")
-    for name, p in {**make_all(Path(args[0])), **make_optional(Path(args[0]))}.items():
+    from vcamswap.modelstore.standins_ghost import make_ghost  # it builds on this module
+
+    out = Path(args[0])
+    for name, p in {**make_all(out), **make_optional(out), **make_ghost(out)}.items():
         print(f"{name}: {p}")
 
 
