@@ -157,7 +157,7 @@ def test_intents_apply_like_the_socket_and_are_saved(daemon: DaemonProcess, pane
     wait_until(saved, "the panel's changes in the settings file")
     bad = panel.intent("preset", "ultra")
     assert bad.status == 400 and bad.json()["error"].startswith("unknown preset 'ultra'")
-    assert panel.intent("stop").status == 400  # the panel cannot stop the daemon
+    assert panel.intent("status").status == 400  # not a control
     for cmd, arg in (("swap", "on"), ("targets", "one"), ("label", "off"), ("likeness", "0"), ("preset", "balanced")):
         assert panel.intent(cmd, arg).status == 200
 
@@ -379,14 +379,18 @@ def test_doctor_lines(panel: PanelClient) -> None:
     assert all(set(line) == {"ok", "topic", "text", "fix"} for line in lines)
 
 
-def test_the_daemon_stops_with_a_panel_open(tmp_path: Path) -> None:
+def test_the_panel_stops_the_daemon_with_an_event_stream_open(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as d:
         client = PanelClient(d.status()["panel_url"])
         client.login()
         conn = http.client.HTTPConnection(client.host, client.port, timeout=30)
         conn.request("GET", "/panel/api/events", headers={"Cookie": client.cookie or ""})
         assert conn.getresponse().status == 200
-        assert d.stop(timeout=30) == 0
+        assert client.intent("stop", Origin="http://evil.example").status == 403
+        d.check_alive()
+        a = client.intent("stop")
+        assert a.status == 200 and a.json()["stopping"] is True
+        assert d.proc is not None and d.proc.wait(timeout=60) == 0
         conn.close()
 
 

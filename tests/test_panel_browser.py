@@ -5,6 +5,7 @@ change, hold the compare control, see a change made elsewhere at once. It also t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -169,6 +170,8 @@ def test_the_panel_in_a_browser(tmp_path: Path, browser: WebDriver) -> None:
 
         shots = Path(os.environ.get("VCAMSWAP_PANEL_SHOTS") or tmp_path)
         shots.mkdir(parents=True, exist_ok=True)
+        browser.find_element(By.ID, "show-outline").click()  # the screenshots show the tracked face's outline
+        wait_until(lambda: int(attr(browser, "#outline", "data-faces") or 0) >= 1, "the outline drawn")
         browser.find_element(By.ID, "run-doctor").click()
         wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#doctor li.ok, #doctor li.bad"), "doctor lines")
         shoot(browser, shots / "panel-1280.png", 1280, 720)
@@ -183,6 +186,17 @@ def two_faces(tmp_path: Path) -> Path:
     shutil.copy(media_path(BIDEN), home / "data" / "faces" / "biden.jpg")
     shutil.copy(media_path(OBAMA), home / "data" / "faces" / "obama.jpg")
     return home
+
+
+CANVAS_DRAWN = ("const c = document.getElementById(arguments[0]); const d = c.getContext('2d')"
+                ".getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4)"
+                " if (d[i]) return true; return false")  # something is drawn
+# A file dropped on the gallery, as the browser hands it to the page.
+DROP = ("const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+        "const t = new DataTransfer(); t.items.add(new File([bytes], arguments[1], { type: 'image/jpeg' }));"
+        "const at = document.getElementById('gallery');"
+        "for (const kind of ['dragenter', 'dragover', 'drop'])"
+        "  at.dispatchEvent(new DragEvent(kind, { dataTransfer: t, bubbles: true, cancelable: true }));")
 
 
 def press(driver: WebDriver, keys: str) -> None:
@@ -217,14 +231,35 @@ def test_the_page_keys_charts_and_tries_faces_on(tmp_path: Path, browser: WebDri
         finally:
             ActionChains(browser).key_up("c").perform()
         wait_until(lambda: attr(browser, "#preview", "data-source") == "swap", "Swap Cam's picture after C")
+        press(browser, "k")
+        wait_until(lambda: d.status()["paused"] is True, "K paused the camera")
+        wait_until(lambda: attr(browser, "#pause", "aria-pressed") == "true", "the pause button pressed")
+        press(browser, "k")
+        wait_until(lambda: d.status()["paused"] is False, "K resumed it")
+        ActionChains(browser).key_down("b").perform()
+        try:
+            wait_until(lambda: d.status()["bypass"] is True, "the real face while B is held")
+        finally:
+            ActionChains(browser).key_up("b").perform()
+        wait_until(lambda: d.status()["bypass"] is False, "the swap back after B")
+
+        # The face outline, on request: the tracked face drawn over the preview.
+        assert attr(browser, "#outline", "hidden") is not None
+        browser.find_element(By.ID, "show-outline").click()
+        wait_until(lambda: int(attr(browser, "#outline", "data-faces") or 0) >= 1, "the outline drawn")
+        assert browser.execute_script(CANVAS_DRAWN, "outline")
+
+        # A photo dropped on the gallery is added as an upload would add it.
+        photo = base64.b64encode(media_path(OBAMA).read_bytes()).decode()
+        browser.execute_script(DROP, photo, "dropped.jpg")
+        wait_until(lambda: (d.faces / "dropped.jpg").exists(), "the dropped photo in the faces folder")
+        assert (d.faces / "dropped.jpg").read_bytes() == media_path(OBAMA).read_bytes()
+        wait_until(lambda: attr(browser, '#gallery li[data-name="dropped"]', "data-name"), "its card")
 
         # The health chart gains a sample a second from the event stream; the stages' table has the stages.
         samples = int(attr(browser, "#chart", "data-samples") or 0)
         wait_until(lambda: int(attr(browser, "#chart", "data-samples") or 0) >= samples + 2, "new chart samples")
-        assert browser.execute_script(
-            "const c = document.getElementById('chart'); const d = c.getContext('2d')"
-            ".getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4)"
-            " if (d[i]) return true; return false")  # something is drawn
+        assert browser.execute_script(CANVAS_DRAWN, "chart")
         rows = browser.find_elements(By.CSS_SELECTOR, "#stages tr[data-stage]")
         assert {"capture", "track", "swap"} <= {r.get_attribute("data-stage") for r in rows}
 

@@ -332,7 +332,7 @@ class Daemon:
 
     def _on_frame(self, frame: Frame, result: FrameResult) -> None:
         self._sync_preview()
-        self.frames.put(frame.image, result.image)
+        self.frames.put(frame.image, result.image, result.faces)
         h = self.st.health
         h.last_frame_t = time.monotonic()
         if result.face is not None or not self.controls.snapshot().swapping:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import os
 import sys
 import zlib
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ _MODELS_PACKAGE = "vcamswap._models"  # wheels install the repository's models/ 
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 _CHUNK = 1 << 16
 _DOWNLOADS = ".downloads"  # archives being fetched, inside the models folder
+MANIFEST_ENV = "VCAMSWAP_MANIFEST"
 OFFLINE_HINT = "offline: 'vcamswap models download --from DIR_OR_FILE'"
 
 
@@ -125,7 +127,11 @@ class Manifest(NamedTuple):
 
 
 def manifest_path() -> Path:
-    """models/manifest.toml of the installation (wheel) or of the source checkout."""
+    """$VCAMSWAP_MANIFEST (a mirror's manifest, for every command and the daemon), else models/manifest.toml of
+    the installation (wheel) or of the source checkout."""
+    chosen = os.environ.get(MANIFEST_ENV, "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
     candidates: list[Path] = []
     try:
         packaged = importlib.resources.files(_MODELS_PACKAGE) / "manifest.toml"

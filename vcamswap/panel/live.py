@@ -13,8 +13,12 @@ import cv2
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from vcamswap.choices import SWAP_MODELS
 from vcamswap.controls import ControlState
+from vcamswap.daemon.control.intents import SOCKET_COMMANDS
+from vcamswap.faces.landmarks import FACE_OVAL
 from vcamswap.panel.link import PanelLink
+from vcamswap.panel.models import Models
 
 JPEG_QUALITY = 80
 HEALTH_EVERY_S = 1.0
@@ -68,12 +72,42 @@ class Changes:
         self.version += 1
 
 
+def select_choices() -> dict[str, tuple[str, ...]]:
+    """What the page offers as a list to choose from, by intent: the engine and the neural swap model."""
+    from vcamswap.engines import ENGINES  # the engines' table only (their modules load when created)
+
+    return {"engine": tuple(ENGINES), "model": SWAP_MODELS}
+
+
+def selects(status: dict[str, Any], commands: tuple[str, ...] = SOCKET_COMMANDS) -> dict[str, list[str]]:
+    """The lists the page draws: one per intent the daemon offers whose value its status reports."""
+    return {name: list(options) for name, options in select_choices().items()
+            if name in commands and isinstance(status.get(name), str)}
+
+
 def controls_view(link: PanelLink, status: dict[str, Any]) -> dict[str, Any]:
     """The control state as the panel draws it: `vcamswap status`'s fields plus the photos' notes."""
-    keys = ("swap", "face", "preset", "likeness", "targets", "paused", "label", "faces", "knobs", "engine",
-            "audio_sync")
+    keys = ("swap", "face", "preset", "likeness", "targets", "paused", "bypass", "preview", "label", "faces",
+            "knobs", "engine", "model", "audio_sync")
     snap = link.controls.snapshot()
-    return {**{k: status.get(k) for k in keys}, "label_text": snap.label_text, "notes": dict(snap.face_notes)}
+    return {**{k: status.get(k) for k in keys}, "label_text": snap.label_text, "notes": dict(snap.face_notes),
+            "selects": selects(status)}
+
+
+def outline_view(link: PanelLink, frame: int | None) -> dict[str, Any]:
+    """The faces the tracker followed in frame `frame` (the newest when it is gone): box, five keypoints and the
+    mesh's outline, in the picture's pixels, for the page to draw over the preview."""
+    seq, faces, size = link.frames.faces(frame)
+    out = []
+    for f in faces:
+        g = f.geometry
+        out.append({"box": [round(float(v), 1) for v in g.bbox],
+                    "kps": [[round(float(x), 1), round(float(y), 1)] for x, y in g.kps],
+                    "outline": None if g.points is None else
+                    [[round(float(x), 1), round(float(y), 1)] for x, y in g.points[list(FACE_OVAL)]],
+                    "detected": f.detected, "track": f.track_id})
+    width, height = size or (0, 0)
+    return {"frame": seq, "width": width, "height": height, "faces": out}
 
 
 def health_view(status: dict[str, Any]) -> dict[str, Any]:
@@ -84,12 +118,18 @@ def event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def events(link: PanelLink, changes: Changes, stopping: Callable[[], bool]) -> AsyncIterator[str]:
-    """The event stream of one open panel: the controls at once when they change, the health every second."""
+async def events(link: PanelLink, changes: Changes, models: Models, stopping: Callable[[], bool],
+                 ) -> AsyncIterator[str]:
+    """The event stream of one open panel: the controls at once when they change, the health every second, a
+    model's download as it goes."""
     seen = -1
+    seen_download = models.version
     next_health = 0.0
     clock = asyncio.get_running_loop().time
     while not stopping():
+        if models.version != seen_download:
+            seen_download = models.version
+            yield event("download", models.download_view() or {})
         version = changes.version
         now = clock()
         if version != seen or now >= next_health:

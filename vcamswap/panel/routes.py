@@ -17,15 +17,22 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive
 
+from vcamswap.daemon.control.intents import SOCKET_COMMANDS
 from vcamswap.faces.library import FaceError
+from vcamswap.modelstore.manifest import ModelError
 from vcamswap.panel import faces
 from vcamswap.panel.guard import ROOT, Guard
 from vcamswap.panel.link import PanelLink
-from vcamswap.panel.live import Changes, Encoder, controls_view, events, health_view
+from vcamswap.panel.live import Changes, Encoder, controls_view, events, health_view, outline_view, select_choices
+from vcamswap.panel.models import Busy as ModelBusy
+from vcamswap.panel.models import Models
 from vcamswap.panel.tryon import Busy, TryOn, TryOnError
 
-# The intents the panel's controls send: the socket's own names, answered by the socket's own handler.
-PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label", "occlusion", "enhance", "boost")
+# The intents the panel's controls send: the socket's own names, answered by the socket's own handler; the
+# lists (engine, model) once the daemon has an intent for them.
+PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "pause", "resume", "preview", "bypass",
+                 "label", "occlusion", "enhance", "boost", "stop",
+                 *(name for name in select_choices() if name in SOCKET_COMMANDS))
 FRAME_WAIT_S = 1.0
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -52,6 +59,7 @@ class Panel:
         self.changes = Changes(link)
         self.thumbs = faces.Thumbnails()
         self.tryon = TryOn(link)
+        self.models_store = Models(link.models_dir)
         self.stopping = threading.Event()
 
     def app(self, token: str, port: int) -> Guard:
@@ -60,6 +68,7 @@ class Panel:
             Route(ROOT + "/api/state", self.state),
             Route(ROOT + "/api/events", self.events),
             Route(ROOT + "/api/frame", self.frame),
+            Route(ROOT + "/api/face", self.outline),
             Route(ROOT + "/api/intent", self.intent, methods=["POST"]),
             Route(ROOT + "/api/faces", self.add_face, methods=["POST"]),
             Route(ROOT + "/api/faces/{name}", self.remove_face, methods=["DELETE"]),
@@ -68,6 +77,8 @@ class Panel:
             Route(ROOT + "/api/faces/{name}/tryon", self.try_on),
             Route(ROOT + "/api/doctor", self.doctor),
             Route(ROOT + "/api/models", self.models),
+            Route(ROOT + "/api/models/{name}/verify", self.verify_model, methods=["POST"]),
+            Route(ROOT + "/api/models/{name}/download", self.download_model, methods=["POST"]),
             Mount(ROOT + "/static", StaticFiles(directory=str(static_dir())), name="static"),
         ]
         return Guard(Starlette(routes=routes), token, port)
@@ -85,7 +96,7 @@ class Panel:
                              "gallery": [c._asdict() for c in cards]}, headers=NO_STORE)
 
     async def events(self, request: Request) -> Response:
-        return StreamingResponse(events(self.link, self.changes, self.stopping.is_set),
+        return StreamingResponse(events(self.link, self.changes, self.models_store, self.stopping.is_set),
                                  media_type="text/event-stream", headers={**NO_STORE, "X-Accel-Buffering": "no"})
 
     async def frame(self, request: Request) -> Response:
@@ -101,6 +112,12 @@ class Panel:
             return Response(status_code=204, headers=NO_STORE)
         seq, data = found
         return Response(data, media_type="image/jpeg", headers={**NO_STORE, "X-Frame": str(seq)})
+
+    async def outline(self, request: Request) -> Response:
+        frame = request.query_params.get("frame")
+        if frame is not None and not frame.isdigit():
+            return error("frame is a frame number")
+        return JSONResponse(outline_view(self.link, int(frame) if frame else None), headers=NO_STORE)
 
     async def intent(self, request: Request) -> Response:
         try:
@@ -178,32 +195,29 @@ class Panel:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=5"})
 
     async def models(self, request: Request) -> Response:
-        listed = await run_in_threadpool(models_view, self.link)
-        return JSONResponse({"models": listed}, headers=NO_STORE)
+        listed = await run_in_threadpool(self.models_store.listing)
+        return JSONResponse({"models": listed, "download": self.models_store.download_view()}, headers=NO_STORE)
+
+    async def verify_model(self, request: Request) -> Response:
+        try:
+            checked = await run_in_threadpool(self.models_store.verify, request.path_params["name"])
+        except ModelError as e:
+            return error(str(e))
+        return JSONResponse({"ok": True, **checked}, headers=NO_STORE)
+
+    async def download_model(self, request: Request) -> Response:
+        try:
+            started = await run_in_threadpool(self.models_store.download, request.path_params["name"])
+        except ModelBusy as e:
+            return error(str(e), 409)
+        except ModelError as e:
+            return error(str(e))
+        return JSONResponse({"ok": True, "download": started}, status_code=202, headers=NO_STORE)
 
     async def doctor(self, request: Request) -> Response:
         lines = await run_in_threadpool(self.link.doctor)
         return JSONResponse({"lines": [{"ok": x.ok, "topic": x.topic, "text": x.text, "fix": x.fix} for x in lines]},
                             headers=NO_STORE)
-
-
-def models_view(link: PanelLink) -> list[dict[str, Any]]:
-    """The models of the manifest as `vcamswap models list` shows them: installed or not, size and licence."""
-    from vcamswap.modelstore.manifest import ModelError, load_manifest, status  # read only when asked
-
-    if link.models_dir is None:
-        return []
-    try:
-        specs = load_manifest().models.values()
-    except ModelError:
-        return []
-    out = []
-    for spec in specs:
-        state = status(spec, link.models_dir, deep=False).state
-        out.append({"name": spec.name, "installed": state == "present", "state": state, "licence": spec.licence,
-                    "size_mb": round(spec.size / 1e6, 1), "role": spec.role, "optional": spec.optional,
-                    "description": spec.description})
-    return out
 
 
 def capped(receive: Receive, limit: int) -> Receive:

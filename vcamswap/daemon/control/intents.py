@@ -62,8 +62,9 @@ INTENTS: dict[str, Intent] = {
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
+# bypass: the hotkey's "real face while held", which the panel holds with a button or a key.
 SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "likeness", "targets", "pause", "resume", "preview",
-                   "label", "occlusion", "enhance", "boost", "stop")
+                   "bypass", "label", "occlusion", "enhance", "boost", "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
