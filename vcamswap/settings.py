@@ -21,12 +21,14 @@ import platformdirs
 import tomli_w
 
 from vcamswap.choices import (
+    DEFAULT_SWAP_MODEL,
     OCCLUSION_KINDS,
     PRECISIONS,
     PRESET_NAMES,
     REMOTE_FALLBACKS,
     TARGETS,
     CodecError,
+    check_model,
     parse_codec,
 )
 from vcamswap.presets import BOOSTS, DEFAULT_LIKENESS
@@ -114,6 +116,7 @@ class Settings:
     occlusion: str | None = None  # "off" | "fast" | "model" (the optional occluder); None = the preset's
     enhance: int | None = None  # run the face enhancer every N swaps (0 = off); None = the preset's
     boost: int | None = None  # neural engine's pixel boost: 128, 256 or 512; None = the preset's
+    model: str = DEFAULT_SWAP_MODEL  # neural engine's swap model, one of choices.SWAP_MODELS
     server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT
     token_file: str | None = None  # a file holding the swap server's shared token
     remote_fallback: str = "passthrough"  # while the server is away: "passthrough" or "lite"
@@ -162,7 +165,8 @@ _KINDS: dict[str, type] = {
     "height": int, "fps": float, "preset": str, "likeness": float, "target_fps": float, "adaptive": bool,
     "provider": str, "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "boost": int, "targets": str, "map": dict,
+    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "boost": int, "model": str, "targets": str,
+    "map": dict,
     "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
     "remote_in_flight": int, "server_ca": str,
 }
@@ -197,6 +201,11 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin}: {key!r} must be 0 (off) to {MAX_ENHANCE_EVERY} frames, not {value}")
     if name == "boost" and value not in BOOSTS:
         raise SettingsError(f"{origin}: {key!r} must be one of {', '.join(map(str, BOOSTS))}, not {value}")
+    if name == "model":
+        try:
+            check_model(value)
+        except ValueError as e:
+            raise SettingsError(f"{origin}: {e}") from None
     if name == "targets" and value not in TARGETS:
         raise SettingsError(f"{origin}: {key!r} must be one or all, not {value!r}")
     if name == "precision" and value not in PRECISIONS:
