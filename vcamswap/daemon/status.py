@@ -134,7 +134,6 @@ def status(st: DaemonState) -> Reply:
         stats = st.stats.snapshot().as_dict()
         stats["fps"] = round(fps(st), 2)
         reply.update(stats)
-        reply["engine"] = st.stages.pipeline.engine.name
         reply["knobs"] = knobs(st)
         server = remote(st)
         if server is not None:
