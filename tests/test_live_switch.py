@@ -21,6 +21,7 @@ from vcamswap.engines.inswapper import ScrfdDetector
 from vcamswap.live.build import Live, Stages, build_run, engine_options, make_loop, open_capture
 from vcamswap.live.loop import LiveLoop
 from vcamswap.live.switch import EngineSwitch
+from vcamswap.modelstore.installed import files_for_model, model_files
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.settings import Settings
 
@@ -127,3 +128,34 @@ def test_asking_for_the_engine_in_force_cancels_a_build_under_way(running: Runni
     frames = r.published()
     wait_until(lambda: r.published() >= frames + 15, "frames after the build ended")
     assert engine_of(r) == "lite" and r.switch.switches == 0
+
+
+def test_a_model_chosen_at_start_needs_its_files_and_reaches_the_engine_in_the_preset(
+    tmp_path: Path, models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--model` (or the setting) whose files are missing: one line with the command that fetches them, and the
+    default model. One that is installed is what every frame's preset carries to the engine."""
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    settings = Settings(input=str(media_path(WEBCAM)), faces=str(tmp_path / "faces"), models=str(models),
+                        model="ghost_3_256")
+    controls = Controls(initial_state(settings))
+    with caplog.at_level("WARNING"):
+        stages = build_run(settings, controls)
+    assert controls.snapshot().model == "inswapper_128"
+    said = [r.getMessage() for r in caplog.records if "ghost_3_256" in r.getMessage()]
+    assert len(said) == 1 and "vcamswap models download ghost_3_256" in said[0] and "using inswapper_128" in said[0]
+
+    for name in files_for_model("ghost_2_256"):  # its files appear (the lite engine in force never loads them)
+        (models / f"{name}.onnx").write_bytes(b"weights")
+    controls.set_swap_models(model_files(models))
+    again = Controls(initial_state(replace(settings, model="ghost_2_256")))
+    build_run(replace(settings, model="ghost_2_256"), again)
+    assert again.snapshot().model == "ghost_2_256"  # installed now: taken as chosen
+    loop = make_loop(Live(open_capture(settings, realtime=False)[0], stages, controls), SinkSet([]))
+    try:
+        assert loop.inputs()[1].model == "inswapper_128"
+        controls.set_model("ghost_2_256")
+        assert loop.inputs()[1].model == "ghost_2_256"  # the next frame's preset, as the engine gets it
+    finally:
+        loop.capture.stop()
