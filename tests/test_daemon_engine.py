@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from daemon_util import DaemonProcess, default_args, media_path, running_daemon, wait_until
+from panel_util import PanelClient
 
 from vcamswap.modelstore.installed import files_for_model
 
@@ -89,6 +90,8 @@ def test_the_engine_switches_while_frames_keep_being_published(daemon: DaemonPro
     frames = daemon.vcam_frames()
     wait_until(lambda: daemon.vcam_frames() > frames + 10, "frames published by the neural engine's loop")
     wait_until(lambda: 'engine = "inswapper"' in daemon.settings.read_text(), "the engine saved")
+    r = daemon.cli("model", "inswapper_128")  # the neural engine runs it: no word about lite
+    assert r.returncode == 0 and r.stdout.strip() == "model inswapper_128 in force", r.stdout + r.stderr
 
     r = daemon.cli("engine", "lite")
     assert r.returncode == 0, r.stderr
@@ -119,3 +122,14 @@ def test_an_engine_whose_models_are_missing_is_refused_and_lite_stays(daemon: Da
     assert st["engine"] == "lite" and st["engine_pending"] is None and st["engine_problem"] is None
     frames = daemon.vcam_frames()
     wait_until(lambda: daemon.vcam_frames() > frames + 5, "frames still published")
+
+
+def test_the_panel_chooses_through_the_same_intents(daemon: DaemonProcess) -> None:
+    panel = PanelClient(daemon.status()["panel_url"])
+    assert panel.login().status == 303
+    bad = panel.intent("model", "ghost_2_256")
+    assert bad.status == 400 and "vcamswap models download ghost_2_256" in bad.json()["error"]
+    ok = panel.intent("model", "inswapper_128")
+    assert ok.status == 200 and ok.json()["model"] == "inswapper_128" and "lite engine" in ok.json()["note"]
+    assert panel.intent("engine", "gpu").json()["error"].startswith("unknown engine 'gpu'")
+    assert daemon.status()["engine"] == "lite"

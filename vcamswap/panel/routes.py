@@ -25,7 +25,8 @@ from vcamswap.panel.live import Changes, Encoder, controls_view, events, health_
 from vcamswap.panel.tryon import Busy, TryOn, TryOnError
 
 # The intents the panel's controls send: the socket's own names, answered by the socket's own handler.
-PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label", "occlusion", "enhance", "boost")
+PANEL_INTENTS = ("toggle", "swap", "face", "preset", "likeness", "targets", "label", "occlusion", "enhance", "boost",
+                 "model", "engine")
 FRAME_WAIT_S = 1.0
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -27,8 +27,6 @@ def _print_summary(reply: Reply) -> None:
     print(f"swap {swap}, face {reply.get('face') or 'none'}, preset {reply.get('preset')}, "
           f"likeness {reply.get('likeness')}, {faces}{extra}",
           flush=True)
-    if reply.get("note"):
-        print(reply["note"], flush=True)
 
 
 def _send(req: Request) -> tuple[Reply | None, int]:
@@ -61,6 +59,8 @@ def _control(cmd: str, arg_name: str | None = None) -> Callable[[argparse.Namesp
                 print(f"stopping the daemon (pid {reply.get('pid')})", flush=True)
             elif cmd == "engine":
                 return _await_engine(reply)
+            elif cmd == "model":
+                print(reply.get("note") or f"model {reply.get('model')} in force", flush=True)
             else:
                 _print_summary(reply)
         return rc
