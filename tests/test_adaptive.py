@@ -19,7 +19,7 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import Tracker
 from vcamswap.live.adaptive import LADDER, AdaptiveQuality, degrade, ladder_for
-from vcamswap.presets import get_preset
+from vcamswap.presets import get_preset, with_overrides
 from vcamswap.types import Frame
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
@@ -201,3 +201,48 @@ def test_frames_without_a_face_never_step_quality_up(measured: dict[int, np.ndar
     level = aq.level
     assert level > 0
     assert set(replay_faces(aq, measured, [0] * 2000)) == {level}  # nobody in view: nothing learnt, no change
+
+
+# ----------------------------------------------------------------------------------------------- swap models
+
+GHOST_BLOCKS = {"ghost_1_256": 1, "ghost_2_256": 2, "ghost_3_256": 3}  # AAD blocks: what a frame's swap costs
+
+
+def model_run(models: tuple[str, ...], frames: int = 80) -> tuple[AdaptiveQuality, list[tuple[str, int]]]:
+    """Closed loop on a cost model by counts: a frame costs 0.6 of the budget per AAD block of the model in force,
+    so one block fits and two do not. Returns the controller and each (model, swap interval) it went through."""
+    aq = AdaptiveQuality(30.0, settle=4, window=8)
+    aq.models = models
+    base = get_preset("balanced").with_knobs(model="ghost_3_256")
+    seen: list[tuple[str, int]] = []
+    for _ in range(frames):
+        preset = aq(base)
+        aq.observe(GHOST_BLOCKS[preset.model] * 0.6 * aq.budget)
+        if not seen or seen[-1] != (preset.model, preset.swap_interval):
+            seen.append((preset.model, preset.swap_interval))
+    return aq, seen
+
+
+def test_a_lighter_installed_model_comes_before_the_ladder() -> None:
+    aq, seen = model_run(("inswapper_128", "ghost_1_256", "ghost_2_256", "ghost_3_256"))
+    assert seen == [("ghost_3_256", 1), ("ghost_2_256", 1), ("ghost_1_256", 1)]  # no frame skipped
+    assert aq.level == 2 and [c.reason for c in aq.changes] == ["down", "down"]
+
+
+def test_only_installed_models_are_stepped_to() -> None:
+    aq, seen = model_run(("ghost_1_256", "ghost_3_256"))  # ghost_2_256 is not in the models folder
+    assert seen == [("ghost_3_256", 1), ("ghost_1_256", 1)] and aq.level == 1
+    aq, seen = model_run(())  # an engine that runs no swap model (lite), or none installed: the ladder itself
+    assert {model for model, _ in seen} == {"ghost_3_256"} and seen[1] == ("ghost_3_256", 2)
+
+
+def test_model_steps_lead_the_boost_steps_and_a_new_model_starts_at_full_quality() -> None:
+    top = with_overrides(get_preset("quality"), boost=512).with_knobs(model="ghost_3_256")
+    names = [s.name for s in ladder_for(top, models=("ghost_1_256", "ghost_2_256"))]
+    assert names[:5] == ["model ghost_2_256", "model ghost_1_256", "boost down", "boost down",
+                         "enhancer off (else swap interval +1)"]
+    assert ladder_for(top.with_knobs(model="inswapper_128"), models=("ghost_1_256",))[0].name == "boost down"
+    aq, _ = model_run(("ghost_1_256", "ghost_2_256"))
+    assert aq.level == 2
+    chosen = get_preset("balanced").with_knobs(model="ghost_2_256")
+    assert aq(chosen) == chosen and aq.level == 0 and aq.changes[-1].reason == "preset"

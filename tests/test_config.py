@@ -34,6 +34,7 @@ def test_values_are_read_and_coerced() -> None:
     assert s.camera == "2" and s.fps == 25.0 and isinstance(s.fps, float)
     assert s.output == ["mjpeg:8090"] and s.target_fps == 20.0 and s.preset == "fast"
     assert s.hotkeys == {**DEFAULT_HOTKEYS, "toggle": "<ctrl>+<f9>"}  # the others keep their defaults
+    assert Settings().model == "inswapper_128" and parse_settings('model = "ghost_2_256"').model == "ghost_2_256"
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,9 @@ def test_values_are_read_and_coerced() -> None:
         ("output = [1, 2]", "f.toml: 'output' must be a list of strings"),
         ("hotkeys = 3", "f.toml: 'hotkeys' must be a table of strings"),
         ('preset = "ultra"', "f.toml: unknown preset 'ultra'; choose one of fast, balanced, quality"),
+        ('model = "ghost_4_256"', "f.toml: unknown model 'ghost_4_256'; choose one of inswapper_128, ghost_1_256, "
+                                  "ghost_2_256, ghost_3_256"),
+        ("model = 3", "f.toml: 'model' must be a string"),
         ("colour = 1", "f.toml: unknown setting 'colour'"),
         ('fps = 30\nwidth = = 3', "f.toml: Invalid value (at line 2, column 9)"),
     ],

@@ -213,6 +213,9 @@ def test_the_lists_show_only_what_the_daemon_offers() -> None:
     assert offered["model"][0] == "inswapper_128" and "ghost_1_256" in offered["model"]
     assert {"lite", "inswapper", "remote"} <= set(offered["engine"])
     assert selects({"engine": "lite"}, ("model", "engine")).keys() == {"engine"}  # no model reported: no list
+    # The daemon reports what is installed: only those (and the model in force) can be chosen.
+    installed = selects({**status, "model": "ghost_3_256", "models": ["inswapper_128", "ghost_1_256"]}, ("model",))
+    assert installed == {"model": ["inswapper_128", "ghost_1_256", "ghost_3_256"]}
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -457,6 +457,32 @@ def away_and_network_call(remote_engine: RemoteEngine, driven: Driven, port: int
     return away_s, network_s
 
 
+def test_a_running_lite_daemon_switches_to_the_server_and_back(server: Server, token_file: Path,
+                                                              tmp_path: Path) -> None:
+    """`vcamswap engine remote` on a lite daemon given a server: the remote engine is built (its server reached)
+    while lite goes on publishing, then swaps frames on the server; `engine lite` brings lite back."""
+    from daemon_util import default_args, running_daemon, wait_until
+
+    faces = tmp_path / "data" / "faces"
+    faces.mkdir(parents=True)
+    shutil.copy(media_path(SOURCE), faces / "biden.jpg")
+    args = default_args() + ["--server", server.url, "--token-file", str(token_file), "--preset", "fast"]
+    with running_daemon(tmp_path, args) as d:
+        assert d.status()["engine"] == "lite"
+        published = d.vcam_frames()
+        assert d.request("engine", "remote")["engine_pending"] == "remote"
+        wait_until(lambda: d.status()["engine"] == "remote", "the remote engine in force")
+        assert d.vcam_frames() > published
+        st = wait_until(lambda: (s := d.status())["remote"]["healthy"] and s.get("stage_ms", {}).get("engine")
+                        and s, "swaps answered by the server")
+        assert st["remote"]["server"] == server.url
+        r = d.cli("engine", "lite")
+        assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "engine lite in force", r.stderr
+        frames = d.vcam_frames()
+        wait_until(lambda: d.vcam_frames() > frames + 10, "frames published by lite again")
+        assert "remote" not in d.status()
+
+
 def test_tray_and_status_show_the_server_its_round_trip_and_when_it_is_away(server: Server, token_file: Path,
                                                                           tmp_path: Path) -> None:
     """The daemon with the real tray under Xvfb, after the restart above: its menu line, tooltip and `vcamswap

@@ -23,6 +23,7 @@ from daemon_util import (
 
 from vcamswap.controls import Controls, ControlState
 from vcamswap.daemon.desktop.tray import Tray, TrayView, state_icon, tooltip, tray_problem
+from vcamswap.modelstore.installed import ModelFiles, files_for_model
 
 STATES = ["starting", "swapping", "off", "no-face", "paused", "error"]
 
@@ -91,9 +92,9 @@ def test_unreachable_display_is_reported_not_raised(display_value: str | None, t
 def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
     tray, controls, opened = menu_tray
     icon, menu = tray.icon, tray.icon.menu
-    assert texts(menu) == ["Swap", "Source face", "Quality", "Likeness", "Faces in view", "Show preview",
+    assert texts(menu) == ["Swap", "Source face", "Quality", "Model", "Likeness", "Faces in view", "Show preview",
                            "Show AI label", "Open faces folder", "Pause camera", "- - - -", "Quit"]
-    swap, faces, quality, likeness, targets, preview, label, folder, pause, _, quit_ = list(menu)
+    swap, faces, quality, _, likeness, targets, preview, label, folder, pause, _, quit_ = list(menu)
 
     assert swap.checked is True
     swap(icon)
@@ -148,6 +149,26 @@ def test_menu_items_act_on_controls(menu_tray: tuple[Tray, Controls, list[str]])
 
     quit_(icon)
     assert controls.snapshot().running is False
+
+
+def test_the_model_menu_lists_the_installed_models_only(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
+    tray, controls, _ = menu_tray
+    icon, model = tray.icon, list(tray.icon.menu)[3]
+    assert model.text == "Model"
+    controls.set_swap_models([])  # nothing installed: a hint, nothing to choose
+    assert [(i.text, i.enabled) for i in model.submenu.items] == [("(none installed: vcamswap models download)", False)]
+    controls.set_swap_models([ModelFiles("inswapper_128", ()), ModelFiles("ghost_1_256", ()),
+                              ModelFiles("ghost_2_256", ("ghost_2_256",)), ModelFiles("ghost_3_256", ("ghost_3_256",))])
+    controls.engine_ready("inswapper")
+    assert texts(model.submenu) == ["inswapper_128", "ghost_1_256"]
+    assert [i.checked for i in model.submenu.items] == [True, False] and all(i.radio for i in model.submenu.items)
+    model.submenu.items[1](icon)
+    assert controls.snapshot().model == "ghost_1_256" and [i.checked for i in model.submenu.items] == [False, True]
+    controls.engine_ready("lite")  # chosen all the same, and the menu says who uses it
+    assert texts(model.submenu) == ["inswapper_128", "ghost_1_256", "(used by the inswapper engine)"]
+    with pytest.raises(ValueError, match="vcamswap models download ghost_3_256"):
+        controls.set_model("ghost_3_256")  # what the menu never offers is refused all the same
+    assert controls.snapshot().model == "ghost_1_256"
 
 
 def test_the_swap_server_line_follows_the_view(menu_tray: tuple[Tray, Controls, list[str]]) -> None:
@@ -223,14 +244,14 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
             # Quality > fast: the third item's submenu, first entry.
             tray_choose(env, ["Down", "Down", "Down", "Right", "Return"], None)
             wait_until(lambda: d.status()["preset"] == "fast", "menu chose the fast preset")
-            # Likeness > 0.25: the fourth item's submenu, second entry.
-            tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], None)
-            wait_until(lambda: d.status()["likeness"] == 0.25, "menu chose likeness 0.25")
-            # Faces in view > all: the fifth item's submenu, second entry.
+            # Likeness > 0.25: the fifth item's submenu, second entry.
             tray_choose(env, ["Down"] * 5 + ["Right", "Down", "Return"], None)
+            wait_until(lambda: d.status()["likeness"] == 0.25, "menu chose likeness 0.25")
+            # Faces in view > all: the sixth item's submenu, second entry.
+            tray_choose(env, ["Down"] * 6 + ["Right", "Down", "Return"], None)
             wait_until(lambda: d.status()["targets"] == "all", "menu chose every face in view")
-            # Show preview (sixth item) opens the preview window; closing the window unticks it.
-            tray_choose(env, ["Down"] * 6 + ["Return"], None)
+            # Show preview (seventh item) opens the preview window; closing the window unticks it.
+            tray_choose(env, ["Down"] * 7 + ["Return"], None)
             wait_until(lambda: d.status()["preview"] is True, "preview on")
             window = wait_until(lambda: xdotool(env, "search", "--name", "^Swap Cam preview$"), "preview window")
             xdotool(env, "windowkill", window.split()[0])
@@ -254,3 +275,30 @@ def test_real_tray_menu_and_hotkeys_drive_the_daemon(tmp_path: Path) -> None:
         finally:
             d.kill()
 
+
+
+def test_real_tray_model_menu_offers_what_the_models_folder_holds(tmp_path: Path, models_dir: Path) -> None:
+    """The Model submenu with a real right click: the installed models only, a model whose files appear while
+    running is offered within a rescan, and choosing it reaches the daemon (the lite engine in force never
+    loads a swap model, so the files of the model added here are only looked at, never run)."""
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    faces = tmp_path / "data" / "faces"
+    faces.mkdir(parents=True)
+    shutil.copy(media_path("faces/single/obama_official_portrait.jpg"), faces / "obama.jpg")
+    args = [a for a in default_args() if a != "--no-tray"] + ["--models", str(models)]
+    with gtk_tray_desktop() as env:
+        d = DaemonProcess(tmp_path, args, env).start()
+        try:
+            wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
+            assert d.status()["models"] == ["inswapper_128"] and d.status()["model"] == "inswapper_128"
+            for name in files_for_model("ghost_1_256"):
+                (models / f"{name}.onnx").write_bytes(b"weights")
+            wait_until(lambda: d.status()["models"] == ["inswapper_128", "ghost_1_256"], "the new model seen")
+            # Model > ghost_1_256: the fourth item's submenu, second entry.
+            tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], tmp_path / "tray-model.png")
+            wait_until(lambda: d.status()["model"] == "ghost_1_256", "menu chose ghost_1_256")
+            wait_until(lambda: 'model = "ghost_1_256"' in d.settings.read_text(), "the choice saved")
+            assert d.status()["engine"] == "lite"
+        finally:
+            d.stop()

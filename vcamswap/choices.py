@@ -44,6 +44,21 @@ def check_model(name: str) -> SwapModelName:
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(SWAP_MODELS)}")
 
 
+# The swap engines (engines.ENGINES builds them); a running daemon switches between them (live.switch).
+EngineName = Literal["lite", "inswapper", "remote"]
+ENGINE_NAMES: tuple[EngineName, ...] = ("lite", "inswapper", "remote")
+# The engines that run the swap model chosen (SWAP_MODELS); the others swap with their own.
+MODEL_ENGINES: tuple[EngineName, ...] = ("inswapper",)
+
+
+def check_engine(name: str) -> EngineName:
+    """The engine's name, or ValueError with one line unless it is one of ENGINE_NAMES."""
+    for e in ENGINE_NAMES:
+        if name == e:
+            return e
+    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+
+
 # What the remote engine's frames get while the server is away: the camera's face, or a swap here (lite).
 REMOTE_FALLBACKS = ("passthrough", "lite")
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from vcamswap.choices import OCCLUSION_KINDS, TARGETS
+from vcamswap.choices import DEFAULT_SWAP_MODEL, OCCLUSION_KINDS, TARGETS, check_engine, check_model
+from vcamswap.modelstore.installed import ModelFiles, files_of, not_installed
 from vcamswap.presets import PRESETS, check_boost, next_preset
 from vcamswap.settings import MAX_ENHANCE_EVERY
 
@@ -41,6 +42,11 @@ class ControlState:
     occlusion: str | None = None  # one of OCCLUSION_KINDS
     enhance: int | None = None  # the face enhancer every N swaps, 0 = off
     boost: int | None = None  # neural engine's pixel boost, one of BOOSTS
+    model: str = DEFAULT_SWAP_MODEL  # the neural engine's swap model, one of SWAP_MODELS
+    swap_models: tuple[ModelFiles, ...] = ()  # each swap model and the files it lacks; () until looked at
+    engine: str = "lite"  # the engine in force
+    engine_wanted: str | None = None  # an engine asked for while running, being built off the live loop
+    engine_problem: str | None = None  # why the engine asked for last could not be built
 
     @property
     def swapping(self) -> bool:
@@ -50,7 +56,7 @@ class ControlState:
 def initial_state(settings: Settings) -> ControlState:
     """The controls at start, from the settings."""
     return ControlState(swap_enabled=settings.swap, preset=settings.preset, likeness=settings.likeness,
-                        targets=settings.targets,
+                        targets=settings.targets, model=settings.model, engine=settings.engine,
                         label_on=bool(settings.label),
                         label_text=settings.label or DEFAULT_LABEL)
 
@@ -100,9 +106,13 @@ class Controls:
             self._listeners.append(listener)
 
     def _update(self, **changes: object) -> ControlState:
+        return self._update_from(lambda _: changes)
+
+    def _update_from(self, changes_of: Callable[[ControlState], dict[str, object]]) -> ControlState:
+        """Apply the changes computed from the state under the lock (a read-then-write no other change splits)."""
         with self._lock:
             old = self._state
-            new = replace(old, **changes)  # type: ignore[arg-type]
+            new = replace(old, **changes_of(old))  # type: ignore[arg-type]
             self._state = new
             listeners = list(self._listeners)
         if new != old:
@@ -159,6 +169,37 @@ class Controls:
         except ValueError:
             raise ValueError(f"boost must be 128, 256 or 512, not {boost!r}") from None
         return self._update(boost=check_boost(size))
+
+    def set_swap_models(self, models: Sequence[ModelFiles]) -> ControlState:
+        """What the models folder holds now (the daemon looks again when asked and every few seconds)."""
+        return self._update(swap_models=tuple(models))
+
+    def set_model(self, name: str, check: bool = True) -> ControlState:
+        """The swap model; refused in one line, the current one staying, when its files are not installed.
+        `check` False: the start's fallback, taken whether or not its files are there."""
+        model = check_model(name)
+        files = files_of(self.snapshot().swap_models, model)
+        if check and files is not None and not files.installed:
+            raise ValueError(not_installed(model, files.missing))
+        return self._update(model=model)
+
+    def set_engine(self, name: str) -> ControlState:
+        """Ask for an engine: live.switch builds it off the loop and swaps it in (engine_ready) or says why it
+        cannot (engine_failed); asking for the engine in force cancels a build under way."""
+        engine = check_engine(name)
+        return self._update_from(lambda s: {"engine_wanted": None if engine == s.engine else engine,
+                                            "engine_problem": None})
+
+    def engine_ready(self, name: str) -> ControlState:
+        """The engine `name` is in force from this frame on."""
+        return self._update_from(lambda s: {"engine": name, "engine_problem": None,
+                                            "engine_wanted": None if s.engine_wanted == name else s.engine_wanted})
+
+    def engine_failed(self, name: str, problem: str) -> ControlState:
+        """The engine `name` could not be built; the one in force stays (nothing changes if it was no longer
+        wanted)."""
+        return self._update_from(lambda s: {"engine_wanted": None, "engine_problem": problem}
+                                 if s.engine_wanted == name else {})
 
     def cycle_preset(self, step: int = 1) -> ControlState:
         return self._update(preset=next_preset(self.snapshot().preset, step))

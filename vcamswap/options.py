@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from vcamswap.choices import OCCLUSION_KINDS, PRECISIONS
+from vcamswap.choices import ENGINE_NAMES, OCCLUSION_KINDS, PRECISIONS, SWAP_MODELS
 from vcamswap.controls import parse_likeness
 from vcamswap.presets import BOOSTS
 from vcamswap.settings import (
@@ -28,7 +28,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="a video, image or URL instead of a camera")
     p.add_argument("--face", help="source face: a name in the faces folder or an image path")
     p.add_argument("--faces", help="faces folder (default: the platform's data dir)")
-    p.add_argument("--engine", choices=["lite", "inswapper", "remote"], help="swap engine (default lite)")
+    p.add_argument("--engine", choices=list(ENGINE_NAMES), help="swap engine (default lite)")
     p.add_argument("--server", metavar="grpc://HOST:PORT", help="remote engine: the swap server ('vcamswap serve')")
     p.add_argument("--token-file", metavar="FILE", help="remote engine: a file holding the server's shared token")
     p.add_argument("--remote-fallback", choices=["passthrough", "lite"],
@@ -73,6 +73,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boost", type=int, choices=list(BOOSTS),
                    help="neural engine: swap the face at 256 or 512 px in 4 or 16 tiles of 128 (4x or 16x the "
                         "model calls; sharper large faces); default: the preset's (quality 256, others 128)")
+    p.add_argument("--model", choices=list(SWAP_MODELS),
+                   help="neural engine: the swap model (default inswapper_128; fetch one with 'vcamswap models "
+                        "download NAME')")
 
 
 def fps_arg(text: str) -> float:

@@ -21,12 +21,14 @@ import platformdirs
 import tomli_w
 
 from vcamswap.choices import (
+    DEFAULT_SWAP_MODEL,
     OCCLUSION_KINDS,
     PRECISIONS,
     PRESET_NAMES,
     REMOTE_FALLBACKS,
     TARGETS,
     CodecError,
+    check_model,
     parse_codec,
 )
 from vcamswap.presets import DEFAULT_LIKENESS, check_boost
@@ -114,6 +116,7 @@ class Settings:
     occlusion: str | None = None  # one of OCCLUSION_KINDS ("model": the occluder, "parser"); None = the preset's
     enhance: int | None = None  # run the face enhancer every N swaps (0 = off); None = the preset's
     boost: int | None = None  # neural engine's pixel boost: 128, 256 or 512; None = the preset's
+    model: str = DEFAULT_SWAP_MODEL  # neural engine's swap model, one of choices.SWAP_MODELS
     server: str | None = None  # the remote engine's swap server: grpc://HOST:PORT or grpcs://HOST:PORT
     token_file: str | None = None  # a file holding the swap server's shared token
     remote_fallback: str = "passthrough"  # while the server is away: "passthrough" or "lite"
@@ -162,7 +165,8 @@ _KINDS: dict[str, type] = {
     "height": int, "fps": float, "preset": str, "likeness": float, "target_fps": float, "adaptive": bool,
     "provider": str, "precision": str,
     "vcam_backend": str, "vcam_device": str, "swap": bool, "stats": bool, "models": str, "hotkeys": dict,
-    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "boost": int, "targets": str, "map": dict,
+    "label": str, "audio_sync": str, "occlusion": str, "enhance": int, "boost": int, "model": str, "targets": str,
+    "map": dict,
     "server": str, "token_file": str, "remote_fallback": str, "remote_codec": str,
     "remote_in_flight": int, "server_ca": str,
 }
@@ -198,6 +202,11 @@ def _coerce(name: str, key: str, value: Any, origin: str) -> Any:
     if name == "boost":
         try:
             check_boost(value)  # the presets' rule, so the file and the live control agree
+        except ValueError as e:
+            raise SettingsError(f"{origin}: {e}") from None
+    if name == "model":
+        try:
+            check_model(value)
         except ValueError as e:
             raise SettingsError(f"{origin}: {e}") from None
     if name == "targets" and value not in TARGETS:

@@ -11,20 +11,17 @@ restarts the loop rather than the process.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vcamswap import __version__
 from vcamswap.console import fail
 from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import status
-from vcamswap.daemon.control import intents
 from vcamswap.daemon.control.ipc import ControlServer
-from vcamswap.daemon.control.protocol import DaemonRunning, IpcError, Reply, Request, error_reply
+from vcamswap.daemon.control.protocol import DaemonRunning, IpcError, Reply, Request
 from vcamswap.daemon.desktop.portal import is_wayland_session
 from vcamswap.daemon.desktop.start import (
     check_options,
@@ -33,6 +30,7 @@ from vcamswap.daemon.desktop.start import (
     start_portal_shortcuts,
     start_swap_mic,
 )
+from vcamswap.daemon.handler import Handler
 from vcamswap.daemon.monitor import Monitor
 from vcamswap.daemon.state import DaemonState
 from vcamswap.panel.link import FrameTap, PanelLink
@@ -86,6 +84,7 @@ class Daemon:
         self.st = DaemonState(settings, self.controls, settings_file)  # what runs: this class alone writes it
         self.server = ControlServer(self.handle, address)
         self.monitor = Monitor(self.st)
+        self._handler = Handler(self.st, self.monitor)
         self._threads: list[threading.Thread] = []
         self._waiting: tuple[StillPublisher, np.ndarray] | None = None  # the notice while no camera is there
         self.frames = FrameTap()  # the newest camera and published pictures, for the control panel
@@ -133,6 +132,7 @@ class Daemon:
         # the pipeline (cv2, onnxruntime) loads when the daemon starts, not with the CLI
         from vcamswap.live.build import build_run, build_sinks
         from vcamswap.live.stats import Stats
+        from vcamswap.live.switch import EngineSwitch
         from vcamswap.outputs.preview import PreviewSink
 
         s, st = self.settings, self.st
@@ -148,6 +148,7 @@ class Daemon:
             self.controls.set_preview(True)
         st.stats = Stats()
         st.stages = build_run(s, self.controls, face_fallback=True)
+        st.switch = EngineSwitch(s, self.controls, st.stages)  # an engine asked for while running
         self.controls.subscribe(self.monitor.on_change)
 
     def _start_threads(self) -> None:
@@ -260,7 +261,7 @@ class Daemon:
         st.sinks.open(info.width, info.height, info.fps)
         capture.start()
         loop = make_loop(live, st.sinks, st.stats, stats_every=5.0 if self.settings.stats else 0.0, emit=self.emit,
-                         on_frame=self._on_frame)
+                         on_frame=self._on_frame, between_frames=st.switch.apply if st.switch else None)
         st.ready.set()
         self._run_loop(loop, info.name)
 
@@ -357,34 +358,4 @@ class Daemon:
         return self.st.panel.url if self.st.panel is not None else None
 
     def handle(self, req: Request) -> Reply:
-        cmd = req["cmd"]
-        arg = req.get("arg")
-        if cmd == "ping":
-            return {"ok": True, "pid": os.getpid(), "version": __version__}
-        if cmd == "status":
-            return status.status(self.st)
-        if cmd == "stop":
-            self.controls.stop()
-            return {"ok": True, "pid": os.getpid(), "stopping": True}
-        stages = self.st.stages
-        if stages is None:
-            return error_reply("the daemon is still starting; try again in a moment")
-        if arg is not None and not isinstance(arg, str):
-            return error_reply(f"'{cmd}': the argument must be a string")
-        if cmd not in intents.SOCKET_COMMANDS:
-            return error_reply(f"unknown command {cmd!r}; known: {', '.join(intents.SOCKET_COMMANDS)}")
-        try:
-            if cmd == "boost" and not getattr(stages.pipeline.engine, "boosts", False):
-                raise ValueError(f"pixel boost is for the inswapper engine; the {stages.pipeline.engine.name} "
-                                 "engine swaps at its own size")
-            if cmd == "face" and arg not in (None, "", "next", "prev", "previous"):
-                self.monitor.rescan_faces()  # a photo added a moment ago
-                library = stages.library
-                if arg not in self.controls.snapshot().faces and library.path_of(arg) is not None:
-                    raise ValueError(library.problem(arg) or f"face {arg} cannot be used")
-            snap = intents.run(self.controls, cmd, arg)
-        except ValueError as e:
-            return error_reply(str(e))
-        return {"ok": True, **intents.controls_dict(snap)}
-
-
+        return self._handler(req)

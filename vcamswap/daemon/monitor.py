@@ -42,6 +42,7 @@ class Monitor:
             now = time.monotonic()
             if now >= next_faces:
                 self._guarded(self.rescan_faces)
+                self._guarded(self.rescan_models)
                 next_faces = now + FACES_POLL_S
             self._guarded(self.show_tray)
             self._guarded(self.save_pending)
@@ -89,6 +90,13 @@ class Monitor:
             self.note_faces()
         self._digests = {n: d for n in names if (d := library.digest_of(n)) is not None}
 
+    def rescan_models(self) -> None:
+        """Which swap models the models folder holds now (a few stat calls): a model downloaded while running
+        appears in the tray's Model menu and can be chosen."""
+        from vcamswap.modelstore.installed import model_files
+
+        self.st.controls.set_swap_models(model_files(self.st.settings.models_dir()))
+
     def _moved(self, gone: str, names: tuple[str, ...]) -> str | None:
         """The name the photo of the face `gone` has now (it was renamed), or None when no photo has its content."""
         digest = self._digests.get(gone)
@@ -135,6 +143,10 @@ class Monitor:
             changed["targets"] = new.targets
         if old.swap_enabled != new.swap_enabled:
             changed["swap"] = new.swap_enabled
+        if old.model != new.model:
+            changed["model"] = new.model
+        if old.engine != new.engine:  # an engine switched to while running, once it is in force
+            changed["engine"] = new.engine
         for knob in ("occlusion", "enhance", "boost"):
             if getattr(old, knob) != getattr(new, knob) and getattr(new, knob) is not None:
                 changed[knob] = getattr(new, knob)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from vcamswap.daemon.desktop.tray import Tray
     from vcamswap.live.build import Stages
     from vcamswap.live.stats import Stats
+    from vcamswap.live.switch import EngineSwitch
     from vcamswap.outputs.preview import PreviewSink
     from vcamswap.outputs.sinkset import SinkSet
     from vcamswap.panel.server import PanelServer
@@ -46,6 +47,7 @@ class DaemonState:
     ready: threading.Event = field(default_factory=threading.Event)  # set once the loop runs
     health: Health = field(default_factory=Health)
     stages: Stages | None = None
+    switch: EngineSwitch | None = None  # builds an engine asked for while running, off the loop
     stats: Stats | None = None  # the live loop's figures
     capture: Capture | None = None
     sinks: SinkSet | None = None

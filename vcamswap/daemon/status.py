@@ -12,6 +12,7 @@ from vcamswap.daemon.control.intents import controls_dict
 from vcamswap.daemon.control.protocol import Reply
 from vcamswap.daemon.desktop.start import swap_mic_status
 from vcamswap.daemon.state import DaemonState
+from vcamswap.modelstore.installed import installed
 
 if TYPE_CHECKING:
     from vcamswap.daemon.desktop.tray import TrayView
@@ -94,7 +95,7 @@ def knobs(st: DaemonState) -> dict[str, object]:
         preset = st.stages.tune(preset)
     preset = knobs_over(preset, snap)
     return {"occlusion": preset.occlusion, "enhance": preset.enhance_every, "boost": preset.boost,
-            "boosts": bool(getattr(st.stages.pipeline.engine, "boosts", False))}
+            "model": preset.model, "boosts": bool(getattr(st.stages.pipeline.engine, "boosts", False))}
 
 
 def tray_view(st: DaemonState) -> TrayView:
@@ -119,6 +120,7 @@ def status(st: DaemonState) -> Reply:
         "detail": detail,
         **controls_dict(snap),
         "faces": list(snap.faces),
+        "models": list(installed(snap.swap_models)),  # the swap models installed: what `vcamswap model` takes
         "bypass": snap.bypass,
         "preview": snap.preview,
         "tray": st.tray.backend if st.tray is not None else None,
@@ -132,7 +134,6 @@ def status(st: DaemonState) -> Reply:
         stats = st.stats.snapshot().as_dict()
         stats["fps"] = round(fps(st), 2)
         reply.update(stats)
-        reply["engine"] = st.stages.pipeline.engine.name
         reply["knobs"] = knobs(st)
         server = remote(st)
         if server is not None:

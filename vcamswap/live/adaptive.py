@@ -21,9 +21,10 @@ since they measure nothing of the swap's cost: when the face comes back, the lev
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
+from vcamswap.choices import MODEL_STEP_DOWN, SWAP_MODELS, SwapModelName
 from vcamswap.presets import BOOSTS, Preset
 
 Knobs = Callable[[Preset], Preset]
@@ -79,15 +80,38 @@ def _boost_down(p: Preset) -> Preset:
 BOOST_DOWN = Step("boost down", _boost_down)
 
 
-def ladder_for(preset: Preset, ladder: tuple[Step, ...] = LADDER) -> tuple[Step, ...]:
-    """The preset's pixel boost stepped down (512 -> 256 -> 128) before anything of the ladder: it multiplies
-    every swap's model calls by 4 or 16, the dearest knob there is, and a webcam face rarely shows all of it."""
-    return (BOOST_DOWN,) * sum(1 for b in BOOSTS if b < preset.boost) + ladder
+def model_steps(model: str, models: Collection[str]) -> tuple[Step, ...]:
+    """The lighter models of the same family that `model` steps down to (MODEL_STEP_DOWN), lightest last, each
+    only when it is among `models` (the installed ones of an engine that runs them)."""
+    steps: list[Step] = []
+    lighter = next((MODEL_STEP_DOWN[m] for m in MODEL_STEP_DOWN if m == model), None)
+    while lighter is not None:
+        if lighter in models:
+            steps.append(Step(f"model {lighter}", _use_model(lighter)))
+        lighter = MODEL_STEP_DOWN.get(lighter)
+    return tuple(steps)
 
 
-def degrade(preset: Preset, level: int, ladder: tuple[Step, ...] = LADDER) -> Preset:
+def _use_model(model: SwapModelName) -> Knobs:
+    return lambda p: replace(p, model=model)
+
+
+def ladder_for(preset: Preset, ladder: tuple[Step, ...] = LADDER, models: Collection[str] = ()) -> tuple[Step, ...]:
+    """A lighter swap model first (ghost_3_256 -> ghost_2_256 -> ghost_1_256, those of `models` only: the
+    face stays as sharp, the generator has fewer blocks), then the preset's pixel boost stepped down (512 -> 256
+    -> 128): it multiplies every swap's model calls by 4 or 16, the dearest knob there is, and a webcam face
+    rarely shows all of it; then the ladder."""
+    boosts = (BOOST_DOWN,) * sum(1 for b in BOOSTS if b < preset.boost)
+    return model_steps(preset.model, models) + boosts + ladder
+
+
+def degrade(preset: Preset, level: int, ladder: tuple[Step, ...] = LADDER, models: Collection[str] = ()) -> Preset:
     """The preset with the first `level` steps of its ladder (ladder_for) applied."""
-    for step in ladder_for(preset, ladder)[: max(0, level)]:
+    return apply_steps(preset, ladder_for(preset, ladder, models), level)
+
+
+def apply_steps(preset: Preset, steps: tuple[Step, ...], level: int) -> Preset:
+    for step in steps[: max(0, level)]:
         preset = step.apply(preset)
     return preset
 
@@ -97,7 +121,7 @@ class Change:
     frame: int
     level: int
     load: float  # the load that triggered it
-    reason: str  # "down" | "up" | "preset"
+    reason: str  # "down" | "up" | "preset" | "engine"
 
 
 class AdaptiveQuality:
@@ -132,11 +156,15 @@ class AdaptiveQuality:
         self._times: deque[float] = deque(maxlen=window)
         self._since_change = 0
         self._calm = 0  # frames in a row with the load under `up`
-        self._hold_up = [hold_up] * (len(ladder) + len(BOOSTS))  # per level: calm frames needed before stepping up
+        # per level: calm frames needed before stepping up
+        self._hold_up = [hold_up] * (len(ladder) + len(BOOSTS) + len(SWAP_MODELS))
         self._gain: dict[tuple[int, int], float] = {}  # per (level, faces): load one level better / load here
         self._pending: tuple[int, float] | None = None  # (level stepped down to, load before the step)
-        self._base: str | None = None
-        self._faces = 1  # faces per frame the current measurement is made with
+        self._base: tuple[object, ...] | None = None  # what the ladder in force was made for
+        self._faces = 1
+        # The swap models it may step down to: the installed ones while the engine runs them (the live loop
+        # says so every frame), none otherwise.
+        self.models: tuple[str, ...] = ()  # faces per frame the current measurement is made with
 
     def set_source_fps(self, fps: float) -> None:
         """The camera's real fps, known once it is open; the target unless one was given."""
@@ -156,12 +184,24 @@ class AdaptiveQuality:
 
     def __call__(self, preset: Preset) -> Preset:
         """The chosen preset, degraded to the current level (the live loop applies it to every frame)."""
-        if self._base != preset.name:
-            if self._base is not None and self.level:  # another preset was picked: try it at full quality
+        base = (preset.name, preset.model, preset.boost, self.models)
+        if self._base != base:
+            # Another preset, model or boost was picked, or the models at hand changed: the ladder is another
+            # one, tried from full quality.
+            if self._base is not None and self.level:
                 self._set_level(0, self.load, "preset")
-            self._base = preset.name
-            self._steps = ladder_for(preset, self.ladder)
-        return degrade(preset, self.level, self.ladder) if self.enabled else preset
+            self._base = base
+            self._steps = ladder_for(preset, self.ladder, self.models)
+        return apply_steps(preset, self._steps, self.level) if self.enabled else preset
+
+    def restart(self) -> None:
+        """Another engine took over: what was measured was the old engine's; start again from full quality."""
+        if self.level:
+            self._set_level(0, self.load, "engine")
+        self._gain.clear()
+        self._pending = None
+        self._base = None
+        self._restart()
 
     def observe(self, busy_seconds: float, faces: int = 1) -> None:
         """One frame's busy time (processing and output, not the wait for the next camera frame) and the

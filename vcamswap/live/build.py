@@ -11,6 +11,7 @@ from typing import Any
 
 from vcamswap.capture.demo import demo_clip, demo_face
 from vcamswap.capture.source import Capture, CaptureError
+from vcamswap.choices import DEFAULT_SWAP_MODEL
 from vcamswap.controls import Controls, initial_state
 from vcamswap.engines import Engine, EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -24,17 +25,19 @@ from vcamswap.live.pipeline import Pipeline, enhancers_in, occluders_in
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
+from vcamswap.modelstore.installed import files_of, model_files, not_installed
 from vcamswap.outputs.base import Sink
 from vcamswap.outputs.sinkset import SinkSet, parse_output
 from vcamswap.presets import BOOSTS, get_preset, with_overrides
 from vcamswap.settings import Settings
+from vcamswap.types import FaceDetector
 
 log = logging.getLogger("vcamswap")
 
 def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
     """The asked engine, or `lite` with a one-line hint when it cannot run here."""
     try:
-        return create_engine(settings.engine, **_engine_options(settings))
+        return create_engine(settings.engine, **engine_options(settings))
     except EngineUnavailable as e:
         # remote: a missing server, a refused token or a bad codec is a setting to fix, not a reason to swap
         # with another engine unasked (a server that is only away is handled while running).
@@ -45,7 +48,7 @@ def load_engine(settings: Settings, warn: bool = True) -> Engine[Any]:
         return create_engine("lite", models_dir=settings.models_dir())
 
 
-def _engine_options(settings: Settings) -> dict[str, object]:
+def engine_options(settings: Settings) -> dict[str, object]:
     if settings.engine == "lite":
         return {"models_dir": settings.models_dir()}  # the optional face parser, when installed
     if settings.engine == "remote":
@@ -66,6 +69,10 @@ class Stages:
     tune: PresetHook | None = None  # the settings' occlusion and enhance knobs over every preset
     # Which source each face in view gets (--map); without a map, the chosen face for all, no model call.
     router: TargetRouter = field(default_factory=TargetRouter)
+    # The embedded detector (the tracker's own when the engine has none) and the photos' analyser: what an
+    # engine switched to while running is wired with (live.switch).
+    detector: FaceDetector | None = None
+    analyzer: FaceAnalyzer | None = None
 
 
 @dataclass
@@ -154,7 +161,7 @@ def build_stages(
     )
     tune = partial(with_overrides, occlusion=settings.occlusion, enhance_every=settings.enhance,
                    boost=boost_for(settings, engine))
-    return Stages(pipeline, library, sources, adaptive, tune, router)
+    return Stages(pipeline, library, sources, adaptive, tune, router, detector, analyzer)
 
 
 def build_router(settings: Settings, engine: Engine[Any], sources: Sources, analyzer: FaceAnalyzer) -> TargetRouter:
@@ -213,7 +220,19 @@ def build_run(settings: Settings, controls: Controls, *, realtime: bool = True, 
     controls.set_faces(usable_faces(stages.library))
     if face is not None:
         controls.set_face(face)
+    controls.engine_ready(stages.pipeline.engine.name)  # lite, when the neural engine could not load
+    start_model(settings, controls)
     return stages
+
+
+def start_model(settings: Settings, controls: Controls) -> None:
+    """What the models folder holds, and the swap model to start with: the chosen one when installed, else the
+    default, said in one line."""
+    controls.set_swap_models(model_files(settings.models_dir()))
+    files = files_of(controls.snapshot().swap_models, settings.model)
+    if files is not None and not files.installed and settings.model != DEFAULT_SWAP_MODEL:
+        log.warning("%s; using %s", not_installed(files.name, files.missing), DEFAULT_SWAP_MODEL)
+        controls.set_model(DEFAULT_SWAP_MODEL, check=False)
 
 
 def build_live(settings: Settings, realtime: bool = True) -> Live:

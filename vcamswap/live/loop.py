@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vcamswap.capture.source import Capture
+from vcamswap.choices import MODEL_ENGINES
 from vcamswap.compose.label import Labeller
 from vcamswap.controls import Controls, ControlState
 from vcamswap.live.adaptive import AdaptiveQuality
@@ -24,6 +25,7 @@ from vcamswap.live.pipeline import FrameResult, Pipeline
 from vcamswap.live.sources import PreparedSource, Sources
 from vcamswap.live.stats import Stats, StatsPrinter
 from vcamswap.logonce import WarnOnce
+from vcamswap.modelstore.installed import installed
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.outputs.still import StillPublisher
 from vcamswap.presets import Preset, get_preset, with_overrides
@@ -33,6 +35,8 @@ log = logging.getLogger("vcamswap.runner")
 
 FrameHook = Callable[[Frame, FrameResult], None]  # the result's image is the one published (label included)
 PresetHook = Callable[[Preset], Preset]
+# Runs in the loop's thread between two frames: where live.switch swaps a new engine in.
+BoundaryHook = Callable[["LiveLoop"], None]
 
 
 @dataclass
@@ -66,10 +70,17 @@ class FrameInputs:
 
 
 def knobs_over(preset: Preset, state: ControlState) -> Preset:
-    """The preset with the compose knobs chosen while running (occlusion, enhance, boost) in force."""
+    """The preset with the knobs chosen while running (swap model, occlusion, enhance, boost) in force."""
+    if state.model != preset.model:
+        preset = preset.with_knobs(model=state.model)
     if state.occlusion is None and state.enhance is None and state.boost is None:
         return preset
     return with_overrides(preset, state.occlusion, state.enhance, state.boost)
+
+
+def models_to_step(state: ControlState, engine: str) -> tuple[str, ...]:
+    """The swap models adaptive quality may step down to: the installed ones, while the engine runs them."""
+    return installed(state.swap_models) if engine in MODEL_ENGINES else ()
 
 
 class LiveLoop:
@@ -88,6 +99,7 @@ class LiveLoop:
         stats_every: float = 0.0,
         emit: Callable[[str], None] = print,
         on_frame: FrameHook | None = None,
+        between_frames: BoundaryHook | None = None,
     ) -> None:
         self.capture = capture
         self.pipeline = pipeline
@@ -99,6 +111,7 @@ class LiveLoop:
         self.max_frames = max_frames
         self.printer = StatsPrinter(self.stats, stats_every, emit) if stats_every > 0 else None
         self.on_frame = on_frame
+        self.between_frames = between_frames
         if self.adaptive is not None:
             self.adaptive.set_source_fps(capture.info.fps)
         self.still = StillPublisher(sinks)
@@ -111,7 +124,11 @@ class LiveLoop:
         stats = self.stats
         period = 1.0 / max(self.capture.info.fps, 1.0)
         while True:
+            if self.between_frames is not None:
+                self.between_frames(self)
             state = self.controls.snapshot()
+            if self.adaptive is not None:
+                self.adaptive.models = models_to_step(state, self.pipeline.engine.name)
             if not state.running:
                 return LoopResult(stats.frames, stats.swapped, "stopped")
             if self.max_frames is not None and stats.frames >= self.max_frames:

@@ -136,6 +136,15 @@ class Pipeline:
     def close(self) -> None:
         self.stage.close()
 
+    def use_engine(self, engine: Engine[Any]) -> None:
+        """Swap with `engine` from the next frame on (live.switch, between two frames): the old engine's
+        workers are let go (a call they run ends unheard) and no swap of the old engine is pasted again."""
+        self.stage.close()
+        self.engine = engine
+        self.stage = make_stage(engine)
+        self._forget()
+        self._stalled = False
+
     def _time(self, stage: str, seconds: float) -> None:
         self._timings.append((stage, seconds))
 
@@ -183,7 +192,7 @@ class Pipeline:
     def _cut(self, image: np.ndarray, face: TrackedFace, source: PreparedSource[Any], preset: Preset) -> Cut:
         size = self.engine.crop_size(preset)
         crop, m = align(image, face.geometry.kps, self.engine.template(size), size)
-        key = (source.face.digest, self.engine.name, size, face.track_id)
+        key = (source.face.digest, self.engine.name, preset.model, size, face.track_id)
         return Cut(face, crop, m, face.geometry.transformed(m), key, source)
 
     def _submit(self, seq: int, cuts: list[Cut], preset: Preset) -> None:

@@ -21,7 +21,8 @@ from vcamswap.engines import Engine, EngineError, SwapItem
 from vcamswap.presets import Preset
 from vcamswap.types import SwapOutput
 
-Key = tuple[object, ...]  # (source digest, engine, crop size, track id): a result is re-pasted only on its key
+# (source digest, engine, swap model, crop size, track id): a result is re-pasted only on its key
+Key = tuple[object, ...]
 
 
 @dataclass(frozen=True)

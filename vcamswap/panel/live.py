@@ -80,9 +80,17 @@ def select_choices() -> dict[str, tuple[str, ...]]:
 
 
 def selects(status: dict[str, Any], commands: tuple[str, ...] = SOCKET_COMMANDS) -> dict[str, list[str]]:
-    """The lists the page draws: one per intent the daemon offers whose value its status reports."""
-    return {name: list(options) for name, options in select_choices().items()
-            if name in commands and isinstance(status.get(name), str)}
+    """The lists the page draws: one per intent the daemon offers whose value its status reports. The model list
+    holds the installed models (the daemon refuses the others) and the one in force."""
+    lists: dict[str, list[str]] = {}
+    for name, options in select_choices().items():
+        if name not in commands or not isinstance(status.get(name), str):
+            continue
+        installed = status.get("models") if name == "model" else None
+        if isinstance(installed, list):
+            options = tuple(m for m in options if m in installed or m == status[name])
+        lists[name] = list(options)
+    return lists
 
 
 def controls_view(link: PanelLink, status: dict[str, Any]) -> dict[str, Any]:

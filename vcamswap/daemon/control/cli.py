@@ -1,5 +1,5 @@
 """`vcamswap status`, `toggle`, `face`, `preset`, `likeness`, `targets`, `pause`, `resume`, `label`, `occlusion`,
-`enhance`, `boost`, `stop`: commands for the daemon."""
+`enhance`, `boost`, `model`, `engine`, `stop`: commands for the daemon."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 
-from vcamswap.choices import OCCLUSION_KINDS
+from vcamswap.choices import ENGINE_NAMES, OCCLUSION_KINDS, SWAP_MODELS
 from vcamswap.daemon.control.client import request
 from vcamswap.daemon.control.protocol import IpcError, Reply, Request
 
 log = logging.getLogger("vcamswap.ipc")
 
-
+ENGINE_WAIT_S = 120.0  # how long `vcamswap engine NAME` waits for the engine to take over
+POLL_S = 0.25
 
 
 def _print_summary(reply: Reply) -> None:
@@ -55,11 +57,43 @@ def _control(cmd: str, arg_name: str | None = None) -> Callable[[argparse.Namesp
         if reply is not None and rc == 0:
             if cmd == "stop":
                 print(f"stopping the daemon (pid {reply.get('pid')})", flush=True)
+            elif cmd == "engine":
+                return _await_engine(reply)
+            elif cmd == "model":
+                print(reply.get("note") or f"model {reply.get('model')} in force", flush=True)
             else:
                 _print_summary(reply)
         return rc
 
     return run
+
+
+def _await_engine(reply: Reply) -> int:
+    """`vcamswap engine NAME`: the daemon builds it in the background; say when it is in force, or why not."""
+    wanted = reply.get("engine_pending")
+    if not wanted:
+        print(f"engine {reply.get('engine')} in force", flush=True)
+        return 0
+    print(reply.get("note") or f"building the {wanted} engine", flush=True)
+    deadline = time.monotonic() + ENGINE_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        state, rc = _send({"cmd": "status"})
+        if state is None or rc:
+            return rc
+        if state.get("engine_pending") == wanted:
+            continue
+        if state.get("engine") == wanted:
+            print(f"engine {wanted} in force", flush=True)
+            return 0
+        if state.get("engine_pending") is None and state.get("engine_problem"):
+            print(f"vcamswap: error: {state['engine_problem']}; the {state.get('engine')} engine stays",
+                  file=sys.stderr, flush=True)
+            return 2
+        print(f"another engine was asked for meanwhile; the {state.get('engine')} engine is in force", flush=True)
+        return 0
+    print(f"the {wanted} engine is still being built; 'vcamswap status' shows when it takes over", flush=True)
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,5 +131,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("boost", help="the inswapper engine's pixel boost, in the running daemon")
     p.add_argument("size", choices=["128", "256", "512"])
     p.set_defaults(func=_control("boost", "size"))
+    p = sub.add_parser("model", help="the neural engine's swap model, in the running daemon (installed ones: "
+                                     "'vcamswap status' lists them)")
+    p.add_argument("name", metavar="|".join(SWAP_MODELS))
+    p.set_defaults(func=_control("model", "name"))
+    p = sub.add_parser("engine", help="switch the swap engine of the running daemon; it keeps publishing with the "
+                                      "current one until the new one is ready")
+    p.add_argument("name", metavar="|".join(ENGINE_NAMES))
+    p.set_defaults(func=_control("engine", "name"))
     p = sub.add_parser("stop", help="stop the running daemon")
     p.set_defaults(func=_control("stop"))

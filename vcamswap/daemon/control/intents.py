@@ -58,13 +58,15 @@ INTENTS: dict[str, Intent] = {
     "occlusion": lambda c, arg: c.set_occlusion(arg or ""),
     "enhance": lambda c, arg: c.set_enhance(arg or ""),
     "boost": lambda c, arg: c.set_boost(arg or ""),
+    "model": lambda c, arg: c.set_model(arg or ""),
+    "engine": lambda c, arg: c.set_engine(arg or ""),
     "stop": _stop,
 }
 
 # What `vcamswap <command>` may send over the socket (ping and status are answered by the daemon itself).
 # bypass: the hotkey's "real face while held", which the panel holds with a button or a key.
 SOCKET_COMMANDS = ("status", "toggle", "swap", "face", "preset", "likeness", "targets", "pause", "resume", "preview",
-                   "bypass", "label", "occlusion", "enhance", "boost", "stop")
+                   "bypass", "label", "occlusion", "enhance", "boost", "model", "engine", "stop")
 
 
 def run(controls: Controls, intent: str, arg: str | None = None) -> ControlState:
@@ -81,4 +83,5 @@ def controls_dict(s: ControlState) -> dict[str, object]:
     return {"swap": s.swap_enabled, "face": s.face, "preset": s.preset, "likeness": s.likeness,
             "targets": s.targets, "paused": s.paused,
             "label": s.label_text if s.label_on else None,
-            "occlusion": s.occlusion, "enhance": s.enhance, "boost": s.boost}
+            "occlusion": s.occlusion, "enhance": s.enhance, "boost": s.boost, "model": s.model,
+            "engine": s.engine, "engine_pending": s.engine_wanted, "engine_problem": s.engine_problem}

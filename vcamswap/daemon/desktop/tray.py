@@ -18,12 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image, ImageDraw
-
 from vcamswap import desktop
-from vcamswap.choices import PRESET_NAMES, TARGETS
+from vcamswap.choices import MODEL_ENGINES, PRESET_NAMES, TARGETS
 from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
 from vcamswap.daemon.control import intents
+from vcamswap.daemon.desktop.trayicon import state_icon
+from vcamswap.modelstore.installed import installed
 from vcamswap.panel.browser import opener
 
 log = logging.getLogger("vcamswap.tray")
@@ -31,17 +31,6 @@ log = logging.getLogger("vcamswap.tray")
 TrayState = Literal["starting", "swapping", "off", "no-face", "paused", "error"]
 
 APP_TITLE = "Swap Cam"
-
-# Fill colour and glyph per state; the glyph keeps states apart for colour-blind users too.
-_LOOK: dict[str, tuple[tuple[int, int, int], str]] = {
-    "starting": ((120, 120, 120), "ring"),
-    "swapping": ((30, 160, 70), "swap"),
-    "off": ((110, 110, 110), "slash"),
-    "no-face": ((230, 160, 20), "question"),
-    "paused": ((60, 110, 200), "pause"),
-    "error": ((210, 40, 40), "bang"),
-}
-
 
 class TrayUnavailable(Exception):
     """No tray icon can be shown here (no display, no tray backend); one-line reason."""
@@ -82,40 +71,6 @@ def tooltip(view: TrayView) -> str:
         parts.append(view.detail)
     text = " · ".join(parts)
     return text if len(text) <= 120 else text[:117] + "..."  # Windows cuts tooltips at 127 characters
-
-
-def state_icon(state: str, size: int = 64) -> Image.Image:
-    """A small round icon: colour and glyph per state. Drawn 4x larger and scaled down for smooth edges."""
-    color, glyph = _LOOK.get(state, _LOOK["error"])
-    big = size * 4
-    img = Image.new("RGBA", (big, big), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    m = big // 16
-    d.ellipse((m, m, big - m - 1, big - m - 1), fill=(*color, 255), outline=(255, 255, 255, 255), width=m)
-    w = big // 10
-    c, r = big / 2, big * 0.28
-    white = (255, 255, 255, 255)
-    if glyph == "swap":  # two arrows, one each way
-        y1, y2, h = c - r * 0.45, c + r * 0.45, r * 0.42
-        d.line((c - r, y1, c + r * 0.4, y1), fill=white, width=w)
-        d.polygon([(c + r * 0.25, y1 - h), (c + r * 1.05, y1), (c + r * 0.25, y1 + h)], fill=white)
-        d.line((c - r * 0.4, y2, c + r, y2), fill=white, width=w)
-        d.polygon([(c - r * 0.25, y2 - h), (c - r * 1.05, y2), (c - r * 0.25, y2 + h)], fill=white)
-    elif glyph == "slash":
-        d.line((c - r, c + r, c + r, c - r), fill=white, width=w)
-    elif glyph == "pause":
-        d.rectangle((c - r * 0.7, c - r, c - r * 0.7 + w, c + r), fill=white)
-        d.rectangle((c + r * 0.7 - w, c - r, c + r * 0.7, c + r), fill=white)
-    elif glyph == "bang":
-        d.rectangle((c - w / 2, c - r, c + w / 2, c + r * 0.35), fill=white)
-        d.ellipse((c - w * 0.7, c + r * 0.6, c + w * 0.7, c + r * 0.6 + w * 1.4), fill=white)
-    elif glyph == "question":
-        d.arc((c - r * 0.7, c - r, c + r * 0.7, c + r * 0.2), 180, 90, fill=white, width=w)
-        d.line((c, c + r * 0.2, c, c + r * 0.45), fill=white, width=w)
-        d.ellipse((c - w * 0.7, c + r * 0.65, c + w * 0.7, c + r * 0.65 + w * 1.4), fill=white)
-    else:  # ring
-        d.ellipse((c - r, c - r, c + r, c + r), outline=white, width=w)
-    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def tray_problem(env: dict[str, str] | None = None, platform: str | None = None) -> str | None:
@@ -240,6 +195,7 @@ class Tray:
             item("Swap", self._act(intents.bind(c, "toggle")), checked=lambda _: snap().swap_enabled, default=True),
             item("Source face", menu(self._face_items)),
             item("Quality", menu(self._preset_items)),
+            item("Model", menu(self._model_items)),
             item("Likeness", menu(self._likeness_items)),
             item("Faces in view", menu(self._targets_items)),
             item("Show preview", self._act(intents.bind(c, "toggle_preview")),
@@ -287,6 +243,25 @@ class Tray:
                         checked=partial(self._is_preset, name), radio=True)
             for name in PRESET_NAMES
         )
+
+    def _model_items(self) -> tuple[Any, ...]:
+        """The swap models installed (the models folder is looked at every few seconds), the one chosen ticked."""
+        ps = self._pystray
+        snap = self.controls.snapshot()
+        names = installed(snap.swap_models)
+        if not names:
+            return (ps.MenuItem("(none installed: vcamswap models download)", None, enabled=False),)
+        items = tuple(
+            ps.MenuItem(name, self._act(intents.bind(self.controls, "model", name)),
+                        checked=partial(self._is_model, name), radio=True)
+            for name in names
+        )
+        if snap.engine in MODEL_ENGINES:
+            return items
+        return (*items, ps.MenuItem(f"(used by the {' or '.join(MODEL_ENGINES)} engine)", None, enabled=False))
+
+    def _is_model(self, name: str, item: Any) -> bool:
+        return self.controls.snapshot().model == name
 
     def _likeness_items(self) -> tuple[Any, ...]:
         ps = self._pystray
@@ -336,8 +311,8 @@ class Tray:
         if not new.running:
             self.stop()
             return
-        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "likeness", "targets", "preview", "paused",
-                 "label_on")
+        shown = ("swap_enabled", "face", "faces", "face_notes", "preset", "model", "swap_models", "engine", "likeness",
+                 "targets", "preview", "paused", "label_on")
         if any(getattr(old, k) != getattr(new, k) for k in shown):
             self.refresh_menu()
 

@@ -1,0 +1,69 @@
+"""Which swap models can run here: the files each one needs, and which of them are in the models folder.
+
+One place answers "is this model installed" for the daemon's `model` command, the tray's Model menu, adaptive
+quality's model steps and the engine switch. It looks at file names only (a few stat calls, no hashing): a
+corrupt file is reported by the engine when it fails to load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from vcamswap.choices import SWAP_MODELS, SwapModelName, check_model
+from vcamswap.modelstore.manifest import (
+    NEURAL_MODELS,
+    Manifest,
+    ManifestError,
+    install_hint,
+    load_manifest,
+    missing_models,
+)
+
+# The identity model GHOST's generators take their source latent from, named as in the manifest. Left empty
+# until its manifest entry exists; every ghost model then needs it beside its own file.
+GHOST_IDENTITY: tuple[str, ...] = ()
+
+
+def files_for_model(name: str) -> tuple[str, ...]:
+    """The manifest names of every file `name` needs to run (ValueError for a name not in SWAP_MODELS)."""
+    model = check_model(name)
+    if model == "inswapper_128":
+        return NEURAL_MODELS  # SCRFD detection, ArcFace identity, the swap model
+    return (model, *GHOST_IDENTITY)
+
+
+class ModelFiles(NamedTuple):
+    """One swap model and the files it lacks in the models folder (none: installed)."""
+
+    name: SwapModelName
+    missing: tuple[str, ...]
+
+    @property
+    def installed(self) -> bool:
+        return not self.missing
+
+
+def model_files(models_dir: Path) -> tuple[ModelFiles, ...]:
+    """Every swap model, in SWAP_MODELS order, with what it lacks in `models_dir`."""
+    manifest: Manifest | None
+    try:
+        manifest = load_manifest()  # once: it names each model's file
+    except ManifestError:
+        manifest = None  # NAME.onnx then
+    return tuple(ModelFiles(m, tuple(missing_models(files_for_model(m), models_dir, manifest))) for m in SWAP_MODELS)
+
+
+def files_of(models: Iterable[ModelFiles], name: str) -> ModelFiles | None:
+    """The entry of `name` among `models` (None when the folder was not looked at)."""
+    return next((m for m in models if m.name == name), None)
+
+
+def installed(models: Iterable[ModelFiles]) -> tuple[SwapModelName, ...]:
+    return tuple(m.name for m in models if m.installed)
+
+
+def not_installed(name: str, missing: Iterable[str]) -> str:
+    """The one line that refuses a model whose files are missing, with the command that fetches them."""
+    return f"model {name} is not installed; {install_hint(missing)}"
