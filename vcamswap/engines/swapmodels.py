@@ -19,21 +19,19 @@ import numpy as np
 from vcamswap.choices import DEFAULT_SWAP_MODEL, SwapModelName, check_model
 from vcamswap.engines import boost, ghost
 from vcamswap.engines.neural import swap_template
+from vcamswap.modelstore.installed import files_for_model
 from vcamswap.presets import Preset
-
-BASE_FILES = ("det_10g", "w600k_r50")  # every model's detector and source embedding
 
 
 class SwapModelSpec(NamedTuple):
     name: SwapModelName
-    files: tuple[str, ...]  # manifest names it needs besides BASE_FILES
     boosts: bool  # follows the preset's pixel boost (a 128 px model tiled over a larger crop)
 
 
 SWAP_MODEL_SPECS: dict[SwapModelName, SwapModelSpec] = {
-    "inswapper_128": SwapModelSpec("inswapper_128", ("inswapper_128",), True),
+    "inswapper_128": SwapModelSpec("inswapper_128", True),
     # GHOST already works at 256 (its crop is 224, as the reference's): no boost.
-    **{m: SwapModelSpec(m, (m, ghost.CONVERTER), False) for m in ghost.GHOST_MODELS},
+    **{m: SwapModelSpec(m, False) for m in ghost.GHOST_MODELS},
 }
 
 
@@ -43,8 +41,8 @@ def spec_of(name: str | None) -> SwapModelSpec:
 
 
 def files_of(name: str | None) -> tuple[str, ...]:
-    """Every manifest name the model needs to run."""
-    return (*BASE_FILES, *spec_of(name).files)
+    """Every manifest name the model needs to run (modelstore.installed keeps the one list)."""
+    return files_for_model(spec_of(name).name)
 
 
 def is_ghost(name: str) -> bool:

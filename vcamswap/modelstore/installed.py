@@ -21,9 +21,10 @@ from vcamswap.modelstore.manifest import (
     missing_models,
 )
 
-# The identity model GHOST's generators take their source latent from, named as in the manifest. Left empty
-# until its manifest entry exists; every ghost model then needs it beside its own file.
-GHOST_IDENTITY: tuple[str, ...] = ()
+# Every model's detector (SCRFD) and source embedding (ArcFace), by their manifest names.
+BASE_FILES: tuple[str, ...] = ("det_10g", "w600k_r50")
+# What GHOST's generators take their source latent from: FaceFusion's converter of the ArcFace embedding.
+GHOST_IDENTITY: tuple[str, ...] = ("crossface_ghost",)
 
 
 def files_for_model(name: str) -> tuple[str, ...]:
@@ -31,7 +32,7 @@ def files_for_model(name: str) -> tuple[str, ...]:
     model = check_model(name)
     if model == "inswapper_128":
         return NEURAL_MODELS  # SCRFD detection, ArcFace identity, the swap model
-    return (model, *GHOST_IDENTITY)
+    return (*BASE_FILES, model, *GHOST_IDENTITY)
 
 
 class ModelFiles(NamedTuple):
