@@ -100,7 +100,11 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
     random_weight_models(folder, channels)
     built = time.perf_counter() - t0
     made = make_fp16(folder)
+    # onnx loads only to build the models
+    from vcamswap.modelstore.batch import ensure_batched
     from vcamswap.tools.bench.gpu_models import build_more
+
+    ensure_batched(folder)  # as `models download` does: swap_many's faces and boost tiles in one call
 
     fp16_s = round(time.perf_counter() - t0 - built, 1)
     return {"folder": str(folder), "channels": channels, "build_s": round(built, 1), "fp16": str(made.copy),
@@ -191,6 +195,7 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
     from vcamswap.tools.bench.gpu_models import ghost_faces
 
     out["ghost"] = ghost_faces(engine, frame, target_geom, item.source, runs)
+    out["placement"] = getattr(engine, "placement", dict)()  # now with the GHOST sessions
     return out
 
 
