@@ -15,16 +15,18 @@ GHOST (ai-forever/ghost, network/AEI_Net.py and AADLayer.py; backbone "unet", c_
 * The export's interface (FaceFusion's ghost_N_256.onnx): `target` 1x3x256x256 and `source` 1x512 ->
   `output` 1x3x256x256. The encoder's BatchNorms are folded into conv biases, as an eval-mode export does.
 
-About 16.6, 31.2 and 45.8 G multiply-adds per face for 1, 2 and 3 blocks (printed by `main`); the parameter
-count gives 515 MB and 738 MB of float32 weights for 1 and 2 blocks, FaceFusion's published 514.9 and 738.7 MB.
+16.4, 31.1 and 45.9 G multiply-adds per face for 1, 2 and 3 blocks (printed by `main`); the parameters
+make 514.0 and 737.5 MB of float32 weights for 1 and 2 blocks, against FaceFusion's published 514.9 and
+738.7 MB. The 3-block graph (961 MB) is 106 MB over the published ghost_3_256 file, though every block adds
+the same layers: its figures are an upper bound.
 
 BiSeNet (yakhyo/face-parsing, after zllrunning; the `bisenet_resnet_34` export) at 512x512: a ResNet-34
 context path (features at strides 8, 16, 32), attention refinement on the 16 and 32 features with the global
 average, nearest x2 and 3x3 heads; no separate spatial path (the stride-8 ResNet feature stands in for it, as
 in the reference); the feature fusion module; the main head and the two auxiliary heads the export keeps as
 extra outputs, each upsampled bilinearly to 512. Approximated: BatchNorm folded into biases; the global
-average's nearest upsample is a broadcast add. About 23 G multiply-adds; the ResNet-34 part alone is
-3.6 G at 224 px, its published figure; 23.3 M parameters (93.6 MB of float32, as the published file).
+average's nearest upsample is a broadcast add. 23.4 G multiply-adds; the ResNet-34 part alone is 3.66 G
+at 224 px (published: 3.6 G); 93.6 MB of float32 weights, as the published file.
 
     python -m vcamswap.modelstore.arch_ghost [--out DIR] [--time] [--repeats 5] [--threads 2]
 """
