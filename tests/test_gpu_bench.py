@@ -57,3 +57,9 @@ def test_dry_run_measures_every_model_and_variant_and_survives_a_failing_part(
     assert "-- Deep-Live-Cam cpu fp16: FAILED (FileNotFoundError:" in out
     assert out.count("\ncpu fp") == 2 + 2 * len(PASSES)  # a row per variant, then one per variant and model
     assert "\ncpu fp16  ghost_3_256 " in out
+
+
+def test_an_unknown_pass_is_one_line_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="unknown pass ghost_9_256; choose from inswapper_128 b128, "):
+        gpu.main(["--provider", "cpu", "--out", str(tmp_path / "out"), "--passes", "ghost_2_256,ghost_9_256"])
+    assert not (tmp_path / "out").exists()

@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     from vcamswap.tools.bench.passes import read_frames
 
     args = parse_args(argv)
+    unknown = {p.strip() for p in args.passes.split(",")} - {t.label for t in PASSES}
+    if unknown:
+        raise SystemExit(f"vcamswap: error: unknown pass {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(t.label for t in PASSES)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     out: Path = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
