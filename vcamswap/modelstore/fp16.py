@@ -16,11 +16,14 @@ import logging
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from vcamswap.atomic import replacing, write_atomic
 from vcamswap.modelstore.manifest import ModelError, install_hint
 from vcamswap.paths import sha256_file
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger("vcamswap.models")
 
@@ -94,7 +97,6 @@ def convert_model(source: Path, dest: Path) -> str:
     try:
         import onnx
         import onnxconverter_common
-        from onnxconverter_common import float16
     except ImportError:
         raise ConvertError(f"fp16 conversion needs onnxconverter-common: {CONVERTER_HINT}") from None
     try:
@@ -105,18 +107,29 @@ def convert_model(source: Path, dest: Path) -> str:
     _check_swap_model(model, source)
     emap = onnx.TensorProto()
     emap.CopyFrom(model.graph.initializer[-1])
-    try:
-        with warnings.catch_warnings():  # one warning per weight clamped to fp16's range: expected, not news
-            warnings.simplefilter("ignore", UserWarning)
-            # keep_io_types: float32 in and out, so the engine's feeds and buffers are the same for both files.
-            half = float16.convert_float_to_float16(model, keep_io_types=True)
-    except Exception as e:  # the converter raises bare ValueError/KeyError on graphs it cannot handle
-        raise ConvertError(f"{source} could not be converted to fp16 ({_first(e)})") from None
+    half = half_model(model, str(source))
     _restore_last_initializer(half, emap)
     del model
     with replacing(dest) as tmp:
         onnx.save(half, str(tmp))
     return f"onnxconverter-common {onnxconverter_common.__version__}"
+
+
+def half_model(model: onnx.ModelProto, what: str = "the model") -> onnx.ModelProto:
+    """`model` with float16 weights and float32 inputs and outputs (keep_io_types), so its feeds and buffers
+    are the same as the original's. Any float32 graph: the GPU benchmark makes GHOST's and the parser's
+    copies with it (the engine runs only the swap model's copy)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise ConvertError(f"fp16 conversion needs onnxconverter-common: {CONVERTER_HINT}") from None
+    try:
+        with warnings.catch_warnings():  # one warning per weight clamped to fp16's range: expected, not news
+            warnings.simplefilter("ignore", UserWarning)
+            half: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
+    except Exception as e:  # the converter raises bare ValueError/KeyError on graphs it cannot handle
+        raise ConvertError(f"{what} could not be converted to fp16 ({_first(e)})") from None
+    return half
 
 
 def _check_swap_model(model: object, source: Path) -> None:

@@ -2,17 +2,23 @@
 
     python -m vcamswap.tools.bench.gpu [--out DIR] [--dlc DEEP_LIVE_CAM_DIR] [--provider cpu --frames 20 ...]
 
-1. builds models of inswapper_128's and det_10g's architecture (random weights, real cost) and the fp16
-   copy with `models convert --fp16`'s code;
+1. builds models of inswapper_128's, det_10g's, GHOST's three generators' and the BiSeNet parser's
+   architecture (random weights, real cost: modelstore.arch, arch_ghost) and fp16 copies with `models
+   convert --fp16`'s converter (tools/bench/gpu_models.py says which copies the engine runs);
 2. for CUDA fp32, CUDA fp16 and TensorRT fp16 runs `vcamswap bench`'s passes on a 1280x720 clip (the demo
-   clip at that size unless --input): fps, per-stage ms, capture -> publish latency p95;
-3. per variant, the engine's swap alone (1 face) and `swap_many` with 1, 2 and 4 faces: ms per call and
-   per face; and one face at each pixel boost (128, 256, 512): ms per face and the ratios to 128;
+   clip at that size unless --input) for every model (gpu_models.PASSES: inswapper_128 at boost 128, 256
+   and 512, ghost_1/2/3_256, inswapper_128 with --occlusion parser): fps, per-stage ms, capture -> publish
+   latency p95;
+3. per variant, the engine's swap alone (1 face) and `swap_many` with 1, 2 and 4 faces (inswapper batches
+   them in one call, GHOST runs one call each): ms per call and per face, for inswapper_128 and each GHOST;
+   one face at each pixel boost (128, 256, 512): ms per face and the ratios to 128; and each GHOST and the
+   parser on a bare session (fp16: the converted copies);
 4. with --dlc, Deep-Live-Cam's `process_frame` on the same models, clip and GPU, and our fps over its fps.
 
 Each part runs in its own try: a failure is reported in one line and the rest goes on. A table goes to
 stdout, every figure to DIR/gpu_bench.json. `--provider cpu` runs the CPU variants (fp32, fp16) instead, as
-a dry run of the whole script (use a small --width/--height/--frames/--channels there).
+a dry run of the whole script (use a small --width/--height/--frames/--channels there; --channels also
+narrows GHOST and the parser by the same factor). --passes picks some of the passes by label.
 """
 
 from __future__ import annotations
@@ -33,11 +39,10 @@ import numpy as np
 from vcamswap.engines import SwapItem, create_engine
 from vcamswap.modelstore.fp16 import fp16_files, make_fp16
 from vcamswap.presets import get_preset
+from vcamswap.tools.bench.gpu_models import FACE_COUNTS, PASSES, PassTarget, models_table
 
 log = logging.getLogger("vcamswap.bench")
 T = TypeVar("T")
-
-FACE_COUNTS = (1, 2, 4)
 
 
 class Variant(NamedTuple):
@@ -59,6 +64,7 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, dict[str, Any]] = field(default_factory=dict)
     faces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)  # GHOST and the parser on bare sessions
     dlc: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -94,8 +100,15 @@ def build_models(folder: Path, channels: int) -> dict[str, Any]:
     random_weight_models(folder, channels)
     built = time.perf_counter() - t0
     made = make_fp16(folder)
-    return {"folder": str(folder), "channels": channels, "build_s": round(built, 1),
-            "fp16": str(made.copy), "fp16_s": round(time.perf_counter() - t0 - built, 1)}
+    # onnx loads only to build the models
+    from vcamswap.modelstore.batch import ensure_batched
+    from vcamswap.tools.bench.gpu_models import build_more
+
+    ensure_batched(folder)  # as `models download` does: swap_many's faces and boost tiles in one call
+
+    fp16_s = round(time.perf_counter() - t0 - built, 1)
+    return {"folder": str(folder), "channels": channels, "build_s": round(built, 1), "fp16": str(made.copy),
+            "fp16_s": fp16_s, "more": build_more(folder, channels)}
 
 
 def require_provider(v: Variant) -> None:
@@ -108,17 +121,19 @@ def require_provider(v: Variant) -> None:
                            f"{', '.join(providers.present())})")
 
 
-def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str) -> dict[str, Any]:
-    """`vcamswap bench`'s throughput and realtime passes for one provider and precision."""
+def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str, target: PassTarget
+                  ) -> dict[str, Any]:
+    """`vcamswap bench`'s throughput and realtime passes for one provider, precision and model."""
     # cv2 and onnxruntime load for the part that needs them; a failing part does not stop the others
     from vcamswap.capture.demo import demo_face
+    from vcamswap.tools.bench.rig import PassKnobs
     from vcamswap.tools.bench.run import BenchOptions, run_bench
 
     require_provider(v)
-
+    knobs = PassKnobs(target.model, target.boost, target.occlusion, str(models), v.provider)
     opts = BenchOptions(input=clip, engines=["inswapper"], presets=[preset], frames=frames, realtime=True,
                         throughput=True, tracking=[True], quality=False, face=str(demo_face()), models=str(models),
-                        provider=v.provider, precision=v.precision, steady_frames=frames)
+                        provider=v.provider, precision=v.precision, steady_frames=frames, knobs=knobs)
     results, _ = run_bench(opts, lambda line: log.info("%s", line))
     r = results[0]
     thr, rt = r.throughput, r.realtime
@@ -177,7 +192,18 @@ def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dic
     from vcamswap.tools.bench.boost import boost_costs
 
     out.update(boost_costs(engine, frame, target_geom, item.source, runs))  # pixel boost: ms per face
+    from vcamswap.tools.bench.gpu_models import ghost_faces
+
+    out["ghost"] = ghost_faces(engine, frame, target_geom, item.source, runs)
+    out["placement"] = getattr(engine, "placement", dict)()  # now with the GHOST sessions
     return out
+
+
+def sessions_variant(v: Variant, models: Path, runs: int) -> dict[str, Any]:
+    from vcamswap.tools.bench.gpu_models import session_costs
+
+    require_provider(v)
+    return session_costs(v.provider, v.precision, models, runs)
 
 
 def dlc_variant(v: Variant, dlc_dir: Path, models: Path, clip: str, frames: int, work: Path) -> dict[str, Any]:
@@ -205,8 +231,9 @@ def table(report: Report) -> str:
     head = ["variant", "fps", "rt fps", "p95 ms", "swap ms", "track ms", "paste ms", "1 face ms",
             "x1 ms/f", "x2 ms/f", "x4 ms/f", "b256/128", "b512/128", "DLC fps", "ours/DLC", "placement"]
     rows = [head]
-    for label in dict.fromkeys([*report.bench, *report.faces, *report.dlc]):
-        b, f, d = report.bench.get(label, {}), report.faces.get(label, {}), report.dlc.get(label, {})
+    for label in dict.fromkeys([*(k.split(" | ")[0] for k in report.bench), *report.faces, *report.dlc]):
+        b, f, d = report.bench.get(f"{label} | {PASSES[0].label}", {}), report.faces.get(label, {}), \
+            report.dlc.get(label, {})
         stage = b.get("stage_ms", {})
 
         def st(name: str, stage: dict[str, Any] = stage) -> str:
@@ -258,6 +285,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--channels", type=int, default=1024,
                     help="width of the swap model (1024 = inswapper_128's cost; less for a quick CPU dry run)")
     ap.add_argument("--preset", default="balanced")
+    ap.add_argument("--passes", default=",".join(t.label for t in PASSES),
+                    help="bench passes by label, comma-separated (default all: " + ", ".join(t.label for t in PASSES)
+                    + ")")
     ap.add_argument("--dlc", type=Path, help="a Deep-Live-Cam checkout: time its process_frame alongside")
     ap.add_argument("--max-seconds", type=float, default=480,
                     help="start no part after this many seconds (default 480), so a slow build cannot eat the slot")
@@ -271,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     from vcamswap.tools.bench.passes import read_frames
 
     args = parse_args(argv)
+    unknown = {p.strip() for p in args.passes.split(",")} - {t.label for t in PASSES}
+    if unknown:
+        raise SystemExit(f"vcamswap: error: unknown pass {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(t.label for t in PASSES)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     out: Path = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -285,16 +319,21 @@ def main(argv: list[str] | None = None) -> int:
     report.meta.update(clip=clip, frames=args.frames, preset=args.preset, runs=args.runs)
     first = next(iter(read_frames(clip, 1)), None) if clip else None
     variants = CPU_VARIANTS if args.provider == "cpu" else GPU_VARIANTS
+    passes = [t for t in PASSES if t.label in {p.strip() for p in args.passes.split(",")}]
     if report.meta["models"] and clip:
         for v in variants:
-            b = attempt(report, f"bench {v.label}", partial(bench_variant, v, clip, models, args.frames, args.preset),
-                        emit)
-            if b is not None:
-                report.bench[v.label] = b
+            for t in passes:
+                b = attempt(report, f"bench {v.label} | {t.label}",
+                            partial(bench_variant, v, clip, models, args.frames, args.preset, t), emit)
+                if b is not None:
+                    report.bench[f"{v.label} | {t.label}"] = b
             if first is not None:
                 f = attempt(report, f"faces {v.label}", partial(faces_variant, v, models, first, args.runs), emit)
                 if f is not None:
                     report.faces[v.label] = f
+            s = attempt(report, f"sessions {v.label}", partial(sessions_variant, v, models, args.runs), emit)
+            if s is not None:
+                report.sessions[v.label] = s
             if args.dlc is not None:
                 d = attempt(report, f"Deep-Live-Cam {v.label}",
                             partial(dlc_variant, v, args.dlc.expanduser(), models, clip, args.frames, out), emit)
@@ -306,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                                default=str) + "\n")
     print()
     print(table(report))
+    print()
+    print(models_table(report.bench, report.faces, report.sessions, args.width, args.height))
     print(f"\n{len(report.errors)} part(s) failed; figures in {path} ({report.meta['seconds']} s)")
     return 1 if report.errors else 0
 

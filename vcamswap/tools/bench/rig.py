@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from vcamswap.choices import SwapModelName, check_model
 from vcamswap.controls import Controls, ControlState
 from vcamswap.engines import EngineUnavailable, create_engine
 from vcamswap.faces.analyzer import FaceAnalyzer
@@ -21,6 +22,7 @@ from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.faces.library import FaceLibrary
 from vcamswap.faces.tracking import FaceDetector
 from vcamswap.live.build import Stages, build_stages
+from vcamswap.live.loop import PresetHook
 from vcamswap.live.stats import Stats
 from vcamswap.presets import Preset
 from vcamswap.settings import Settings
@@ -151,14 +153,37 @@ class FixedFace:
             raise SystemExit(f"vcamswap: error: no face found in {path}")
 
 
+class PassKnobs(NamedTuple):
+    """What a pass runs with over its preset (None: the preset's): the swap model, pixel boost, occlusion, and
+    the models folder and provider the optional models (the parser of `occlusion = "parser"`) come from."""
+
+    model: str | None = None
+    boost: int | None = None
+    occlusion: str | None = None
+    models: str | None = None
+    provider: str | None = None
+
+
 def make_stages(
     setup: EngineSetup, face: FixedFace, mesh: FaceMesh, blaze: BlazeFaceDetector, config: Config, adaptive: bool,
-    realtime: bool,
+    realtime: bool, knobs: PassKnobs | None = None,
 ) -> tuple[Stages, Controls]:
     """The stages of one configuration, wired by the same build as `run` and the daemon."""
     controls = Controls(ControlState(face=face.name, preset=config.preset, likeness=config.likeness))
-    stages = build_stages(
-        Settings(preset=config.preset, adaptive=adaptive), controls, setup.engine, library=face.library,
-        detector_for=setup.detector_for, tracking=config.tracking, models=(blaze, mesh), realtime=realtime,
-    )
+    knobs = knobs or PassKnobs()
+    settings = Settings(preset=config.preset, adaptive=adaptive, boost=knobs.boost, occlusion=knobs.occlusion,
+                        models=knobs.models, provider=knobs.provider)
+    stages = build_stages(settings, controls, setup.engine, library=face.library, detector_for=setup.detector_for,
+                          tracking=config.tracking, models=(blaze, mesh), realtime=realtime)
+    if knobs.model is not None:
+        stages.tune = _with_model(stages.tune, check_model(knobs.model))
     return stages, controls
+
+
+def _with_model(tune: PresetHook | None, model: SwapModelName) -> PresetHook:
+    """The settings' knobs, then the pass's swap model over every preset."""
+
+    def hook(p: Preset) -> Preset:
+        return (tune(p) if tune is not None else p).with_knobs(model=model)
+
+    return hook

@@ -37,7 +37,7 @@ from vcamswap.tools.bench.metrics import (
 from vcamswap.tools.bench.passes import fresh_keypoints, speed_pass, steadiness, tracked_keypoints
 from vcamswap.tools.bench.realism import Landmarks68
 from vcamswap.tools.bench.realism import summarize as realism
-from vcamswap.tools.bench.rig import EngineSetup, FixedFace, make_engine, make_stages
+from vcamswap.tools.bench.rig import EngineSetup, FixedFace, PassKnobs, make_engine, make_stages
 
 log = logging.getLogger("vcamswap.bench")
 RATE_S = 4.0  # seconds of each swaps/s figure
@@ -64,6 +64,7 @@ class BenchOptions:
     remote: dict[str, object] | None = None  # the remote engine's options (server, token_file, codec_name, ...)
     delays: list[int] | None = None  # ms added each way to the remote engine's requests, one pass each
     remote_rates: bool = True  # the remote engine's swaps/s with 1 and N in flight, per codec (16 s per delay)
+    knobs: PassKnobs = PassKnobs()  # swap model, boost, occlusion over every preset (None: the preset's)
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -117,7 +118,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         for setup, config in items:
             if opts.throughput:
                 keep = sample_at if opts.quality and rep == 0 else None
-                stages = make_stages(setup, face, mesh, blaze, config, False, False)
+                stages = make_stages(setup, face, mesh, blaze, config, False, False, opts.knobs)
                 data, samples = speed_pass(*stages, opts.input, frames, False, keep)
                 thr[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: throughput {data.fps:.1f} fps")
@@ -127,8 +128,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                     results[config].realism = realism([(x.frame, x.output) for x in samples if x.bbox is not None],
                                                       landmarks)
             if opts.realtime:
-                data, _ = speed_pass(*make_stages(setup, face, mesh, blaze, config, opts.adaptive, True), opts.input,
-                                     frames, True)
+                stages = make_stages(setup, face, mesh, blaze, config, opts.adaptive, True, opts.knobs)
+                data, _ = speed_pass(*stages, opts.input, frames, True)
                 rt[config].append(data)
                 emit(f"{config.label} [{rep + 1}/{opts.repeat}]: realtime {data.fps:.1f} fps, dropped {data.dropped}")
     steady_cache: dict[tuple[object, ...], Steadiness] = {}
