@@ -1,5 +1,6 @@
-"""The likeness's eyes on real pairs, with a control that shows the measure can fail: the eyes are the camera's or
-the source's, never a half-and-half mix (two lid lines read as eye shadow)."""
+"""The likeness's eyes on real pairs, each with a control that shows the measure can fail: the eyes are the camera's
+or the source's, never a half-and-half mix (two lid lines read as eye shadow); the camera's own brow and crease,
+moved with its frame, are not taken for something in front of the face."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from helpers.media import media_path
 from helpers.pipeline import build
 
 import vcamswap.live.pipeline as live
+from vcamswap.compose import blend
 from vcamswap.compose.align import Box
 from vcamswap.compose.skin import face_width
 from vcamswap.engines.lite import toward
@@ -153,3 +155,41 @@ def test_the_eyes_are_the_camera_s_or_the_source_s_never_both(
     monkeypatch.setattr(toward, "EYES_TO", 1.0)
     mixed = mix(0.5, "mixed")
     assert mixed > floor + 0.3, (mixed, floor)
+
+
+UPPER = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
+BROW_LOW = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))
+
+
+def dark_lines(image: np.ndarray, points: np.ndarray) -> float:
+    """Distinct dark lines (minima of lightness 4 levels below both sides' highs) on vertical profiles from just
+    above the upper lid to the brow's lower edge, over the middle of each eye: the lash line and a crease, or
+    more where a second lid or brow shows."""
+    g = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), 1.0)
+    counts = []
+    for up, brow in zip(UPPER, BROW_LOW, strict=True):
+        lid, low = points[list(up)], points[list(brow)]
+        lid, low = lid[np.argsort(lid[:, 0])], low[np.argsort(low[:, 0])]
+        for x in np.linspace(lid[0, 0], lid[-1, 0], 9)[2:-2]:
+            top, bottom = np.interp(x, low[:, 0], low[:, 1]), np.interp(x, lid[:, 0], lid[:, 1]) + 2
+            ys = np.arange(top, bottom, 0.5, dtype=np.float32)
+            p = cv2.remap(g, np.full((1, len(ys)), x, np.float32), ys[None], cv2.INTER_LINEAR)[0]
+            counts.append(sum(1 for i in range(1, len(p) - 1) if p[i] <= p[i - 1] and p[i] < p[i + 1]
+                              and min(p[:i].max(), p[i + 1:].max()) - p[i] >= 4.0))
+    return float(np.mean(counts))
+
+
+def test_the_camera_s_brow_does_not_show_between_the_source_s_eye_and_brow(
+    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lines(level: float, name: str) -> float:
+        recs = finished(detector, mesh, tmp_path / name, PALE, DARK_CLIP, level, monkeypatch)
+        return float(np.mean([dark_lines(r["final"], r["shaped"]) for r in recs]))
+
+    now = lines(1.0, "now")
+    assert now < 1.0, now
+    # Control: the camera's occluders found with the face's points on the moved crop, as before: the camera's
+    # brow, moved less far than the source's, lay outside the brow outline and showed as a dark band.
+    monkeypatch.setattr(blend, "moved_points", lambda points, warp, size: warp.points)
+    before = lines(1.0, "before")
+    assert before > now + 0.3, (before, now)

@@ -13,7 +13,7 @@ from vcamswap.compose.align import support
 from vcamswap.compose.lighting import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, protected
-from vcamswap.compose.warp import warped_crop
+from vcamswap.compose.warp import moved_points, warped_crop
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
@@ -77,6 +77,7 @@ def finish(
     preset: Preset,
     points: np.ndarray | None = None,
     occlusion: Occluder | None = None,
+    camera_points: np.ndarray | None = None,
 ) -> SwapOutput:
     """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
     the camera's own features laid over it, and what is in front of the camera's face kept in front.
@@ -85,16 +86,18 @@ def finish(
     crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
     occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched and
     the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
-    kept in front.
+    kept in front. `camera_points`: where the camera's own features are in `crop` when that is not `points`
+    (a moved crop: `points` are the face laid over it).
     """
     if out.warp is not None and points is not None:
-        return finish_moved(out, crop, preset, occlusion)
+        return finish_moved(out, crop, preset, points, occlusion)
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
     skin = out.crop
     mask = out.mask
     if out.skin is not None and points is not None:
-        cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
+        own = points if camera_points is None else camera_points
+        cam = occlusion(crop, own) if occlusion is not None else np.ones(mask.shape, np.float32)
         if preset.color_match:
             # Skin on both sides only: not the eyes, lips or brows, not hair, glasses or what is in front.
             # The weights only feed a low-pass: they are worked out at LIGHT_SIZE, not the crop's size.
@@ -106,6 +109,8 @@ def finish(
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), regions)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
             w_src, w_cam = plain * small(out.skin), small(cam)
+            if camera_points is not None:  # the camera's own brows (eyes, lips) are not its skin either
+                w_cam = w_cam * (1.0 - protected(own * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE,) * 2, regions))
             sigma, keep = toward_source(out, preset, skin, crop, w_src, plain * w_cam)
             skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep)
             skin = soften_like(skin, crop, w_src * w_cam)
@@ -163,12 +168,20 @@ def toward_source(
     return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), Keep(shading, shading * allowed, mean_gain)
 
 
-def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: Occluder | None) -> SwapOutput:
+def finish_moved(
+    out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray, occlusion: Occluder | None
+) -> SwapOutput:
     """finish for an output that moves the camera's crop (types.Warp): the face is finished against the moved
-    crop and laid over it, and the moved crop shows as far as the move reaches."""
+    crop and laid over it, and the moved crop shows as far as the move reaches.
+
+    The camera's occluders are found on the moved crop with the camera's own points where the move put them, not
+    the face's: the field is smooth, so the camera's brows and lid creases land between its eyes and the face's
+    brows, outside the face's brow and eye outlines, and were taken for something in front of the face (the
+    camera's brow showed as a dark band between the source's eye and brow)."""
     assert out.warp is not None
     backdrop, reach = warped_crop(crop, out.warp)
-    done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion)
+    own = moved_points(points, out.warp, crop.shape[0])
+    done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion, own)
     box = support(done.mask)
     face = backdrop.copy()
     if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere
