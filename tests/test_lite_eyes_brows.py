@@ -1,6 +1,7 @@
-"""The likeness's eyes on real pairs, each with a control that shows the measure can fail: the eyes are the camera's
-or the source's, never a half-and-half mix (two lid lines read as eye shadow); the camera's own brow and crease,
-moved with its frame, are not taken for something in front of the face."""
+"""The likeness's eyes and the source's brows on real pairs, each with a control that shows the measure can fail:
+the eyes are the camera's or the source's, never a half-and-half mix (two lid lines read as eye shadow); the
+camera's own brow and crease, moved with its frame, are not taken for something in front of the face; a thick
+brow keeps its hair through the softening to the camera's detail."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from helpers.media import media_path
 from helpers.pipeline import build
 
 import vcamswap.live.pipeline as live
-from vcamswap.compose import blend
+from vcamswap.compose import blend, lighting
 from vcamswap.compose.align import Box
 from vcamswap.compose.skin import face_width
 from vcamswap.engines.lite import toward
@@ -193,3 +194,33 @@ def test_the_camera_s_brow_does_not_show_between_the_source_s_eye_and_brow(
     monkeypatch.setattr(blend, "moved_points", lambda points, warp, size: warp.points)
     before = lines(1.0, "before")
     assert before > now + 0.3, (before, now)
+
+
+def brow_detail(image: np.ndarray, points: np.ndarray) -> float:
+    """Hair for the brows' darkness: fine detail inside the brows (log lightness less its 1 px blur) over their
+    contrast to the skin around them (log lightness). A dark brow with little of it reads as a painted block."""
+    fw = face_width(points)
+    brow = np.maximum(outline(points, RIGHT_EYEBROW, image.shape), outline(points, LEFT_EYEBROW, image.shape))
+    core = cv2.erode(brow, disk(0.005 * fw)) > 0
+    ring = (cv2.dilate(brow, disk(0.06 * fw)) > 0) & ~(cv2.dilate(brow, disk(0.03 * fw)) > 0)
+    g = np.log(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) + 8.0)
+    fine = np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))
+    contrast = float(np.median(g[ring]) - np.median(g[core]))
+    return float(fine[core].mean()) / max(contrast, 1e-3)
+
+
+def test_a_thick_brow_keeps_its_hair_through_the_softening(
+    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def detail(name: str) -> tuple[float, float]:
+        recs = finished(detector, mesh, tmp_path / name, BEARD, WEBCAM, 0.0, monkeypatch)
+        return (float(np.mean([brow_detail(r["final"], r["shaped"]) for r in recs])),
+                float(np.mean([brow_detail(r["photo"], r["shaped"]) for r in recs])))
+
+    now, photo = detail("now")
+    assert now > 0.55 * photo, (now, photo)
+    # Control: the brows softened as much as the skin, as before.
+    monkeypatch.setattr(lighting, "BROW_SOFTEN", 1.0)
+    before, _ = detail("before")
+    assert before < 0.6 * photo, (before, photo)  # the measure sees the loss
+    assert now > 1.3 * before, (now, before, photo)

@@ -12,8 +12,9 @@ import numpy as np
 from vcamswap.compose.align import support
 from vcamswap.compose.lighting import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
 from vcamswap.compose.occlusion import Occluder
-from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, protected
+from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, face_width, polygon, protected
 from vcamswap.compose.warp import moved_points, warped_crop
+from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
@@ -113,7 +114,7 @@ def finish(
                 w_cam = w_cam * (1.0 - protected(own * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE,) * 2, regions))
             sigma, keep = toward_source(out, preset, skin, crop, w_src, plain * w_cam)
             skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep)
-            skin = soften_like(skin, crop, w_src * w_cam)
+            skin = soften_like(skin, crop, w_src * w_cam, brow_mask(points, mask.shape[0]))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
@@ -128,6 +129,25 @@ def finish(
     if layer is None:
         return SwapOutput(skin, mask)
     return SwapOutput(lay_features(skin, layer), mask)
+
+
+def brow_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """The brows (FaceMesh's outlines sit inside the hair: grown a little), softened: where the swap's skin is
+    softened less (compose.lighting.BROW_SOFTEN). Worked out in the brows' box only."""
+    grow, blur = max(1, int(round(face_width(points) * 0.02))), max(1.0, size / 128)
+    pad = grow + int(np.ceil(3 * blur)) + 2
+    brows = points[list(RIGHT_EYEBROW) + list(LEFT_EYEBROW)]
+    x0, y0 = np.maximum(np.floor(brows.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(brows.max(0)).astype(int) + pad, size)
+    out = np.zeros((size, size), np.float32)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return out
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for brow in BROWS:
+        cv2.fillPoly(mask, [polygon(points, brow) - np.array([x0, y0]) * 16], 255, shift=4)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(cv2.LUT(mask, UNIT), (0, 0), blur)
+    return out
 
 
 # At likeness 1 the relight's low-pass is this many times coarser and this share of the source's own shading stays
