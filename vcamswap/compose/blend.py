@@ -12,8 +12,9 @@ import numpy as np
 from vcamswap.compose.align import support
 from vcamswap.compose.lighting import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
 from vcamswap.compose.occlusion import Occluder
-from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, protected
-from vcamswap.compose.warp import warped_crop
+from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, face_width, polygon, protected
+from vcamswap.compose.warp import moved_points, warped_crop
+from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
@@ -77,6 +78,7 @@ def finish(
     preset: Preset,
     points: np.ndarray | None = None,
     occlusion: Occluder | None = None,
+    camera_points: np.ndarray | None = None,
 ) -> SwapOutput:
     """An engine's output made final in the crop: the skin given the camera's colour (when the preset asks),
     the camera's own features laid over it, and what is in front of the camera's face kept in front.
@@ -85,16 +87,18 @@ def finish(
     crop, lighting and tone come from the camera's skin pixels only (compose.lighting) and the camera's
     occluders (compose.occlusion) show through; otherwise the whole face's colour statistics are matched and
     the occluders still show through (the one masking step for every engine). `occlusion` None: nothing is
-    kept in front.
+    kept in front. `camera_points`: where the camera's own features are in `crop` when that is not `points`
+    (a moved crop: `points` are the face laid over it).
     """
     if out.warp is not None and points is not None:
-        return finish_moved(out, crop, preset, occlusion)
+        return finish_moved(out, crop, preset, points, occlusion)
     layer = out.features
     holes = np.zeros(out.mask.shape, np.float32) if layer is None else layer.alpha
     skin = out.crop
     mask = out.mask
     if out.skin is not None and points is not None:
-        cam = occlusion(crop, points) if occlusion is not None else np.ones(mask.shape, np.float32)
+        own = points if camera_points is None else camera_points
+        cam = occlusion(crop, own) if occlusion is not None else np.ones(mask.shape, np.float32)
         if preset.color_match:
             # Skin on both sides only: not the eyes, lips or brows, not hair, glasses or what is in front.
             # The weights only feed a low-pass: they are worked out at LIGHT_SIZE, not the crop's size.
@@ -106,9 +110,11 @@ def finish(
             brows = protected(points * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE, LIGHT_SIZE), regions)
             plain = small(out.mask) * (1.0 - small(holes)) * (1.0 - brows)
             w_src, w_cam = plain * small(out.skin), small(cam)
+            if camera_points is not None:  # the camera's own brows (eyes, lips) are not its skin either
+                w_cam = w_cam * (1.0 - protected(own * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE,) * 2, regions))
             sigma, keep = toward_source(out, preset, skin, crop, w_src, plain * w_cam)
             skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep)
-            skin = soften_like(skin, crop, w_src * w_cam)
+            skin = soften_like(skin, crop, w_src * w_cam, brow_mask(points, mask.shape[0]))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
         mask = (out.mask * np.maximum(holes, out.skin * cam)).astype(np.float32)
@@ -123,6 +129,25 @@ def finish(
     if layer is None:
         return SwapOutput(skin, mask)
     return SwapOutput(lay_features(skin, layer), mask)
+
+
+def brow_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """The brows (FaceMesh's outlines sit inside the hair: grown a little), softened: where the swap's skin is
+    softened less (compose.lighting.BROW_SOFTEN). Worked out in the brows' box only."""
+    grow, blur = max(1, int(round(face_width(points) * 0.02))), max(1.0, size / 128)
+    pad = grow + int(np.ceil(3 * blur)) + 2
+    brows = points[list(RIGHT_EYEBROW) + list(LEFT_EYEBROW)]
+    x0, y0 = np.maximum(np.floor(brows.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(brows.max(0)).astype(int) + pad, size)
+    out = np.zeros((size, size), np.float32)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return out
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for brow in BROWS:
+        cv2.fillPoly(mask, [polygon(points, brow) - np.array([x0, y0]) * 16], 255, shift=4)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(cv2.LUT(mask, UNIT), (0, 0), blur)
+    return out
 
 
 # At likeness 1 the relight's low-pass is this many times coarser and this share of the source's own shading stays
@@ -163,12 +188,20 @@ def toward_source(
     return SIGMA * (1.0 + (COARSE_AT_LIKENESS - 1.0) * like), Keep(shading, shading * allowed, mean_gain)
 
 
-def finish_moved(out: SwapOutput, crop: np.ndarray, preset: Preset, occlusion: Occluder | None) -> SwapOutput:
+def finish_moved(
+    out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray, occlusion: Occluder | None
+) -> SwapOutput:
     """finish for an output that moves the camera's crop (types.Warp): the face is finished against the moved
-    crop and laid over it, and the moved crop shows as far as the move reaches."""
+    crop and laid over it, and the moved crop shows as far as the move reaches.
+
+    The camera's occluders are found on the moved crop with the camera's own points where the move put them, not
+    the face's: the field is smooth, so the camera's brows and lid creases land between its eyes and the face's
+    brows, outside the face's brow and eye outlines, and were taken for something in front of the face (the
+    camera's brow showed as a dark band between the source's eye and brow)."""
     assert out.warp is not None
     backdrop, reach = warped_crop(crop, out.warp)
-    done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion)
+    own = moved_points(points, out.warp, crop.shape[0])
+    done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion, own)
     box = support(done.mask)
     face = backdrop.copy()
     if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere

@@ -47,3 +47,17 @@ def warped_crop(crop: np.ndarray, warp: Warp) -> tuple[np.ndarray, np.ndarray]:
     reach = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     box = support(reach, 2)
     return (moved(crop, full, box) if box.x1 > box.x0 else crop), reach
+
+
+def moved_points(points: np.ndarray, warp: Warp, size: int, rounds: int = 4) -> np.ndarray:
+    """Where the camera's `points` (in its crop) lie in the crop moved by the field: q with q + field(q) = point,
+    found by a few fixed-point steps (the field is smooth and a small share of the face)."""
+    g = warp.field.shape[0]
+    cell = size / g
+    q = points.astype(np.float32).copy()
+    for _ in range(rounds):
+        at = (q + 0.5) / cell - 0.5  # grid coordinates as cv2.resize samples them (field_at)
+        f = cv2.remap(warp.field, at[:, :1].reshape(1, -1), at[:, 1:].reshape(1, -1), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)[0]
+        q = points - f
+    return q.astype(np.float32)

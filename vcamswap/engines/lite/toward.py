@@ -49,6 +49,28 @@ def own_box(shaped: np.ndarray, size: int, box: Box) -> Box:
 
 OWN_POINTS = tuple(sorted(set(RIGHT_EYE) | set(LEFT_EYE) | set(LIPS_OUTER)))
 
+# Whose eyes show: the camera's below EYES_FROM, the source's above EYES_TO, a short smoothstep between (none of
+# the tray's steps, 0 / 0.25 / 0.5 / 0.75 / 1, falls in it). Mixed in proportion to the likeness, the camera's eye
+# and lids sat under the source's lids and lashes: two lid lines, read as eye shadow. The lips still follow the
+# likeness itself (the camera's mouth interior shows inside the opening whoever's lips show).
+EYES_FROM, EYES_TO = 0.35, 0.45
+
+
+def eyes_owner(likeness: float) -> float:
+    """How much of the source's own eyes show at `likeness` (the camera's show as 1 minus this)."""
+    w = float(np.clip((likeness - EYES_FROM) / (EYES_TO - EYES_FROM), 0.0, 1.0))
+    return w * w * (3 - 2 * w)
+
+
+def own_weights(shaped: np.ndarray, size: int, likeness: float) -> np.ndarray:
+    """(size, 1): per row of the crop, how much of the photo's own features show: the eyes' share above the
+    middle between the eyes and the lips, the likeness below it (the crop is upright: rows part them)."""
+    eyes = float(shaped[list(RIGHT_EYE) + list(LEFT_EYE), 1].max())
+    lips = float(shaped[list(LIPS_OUTER), 1].min())
+    rows = np.full((size, 1), likeness, np.float32)
+    rows[: int(np.clip(round((eyes + lips) / 2), 0, size))] = eyes_owner(likeness)
+    return rows
+
 
 def swap_toward_source(
     crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset, neutral: Neutral
@@ -68,7 +90,7 @@ def swap_toward_source(
     near = own_box(shaped, size, box)
     sub = index[near.y0 - box.y0:near.y1 - box.y0, near.x0 - box.x0:near.x1 - box.x0]
     photo = mesh_warp(source.own_at(size), src_pts, shaped, source.triangles, sub, affines, near)
-    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * likeness
+    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * own_weights(shaped, size, likeness)
     b = support(own)  # blended in there only
     if b.x1 > b.x0:
         r, w = b.region, np.ascontiguousarray(own[b.region])
@@ -81,10 +103,14 @@ def swap_toward_source(
     # opening, taken from the camera's crop moved by the same field as the frame around the face.
     inside = mouth_opening(shaped, size) * likeness
     parts = [(moved(crop, field_at(warp, size), support(inside, 1)), inside)]
-    if likeness < 1.0:  # at 1 the camera's eyes and lips are gone: not worked out at all
-        for f, (dx, dy) in zip(FEATURES, shifts, strict=True):
-            m = feature_mask(shaped, f, size) * (1.0 - likeness)
-            m = m * (1.0 - inside) if f is FEATURES[-1] else m  # the lips: not over the mouth's opening
-            parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), m))
+    eyes = eyes_owner(likeness)
+    for f, (dx, dy) in zip(FEATURES, shifts, strict=True):
+        lips = f is FEATURES[-1]
+        keep = 1.0 - (likeness if lips else eyes)
+        if keep <= 0.0:  # the camera's feature is gone: not worked out at all
+            continue
+        m = feature_mask(shaped, f, size) * keep
+        m = m * (1.0 - inside) if lips else m  # the lips: not over the mouth's opening
+        parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), m))
     holes = np.clip(sum((m for _, m in parts[1:]), parts[0][1]), 0.0, 1.0)
     return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin, warp)
