@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -225,21 +226,33 @@ def models(panel: PanelClient) -> dict[str, dict[str, Any]]:
     return {m["name"]: m for m in panel.request("GET", "/panel/api/models").json()["models"]}
 
 
+DOWNLOAD_WAIT_S = 120.0  # a download event that never comes fails the test instead of hanging it
+
+
 def download_events(panel: PanelClient) -> Iterator[dict[str, Any]]:
-    """The event stream's download events, as they come."""
+    """The event stream's download events, as they come. The stream is open when this returns (not at the first
+    next()), so what happens after the call is on it."""
     conn = http.client.HTTPConnection(panel.host, panel.port, timeout=60)
     conn.request("GET", "/panel/api/events", headers={"Cookie": panel.cookie or ""})
     r = conn.getresponse()
-    try:
-        name = None
-        while True:
-            line = r.fp.readline().decode().strip()
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: ") and name == "download":
-                yield json.loads(line[6:])
-    finally:
-        conn.close()
+    assert r.status == 200
+
+    def read() -> Iterator[dict[str, Any]]:
+        try:
+            name = None
+            deadline = time.monotonic() + DOWNLOAD_WAIT_S
+            while time.monotonic() < deadline:
+                line = r.fp.readline().decode().strip()
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name == "download":
+                    deadline = time.monotonic() + DOWNLOAD_WAIT_S
+                    yield json.loads(line[6:])
+            raise AssertionError(f"no download event in {DOWNLOAD_WAIT_S:.0f} s")
+        finally:
+            conn.close()
+
+    return read()
 
 
 def test_models_are_listed_with_licence_size_and_state(panel: PanelClient) -> None:
@@ -264,6 +277,9 @@ def test_a_download_shows_its_progress_goes_one_at_a_time_and_installs_checked(
         # The server holds the second half back: the progress is seen part way, and a second download waits.
         part = next(e for e in stream if e["state"] == "downloading" and e["done"] > 0)
         assert part["name"] == STANDIN and 0 < part["done"] < part["total"] == 2 << 20
+        # A panel opened now, while the download waits, is told where it is at once.
+        late = next(download_events(panel))
+        assert (late["name"], late["state"]) == (STANDIN, "downloading") and late["done"] >= part["done"]
         busy = post(panel, f"/panel/api/models/{CORRUPT}/download")
         assert busy.status == 409 and "one download at a time" in busy.json()["error"]
         served[1].gate.set()

@@ -131,13 +131,15 @@ async def events(link: PanelLink, changes: Changes, models: Models, stopping: Ca
     """The event stream of one open panel: the controls at once when they change, the health every second, a
     model's download as it goes."""
     seen = -1
-    seen_download = models.version
+    seen_download = -1  # a panel opened during a download shows where it is at once
     next_health = 0.0
     clock = asyncio.get_running_loop().time
     while not stopping():
         if models.version != seen_download:
             seen_download = models.version
-            yield event("download", models.download_view() or {})
+            view = models.download_view()
+            if view is not None:
+                yield event("download", view)
         version = changes.version
         now = clock()
         if version != seen or now >= next_health:
