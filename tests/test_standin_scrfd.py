@@ -6,6 +6,7 @@ inswapper_128 and with ghost_1_256; a daemon with the neural engine keeps swappi
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 from daemon_util import REPO, DaemonProcess, default_args, media_path, running_daemon, wait_until
 from helpers.cli import run_cli
@@ -153,6 +155,36 @@ def test_run_with_the_neural_engine_swaps_a_real_clip(face_models: Path, detecto
     assert frames == RUN_FRAMES and swapped >= 0.9 * frames, proc.stdout
     inside, outside = face_change(out, detector, tmp_path, model)
     assert inside > 4 * outside and inside > 8.0, (inside, outside)
+
+
+def test_the_model_in_force_at_start_is_the_chosen_one_when_installed_else_the_default(
+    face_models: Path, tmp_path: Path
+) -> None:
+    """Without inswapper_128 the engine starts with the GHOST model asked for (not lite); a model whose file is
+    missing gives one line and inswapper_128."""
+    for missing, asked, started in [("inswapper_128", "ghost_1_256", "ghost_1_256"),
+                                    ("ghost_2_256", "ghost_2_256", "inswapper_128")]:
+        folder = tmp_path / f"without-{missing}"
+        shutil.copytree(face_models, folder, ignore=shutil.ignore_patterns(f"{missing}.onnx"))
+        proc = run_cli("run", "--engine", "inswapper", "--model", asked, "--models", str(folder), "--input",
+                       str(media_path(CLIP)), "--face", str(media_path(SOURCE)), "--output",
+                       str(tmp_path / f"{missing}.mp4"), "--max-frames", "8")
+        assert proc.returncode == 0, proc.stderr
+        assert f"inswapper engine on cpu: model {started} on cpu" in proc.stderr, proc.stderr
+        assert ("is not installed" in proc.stderr) == (asked != started), proc.stderr
+        assert "using the lite engine" not in proc.stderr
+        assert re.search(r"frames=8 swapped=[1-8]\b", proc.stdout), proc.stdout
+
+
+def test_the_script_writes_the_blob_detector_when_asked(tmp_path: Path) -> None:
+    from vcamswap.modelstore import standins
+
+    standins.main([str(tmp_path / "blob"), "--blob-detector"])
+    standins.main([str(tmp_path / "face")])
+    names = {kind: onnx.load(str(tmp_path / kind / "det_10g.onnx")).graph.name for kind in ("blob", "face")}
+    assert names == {"blob": "scrfd_standin", "face": "scrfd_blazeface_standin"}
+    with pytest.raises(SystemExit, match="usage"):
+        standins.main([str(tmp_path / "x"), "--blob"])
 
 
 # ----------------------------------------------------------------------------------------------- daemon
