@@ -96,6 +96,14 @@ def test_the_standin_finds_the_face_blazeface_finds(engine: InswapperEngine, det
     assert checked == len(PHOTOS) + len(CLIP_FRAMES)
 
 
+def test_the_in_graph_mouth_corners_are_the_detectors() -> None:
+    from vcamswap.faces.detector import kps5_from_blazeface
+    from vcamswap.modelstore.standin_scrfd import kps6_to_kps5
+
+    kps6 = np.random.default_rng(0).uniform(0, 128, (6, 2)).astype(np.float32)
+    np.testing.assert_allclose(kps6_to_kps5() @ kps6, kps5_from_blazeface(kps6), atol=1e-4)
+
+
 def test_of_several_faces_one_is_found_and_a_faceless_frame_gives_none(
     engine: InswapperEngine, detector: BlazeFaceDetector
 ) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper
 
-from vcamswap.faces.detector import _MOUTH_HALF_WIDTH, DETECTOR_MODEL, INPUT_SIZE, NMS_IOU, ssd_anchors
+from vcamswap.faces.detector import DETECTOR_MODEL, INPUT_SIZE, MOUTH_HALF_WIDTH, NMS_IOU, ssd_anchors
 from vcamswap.modelstore.onnxgraph import build_model, const
 from vcamswap.modelstore.standins import SCRFD_OUTPUTS, STRIDES
 from vcamswap.paths import embedded_model
@@ -47,7 +47,7 @@ PREFIX = "bf/"
 def kps6_to_kps5() -> np.ndarray:
     """(5, 6) matrix: kps5 = M @ kps6 is faces.detector.kps5_from_blazeface (eyes, nose, mouth -/+ h x eye
     vector) for any 6 BlazeFace points."""
-    h = _MOUTH_HALF_WIDTH
+    h = MOUTH_HALF_WIDTH
     return np.array([
         [1, 0, 0, 0, 0, 0],
         [0, 1, 0, 0, 0, 0],
