@@ -27,7 +27,7 @@ every anchor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -158,12 +158,22 @@ def _best_face(g: _Graph, regressors: str, classificators: str) -> tuple[str, st
     return best_score, box, kps5
 
 
+class _Face(NamedTuple):
+    """Graph tensors of the face found, in input pixels."""
+
+    score: str  # [1]
+    box: str  # [1, 4] x1 y1 x2 y2
+    kps: str  # [1, 10] x y of the 5 points
+    centre: str  # [1, 2]
+    inv_2var: str  # [1, 1] -1 / (2 sigma^2) of the score's fall-off with distance
+
+
 def _to_input(g: _Graph, points: str, per_px: str, out: str) -> str:
     """BlazeFace coordinates (edge-based, 0..128) -> input pixel-centre coordinates."""
     return g.op("Sub", [g.op("Mul", [points, per_px], f"{out}_edge"), g.const(f"{out}_c", 0.5)], out)
 
 
-def _level(g: _Graph, s: int, height: str, width: str, face: tuple[str, str, str, str, str]) -> tuple[str, str, str]:
+def _level(g: _Graph, s: int, height: str, width: str, face: _Face) -> tuple[str, str, str]:
     """Scores (2n, 1), box distances (2n, 4) and keypoint offsets (2n, 10) at stride `s`."""
     score, box, kps10, centre, inv_2var = face
     scalar = g.const(f"scalar{s}", np.zeros(0), np.int64)
@@ -216,7 +226,7 @@ def scrfd_face_model() -> onnx.ModelProto:
     box_w = g.op("Max", [g.columns(span, 0, 1, "face_w0"), g.const("min_w", 1.0)], "face_w")
     # sigma = width / 2: exp(-d^2 / (2 sigma^2)) = exp(d^2 * (-2 / width^2))
     inv_2var = g.op("Div", [g.const("neg2", -2.0), g.op("Mul", [box_w, box_w], "face_w2")], "inv_2var")
-    face = (score, box, kps, centre, inv_2var)
+    face = _Face(score, box, kps, centre, inv_2var)
     levels = [_level(g, s, height, width, face) for s in STRIDES]
     internal = [lv[0] for lv in levels] + [lv[1] for lv in levels] + [lv[2] for lv in levels]
     outputs = []
