@@ -129,7 +129,7 @@ class InswapperEngine(GhostSwaps):
         self._detectors: dict[int, ScrfdDetector] = {}
         self.batched_calls = 0  # swap_many calls that ran every face in one model call
         self.tiles_swapped = 0  # 128 px model inputs swapped: 1, 4 or 16 per face with pixel boost
-        log.info("inswapper engine on %s (%s)", self.choice.name, ", ".join(self.placement().values()))
+        log.info("%s", self.start_line())
 
     def _swap_runner(
         self, io_binding: bool | None, cuda_graph: bool | None
@@ -233,6 +233,13 @@ class InswapperEngine(GhostSwaps):
             swap = f"{self.swap_model.precision}, {self.swap_model.path.name}{graph}"
             out["inswapper_128"] = f"{providers.runs_on(self.swap_session)} ({swap})"
         return out | self.ghost_placement()
+
+    def start_line(self) -> str:
+        """Where the engine runs and the swap model it starts with, then where each other model runs."""
+        where = self.placement()
+        model = where.pop(self.model, "not loaded")
+        others = ", ".join(f"{name} {place}" for name, place in where.items())
+        return f"inswapper engine on {self.choice.name}: model {self.model} on {model} ({others})"
 
     # -- Engine protocol
 

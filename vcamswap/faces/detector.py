@@ -21,7 +21,7 @@ NMS_IOU = 0.3
 _SCORE_CLIP = 100.0  # mediapipe clips the logits before the sigmoid
 
 # ArcFace's 5-point template: mouth width / eye distance = (70.73 - 41.55) / (73.53 - 38.29).
-_MOUTH_HALF_WIDTH = 0.5 * 29.18 / 35.24
+MOUTH_HALF_WIDTH = 0.5 * 29.18 / 35.24
 
 
 def ssd_anchors() -> np.ndarray:
@@ -102,7 +102,7 @@ def kps5_from_blazeface(kps6: np.ndarray) -> np.ndarray:
     the landmarker's crop, which then measures the real ones.
     """
     eye_l, eye_r, nose, mouth = kps6[0], kps6[1], kps6[2], kps6[3]
-    half = (eye_r - eye_l) * _MOUTH_HALF_WIDTH
+    half = (eye_r - eye_l) * MOUTH_HALF_WIDTH
     return np.stack([eye_l, eye_r, nose, mouth - half, mouth + half]).astype(np.float32)
 
 

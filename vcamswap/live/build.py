@@ -25,7 +25,8 @@ from vcamswap.live.pipeline import Pipeline, enhancers_in, occluders_in
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
-from vcamswap.modelstore.installed import files_of, model_files, not_installed
+from vcamswap.modelstore.installed import files_for_model, files_of, model_files, not_installed
+from vcamswap.modelstore.manifest import missing_models
 from vcamswap.outputs.base import Sink
 from vcamswap.outputs.sinkset import SinkSet, parse_output
 from vcamswap.presets import BOOSTS, get_preset, with_overrides
@@ -55,7 +56,16 @@ def engine_options(settings: Settings) -> dict[str, object]:
         return {"server": settings.server, "token_file": settings.token_file, "fallback": settings.remote_fallback,
                 "codec_name": settings.remote_codec, "in_flight": settings.remote_in_flight,
                 "ca_file": settings.server_ca}
-    return {"models_dir": settings.models_dir(), "provider": settings.provider, "precision": settings.precision}
+    return {"models_dir": settings.models_dir(), "provider": settings.provider, "precision": settings.precision,
+            "model": starting_model(settings)}
+
+
+def starting_model(settings: Settings) -> str:
+    """The swap model the neural engine loads at start: the chosen one when its files are in the models folder,
+    else the default (start_model says so in one line), as the controls start with."""
+    if missing_models(files_for_model(settings.model), settings.models_dir()):
+        return DEFAULT_SWAP_MODEL
+    return settings.model
 
 
 @dataclass
