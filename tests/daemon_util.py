@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import pytest
 from helpers.media import WEBCAM, media_path  # noqa: F401 (used by the daemon tests)
 
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -29,9 +29,9 @@ import pytest
 from daemon_util import WEBCAM, media_path, wait_until
 from helpers.images import png_declaring
 
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.ipc import ControlServer
-from vcamswap.daemon.control.protocol import MAX_CLIENTS, Reply, Request
+from vcamswap.control.client import request
+from vcamswap.control.ipc import ControlServer
+from vcamswap.control.protocol import MAX_CLIENTS, Reply, Request
 from vcamswap.modelstore.download import Fetcher, Installer, Progress
 from vcamswap.modelstore.manifest import OversizeError, load_manifest
 from vcamswap.outputs.mjpeg import MjpegSink

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from daemon_util import wait_until
 
-from vcamswap.daemon.control.ipc import ControlServer
-from vcamswap.daemon.control.protocol import MAX_CLIENTS, Reply, Request
+from vcamswap.control.ipc import ControlServer
+from vcamswap.control.protocol import MAX_CLIENTS, Reply, Request
 from vcamswap.outputs.mjpeg import MJPEG_MAX_CONNECTIONS, MjpegSink
 from vcamswap.outputs.sinkset import parse_output
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from daemon_util import wait_until
 
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.ipc import ControlServer
-from vcamswap.daemon.control.protocol import (
+from vcamswap.control.client import request
+from vcamswap.control.ipc import ControlServer
+from vcamswap.control.protocol import (
     MAX_CLIENTS,
     DaemonRunning,
     IpcError,
@@ -159,7 +159,7 @@ def test_lock_is_released_when_the_holder_dies(tmp_path: Path) -> None:
     """A daemon killed with SIGKILL leaves its lock file; the lock itself goes with the process."""
     code = (
         "import os, sys, time\n"
-        "from vcamswap.daemon.control.ipc import ControlServer\n"
+        "from vcamswap.control.ipc import ControlServer\n"
         "s = ControlServer(lambda r: {'ok': True, 'pid': os.getpid()}); s.start()\n"
         "print('up', flush=True); time.sleep(600)\n"
     )

@@ -11,13 +11,13 @@ from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import Driven, build
 
-from vcamswap.controls import Controls, ControlState, parse_likeness
-from vcamswap.daemon.control import intents
+from vcamswap.control import intents
+from vcamswap.controls import Controls, ControlState
 from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
-from vcamswap.presets import Preset
+from vcamswap.presets import Preset, parse_likeness
 from vcamswap.settings import SettingsError, parse_settings
 from vcamswap.types import Frame
 

@@ -185,14 +185,14 @@ def test_the_model_in_force_at_start_is_the_chosen_one_when_installed_else_the_d
 
 
 def test_the_script_writes_the_blob_detector_when_asked(tmp_path: Path) -> None:
-    from vcamswap.modelstore import standins
+    from vcamswap.modelstore import standin_set
 
-    standins.main([str(tmp_path / "blob"), "--blob-detector"])
-    standins.main([str(tmp_path / "face")])
+    standin_set.main([str(tmp_path / "blob"), "--blob-detector"])
+    standin_set.main([str(tmp_path / "face")])
     names = {kind: onnx.load(str(tmp_path / kind / "det_10g.onnx")).graph.name for kind in ("blob", "face")}
     assert names == {"blob": "scrfd_standin", "face": "scrfd_blazeface_standin"}
     with pytest.raises(SystemExit, match="usage"):
-        standins.main([str(tmp_path / "x"), "--blob"])
+        standin_set.main([str(tmp_path / "x"), "--blob"])
 
 
 # ----------------------------------------------------------------------------------------------- daemon

@@ -13,8 +13,8 @@ import pytest
 from vcamswap.capture.source import Capture
 from vcamswap.compose.align import align
 from vcamswap.compose.blend import paste_back
+from vcamswap.control import intents
 from vcamswap.controls import Controls, ControlState
-from vcamswap.daemon.control import intents
 from vcamswap.live.stats import Stats
 from vcamswap.logonce import WarnOnce
 from vcamswap.types import SwapOutput

@@ -18,7 +18,7 @@ from vcamswap.settings import Settings
 
 # Modules that add subcommands: each has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES: tuple[str, ...] = (
-    "vcamswap.daemon.cli", "vcamswap.daemon.control.cli", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
+    "vcamswap.daemon.cli", "vcamswap.control.cli", "vcamswap.daemon.service", "vcamswap.modelstore.cli",
     "vcamswap.tools.doctor", "vcamswap.tools.bench.cli", "vcamswap.tools.setup", "vcamswap.serve.cli",
     "vcamswap.panel.cli",
 )

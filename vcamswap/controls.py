@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from vcamswap.choices import DEFAULT_SWAP_MODEL, OCCLUSION_KINDS, TARGETS, check_engine, check_model
 from vcamswap.modelstore.installed import ModelFiles, files_of, not_installed
-from vcamswap.presets import PRESETS, check_boost, next_preset
+from vcamswap.presets import PRESETS, check_boost, next_preset, parse_likeness
 from vcamswap.settings import MAX_ENHANCE_EVERY
 
 if TYPE_CHECKING:
@@ -62,17 +62,6 @@ def initial_state(settings: Settings) -> ControlState:
 
 
 LIKENESS_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the tray's choices; any value 0..1 is accepted
-
-
-def parse_likeness(value: float | str) -> float:
-    """A likeness from a number or its text, 0..1; a clear one-line error otherwise."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"likeness must be a number from 0 to 1, not {value!r}") from None
-    if not 0.0 <= number <= 1.0:  # also rejects nan
-        raise ValueError(f"likeness must be from 0 to 1, not {value!r}")
-    return number
 
 
 def parse_count(value: int | str, what: str, top: int) -> int:

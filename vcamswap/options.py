@@ -8,8 +8,7 @@ import logging
 from pathlib import Path
 
 from vcamswap.choices import ENGINE_NAMES, OCCLUSION_KINDS, PRECISIONS, SWAP_MODELS
-from vcamswap.controls import parse_likeness
-from vcamswap.presets import BOOSTS
+from vcamswap.presets import BOOSTS, parse_likeness
 from vcamswap.settings import (
     MAX_ENHANCE_EVERY,
     Settings,

@@ -19,6 +19,17 @@ def check_boost(boost: int) -> int:
     return boost
 
 
+def parse_likeness(value: float | str) -> float:
+    """A likeness from a number or its text, 0..1; a clear one-line error otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"likeness must be a number from 0 to 1, not {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # also rejects nan
+        raise ValueError(f"likeness must be from 0 to 1, not {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str

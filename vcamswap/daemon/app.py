@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vcamswap.console import fail
+from vcamswap.control.ipc import ControlServer
+from vcamswap.control.protocol import DaemonRunning, IpcError, Reply, Request
 from vcamswap.controls import Controls, initial_state
 from vcamswap.daemon import status
-from vcamswap.daemon.control.ipc import ControlServer
-from vcamswap.daemon.control.protocol import DaemonRunning, IpcError, Reply, Request
 from vcamswap.daemon.desktop.portal import is_wayland_session
 from vcamswap.daemon.desktop.start import (
     check_options,

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterable
 
 from vcamswap.checks import Context, Line
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError, NotRunning
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError, NotRunning
 from vcamswap.daemon.desktop.audio_sync import doctor_report
 from vcamswap.daemon.desktop.hotkeys import ACTION_HELP, display_problem, syntax_problem
 from vcamswap.daemon.desktop.portal import BIND_HINT, backend_report

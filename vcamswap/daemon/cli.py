@@ -1,4 +1,4 @@
-"""`vcamswap daemon`: its options and entry point (the commands that talk to it are in daemon/control/cli.py)."""
+"""`vcamswap daemon`: its options and entry point (the commands that talk to it are in control/cli.py)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ import os
 
 from vcamswap import __version__
 from vcamswap.choices import MODEL_ENGINES, check_engine
+from vcamswap.control import intents
+from vcamswap.control.protocol import Reply, Request, error_reply
 from vcamswap.controls import ControlState
 from vcamswap.daemon import status
-from vcamswap.daemon.control import intents
-from vcamswap.daemon.control.protocol import Reply, Request, error_reply
 from vcamswap.daemon.monitor import Monitor
 from vcamswap.daemon.state import DaemonState
 

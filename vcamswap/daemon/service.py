@@ -23,8 +23,8 @@ from xml.sax.saxutils import escape
 
 from vcamswap.atomic import write_atomic
 from vcamswap.console import ask, say, warn
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError
 from vcamswap.outputs.v4l2 import (
     MODPROBE_DEST,
     MODULES_LOAD_DEST,

@@ -8,8 +8,8 @@ import time
 from typing import TYPE_CHECKING
 
 from vcamswap import __version__
-from vcamswap.daemon.control.intents import controls_dict
-from vcamswap.daemon.control.protocol import Reply
+from vcamswap.control.intents import controls_dict
+from vcamswap.control.protocol import Reply
 from vcamswap.daemon.desktop.start import swap_mic_status
 from vcamswap.daemon.state import DaemonState
 from vcamswap.modelstore.installed import installed

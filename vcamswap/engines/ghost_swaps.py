@@ -20,7 +20,7 @@ from vcamswap.types import FaceGeometry, SwapOutput, check_bgr
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from vcamswap.engines.inswapper import InswapperSource
+    from vcamswap.engines.neural import InswapperSource
 
 log = logging.getLogger("vcamswap.inswapper")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +23,7 @@ from vcamswap.engines.ghost_swaps import GhostSwaps
 from vcamswap.engines.neural import (
     EMBED_SIZE,
     SWAP_SIZE,
+    InswapperSource,
     arcface_crop,
     check_output,
     from_pred,
@@ -47,14 +48,6 @@ from vcamswap.types import FaceGeometry, SwapOutput, check_bgr
 
 log = logging.getLogger("vcamswap.inswapper")
 __all__ = ["BoundRunner", "InswapperEngine", "InswapperSource", "PlainRunner", "ScrfdDetector"]
-
-
-class InswapperSource(NamedTuple):
-    """A source face analysed once: its identity and what each swap model takes."""
-
-    embedding: np.ndarray  # (512,) L2-normalised ArcFace embedding
-    latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap); zeros when inswapper_128 is absent
-    ghost: np.ndarray | None = None  # (1, 512) GHOST's source (crossface_ghost of the raw embedding), if installed
 
 
 # ----------------------------------------------------------------------------------------------- engine

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -24,6 +25,14 @@ SWAP_SIZE = 128
 EMBED_SIZE = 512
 DET_THRESHOLD = 0.5
 ARCFACE_DST = ARCFACE_112  # the 112 px template ArcFace's embedding model was trained on
+
+
+class InswapperSource(NamedTuple):
+    """A source face analysed once by the neural engine: its identity and what each swap model takes."""
+
+    embedding: np.ndarray  # (512,) L2-normalised ArcFace embedding
+    latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap); zeros when inswapper_128 is absent
+    ghost: np.ndarray | None = None  # (1, 512) GHOST's source (crossface_ghost of the raw embedding), if installed
 
 
 class SwapOutputError(EngineError):

@@ -6,8 +6,8 @@ The real weights cannot ship (non-commercial licences, hundreds of MB), so tests
   boxes, keypoints for strides 8/16/32, two anchors per cell, same output names as the real file). It is a
   bright-blob detector: at stride 32 the score of an anchor is high when the 64x64 window centred on it is
   white, so a white square of 64 px (in the detector's input) on a dark image is found at a box and 5
-  keypoints the test knows (see `expected_detection`). Strides 8 and 16 never fire. kind="face" is the one
-  that finds real faces, the embedded BlazeFace inside the same interface (standin_scrfd.py).
+  keypoints the test knows (see `expected_detection`). Strides 8 and 16 never fire. standin_scrfd.py builds
+  one that finds real faces, the embedded BlazeFace inside the same interface; standin_set.py writes the set.
 * `w600k_r50.onnx` (ArcFace): `input.1` Nx3x112x112 -> `683` Nx512, a fixed random projection of the
   8x8 average-pooled image, so the embedding depends on the aligned crop.
 * `inswapper_128.onnx`: `target` 1x3x128x128 (RGB, [0,1]) + `source` 1x512 -> `output` 1x3x128x128, with a
@@ -36,7 +36,6 @@ make_all writes by default (the tests that know the blob's exact box).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +57,6 @@ ARCFACE_INPUT, ARCFACE_OUTPUT = "input.1", "683"
 ALPHA = 0.6
 COLOUR_GAIN = 40.0
 SwapMode = Literal["blend", "nan", "constant", "identity"]
-DetectorKind = Literal["blob", "face"]
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
@@ -69,11 +67,7 @@ def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outpu
 # ------------------------------------------------------------------------------------------------- SCRFD
 
 
-def scrfd_model(kind: DetectorKind = "blob") -> onnx.ModelProto:
-    if kind == "face":
-        from vcamswap.modelstore.standin_scrfd import scrfd_face_model  # it builds on this module's names
-
-        return scrfd_face_model()
+def scrfd_model() -> onnx.ModelProto:
     x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "?", "?"])
     inits = [
         const("zero", np.zeros((), np.float32)),
@@ -340,10 +334,10 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def make_all(out_dir: Path, swap_mode: SwapMode = "blend", detector: DetectorKind = "blob") -> dict[str, Path]:
-    """det_10g.onnx, w600k_r50.onnx and inswapper_128.onnx stand-ins in `out_dir`."""
+def make_all(out_dir: Path, swap_mode: SwapMode = "blend") -> dict[str, Path]:
+    """det_10g.onnx (the blob detector), w600k_r50.onnx and inswapper_128.onnx stand-ins in `out_dir`."""
     return {
-        "det_10g": save(scrfd_model(detector), out_dir / "det_10g.onnx"),
+        "det_10g": save(scrfd_model(), out_dir / "det_10g.onnx"),
         "w600k_r50": save(arcface_model(), out_dir / "w600k_r50.onnx"),
         "inswapper_128": save(inswapper_model(swap_mode), out_dir / "inswapper_128.onnx"),
     }
@@ -357,21 +351,3 @@ def make_optional(out_dir: Path) -> dict[str, Path]:
         "gfpgan_1.4": save(enhancer_model(), out_dir / "gfpgan_1.4.onnx"),
         "bisenet_resnet_34": save(parser_model(), out_dir / "bisenet_resnet_34.onnx"),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    flags = [a for a in args if a.startswith("-")]
-    paths = [a for a in args if not a.startswith("-")]
-    if len(paths) != 1 or set(flags) - {"--blob-detector"}:
-        sys.exit("usage: python models/make_standins.py OUT_DIR [--blob-detector]")
-    from vcamswap.modelstore.standins_ghost import make_ghost  # it builds on this module
-
-    out = Path(paths[0])
-    detector: DetectorKind = "blob" if flags else "face"
-    for name, p in {**make_all(out, detector=detector), **make_optional(out), **make_ghost(out)}.items():
-        print(f"{name}: {p}")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vcamswap.console import fail, say
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError
 from vcamswap.panel.browser import open_in_browser
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from vcamswap.choices import SWAP_MODELS
+from vcamswap.control.intents import SOCKET_COMMANDS
 from vcamswap.controls import ControlState
-from vcamswap.daemon.control.intents import SOCKET_COMMANDS
 from vcamswap.faces.landmarks import FACE_OVAL
 from vcamswap.panel.link import PanelLink
 from vcamswap.panel.models import Models

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive
 
-from vcamswap.daemon.control.intents import SOCKET_COMMANDS
+from vcamswap.control.intents import SOCKET_COMMANDS
 from vcamswap.faces.library import FaceError
 from vcamswap.modelstore.manifest import ModelError
 from vcamswap.panel import faces

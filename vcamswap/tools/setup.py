@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from vcamswap.console import say, warn
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError
 from vcamswap.outputs.v4l2 import VCAM_LABEL
 from vcamswap.outputs.vcam_setup import INSTALL_COMMANDS, Step, persist_steps, plan_linux, read_state
 from vcamswap.settings import config_dir

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from vcamswap.control import intents
 from vcamswap.controls import Controls
-from vcamswap.daemon.control import intents
 from vcamswap.daemon.desktop.audio_sync import AudioSync, AudioSyncUnavailable, parse_audio_sync
 from vcamswap.daemon.desktop.hotkeys import HotkeyAction, Hotkeys, HotkeysUnavailable
 from vcamswap.daemon.desktop.portal import BIND_HINT, PortalShortcuts, ShortcutsUnavailable

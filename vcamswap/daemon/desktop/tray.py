@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from vcamswap import desktop
 from vcamswap.choices import MODEL_ENGINES, PRESET_NAMES, TARGETS
+from vcamswap.control import intents
 from vcamswap.controls import LIKENESS_STEPS, Controls, ControlState
-from vcamswap.daemon.control import intents
 from vcamswap.daemon.desktop.trayicon import state_icon
 from vcamswap.modelstore.installed import installed
 from vcamswap.panel.browser import opener

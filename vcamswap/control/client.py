@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 
-from vcamswap.daemon.control.protocol import (
+from vcamswap.control.protocol import (
     BUSY,
     IS_WINDOWS,
     IpcError,

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcamswap.daemon.control.client import request  # the client side of this protocol
-from vcamswap.daemon.control.protocol import (
+from vcamswap.control.client import request  # the client side of this protocol
+from vcamswap.control.protocol import (
     IS_WINDOWS,
     LOCK_NAME,
     MAX_CLIENTS,

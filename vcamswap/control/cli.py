@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 
 from vcamswap.choices import ENGINE_NAMES, OCCLUSION_KINDS, SWAP_MODELS
-from vcamswap.daemon.control.client import request
-from vcamswap.daemon.control.protocol import IpcError, Reply, Request
+from vcamswap.control.client import request
+from vcamswap.control.protocol import IpcError, Reply, Request
 
 log = logging.getLogger("vcamswap.ipc")
 
