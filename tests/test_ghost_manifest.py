@@ -84,9 +84,13 @@ def test_shipped_manifest_has_the_ghost_models_as_optional_downloads() -> None:
     plain = {s.name for s in manifest.select(None)}
     for name in ("ghost_1_256", "ghost_2_256", "ghost_3_256"):
         spec = manifest.get(name)
-        assert spec.optional and name not in plain and spec.requires == ("crossface_ghost",)
+        assert spec.optional and name not in plain and spec.requires == ("ghost_arcface",)
         assert "Apache-2.0" in spec.licence and (spec.sha256 or spec.crc32) and spec.sources
-        assert [s.name for s in manifest.select([name])] == [name, "crossface_ghost"]
+        assert [s.name for s in manifest.select([name])] == [name, "ghost_arcface"]
+    own = manifest.get("ghost_arcface")  # GHOST's own ArcFace, pinned by VisoMaster's SHA-256
+    assert own.file == "ghost_arcface_backbone.onnx" and own.optional and "ghost_arcface" not in plain
+    assert own.sha256 == "18bb8057d1cd3ca39411b8a4dde485fa55783e08ceecaf2352f551ca39cd1357"
+    assert not own.exact_size and own.size == 261500000 and len(own.sources) == 3
     conv = manifest.get("crossface_ghost")
     assert conv.exact_size and conv.size == 22083800 and len(conv.sha256) == 64 and conv.crc32 == "6cabb296"
     assert "crossface_ghost" not in plain

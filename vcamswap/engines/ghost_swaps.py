@@ -1,5 +1,9 @@
-"""The neural engine's GHOST side: its generators (loaded on first use, one session per model) and the
-identity converter, for the models `preset.model` may name (engines.ghost says what each step does)."""
+"""The neural engine's GHOST side: its generators (loaded on first use, one session per model) and the source
+identity, for the models `preset.model` may name (engines.ghost says what each step does).
+
+The identity comes from GHOST's own ArcFace when it is installed (the reference's path, exact:
+engines.ghost_arcface), else from FaceFusion's crossface_ghost converter of the w600k_r50 embedding (an
+approximation of that network's output, learned by FaceFusion). `identity_path` names the one in use."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 
 from vcamswap.engines import EngineError, EngineUnavailable
 from vcamswap.engines.ghost import CONVERTER, GhostConverter, GhostGenerator, ghost_template
+from vcamswap.engines.ghost_arcface import ARCFACE_FILE, GHOST_ARCFACE, GhostArcFace, source_crop
 from vcamswap.engines.neural import swap_mask
 from vcamswap.modelstore.manifest import install_hint, missing_models
 from vcamswap.presets import Preset
@@ -31,6 +36,7 @@ class GhostSwaps:
     models_dir: Path
     _ghosts: dict[str, GhostGenerator]
     _converter: GhostConverter | None
+    _ghost_arcface: GhostArcFace | None
 
     def _session(self, name: str, path: Path | None = None) -> ort.InferenceSession:
         raise NotImplementedError
@@ -53,7 +59,7 @@ class GhostSwaps:
         return self._ghosts[name]
 
     def ghost_converter(self) -> GhostConverter | None:
-        """The identity converter every GHOST model shares; None while it is not installed."""
+        """FaceFusion's identity converter; None while it is not installed."""
         if self._converter is None and not missing_models([CONVERTER], self.models_dir):
             try:
                 session = self._session(CONVERTER)
@@ -62,8 +68,36 @@ class GhostSwaps:
                 raise EngineError(str(e)) from None
         return self._converter
 
-    def ghost_source(self, raw: np.ndarray) -> np.ndarray | None:
-        """GHOST's (1, 512) source input for a raw ArcFace embedding; None without the converter."""
+    def ghost_arcface(self) -> GhostArcFace | None:
+        """GHOST's own ArcFace; None while it is not installed."""
+        if self._ghost_arcface is None and not missing_models([GHOST_ARCFACE], self.models_dir):
+            try:
+                path = (self.models_dir / ARCFACE_FILE).resolve()
+                session = self._session(GHOST_ARCFACE, path)
+                self._ghost_arcface = self._load(GHOST_ARCFACE, lambda p: GhostArcFace(session, p), path)
+            except EngineUnavailable as e:
+                raise EngineError(str(e)) from None
+        return self._ghost_arcface
+
+    def load_ghost_identity(self) -> None:
+        """The identity model the source will use: the own ArcFace, else the converter (at start)."""
+        if self.ghost_arcface() is None:
+            self.ghost_converter()
+
+    def identity_path(self) -> str:
+        """Which identity GHOST's source comes from, for the start line."""
+        if self.ghost_arcface() is not None:
+            return f"GHOST's own ArcFace ({GHOST_ARCFACE}, as the reference)"
+        if self.ghost_converter() is not None:
+            return f"w600k_r50 through {CONVERTER} (FaceFusion's approximation)"
+        return "none installed"
+
+    def ghost_source(self, raw: np.ndarray, image: np.ndarray, kps: np.ndarray) -> np.ndarray | None:
+        """GHOST's (1, 512) source: its own ArcFace of the 224 source crop, else crossface_ghost of the raw
+        w600k_r50 embedding; None without either."""
+        arcface = self.ghost_arcface()
+        if arcface is not None:
+            return arcface.embed(source_crop(image, kps))
         converter = self.ghost_converter()
         return None if converter is None else converter.convert(raw)
 
@@ -75,13 +109,14 @@ class GhostSwaps:
         if crop.shape[0] != crop.shape[1]:
             raise ValueError(f"aligned crop must be square, got {crop.shape[1]}x{crop.shape[0]}")
         if getattr(source, "ghost", None) is None:
-            raise EngineError(f"GHOST's identity model {CONVERTER} is not installed in {self.models_dir}; "
-                              f"{install_hint([CONVERTER])}, then choose the source face again")
+            raise EngineError(f"GHOST's identity model {GHOST_ARCFACE} is not installed in {self.models_dir}; "
+                              f"{install_hint([GHOST_ARCFACE])}, then choose the source face again")
         assert source.ghost is not None
         out = self.ghost_generator(preset.model).swap(crop, source.ghost)
         size = crop.shape[0]
         return SwapOutput(out, swap_mask(face, preset, size, ghost_template(size)))
 
     def ghost_placement(self) -> dict[str, str]:
-        loaded: dict[str, Any] = {**self._ghosts, **({CONVERTER: self._converter} if self._converter else {})}
+        ids = {GHOST_ARCFACE: self._ghost_arcface, CONVERTER: self._converter}
+        loaded: dict[str, Any] = {**self._ghosts, **{k: v for k, v in ids.items() if v is not None}}
         return {name: providers.runs_on(m.session) for name, m in loaded.items()}

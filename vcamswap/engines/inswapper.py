@@ -40,6 +40,7 @@ from vcamswap.engines.precision import (
     wanted_precision,
 )
 from vcamswap.engines.runners import BoundRunner, PlainRunner, ScrfdDetector
+from vcamswap.modelstore.installed import missing_for_model
 from vcamswap.modelstore.manifest import OFFLINE_HINT, install_hint, missing_models
 from vcamswap.presets import Preset
 from vcamswap.runtime import gpu, providers
@@ -73,7 +74,7 @@ class InswapperEngine(GhostSwaps):
             self.model = check_model(model or "inswapper_128")  # the one loaded at start; preset.model picks
         except ValueError as e:
             raise EngineUnavailable(f"inswapper: {e}") from None
-        missing = missing_models(swapmodels.files_of(self.model), self.models_dir)
+        missing = missing_for_model(self.model, self.models_dir)
         if missing:
             raise EngineUnavailable(
                 f"inswapper: model{'s' if len(missing) > 1 else ''} {', '.join(missing)} not installed in "
@@ -113,10 +114,11 @@ class InswapperEngine(GhostSwaps):
             self.batch_session = self._batch_session()
         self._ghosts = {}
         self._converter = None
+        self._ghost_arcface = None
         if swapmodels.is_ghost(self.model):
             try:
                 self.ghost_generator(self.model)
-                self.ghost_converter()
+                self.load_ghost_identity()
             except EngineError as e:
                 raise EngineUnavailable(str(e)) from None
         self._detectors: dict[int, ScrfdDetector] = {}
@@ -232,7 +234,8 @@ class InswapperEngine(GhostSwaps):
         where = self.placement()
         model = where.pop(self.model, "not loaded")
         others = ", ".join(f"{name} {place}" for name, place in where.items())
-        return f"inswapper engine on {self.choice.name}: model {self.model} on {model} ({others})"
+        line = f"inswapper engine on {self.choice.name}: model {self.model} on {model} ({others})"
+        return f"{line}; GHOST identity: {self.identity_path()}" if swapmodels.is_ghost(self.model) else line
 
     # -- Engine protocol
 
@@ -272,7 +275,7 @@ class InswapperEngine(GhostSwaps):
         raw = self._raw_embedding(arcface_crop(image, face.kps, int(self._arcface.input_size[0])))
         embedding = raw / float(np.linalg.norm(raw))
         latent = latent_of(embedding, self.emap) if self.has_inswapper else np.zeros((1, EMBED_SIZE), np.float32)
-        return InswapperSource(embedding, latent, self.ghost_source(raw))
+        return InswapperSource(embedding, latent, self.ghost_source(raw, image, face.kps))
 
     def swap_many(self, items: Sequence[SwapItem[InswapperSource]], preset: Preset) -> list[SwapOutput]:
         """All faces of a frame, every boost tile of each, in one model call when a batching session is

@@ -32,7 +32,7 @@ class InswapperSource(NamedTuple):
 
     embedding: np.ndarray  # (512,) L2-normalised ArcFace embedding
     latent: np.ndarray  # (1, 512) float32, normalised (embedding @ emap); zeros when inswapper_128 is absent
-    ghost: np.ndarray | None = None  # (1, 512) GHOST's source (crossface_ghost of the raw embedding), if installed
+    ghost: np.ndarray | None = None  # (1, 512) GHOST's source (its own ArcFace, or the converter), if installed
 
 
 class SwapOutputError(EngineError):

@@ -25,8 +25,7 @@ from vcamswap.live.pipeline import Pipeline, enhancers_in, occluders_in
 from vcamswap.live.sources import Sources
 from vcamswap.live.stats import Stats
 from vcamswap.live.targets import Embedder, TargetRouter, load_people
-from vcamswap.modelstore.installed import files_for_model, files_of, model_files, not_installed
-from vcamswap.modelstore.manifest import missing_models
+from vcamswap.modelstore.installed import files_of, missing_for_model, model_files, not_installed
 from vcamswap.outputs.base import Sink
 from vcamswap.outputs.sinkset import SinkSet, parse_output
 from vcamswap.presets import BOOSTS, get_preset, with_overrides
@@ -63,7 +62,7 @@ def engine_options(settings: Settings) -> dict[str, object]:
 def starting_model(settings: Settings) -> str:
     """The swap model the neural engine loads at start: the chosen one when its files are in the models folder,
     else the default (start_model says so in one line), as the controls start with."""
-    if missing_models(files_for_model(settings.model), settings.models_dir()):
+    if missing_for_model(settings.model, settings.models_dir()):
         return DEFAULT_SWAP_MODEL
     return settings.model
 

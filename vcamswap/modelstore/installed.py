@@ -23,16 +23,29 @@ from vcamswap.modelstore.manifest import (
 
 # Every model's detector (SCRFD) and source embedding (ArcFace), by their manifest names.
 BASE_FILES: tuple[str, ...] = ("det_10g", "w600k_r50")
-# What GHOST's generators take their source latent from: FaceFusion's converter of the ArcFace embedding.
-GHOST_IDENTITY: tuple[str, ...] = ("crossface_ghost",)
+# Where GHOST's generators take their source from, either one: GHOST's own ArcFace (the reference's, and what
+# `vcamswap models download ghost_N_256` fetches), or FaceFusion's converter of the w600k_r50 embedding.
+GHOST_IDENTITY: tuple[str, ...] = ("ghost_arcface", "crossface_ghost")
 
 
 def files_for_model(name: str) -> tuple[str, ...]:
-    """The manifest names of every file `name` needs to run (ValueError for a name not in SWAP_MODELS)."""
+    """The manifest names of every file `name` needs, as fetched by default (ValueError for a name not in
+    SWAP_MODELS); for GHOST the identity is its own ArcFace (missing_for_model accepts the converter too)."""
     model = check_model(name)
     if model == "inswapper_128":
         return NEURAL_MODELS  # SCRFD detection, ArcFace identity, the swap model
-    return (*BASE_FILES, model, *GHOST_IDENTITY)
+    return (*BASE_FILES, model, GHOST_IDENTITY[0])
+
+
+def missing_for_model(name: str, models_dir: Path, manifest: Manifest | None = None) -> tuple[str, ...]:
+    """What `name` lacks in `models_dir` to run (empty: installed). A GHOST model runs with either identity
+    model; with neither, the one fetched by default is named."""
+    model = check_model(name)
+    if model == "inswapper_128":
+        return tuple(missing_models(NEURAL_MODELS, models_dir, manifest))
+    missing = tuple(missing_models((*BASE_FILES, model), models_dir, manifest))
+    ids = missing_models(GHOST_IDENTITY, models_dir, manifest)
+    return (*missing, GHOST_IDENTITY[0]) if len(ids) == len(GHOST_IDENTITY) else missing
 
 
 class ModelFiles(NamedTuple):
@@ -53,7 +66,7 @@ def model_files(models_dir: Path) -> tuple[ModelFiles, ...]:
         manifest = load_manifest()  # once: it names each model's file
     except ManifestError:
         manifest = None  # NAME.onnx then
-    return tuple(ModelFiles(m, tuple(missing_models(files_for_model(m), models_dir, manifest))) for m in SWAP_MODELS)
+    return tuple(ModelFiles(m, missing_for_model(m, models_dir, manifest)) for m in SWAP_MODELS)
 
 
 def files_of(models: Iterable[ModelFiles], name: str) -> ModelFiles | None:

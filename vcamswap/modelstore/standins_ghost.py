@@ -6,6 +6,10 @@
   the reference prepares it, and that the source was crossface_ghost's output (see `expected_ghost`).
 * `crossface_ghost.onnx`: `input` Nx512 -> `output` Nx512, a fixed orthogonal matrix times CONVERTER_SCALE
   (not normalised, as the real converter's output is not), so GHOST's source is `raw @ M` (`expected_source`).
+* `ghost_arcface_backbone.onnx` (GHOST's own ArcFace): one input Nx3x112x112 (RGB, [-1, 1]; the real file's
+  input name is not published and the engine takes it by position) -> `output` Nx512, raw: a 4x4 average pool
+  then a fixed projection (`expected_arcface`), fine enough that the sampling positions of the 224 -> 112
+  halving, the channel order and the normalisation each change the embedding.
 
     python models/make_standins.py OUT_DIR   (makes these too)
 """
@@ -81,8 +85,38 @@ def expected_source(raw_embedding: np.ndarray) -> np.ndarray:
     return (np.asarray(raw_embedding, np.float32).reshape(1, 512) @ converter_matrix()).astype(np.float32)
 
 
+ARCFACE_POOL = 4
+ARCFACE_FILE = "ghost_arcface_backbone.onnx"
+
+
+def arcface_weights(seed: int = 11) -> np.ndarray:
+    n = 3 * (112 // ARCFACE_POOL) ** 2
+    return (np.random.default_rng(seed).standard_normal((n, 512)) * (4.0 / np.sqrt(n))).astype(np.float32)
+
+
+def arcface_model() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 112, 112])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 512])
+    k = ARCFACE_POOL
+    nodes = [
+        helper.make_node("AveragePool", ["input"], ["pooled"], kernel_shape=[k, k], strides=[k, k]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "proj"], ["output"]),
+    ]
+    return build_model(nodes, [x], [y], [const("proj", arcface_weights())], "ghost_arcface_standin",
+                       "vcamswap-standin")
+
+
+def expected_arcface(blob: np.ndarray) -> np.ndarray:
+    """The ArcFace stand-in's raw output for an Nx3x112x112 blob, in numpy (float64)."""
+    k, n = ARCFACE_POOL, 112 // ARCFACE_POOL
+    pooled = blob.astype(np.float64).reshape(len(blob), 3, n, k, n, k).mean(axis=(3, 5)).reshape(len(blob), -1)
+    return pooled @ arcface_weights().astype(np.float64)
+
+
 def make_ghost(out_dir: Path) -> dict[str, Path]:
-    """ghost_1_256.onnx, ghost_2_256.onnx, ghost_3_256.onnx and crossface_ghost.onnx stand-ins in `out_dir`."""
+    """ghost_N_256.onnx (N = 1, 2, 3), crossface_ghost.onnx and ghost_arcface_backbone.onnx in `out_dir`."""
     made = {f"ghost_{n}_256": save(ghost_model(n), out_dir / f"ghost_{n}_256.onnx") for n in (1, 2, 3)}
     made["crossface_ghost"] = save(converter_model(), out_dir / "crossface_ghost.onnx")
+    made["ghost_arcface"] = save(arcface_model(), out_dir / ARCFACE_FILE)
     return made
