@@ -13,7 +13,7 @@ import pytest
 from daemon_util import DaemonProcess, default_args, media_path, running_daemon, wait_until
 from panel_util import PanelClient
 
-from vcamswap.modelstore.installed import files_for_model
+from vcamswap.modelstore.installed import file_names, files_for_model
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_a_model_chosen_with_lite_in_force_is_saved_and_said_to_wait_for_the_neu
     only looked at): it can be chosen at once, and the choice is saved."""
     models = Path(daemon.args[daemon.args.index("--models") + 1])
     # Only the files it lacks: the detector and ArcFace it shares with inswapper_128 are there already.
-    added = [p for name in files_for_model("ghost_1_256") if not (p := models / f"{name}.onnx").exists()]
+    added = [p for name in file_names("ghost_1_256") if not (p := models / name).exists()]
     for path in added:
         path.write_bytes(b"weights")
     try:

@@ -21,7 +21,7 @@ from vcamswap.engines.inswapper import ScrfdDetector
 from vcamswap.live.build import Live, Stages, build_run, engine_options, make_loop, open_capture
 from vcamswap.live.loop import LiveLoop
 from vcamswap.live.switch import EngineSwitch
-from vcamswap.modelstore.installed import files_for_model, model_files
+from vcamswap.modelstore.installed import file_names, model_files
 from vcamswap.outputs.sinkset import SinkSet
 from vcamswap.settings import Settings
 
@@ -146,8 +146,8 @@ def test_a_model_chosen_at_start_needs_its_files_and_reaches_the_engine_in_the_p
     said = [r.getMessage() for r in caplog.records if "ghost_3_256" in r.getMessage()]
     assert len(said) == 1 and "vcamswap models download ghost_3_256" in said[0] and "using inswapper_128" in said[0]
 
-    for name in files_for_model("ghost_2_256"):  # its files appear (the lite engine in force never loads them)
-        (models / f"{name}.onnx").write_bytes(b"weights")
+    for name in file_names("ghost_2_256"):  # its files appear (the lite engine in force never loads them)
+        (models / name).write_bytes(b"weights")
     controls.set_swap_models(model_files(models))
     again = Controls(initial_state(replace(settings, model="ghost_2_256")))
     build_run(replace(settings, model="ghost_2_256"), again)

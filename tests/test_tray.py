@@ -23,7 +23,7 @@ from daemon_util import (
 
 from vcamswap.controls import Controls, ControlState
 from vcamswap.daemon.desktop.tray import Tray, TrayView, state_icon, tooltip, tray_problem
-from vcamswap.modelstore.installed import ModelFiles, files_for_model
+from vcamswap.modelstore.installed import ModelFiles, file_names
 
 STATES = ["starting", "swapping", "off", "no-face", "paused", "error"]
 
@@ -292,8 +292,8 @@ def test_real_tray_model_menu_offers_what_the_models_folder_holds(tmp_path: Path
         try:
             wait_until(lambda: "tray icon ready (gtk)" in d.log(), "tray icon ready")
             assert d.status()["models"] == ["inswapper_128"] and d.status()["model"] == "inswapper_128"
-            for name in files_for_model("ghost_1_256"):
-                (models / f"{name}.onnx").write_bytes(b"weights")
+            for name in file_names("ghost_1_256"):
+                (models / name).write_bytes(b"weights")
             wait_until(lambda: d.status()["models"] == ["inswapper_128", "ghost_1_256"], "the new model seen")
             # Model > ghost_1_256: the fourth item's submenu, second entry.
             tray_choose(env, ["Down"] * 4 + ["Right", "Down", "Return"], tmp_path / "tray-model.png")

@@ -15,11 +15,13 @@ What the reference inference of ai-forever/ghost does, and what is done here:
   (y * 0.5 + 0.5) * 255, RGB -> BGR, truncates to uint8, and resizes the 256 px result to 224 before the
   paste-back; here the value is rounded instead of truncated (half a grey level brighter on average).
 * Source identity. The reference feeds the generator the raw (not L2-normalised) 512-d output of its own
-  ArcFace (an iresnet100 in torch: the 224 source crop, RGB, [-1, 1], halved to 112 px by bilinear
-  interpolation with aligned corners). That network ships as a torch checkpoint only; this engine follows
-  FaceFusion instead: the raw (not normalised) w600k_r50 embedding the engine already computes goes through
-  FaceFusion's `crossface_ghost` converter (`input` Nx512 -> Nx512), whose raw output is the generator's
-  `source` (1x512, not normalised either).
+  ArcFace (an iresnet100: the 224 source crop, RGB, [-1, 1], halved to 112 px by F.interpolate bilinear with
+  align_corners=True). Where `ghost_arcface_backbone.onnx` is installed (the default download with every
+  GHOST model), the engine does exactly that (engines.ghost_arcface). Otherwise it follows FaceFusion: the
+  raw w600k_r50 embedding the engine already computes goes through FaceFusion's `crossface_ghost` converter
+  (`input` Nx512 -> Nx512), whose raw output is the `source`; that vector is FaceFusion's learned
+  approximation of GHOST's ArcFace output, from another network (w600k_r50) on another crop (ArcFace's 112 px
+  template), not the identity the generator was trained on. The start line says which path is in use.
 * Paste-back. The reference builds its mask from a 106-point landmark model in the swapped crop (the face
   hull, eyebrows raised, eroded and blurred; kornia warps crop and mask back). Here the engine's own face
   oval (neural.face_mask over this model's template) and the compositor's paste-back are used, as for
@@ -44,7 +46,7 @@ from vcamswap.choices import SwapModelName
 from vcamswap.engines.neural import EMBED_SIZE, check_output
 
 GHOST_MODELS: tuple[SwapModelName, ...] = ("ghost_1_256", "ghost_2_256", "ghost_3_256")
-CONVERTER = "crossface_ghost"  # w600k_r50 embedding -> GHOST's ArcFace embedding (FaceFusion)
+CONVERTER = "crossface_ghost"  # w600k_r50 embedding -> GHOST's ArcFace embedding (FaceFusion), the fallback
 CROP_SIZE = 224  # the aligned crop, as in the reference
 MODEL_SIZE = 256  # the generator's input and output side
 # insightface 0.2.1's frontal "set 2" template for 112 px (the third of five pose templates).

@@ -37,6 +37,17 @@ def files_for_model(name: str) -> tuple[str, ...]:
     return (*BASE_FILES, model, GHOST_IDENTITY[0])
 
 
+def file_names(name: str) -> tuple[str, ...]:
+    """The names in the models folder of the files `name` needs, as fetched by default (the manifest's `file`:
+    not always NAME.onnx, e.g. ghost_arcface_backbone.onnx)."""
+    names = files_for_model(name)
+    try:
+        manifest = load_manifest()
+    except ManifestError:
+        return tuple(f"{n}.onnx" for n in names)
+    return tuple(manifest.get(n).file for n in names)
+
+
 def missing_for_model(name: str, models_dir: Path, manifest: Manifest | None = None) -> tuple[str, ...]:
     """What `name` lacks in `models_dir` to run (empty: installed). A GHOST model runs with either identity
     model; with neither, the one fetched by default is named."""
