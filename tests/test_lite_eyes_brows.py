@@ -42,6 +42,7 @@ class Recording(LiteEngine):
     source photo warped by the mesh."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[dict[str, Any]] = []
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
