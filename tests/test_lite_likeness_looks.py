@@ -163,6 +163,7 @@ class Recording(LiteEngine):
     """The lite engine, keeping the camera's points and the reshaped points of every swap."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[tuple[np.ndarray, np.ndarray]] = []
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset) -> SwapOutput:
