@@ -53,14 +53,17 @@ class LiteSource:
     _scaled: dict[int, np.ndarray] = field(default_factory=dict)
     _own: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def texture_at(self, size: int) -> np.ndarray:
-        """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both."""
-        if size not in self._scaled:
+    def texture_at(self, size: int, moved: bool = False) -> np.ndarray:
+        """The texture at `size` with the skin mask as a 4th channel (0..255), so one remap warps both; `moved`:
+        the mask for a face laid over the camera's moved crop (a likeness above 0), the brows' ends softened."""
+        key = -size if moved else size
+        if key not in self._scaled:
             skin = np.ones(self.texture.shape[:2], np.float32) if self.skin is None else self.skin
+            skin = soft_brow_ends(skin, self.points * SOURCE_SIZE) if moved and self.skin is not None else skin
             bgra = np.dstack([self.texture, np.clip(skin * 255.0 + 0.5, 0, 255).astype(np.uint8)])
             interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
-            self._scaled[size] = cv2.resize(bgra, (size, size), interpolation=interp)
-        return self._scaled[size]
+            self._scaled[key] = cv2.resize(bgra, (size, size), interpolation=interp)
+        return self._scaled[key]
 
     def own_at(self, size: int) -> np.ndarray:
         """The photo as the likeness shows it (engines.lite.likeness.source_own) with where its own eyes and lips
@@ -73,6 +76,21 @@ class LiteSource:
             own = np.clip(source_features(pts, SOURCE_SIZE) * (1.0 - hair) * 255.0 + 0.5, 0, 255).astype(np.uint8)
             self._own[size] = cv2.resize(np.dstack([raw, own]), (size, size), interpolation=cv2.INTER_AREA)
         return self._own[size]
+
+
+# How far a brow's end fades where it reaches past the photo's skin (into temple hair or a beard), in source
+# pixels per SOURCE_SIZE. The brows are face whatever their colour, so the mask kept their polygon's hard edge
+# there; over the camera's moved crop (a likeness above 0) that edge showed as a dark brow cut off square.
+BROW_END_SOFT = 0.035
+
+
+def soft_brow_ends(skin: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """`skin` with its edges near the brows softened inward (never grown): where the brows are surrounded by
+    skin nothing changes; where a brow runs into what is not skin, it fades out over a few of its widths."""
+    size = skin.shape[0]
+    near = cv2.GaussianBlur(protected(points, skin.shape[:2], BROWS, grow=0.06), (0, 0), size * 0.01)
+    soft = np.minimum(skin, cv2.GaussianBlur(skin, (0, 0), size * BROW_END_SOFT))
+    return (skin + near * (soft - skin)).astype(np.float32)
 
 
 def fill_from_skin(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:

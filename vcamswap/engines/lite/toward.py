@@ -84,7 +84,7 @@ def swap_toward_source(
     box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
     index = rasterize_indices(shaped, source.triangles, size, box)
     affines = triangle_affines(shaped, src_pts, source.triangles)
-    warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
+    warped = mesh_warp(source.texture_at(size, moved=True), src_pts, shaped, source.triangles, index, affines, box)
     skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
     # The photo as it is and where its own eyes and lips are: warped only in those features' box.
     near = own_box(shaped, size, box)
