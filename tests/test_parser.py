@@ -4,13 +4,16 @@ engine parsing each source photo once (never a frame) when the parser is install
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 from helpers.frames import read_frames
 from helpers.media import SOURCE, WEBCAM, media_path
+from onnx import TensorProto, helper, numpy_helper
 from test_occluder import COVER, OTHER_CHEEK, inner, with_object
 
 from vcamswap.compose.align import align
@@ -25,6 +28,7 @@ from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.modelstore.manifest import ModelError
+from vcamswap.modelstore.onnxgraph import build_model
 from vcamswap.modelstore.standin_parser import IMAGENET_MEAN, IMAGENET_STD, expected_labels, parser_model
 from vcamswap.modelstore.standins import occluder_model, save
 from vcamswap.types import FaceGeometry, Frame, SwapOutput
@@ -92,6 +96,57 @@ def test_an_object_in_front_of_the_face_stays_the_cameras(parser: FaceParser, we
     assert clear[inner(COVER)].mean() > 0.6  # control: the same region is face with nothing in front of it
     assert covered[inner(COVER)].max() < 0.05
     assert covered[OTHER_CHEEK].mean() > 0.8 and abs(covered[OTHER_CHEEK].mean() - clear[OTHER_CHEEK].mean()) < 0.05
+
+
+def hand_occluder(where: tuple[slice, slice], crop: int = SWAP_SIZE) -> onnx.ModelProto:
+    """An occluder of XSeg's exact interface (NHWC BGR 0..1 in, N x 256x256x1 face map out) that sees a hand
+    at `where` (rows, columns of a `crop` px aligned crop) and face everywhere else: what the real XSeg says of
+    a skin-coloured hand, which the parser may call skin."""
+    side, k = 256, 256 / crop
+    face = np.ones((1, side, side, 1), np.float32)
+    face[0, round(where[0].start * k):round(where[0].stop * k), round(where[1].start * k):round(where[1].stop * k)] = 0
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", side, side, 3])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", side, side, 1])
+    consts = {"hand_map": face, "zero": np.zeros((), np.float32), "first": np.array([0], np.int64),
+              "second": np.array([1], np.int64), "channels": np.array([3], np.int64)}
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    nodes = [helper.make_node("Slice", ["input", "first", "second", "channels"], ["blue"]),
+             helper.make_node("Mul", ["blue", "zero"], ["nothing"]),  # the output's batch follows the input's
+             helper.make_node("Add", ["nothing", "hand_map"], ["output"])]
+    return build_model(nodes, [x], [y], inits, "hand_standin", "vcamswap-test")
+
+
+def with_skin_object(crop: np.ndarray) -> np.ndarray:
+    """The crop with the person's own cheek stretched over COVER: a skin-coloured thing in front of the face."""
+    rows, cols = COVER
+    cheek = crop[OTHER_CHEEK]
+    out = crop.copy()
+    out[rows, cols] = cv2.resize(cheek, (cols.stop - cols.start, rows.stop - rows.start))
+    return out
+
+
+def test_with_the_occluder_model_installed_a_skin_coloured_hand_stays_the_cameras(
+        parser_dir: Path, webcam_crops: list[np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "bisenet_resnet_34.onnx").write_bytes((parser_dir / "bisenet_resnet_34.onnx").read_bytes())
+    crop = with_skin_object(webcam_crops[0])
+    alone = make_occluder("parser", folder, provider="cpu")
+    assert isinstance(alone, ParserOccluder) and alone.occluder is None  # no occluder model installed
+    # Control: the parser calls the skin-coloured thing face, so alone it would swap over it.
+    assert alone(crop)[inner(COVER)].mean() > 0.6
+    save(hand_occluder(COVER), folder / "xseg_3.onnx")
+    paired = make_occluder("parser", folder, provider="cpu")
+    assert isinstance(paired, ParserOccluder) and paired.occluder is not None
+    mask = paired(crop)
+    assert mask[inner(COVER)].max() < 0.05 and mask[OTHER_CHEEK].mean() > 0.8
+    # A broken occluder file leaves the parser alone, said once in one line; the parser still runs.
+    (folder / "xseg_3.onnx").write_bytes(b"not a model")
+    caplog.set_level(logging.WARNING, "vcamswap.occlusion")
+    broken = make_occluder("parser", folder, provider="cpu")
+    assert isinstance(broken, ParserOccluder) and broken.occluder is None
+    said = [r.getMessage() for r in caplog.records if r.name == "vcamswap.occlusion"]
+    assert len(said) == 1 and "\n" not in said[0] and "parser decides alone" in said[0], said
 
 
 def frame_share(image: np.ndarray, out: np.ndarray) -> float:

@@ -9,6 +9,8 @@ when known), they return a mask of the crop, 1 = the camera's own face, 0 = some
   occluder`), which also knows a skin-coloured hand from a cheek.
 * `ParserOccluder` ("parser"): the optional face parser (compose.parsing, `vcamswap models download parser`):
   only the skin, brows, eyes, nose and lips are swapped; hair, glasses, a hat and all else stay the camera's.
+  BiSeNet has no hand class and calls a hand skin by its look, so when the occluder model is installed too its
+  verdict is added (what either calls "not face" stays the camera's), as the peers pair a region mask with XSeg.
 
 All keep their mask in crop coordinates, which move with the head, and settle it the same way: something
 coming in front of the face shows at once, the face comes back over a few frames, so sensor noise never
@@ -17,6 +19,7 @@ makes the mask flicker. reset() when the followed face changes.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -26,12 +29,14 @@ import numpy as np
 from vcamswap.choices import OCCLUSION_KINDS, OcclusionKind
 from vcamswap.compose.parsing import FaceParser, open_parser
 from vcamswap.compose.skin import SkinModel, skin_mask
-from vcamswap.modelstore.manifest import OCCLUDER_MODEL, ModelError
+from vcamswap.modelstore.manifest import OCCLUDER_MODEL, ModelError, missing_models
 from vcamswap.modelstore.optional import open_optional
 from vcamswap.runtime.imagemodel import image_model
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+log = logging.getLogger("vcamswap.occlusion")
 
 
 @runtime_checkable
@@ -134,11 +139,12 @@ def kept_out(face: np.ndarray) -> np.ndarray:
 
 
 class ParserOccluder:
-    """The face parser on one crop per call: the parsed face classes with what is not face grown a little,
-    softened, then settled over frames."""
+    """The face parser on one crop per call: the parsed face classes (less what the occluder model, when given,
+    sees in front of the face) with what is not face grown a little, softened, then settled over frames."""
 
-    def __init__(self, parser: FaceParser) -> None:
+    def __init__(self, parser: FaceParser, occluder: ModelOccluder | None = None) -> None:
         self.parser = parser
+        self.occluder = occluder
         self._mask: np.ndarray | None = None
 
     @property
@@ -149,7 +155,10 @@ class ParserOccluder:
         self._mask = None
 
     def __call__(self, crop: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
-        self._mask = settle(kept_out(self.parser.face(crop)), self._mask)
+        face = self.parser.face(crop)
+        if self.occluder is not None:  # a hand, which the parser may call skin, is not face to XSeg
+            face = np.minimum(face, (self.occluder.predict(crop) > 0.5).astype(np.float32))
+        self._mask = settle(kept_out(face), self._mask)
         return self._mask
 
 
@@ -167,11 +176,29 @@ def make_occluder(
     if kind == "fast":
         return CameraSkin()
     if kind == "model":
-        session = open_optional(OCCLUDER_MODEL, "occluder", models_dir, provider, threads)
-        try:
-            return ModelOccluder(session)
-        except ValueError as e:
-            raise ModelError(f"{e}; reinstall it with 'vcamswap models download occluder --force'") from None
+        return open_occluder(models_dir, provider, threads)
     if kind == "parser":
-        return ParserOccluder(open_parser(models_dir, provider, threads))
+        parser = open_parser(models_dir, provider, threads)
+        return ParserOccluder(parser, with_occluder(models_dir, provider, threads))
     raise ValueError(f"unknown occlusion {kind!r}; choose one of {', '.join(OCCLUSION_KINDS)}")
+
+
+def open_occluder(models_dir: Path, provider: str | None = None, threads: int | None = None) -> ModelOccluder:
+    """The installed occluder model; ModelError with one line naming its download when missing or broken."""
+    session = open_optional(OCCLUDER_MODEL, "occluder", models_dir, provider, threads)
+    try:
+        return ModelOccluder(session)
+    except ValueError as e:
+        raise ModelError(f"{e}; reinstall it with 'vcamswap models download occluder --force'") from None
+
+
+def with_occluder(models_dir: Path, provider: str | None, threads: int | None) -> ModelOccluder | None:
+    """The occluder model to pair with the parser when it is installed; None when it is not, or (said once)
+    when it will not load: the parser then decides alone."""
+    if missing_models([OCCLUDER_MODEL], models_dir):
+        return None
+    try:
+        return open_occluder(models_dir, provider, threads)
+    except ModelError as e:
+        log.warning("%s; the face parser decides alone what is in front of the face", e)
+        return None
