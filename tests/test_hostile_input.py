@@ -7,10 +7,12 @@ the control socket, and another uid (nobody) for the permission cases where this
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,14 +86,22 @@ def shared_dir() -> Path:
     return d
 
 
+CHILD_WAIT_S = 180.0  # far more than any command run as nobody takes
+
+
 def as_nobody(fn: Callable[[], int], out: Path) -> tuple[int, str]:
     """fn() in a forked child running as uid nobody; (exit code, what it printed on stdout and stderr)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another user")
+    # Sessions other tests dropped may still await the collector, their native thread pools alive in this
+    # process. Collected in a forked child, where those threads do not exist, one would wait forever on them:
+    # collect here first, and never in the child.
+    gc.collect()
     with out.open("w") as f:
         fd = f.fileno()
         pid = os.fork()
         if pid == 0:  # child: no return from here
+            gc.disable()
             code = 99
             try:
                 os.dup2(fd, 1)
@@ -108,8 +119,14 @@ def as_nobody(fn: Callable[[], int], out: Path) -> tuple[int, str]:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.read_text()
+    deadline = time.monotonic() + CHILD_WAIT_S
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:  # a stuck child fails the test instead of hanging the suite
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the child running as nobody did not end in {CHILD_WAIT_S:.0f} s: {out.read_text()[-500:]}")
+        time.sleep(0.05)
+    return os.waitstatus_to_exitcode(done[1]), out.read_text()
 
 
 def nobody_can_read(path: Path, out: Path) -> bool:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from vcamswap.types import Frame
 
 log = logging.getLogger("vcamswap.daemon")
+SIGNAL_POLL_S = 0.5  # how soon a stop asked by a signal is seen at the latest
 
 CAMERA_RETRY_S = 3.0
 WAITING_FPS = 5.0  # notice frames per second while no camera is there
@@ -218,7 +219,11 @@ class Daemon:
                 except Exception as e:  # the display went away, the backend failed at run time
                     log.warning("the tray icon stopped: %s; running without it", e)
                     self.st.tray = None
-        self.controls.wait_stopped()
+        # Never one endless wait: a signal whose C handler runs just before the main thread blocks (or in
+        # another thread) would leave its Python handler, and so SIGTERM, pending for ever. Each timeout gives
+        # the interpreter the chance to run it.
+        while not self.controls.wait_stopped(SIGNAL_POLL_S):
+            pass
 
     def _tray_ready(self) -> None:
         assert self.st.tray is not None
