@@ -39,7 +39,7 @@ import numpy as np
 from vcamswap.engines import SwapItem, create_engine
 from vcamswap.modelstore.fp16 import fp16_files, make_fp16
 from vcamswap.presets import get_preset
-from vcamswap.tools.bench.gpu_models import FACE_COUNTS, PASSES, PassTarget, models_table
+from vcamswap.tools.bench.gpu_models import FACE_COUNTS, PASSES, PassTarget, models_table, time_calls
 
 log = logging.getLogger("vcamswap.bench")
 T = TypeVar("T")
@@ -146,18 +146,6 @@ def bench_variant(v: Variant, clip: str, models: Path, frames: int, preset: str,
         "late": rt.late if rt else None,
         "stale": rt.stale if rt else None,
     }
-
-
-def time_calls(fn: Callable[[], object], runs: int, warmup: int = 3) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    ms = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ms.append(1000.0 * (time.perf_counter() - t0))
-    a = np.asarray(ms)
-    return {"median": round(float(np.median(a)), 3), "p95": round(float(np.percentile(a, 95)), 3), "runs": runs}
 
 
 def faces_variant(v: Variant, models: Path, frame: np.ndarray, runs: int) -> dict[str, Any]:

@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -73,7 +75,7 @@ def build_more(folder: Path, channels: int) -> dict[str, Any]:
             "build_s": round(time.perf_counter() - t0, 1)}
 
 
-def timed(fn: Any, runs: int, warmup: int = 2) -> dict[str, float]:
+def time_calls(fn: Callable[[], object], runs: int, warmup: int = 3) -> dict[str, float]:
     """Median and p95 ms of `runs` calls of fn, after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
@@ -101,10 +103,10 @@ def ghost_faces(engine: Any, frame: np.ndarray, face: Any, source: Any, runs: in
 
 
 def _ghost_row(engine: Any, item: Any, preset: Any, runs: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"swap_1_face_ms": timed(lambda: engine.swap(item.crop, item.face, item.source, preset),
-                                                   runs), "batched": False}
+    swap_1 = time_calls(lambda: engine.swap(item.crop, item.face, item.source, preset), runs, warmup=2)
+    row: dict[str, Any] = {"swap_1_face_ms": swap_1, "batched": False}
     for n in FACE_COUNTS:
-        t = timed(lambda n=n: engine.swap_many([item] * n, preset), runs)
+        t = time_calls(partial(engine.swap_many, [item] * n, preset), runs, warmup=2)
         row[f"swap_many_{n}_ms_per_face"] = round(t["median"] / n, 3)
     return row
 
@@ -124,7 +126,7 @@ def session_costs(provider: str, precision: str, folder: Path, runs: int) -> dic
         feeds = feeds_for(name)
         first = session.get_outputs()[0].name
         out[name] = {"file": path.name, "on": providers.runs_on(session),
-                     **timed(lambda s=session, f=feeds, o=first: s.run([o], f), runs)}
+                     **time_calls(partial(session.run, [first], feeds), runs, warmup=2)}
     return out
 
 
