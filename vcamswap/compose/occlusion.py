@@ -64,35 +64,48 @@ def settle(mask: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     return mask.astype(np.float32, copy=False)
 
 
-class CameraSkin:
-    """The camera's skin mask for one followed face; reset() when the track changes."""
+class Settled:
+    """What every occluder keeps between calls: its last mask, settled over frames, forgotten on reset()."""
 
     def __init__(self) -> None:
-        self._model: SkinModel | None = None
         self._mask: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray | None:
-        """The last mask (0..1, crop-sized): 1 is the camera person's skin, nose or brows."""
+        """The last mask (0..1, crop-sized): 1 is the camera's own face."""
         return self._mask
 
     def reset(self) -> None:
-        self._model, self._mask = None, None
+        self._mask = None
 
-    def __call__(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
-        size = crop.shape[0]
-        if points is None:  # no cheeks to sample without the mesh: keep the whole face
-            self._mask = settle(np.ones((size, size), np.float32), self._mask)
-            return self._mask
-        half = max(64, size // 2)  # half resolution: the mask is soft anyway, and it costs a quarter
-        small = cv2.resize(crop, (half, half), interpolation=cv2.INTER_AREA)
-        mask, self._model = skin_mask(small, points * (half / size), self._model)
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
+    def _settle(self, mask: np.ndarray) -> np.ndarray:
         self._mask = settle(mask, self._mask)
         return self._mask
 
 
-class ModelOccluder:
+class CameraSkin(Settled):
+    """The camera's skin mask for one followed face; reset() when the track changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model: SkinModel | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._model = None
+
+    def __call__(self, crop: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+        size = crop.shape[0]
+        if points is None:  # no cheeks to sample without the mesh: keep the whole face
+            return self._settle(np.ones((size, size), np.float32))
+        half = max(64, size // 2)  # half resolution: the mask is soft anyway, and it costs a quarter
+        small = cv2.resize(crop, (half, half), interpolation=cv2.INTER_AREA)
+        mask, self._model = skin_mask(small, points * (half / size), self._model)
+        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
+        return self._settle(mask)
+
+
+class ModelOccluder(Settled):
     """The occluder model (XSeg's interface: NHWC BGR 0..1 in, a 1-channel face map out) on one crop per call.
 
     The model's map is resized to the crop, softened and pulled a little inside the face (as FaceFusion does
@@ -100,16 +113,9 @@ class ModelOccluder:
     """
 
     def __init__(self, session: ort.InferenceSession) -> None:
+        super().__init__()
         self.input, self.output, self.size = image_model(session, "occluder", "NHWC", default_size=256)
         self.session = session
-        self._mask: np.ndarray | None = None
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        return self._mask
-
-    def reset(self) -> None:
-        self._mask = None
 
     def predict(self, crop: np.ndarray) -> np.ndarray:
         """The model's face map for one crop, at the crop's size, 0..1 (not softened, not settled)."""
@@ -126,8 +132,7 @@ class ModelOccluder:
         face = self.predict(crop)
         sigma = max(1.0, crop.shape[0] / 50.0)  # FaceFusion's 5 px at a 256 crop
         face = (cv2.GaussianBlur(face, (0, 0), sigma).clip(0.5, 1.0) - 0.5) * 2.0
-        self._mask = settle(face, self._mask)
-        return self._mask
+        return self._settle(face)
 
 
 def kept_out(face: np.ndarray) -> np.ndarray:
@@ -138,28 +143,20 @@ def kept_out(face: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(cv2.erode(face, kernel), (0, 0), grow / 2.0).astype(np.float32)
 
 
-class ParserOccluder:
+class ParserOccluder(Settled):
     """The face parser on one crop per call: the parsed face classes (less what the occluder model, when given,
     sees in front of the face) with what is not face grown a little, softened, then settled over frames."""
 
     def __init__(self, parser: FaceParser, occluder: ModelOccluder | None = None) -> None:
+        super().__init__()
         self.parser = parser
         self.occluder = occluder
-        self._mask: np.ndarray | None = None
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        return self._mask
-
-    def reset(self) -> None:
-        self._mask = None
 
     def __call__(self, crop: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
         face = self.parser.face(crop)
         if self.occluder is not None:  # a hand, which the parser may call skin, is not face to XSeg
             face = np.minimum(face, (self.occluder.predict(crop) > 0.5).astype(np.float32))
-        self._mask = settle(kept_out(face), self._mask)
-        return self._mask
+        return self._settle(kept_out(face))
 
 
 def make_occluder(
