@@ -56,6 +56,7 @@ class StandIn:
         return f"{PATH}/{kind}/{sender.lstrip(':').replace('.', '_')}/{token}"
 
     def _respond(self, request: str, code: int, results: dict[str, Any]) -> None:
+        self.save()  # the record is on disk before the caller hears back, so what it reads next is current
         emitter = DBusAddress(request, interface="org.freedesktop.portal.Request")
         self.conn.send(new_signal(emitter, "Response", "ua{sv}", (code, results)))
 
