@@ -64,12 +64,29 @@ def add_face(folder: Path, image: Path, name: str | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         dest = new_file(folder, f"{stem}{suffix}")
-        shutil.copyfile(image, dest)
+        _copy_whole(image, dest)
     except UnsafePath as e:
         raise FaceError(str(e)) from None
     except OSError as e:
         raise FaceError(f"cannot write to the faces folder {folder}: {e.strerror or e}") from None
     return dest
+
+
+def _copy_whole(image: Path, dest: Path) -> None:
+    """Copy `image` to `dest` so that `dest` appears whole or not at all: a watcher of the folder (the daemon, the
+    panel) never reads a half-written photo. A hard link of a finished staging file never replaces what is there."""
+    staged = dest.with_name(f".{dest.name}.{os.getpid()}.part")  # not a photo's extension: never listed
+    try:
+        shutil.copyfile(image, staged)
+        try:
+            os.link(staged, dest)
+        except FileExistsError:
+            raise UnsafePath(f"{dest} exists already; it is left as it is") from None
+        except OSError:  # a file system without hard links: create exclusively, then fill
+            with staged.open("rb") as src, dest.open("xb") as out:
+                shutil.copyfileobj(src, out)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def remove_face(folder: Path, name: str) -> Path:
