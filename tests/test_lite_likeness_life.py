@@ -15,24 +15,10 @@ from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.tools.bench.identity import Recognizer
-from vcamswap.tools.bench.realism import Landmarks68
 from vcamswap.types import Frame
 
-BLINKING = "videos/hard/glasses_hair_over_forehead_woman_mairead_mcguinness.mp4"  # a blink at frames 15-17
-OPEN_EYED = "faces/hard/dark_skin_man_barack_obama_official_portrait.jpg"
 LONG_HAIR = "faces/hard/long_hair_over_temples_woman_elizabeth_olsen.jpg"
 ADDRESS = "videos/hard/dark_skin_man_obama_white_house_address.mp4"
-
-EYES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
-
-
-def eye_openness(lm: np.ndarray) -> float:
-    """The eye aspect ratio (Soukupova and Cech), both eyes' mean: lid to lid over corner to corner."""
-    ratios = []
-    for p1, p2, p3, p4, p5, p6 in (lm[list(e)] for e in EYES):
-        ratios.append((np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2.0 * np.linalg.norm(p1 - p4)))
-    return float(np.mean(ratios))
-
 
 def swapped(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, source: str, clip: str, frames: int,
             likeness: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
