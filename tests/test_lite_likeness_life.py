@@ -20,6 +20,7 @@ from vcamswap.types import Frame
 LONG_HAIR = "faces/hard/long_hair_over_temples_woman_elizabeth_olsen.jpg"
 ADDRESS = "videos/hard/dark_skin_man_obama_white_house_address.mp4"
 
+
 def swapped(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, source: str, clip: str, frames: int,
             likeness: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
     driven = build(LiteEngine(), detector, mesh, folder, str(media_path(source)),
