@@ -195,6 +195,7 @@ def test_a_smiling_photo_does_not_keep_the_mouth_open(
     cam, now = openings(tmp_path / "a")
     # Control: the photo's own opening kept (the camera's closed lips squeezed into its smile, red and stretched).
     monkeypatch.setattr(likeness, "closed_like", lambda src, rest: src)
+    monkeypatch.setattr(likeness, "opened_like", lambda shape, cam, level: shape)
     _, before = openings(tmp_path / "b")
     assert before > cam + 0.3, (before, cam)
     # The photo's mouth is wider than the camera's: the same opening height covers a little more area.

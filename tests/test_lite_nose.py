@@ -21,12 +21,14 @@ STUBBLE = "faces/hard/beard_stubble_side_light_man_eric_bana.png"  # thin mousta
 PALE_CLIP = "videos/real/hdtf_WDA_KatieHill_000_512.mp4"
 
 
-@pytest.mark.parametrize("clip", [WEBCAM, PALE_CLIP])
+# At every likeness: above 0 the source's lips come with the band around them, its moustache handed to the camera.
+@pytest.mark.parametrize(("clip", "likeness"), [(WEBCAM, 0.0), (PALE_CLIP, 0.0), (WEBCAM, 1.0), (PALE_CLIP, 0.5)])
 def test_no_dark_blob_under_the_nose(
-    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path, clip: str
+    detector: BlazeFaceDetector, mesh: FaceMesh, tmp_path: Path, clip: str, likeness: float
 ) -> None:
     landmarks = Landmarks68()
-    driven = build(LiteEngine(), detector, mesh, tmp_path, str(media_path(STUBBLE)))
+    driven = build(LiteEngine(), detector, mesh, tmp_path, str(media_path(STUBBLE)),
+                   adjust=lambda p: p.with_knobs(likeness=likeness))
     out, cam = [], []
     for i, image in enumerate(read_frames(media_path(clip), 24)):
         result = driven.process(Frame(image, i, 0.0))
@@ -41,4 +43,5 @@ def test_no_dark_blob_under_the_nose(
     # 0.019 on the webcam clip before the brows kept their hair through the softening, 0.025 since: the pixels under
     # the nose are the same, but the sharper brows move dlib's landmarks on the output, and with them the band
     # and the skin it is compared with. The moustached source's blob, before it was filled, scored 0.072 and 0.069.
+    print(f"gap {gap:.3f}")
     assert gap <= 0.03, f"{gap:.3f} more of the band under the nose is dark than on the camera ({out} vs {cam})"

@@ -23,12 +23,19 @@ from vcamswap.compose.parsing import FaceParser, installed_parser
 from vcamswap.compose.skin import UNIT
 from vcamswap.engines import SwapItem
 from vcamswap.engines.lite.likeness import Neutral
-from vcamswap.engines.lite.masks import FEATURES, feature_box, feature_mask, oval_mask, shifted, turn_weight
+from vcamswap.engines.lite.masks import (
+    FEATURES,
+    feature_box,
+    feature_mask,
+    oval_mask,
+    shifted,
+    trusted,
+    turn_weight,
+)
 from vcamswap.engines.lite.mesh import (
     mesh_box,
     mesh_warp,
     rasterize_indices,
-    texture_trust,
     triangle_affines,
     triangulate,
     trust_blur,
@@ -141,11 +148,11 @@ class LiteEngine:
         warped = mesh_warp(source.texture_at(size), src_pts, shaped, source.triangles, index, affines, box)
         skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # the colour channels, copied at once
         src_skin = cv2.LUT(cv2.extractChannel(warped, 3), UNIT)
-        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
-        outer = box.paste(outer, size)
-        outer *= turn_weight(dst_pts)
         masks = [feature_mask(shaped, f, size) for f in FEATURES]
         holes = np.clip(sum(masks[1:], masks[0]), 0.0, 1.0)
+        outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), trusted(index, affines, holes, box))
+        outer = box.paste(outer, size)
+        outer *= turn_weight(dst_pts)
         # The camera's eyes and lips, each moved as a whole to its place in the reshaped face (a pure shift,
         # so they are never distorted), so blinks and speech come through; compose lays them over the skin
         # after its colour match.

@@ -42,6 +42,7 @@ class Neutral:
     def __init__(self) -> None:
         self.points: np.ndarray | None = None
         self.seen = 0
+        self.eyes_open = 1.0  # the camera's eyes' opening now, as a share of the neutral's (open) one
 
     def update(self, normalised: np.ndarray, width: float) -> np.ndarray:
         if self.points is not None:
@@ -49,12 +50,37 @@ class Neutral:
             if far and self.seen > 10:
                 self.points, self.seen = None, 0
         if self.points is None:
-            self.points, self.seen = normalised.copy(), 1
+            self.points, self.seen, self.eyes_open = normalised.copy(), 1, 1.0
             return self.points
         self.seen += 1
         rate = 1.0 / min(self.seen, NEUTRAL_FRAMES)
-        self.points += (normalised - self.points) * rate
+        rates = np.full((len(normalised), 1), rate, np.float32)
+        for group, grows in ((list(RIGHT_EYE), False), (list(LEFT_EYE), False), (self._lower(), True)):
+            resting = (_opening(normalised[group]) > _opening(self.points[group])) != grows
+            rates[group] = rate * AWAY if not resting else max(rate, TOWARD)
+        self.points += (normalised - self.points) * rates
+        self.eyes_open = float(np.mean([_opening(normalised[e]) / max(_opening(self.points[e]), 1e-3)
+                                        for e in (list(RIGHT_EYE), list(LEFT_EYE))]))
         return self.points
+
+    def _lower(self) -> list[int]:
+        """The lips and the face below the nose's base: what opening the mouth moves."""
+        assert self.points is not None
+        below = np.nonzero(self.points[:, 1] > self.points[NOSE_BASE, 1])[0]
+        return sorted(set(below.tolist()) | set(LIPS_INNER) | set(LIPS_OUTER))
+
+
+# A resting face has open eyes and a closed mouth. A plain mean takes in the blinks, the looks down and the open
+# mouth of its frames, and every expression after it then shows only in part: a talking clip's neutral had the
+# mouth half open, so the source's mouth stayed nearly closed where the camera's opened wide. The neutral's eyes
+# follow an opening eye at once and a closing one hardly; its mouth the reverse.
+TOWARD, AWAY = 0.25, 0.1
+NOSE_BASE = 2
+
+
+def _opening(points: np.ndarray) -> float:
+    """How far a group's points spread vertically: an eye's or a mouth's opening (the lower face's drop)."""
+    return float(points[:, 1].max() - points[:, 1].min())
 
 
 def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -75,6 +101,23 @@ def closed_like(src: np.ndarray, rest: np.ndarray) -> np.ndarray:
     return out
 
 
+def opened_like(shape: np.ndarray, cam: np.ndarray, likeness: float) -> np.ndarray:
+    """`shape` (in the source's frame) with its mouth opened as far as the camera's is now, in proportion to the
+    likeness: the inner lips take the camera's opening about their own middle and each outer lip point moves with
+    the nearest inner one, so the lips keep their thickness. The opening is measured absolutely, not against the
+    running neutral: a neutral learned while the camera's person talks has the mouth half open, and the source's
+    mouth then opened only half as far as the camera's."""
+    inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
+    own = shape[inner, 1]
+    want = own.mean() + cam[inner, 1] - cam[inner, 1].mean()
+    delta = likeness * (want - own)
+    out = shape.copy()
+    out[inner, 1] += delta
+    near = np.abs(shape[outer, None, 0] - shape[None, inner, 0]) + np.abs(shape[outer, None, 1] - shape[None, inner, 1])
+    out[outer, 1] += delta[np.argmin(near, axis=1)]
+    return out
+
+
 def target_points(
     dst: np.ndarray, src: np.ndarray, blend: np.ndarray, likeness: float, neutral: Neutral
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +131,7 @@ def target_points(
     rest = neutral.update(normalised, face_width(src))
     expression = normalised - rest
     pose = (1.0 - likeness) * affine + likeness * to_cam
-    target = apply(pose, closed_like(src, rest) + likeness * expression)
+    target = apply(pose, opened_like(closed_like(src, rest) + likeness * expression, normalised, likeness))
     weights = blend + likeness * (1.0 - blend)
     shift = (target - dst) * weights[:, None]
     outline = list(FACE_OVAL)

@@ -9,7 +9,7 @@ import numpy as np
 from vcamswap.compose.align import Box
 from vcamswap.compose.blend import feather
 from vcamswap.compose.skin import UNIT, polygon
-from vcamswap.engines.lite.mesh import mesh_box
+from vcamswap.engines.lite.mesh import mesh_box, texture_trust
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 
 
@@ -70,3 +70,11 @@ def oval_mask(points: np.ndarray, size: int, feather_amount: float, box: Box | N
     poly = polygon(points, FACE_OVAL) - box.offset
     cv2.fillPoly(mask, [poly], 255, lineType=cv2.LINE_AA, shift=4)
     return feather(mask, feather_amount, size)
+
+
+def trusted(index: np.ndarray, affines: np.ndarray, holes: np.ndarray, box: Box) -> np.ndarray:
+    """The texture's trust in `box`, but whole where the camera's own features are laid over it (`holes`, the
+    crop's): an open mouth stretches the photo's closed lips past what the texture can show, and a hole in the
+    mask there let the camera frame show through at the mouth's unmoved place, beside its moved teeth."""
+    trust = texture_trust(index, affines, holes.shape[0])
+    return np.maximum(trust, holes[box.region])

@@ -9,19 +9,25 @@ import numpy as np
 from vcamswap.compose.align import Box, support
 from vcamswap.compose.blend import feather_width
 from vcamswap.compose.skin import UNIT, face_width
-from vcamswap.compose.warp import field_at, moved
 from vcamswap.engines.lite.likeness import Neutral, mouth_opening, target_points, warp_of
-from vcamswap.engines.lite.masks import FEATURES, feature_box, feature_mask, oval_mask, shifted, turn_weight
+from vcamswap.engines.lite.masks import (
+    FEATURES,
+    feature_box,
+    feature_mask,
+    oval_mask,
+    shifted,
+    trusted,
+    turn_weight,
+)
 from vcamswap.engines.lite.mesh import (
     mesh_box,
     mesh_warp,
     rasterize_indices,
-    texture_trust,
     triangle_affines,
     trust_blur,
 )
 from vcamswap.engines.lite.source import LiteSource
-from vcamswap.faces.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+from vcamswap.faces.landmarks import LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 
@@ -62,14 +68,44 @@ def eyes_owner(likeness: float) -> float:
     return w * w * (3 - 2 * w)
 
 
-def own_weights(shaped: np.ndarray, size: int, likeness: float) -> np.ndarray:
+# A blink: the source's open eye squeezed by the lids' points still shows its iris as a dark slit, and FaceMesh's
+# lids close only part of the way (a shut eye measures about 0.7 of open). So while the camera's eyes close, the
+# camera's own lids show in their place: fully at BLINK_SHUT of the open eye's opening, none above BLINK_OPEN.
+BLINK_OPEN, BLINK_SHUT = 0.88, 0.72
+
+
+def eyes_shown(likeness: float, openness: float) -> float:
+    """How much of the source's own eyes show at `likeness` while the camera's eyes are `openness` of open."""
+    w = float(np.clip((BLINK_OPEN - openness) / (BLINK_OPEN - BLINK_SHUT), 0.0, 1.0))
+    return eyes_owner(likeness) * (1.0 - w * w * (3 - 2 * w))
+
+
+def own_weights(shaped: np.ndarray, size: int, likeness: float, eyes: float) -> np.ndarray:
     """(size, 1): per row of the crop, how much of the photo's own features show: the eyes' share above the
     middle between the eyes and the lips, the likeness below it (the crop is upright: rows part them)."""
-    eyes = float(shaped[list(RIGHT_EYE) + list(LEFT_EYE), 1].max())
+    low = float(shaped[list(RIGHT_EYE) + list(LEFT_EYE), 1].max())
     lips = float(shaped[list(LIPS_OUTER), 1].min())
     rows = np.full((size, 1), likeness, np.float32)
-    rows[: int(np.clip(round((eyes + lips) / 2), 0, size))] = eyes_owner(likeness)
+    rows[: int(np.clip(round((low + lips) / 2), 0, size))] = eyes
     return rows
+
+
+def mouth_inside(crop: np.ndarray, dst: np.ndarray, shaped: np.ndarray, box: Box) -> np.ndarray:
+    """The camera's crop with, in `box`, its mouth interior (teeth, tongue) mapped from the camera's inner lips onto
+    the reshaped ones by one affine map. The smooth field that moves the frame is too coarse there: between a
+    source's lips a few pixels from the camera's it sampled the camera's lips, and a mouth open as wide as the
+    camera's showed as a flat dark slit."""
+    inner = list(LIPS_INNER)
+    m, _ = cv2.estimateAffine2D(shaped[inner], dst[inner], method=cv2.LMEDS)
+    out = crop.copy()
+    if m is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
+        return out
+    a = np.asarray(m, np.float64)
+    a = np.hstack([a[:, :2], a[:, 2:] + a[:, :2] @ np.array([[box.x0], [box.y0]], np.float64)])  # the box's grid
+    dsize = (box.x1 - box.x0, box.y1 - box.y0)
+    out[box.region] = cv2.warpAffine(crop, a, dsize, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def swap_toward_source(
@@ -90,20 +126,18 @@ def swap_toward_source(
     near = own_box(shaped, size, box)
     sub = index[near.y0 - box.y0:near.y1 - box.y0, near.x0 - box.x0:near.x1 - box.x0]
     photo = mesh_warp(source.own_at(size), src_pts, shaped, source.triangles, sub, affines, near)
-    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * own_weights(shaped, size, likeness)
+    eyes = eyes_shown(likeness, neutral.eyes_open)
+    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * own_weights(shaped, size, likeness, eyes)
     b = support(own)  # blended in there only
     if b.x1 > b.x0:
         r, w = b.region, np.ascontiguousarray(own[b.region])
         skin[r] = cv2.blendLinear(cv2.cvtColor(photo[r], cv2.COLOR_BGRA2BGR), skin[r], w, 1.0 - w)
     src_skin = np.maximum(cv2.LUT(cv2.extractChannel(warped, 3), UNIT), own)
-    outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), texture_trust(index, affines, size))
-    outer = box.paste(outer, size) * turn_weight(dst_pts)
     warp = warp_of(dst_pts, shaped, size, likeness)
     # The camera's eyes and lips fade out as the source's come in; the camera's mouth interior stays inside the
     # opening, taken from the camera's crop moved by the same field as the frame around the face.
     inside = mouth_opening(shaped, size) * likeness
-    parts = [(moved(crop, field_at(warp, size), support(inside, 1)), inside)]
-    eyes = eyes_owner(likeness)
+    parts = [(mouth_inside(crop, dst_pts, shaped, support(inside, 1)), inside)]
     for f, (dx, dy) in zip(FEATURES, shifts, strict=True):
         lips = f is FEATURES[-1]
         keep = 1.0 - (likeness if lips else eyes)
@@ -113,4 +147,6 @@ def swap_toward_source(
         m = m * (1.0 - inside) if lips else m  # the lips: not over the mouth's opening
         parts.append((shifted(crop, dx, dy, feature_box(shaped, f, size)), m))
     holes = np.clip(sum((m for _, m in parts[1:]), parts[0][1]), 0.0, 1.0)
+    outer = np.minimum(oval_mask(shaped, size, preset.mask_feather, box), trusted(index, affines, holes, box))
+    outer = box.paste(outer, size) * turn_weight(dst_pts)
     return SwapOutput(skin, outer, FeatureLayer(holes, tuple(parts)), src_skin, warp)
