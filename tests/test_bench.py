@@ -149,8 +149,9 @@ def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
     assert ident["to_source"] < ident["to_target"]  # the output looks like the source face, not the camera's
 
 
-def test_bench_quality_reports_realism(media: Path, tmp_path: Path) -> None:
-    """--quality measures the swap's realism on sampled frames, with dlib's landmarks or without them."""
+def test_bench_quality_reports_realism(media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--quality measures the swap's realism on sampled frames, with dlib's landmarks or without them, and how
+    its expression follows the camera's on every frame (24 frames: under the 60 measured at most)."""
     out = tmp_path / "r.json"
     face = media / "faces/hard/dark_skin_woman_ffhq00002.png"
     assert main(["bench", "--input", str(media / S18), "--frames", "24", "--preset", "balanced", "--face", str(face),
@@ -159,3 +160,9 @@ def test_bench_quality_reports_realism(media: Path, tmp_path: Path) -> None:
     assert real["frames"] >= 10 and real["landmarks"] in ("dlib", "facemesh")
     assert real["foreign_mean"] <= 0.02 and 0.0 <= real["tone_delta_e"] < 20.0
     assert real["seam"] <= 1.3 and real["occluders"] >= 0.7
+    assert real["step"] == 1 and real["flicker_pairs"] == real["frames"] - 1
+    assert real["mouth_corr"] is None or -1.0 <= real["mouth_corr"] <= 1.0  # null: the mouth never moved
+    assert 0.3 < real["flicker"] < 3.0
+    head, _, row = capsys.readouterr().out.splitlines()[-3:]
+    assert head.endswith("flicker") and "mouth r" in head and "eye r" in head
+    assert row.split()[-1] == f"{real['flicker']:.2f}"
