@@ -16,6 +16,7 @@ from vcamswap.cli import main
 from vcamswap.tools.bench.identity import Recognizer
 from vcamswap.tools.bench.metrics import EVAL_HINT, accuracy_px, jitter_px, still_segment
 from vcamswap.tools.bench.report import clean_json
+from vcamswap.tools.bench.run import measure_step
 
 S18 = "videos/webcam/webcam_640x480_30fps_s18_woman.mp4"
 
@@ -129,13 +130,19 @@ def test_quality_says_how_to_get_dlib_when_missing(
     assert Recognizer.available() is not None and "vcamswap[eval]" in (Recognizer.available() or "")
     out = tmp_path / "q.json"
     assert main(["bench", "--input", str(media / S18), "--frames", "15", "--preset", "fast", "--tracking", "on",
-                 "--steady-frames", "15", "--quality", "--json", str(out)]) == 0
+                 "--steady-frames", "15", "--quality", "--measure-every", "2", "--json", str(out)]) == 0
     note = f"identity not measured: dlib is missing; {EVAL_HINT}"
     assert f"note: {note}" in capsys.readouterr().out
     data = json.loads(out.read_text())
     assert note in data["notes"]
     [run] = data["runs"]
     assert run["identity"] is None and run["realism"]["landmarks"] == "facemesh"
+    assert data["measure_step"] == run["realism"]["step"] == 2 and run["realism"]["frames"] == 8  # 0, 2, ..., 14
+
+
+def test_quality_frames_are_a_fixed_step_apart() -> None:
+    """At most 60 measured frames, all the same number of frames apart (the flicker's pairs span equal times)."""
+    assert [measure_step(n) for n in (15, 60, 61, 120, 121, 300, 1800)] == [1, 1, 2, 2, 3, 5, 30]
 
 
 def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
@@ -149,8 +156,9 @@ def test_bench_identity_with_dlib(media: Path, tmp_path: Path) -> None:
     assert ident["to_source"] < ident["to_target"]  # the output looks like the source face, not the camera's
 
 
-def test_bench_quality_reports_realism(media: Path, tmp_path: Path) -> None:
-    """--quality measures the swap's realism on sampled frames, with dlib's landmarks or without them."""
+def test_bench_quality_reports_realism(media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--quality measures the swap's realism on sampled frames, with dlib's landmarks or without them, and how
+    its expression follows the camera's on every frame (24 frames: under the 60 measured at most)."""
     out = tmp_path / "r.json"
     face = media / "faces/hard/dark_skin_woman_ffhq00002.png"
     assert main(["bench", "--input", str(media / S18), "--frames", "24", "--preset", "balanced", "--face", str(face),
@@ -159,3 +167,9 @@ def test_bench_quality_reports_realism(media: Path, tmp_path: Path) -> None:
     assert real["frames"] >= 10 and real["landmarks"] in ("dlib", "facemesh")
     assert real["foreign_mean"] <= 0.02 and 0.0 <= real["tone_delta_e"] < 20.0
     assert real["seam"] <= 1.3 and real["occluders"] >= 0.7
+    assert real["step"] == 1 and real["flicker_pairs"] == real["frames"] - 1
+    assert real["mouth_corr"] is None or -1.0 <= real["mouth_corr"] <= 1.0  # null: the mouth never moved
+    assert 0.3 < real["flicker"] < 3.0
+    head, _, row = capsys.readouterr().out.splitlines()[-3:]
+    assert head.endswith("flicker") and "mouth r" in head and "eye r" in head
+    assert row.split()[-1] == f"{real['flicker']:.2f}"

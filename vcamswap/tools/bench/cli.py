@@ -13,7 +13,17 @@ Each configuration (engine x preset x tracking on/off) gets:
 * batch (--batch 1,2,4, alone): the neural swap model for N faces of a frame, one call each against one
   batched call (tools/bench/batching.py), on --models or the random-weight architecture models;
 * identity (--quality): dlib's face descriptor (an independent recogniser) of the output face against the
-  source face and against the person in front of the camera, frame by frame.
+  source face and against the person in front of the camera, frame by frame;
+* realism (--quality, tools/bench/realism.py): foreign pixels, tone, seam, occluders, under the nose;
+* expression and flicker (--quality, tools/bench/expression.py): mouth r / eye r = Pearson correlation over the
+  measured frames of the output's mouth opening (inner lips' gap over the inter-ocular distance) / eye aspect
+  ratio with the camera's, each read from its own 68 landmarks ("n/a" under 5 frames or when a series does not
+  change); flicker = the face's frame-to-frame change (mean grey difference in the skin), output over camera,
+  summed over pairs of measured frames one step apart (1 = as much as the camera's face, above 1 = flickers).
+
+--quality measures every k-th frame of the throughput pass, a fixed step (--measure-every, else the step
+that gives at most 60 frames: every frame up to 60 frames, every 2nd up to 120, ...), so every flicker pair
+spans the same time. `python -m vcamswap.tools.bench.grid` runs it over source photos x clips x likeness.
 
 `--engine inswapper` without installed weights runs models with inswapper_128's and det_10g's architecture
 and random weights (the cost is real, the picture is not) with faces found by BlazeFace; the output says so.
@@ -61,7 +71,11 @@ def register(sub: Any) -> None:
     p.add_argument("--no-throughput", dest="throughput", action="store_false", help="skip the as-fast-as-possible pass")
     p.add_argument("--tracking", choices=["on", "off", "both"], default="both",
                    help="tracking between detections, detection on every frame, or both (default)")
-    p.add_argument("--quality", action="store_true", help="identity with dlib's recogniser ('vcamswap[eval]')")
+    p.add_argument("--quality", action="store_true",
+                   help="identity with dlib's recogniser ('vcamswap[eval]'), realism, expression (mouth r, eye r) "
+                        "and flicker of the output against the camera")
+    p.add_argument("--measure-every", type=int, default=0, metavar="K",
+                   help="--quality on every K-th frame (default: the step that gives at most 60 frames)")
     p.add_argument("--adaptive", action="store_true", help="adaptive quality on in the realtime pass")
     p.add_argument("--repeat", type=int, default=1,
                    help="timed passes per configuration, interleaved; fps is their median (default 1)")
@@ -118,6 +132,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.frames < WARMUP_FRAMES + 5:
         print(f"vcamswap: error: --frames must be at least {WARMUP_FRAMES + 5}", file=sys.stderr)
         return 2
+    if args.measure_every < 0:
+        print("vcamswap: error: --measure-every must be 1 or more", file=sys.stderr)
+        return 2
     if "remote" in (args.engine or []) and not args.server:
         print("vcamswap: error: --engine remote needs --server grpc://HOST:PORT", file=sys.stderr)
         return 2
@@ -143,6 +160,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 "in_flight": args.remote_in_flight, "ca_file": args.server_ca} if args.server else None,
         delays=args.delay_ms,
         remote_rates=args.remote_rates,
+        measure_every=args.measure_every,
     )
     results, meta = run_bench(opts, lambda line: print(line, flush=True))
     if args.json:

@@ -13,7 +13,7 @@ log = logging.getLogger("vcamswap.bench")
 STILL_FRAMES = 90  # 3 s at 30 fps: the segment jitter is measured on
 SMOOTH_WINDOW = 15  # 0.5 s: motion slower than this is the head's, faster is jitter
 WARMUP_FRAMES = 10
-IDENTITY_SAMPLES = 60
+IDENTITY_SAMPLES = 60  # at most this many frames measured by --quality, at a fixed step
 STEADY_MAX = 1800  # a minute at 30 fps
 EVAL_HINT = "pip install 'vcamswap[eval]' (dlib's recogniser and its weights, about 100 MB)"
 RANDOM_NOTE = (
@@ -175,6 +175,12 @@ class Realism:
     seam: float  # gradient along the swap's edge, output over camera
     occluders: float  # edges in a ring around the eyes, output over camera
     under_nose: float = 0.0  # share of the band under the nose far darker than the skin, output minus camera
+    # tools.bench.expression: the output's expression against the camera's, frame by frame (NaN: not measurable)
+    mouth_corr: float = float("nan")  # Pearson r of the mouth's opening, output vs camera
+    eye_corr: float = float("nan")  # Pearson r of the eyes' aspect ratio, output vs camera
+    flicker: float = float("nan")  # frame-to-frame change of the face, output over camera (1 = as much)
+    step: int = 1  # frames between measured frames: the flicker's pairs are this far apart
+    flicker_pairs: int = 0
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Does a swapped frame look like a real face? Four measures of a swap against the camera frame it came from.
+"""Does a swapped frame look like a real face? Five measures of a swap against the camera frame it came from.
 
 Identity figures call a face "closer to the source" even when the source's hair is pasted on it as stripes, so
 these judge what a viewer sees. Every region comes from 68 landmarks of the *camera* frame, found by a
@@ -15,6 +15,8 @@ the same regions hold in the output.
 * tone: CIE76 delta E between the output's cheeks and the camera's own cheeks (median Lab colour).
 * seam: mean gradient magnitude in a thin band along the edge of what the swap changed, output over camera.
 * occluders: mean edge magnitude in a ring around each eye (where glasses frames sit), output over camera.
+
+`summarize` adds tools.bench.expression's measures over the frames: mouth and eye correlation, flicker.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from vcamswap.tools.bench.expression import Shot, correlation, eye_aspect, flicker, mouth_opening
 from vcamswap.tools.bench.metrics import Realism
 
 JAW = tuple(range(0, 17))
@@ -234,19 +237,40 @@ class Landmarks68:
         return None if face is None or face.points is None else face.points[list(MESH_TO_68)].astype(np.float32)
 
 
-def summarize(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> Realism | None:
-    """The measures over (camera frame, output) pairs where the landmarker found the face."""
-    found = [(cam, out, lm) for cam, out in pairs if (lm := landmarks(cam)) is not None]
+def _finite(column: np.ndarray, reduce: str = "mean") -> float:
+    """Mean (or max) of a column's finite values; NaN, without a warning, where there is none (no seam at all)."""
+    values = column[np.isfinite(column)]
+    return float(getattr(values, reduce)()) if values.size else float("nan")
+
+
+def summarize(shots: list[tuple[int, np.ndarray, np.ndarray]], landmarks: Landmarks68, step: int = 1) -> Realism | None:
+    """The measures over (frame index, camera frame, output) where the landmarker found the face in the camera
+    frame; the frames are `step` apart in the clip (the flicker pairs only those)."""
+    found = [(i, cam, out, lm) for i, cam, out in shots if (lm := landmarks(cam)) is not None]
     if not found:
         return None
-    m = np.array([measure(cam, out, lm, landmarks(out)) for cam, out, lm in found], np.float64)
+    rows, mouth, eyes, kept = [], [], [], []
+    for i, cam, out, lm in found:
+        lm_out = landmarks(out)
+        rows.append(measure(cam, out, lm, lm_out))
+        mouth.append((mouth_opening(lm), mouth_opening(lm_out) if lm_out is not None else float("nan")))
+        eyes.append((eye_aspect(lm), eye_aspect(lm_out) if lm_out is not None else float("nan")))
+        kept.append(Shot(i, cam, out, regions(lm, cam.shape).skin))
+    m = np.array(rows, np.float64)
+    mo, ey = np.array(mouth), np.array(eyes)
+    flick, pairs = flicker(kept, step)
     return Realism(
         frames=len(found),
         landmarks=landmarks.name,
-        foreign_mean=round(float(np.nanmean(m[:, 0])), 4),
-        foreign_max=round(float(np.nanmax(m[:, 0])), 4),
-        tone_delta_e=round(float(np.nanmean(m[:, 1])), 2),
-        seam=round(float(np.nanmean(m[:, 2])), 3),
-        occluders=round(float(np.nanmean(m[:, 3])), 3),
-        under_nose=round(float(np.nanmean(m[:, 4])), 4),
+        foreign_mean=round(_finite(m[:, 0]), 4),
+        foreign_max=round(_finite(m[:, 0], "max"), 4),
+        tone_delta_e=round(_finite(m[:, 1]), 2),
+        seam=round(_finite(m[:, 2]), 3),
+        occluders=round(_finite(m[:, 3]), 3),
+        under_nose=round(_finite(m[:, 4]), 4),
+        mouth_corr=round(correlation(mo[:, 1], mo[:, 0]), 3),
+        eye_corr=round(correlation(ey[:, 1], ey[:, 0]), 3),
+        flicker=round(flick, 3),
+        step=step,
+        flicker_pairs=pairs,
     )

@@ -22,7 +22,7 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 TABLE_COLUMNS = (
     "config", "fps", "rt fps", "p95 ms", "drop", "late", "stale", "det/f", "track ms", "swap ms", "paste ms",
     "jitter px", "vs ref", "acc px", "loss/min", "id src", "id tgt", "closer", "foreign", "tone dE", "seam",
-    "occl",
+    "occl", "mouth r", "eye r", "flicker",
 )
 
 
@@ -34,8 +34,15 @@ LEGEND = (
     "acc px: from a fresh detection | id src/tgt: dlib "
     "distance of the output face to the source / to the camera's person, closer: frames closer to the source | "
     "foreign: skin pixels the swap brought in (mean/max) | tone dE: cheeks against the camera's | seam, occl: "
-    "edges along the swap's border / around the eyes, output over camera"
+    "edges along the swap's border / around the eyes, output over camera | mouth r, eye r: correlation over the "
+    "frames of the output's mouth opening / eye openness with the camera's (n/a: under 5 frames or no change) | "
+    "flicker: frame-to-frame change of the face, output over camera (1 = as much, > 1 flickers)"
 )
+
+
+def corr(v: float | None) -> str:
+    """A correlation, 'n/a' where there is none (too few frames, a constant series)."""
+    return "n/a" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
 def _stage(stage_ms: dict[str, dict[str, float]], name: str) -> str:
@@ -73,6 +80,9 @@ def table(results: list[RunResult]) -> str:
             _fmt(q.tone_delta_e if q else None),
             _fmt(q.seam if q else None, ".2f"),
             _fmt(q.occluders if q else None, ".2f"),
+            corr(q.mouth_corr) if q else "-",
+            corr(q.eye_corr) if q else "-",
+            corr(q.flicker) if q else "-",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))

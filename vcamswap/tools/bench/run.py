@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vcamswap.capture.source import Capture
 from vcamswap.choices import parse_codec
 from vcamswap.engines.remote import codec
@@ -65,6 +63,13 @@ class BenchOptions:
     delays: list[int] | None = None  # ms added each way to the remote engine's requests, one pass each
     remote_rates: bool = True  # the remote engine's swaps/s with 1 and N in flight, per codec (16 s per delay)
     knobs: PassKnobs = PassKnobs()  # swap model, boost, occlusion over every preset (None: the preset's)
+    measure_every: int = 0  # --quality on every k-th frame (0: the step giving at most IDENTITY_SAMPLES frames)
+    steadiness: bool = True  # the tracker's jitter/accuracy pass over the clip (no engine)
+
+
+def measure_step(frames: int) -> int:
+    """The fixed step that measures at most IDENTITY_SAMPLES of `frames` frames."""
+    return max(1, -(-frames // IDENTITY_SAMPLES))
 
 
 def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[list[RunResult], dict[str, object]]:
@@ -94,7 +99,7 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
     steady_frames = opts.steady_frames or min(file_frames or frames, STEADY_MAX)
     if file_frames:
         steady_frames = min(steady_frames, file_frames)
-    fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh)
+    fresh = fresh_keypoints(opts.input, steady_frames, blaze, mesh) if opts.steadiness else None
     items: list[tuple[EngineSetup, Config]] = []
     servers: dict[str, dict[str, object]] = {}  # remote variant's label -> its options (server: a delay relay)
     for engine_name in opts.engines:
@@ -109,7 +114,9 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
             items += [(setup, Config(label, p, t, k)) for p in opts.presets for t in opts.tracking
                       for k in opts.likeness]
     results = {config: RunResult(config) for _, config in items}
-    sample_at = set(np.linspace(0, frames - 1, min(IDENTITY_SAMPLES, frames)).astype(int).tolist())
+    # Quality is measured every `step`-th frame, a fixed step so the flicker's frame pairs all span the same time.
+    step = opts.measure_every or measure_step(frames)
+    sample_at = set(range(0, frames, step))
     source_image = face.library.get(face.name).image  # type: ignore[union-attr]
     thr: dict[Config, list[PassData]] = {c: [] for _, c in items}
     rt: dict[Config, list[PassData]] = {c: [] for _, c in items}
@@ -125,8 +132,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                 if rec is not None and samples:
                     results[config].identity = identity(samples, source_image, rec)
                 if landmarks is not None and samples:
-                    results[config].realism = realism([(x.frame, x.output) for x in samples if x.bbox is not None],
-                                                      landmarks)
+                    shots = [(x.index, x.frame, x.output) for x in samples if x.bbox is not None]
+                    results[config].realism = realism(shots, landmarks, step)
             if opts.realtime:
                 stages = make_stages(setup, face, mesh, blaze, config, opts.adaptive, True, opts.knobs)
                 data, _ = speed_pass(*stages, opts.input, frames, True)
@@ -137,17 +144,18 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         result = results[config]
         result.throughput = summarize(thr[config]) if thr[config] else None
         result.realtime = summarize(rt[config]) if rt[config] else None
-        preset = get_preset(config.preset)
-        detector = setup.detector_for(preset) or blaze
-        kind = "blaze" if setup.random_weights or detector is blaze else config.engine
-        key = (kind, preset.det_size if kind != "blaze" else 0, preset.detect_interval, preset.smoothing,
-               config.tracking)
-        if key not in steady_cache:
-            track_detector = blaze if kind == "blaze" else detector
-            tracker = Tracker(track_detector, mesh, preset.detect_interval, preset.smoothing, config.tracking)
-            tracked = tracked_keypoints(opts.input, steady_frames, tracker)
-            steady_cache[key] = steadiness(tracked, fresh, tracker, info.fps)
-        result.steadiness = steady_cache[key]
+        if fresh is not None:
+            preset = get_preset(config.preset)
+            detector = setup.detector_for(preset) or blaze
+            kind = "blaze" if setup.random_weights or detector is blaze else config.engine
+            key = (kind, preset.det_size if kind != "blaze" else 0, preset.detect_interval, preset.smoothing,
+                   config.tracking)
+            if key not in steady_cache:
+                track_detector = blaze if kind == "blaze" else detector
+                tracker = Tracker(track_detector, mesh, preset.detect_interval, preset.smoothing, config.tracking)
+                tracked = tracked_keypoints(opts.input, steady_frames, tracker)
+                steady_cache[key] = steadiness(tracked, fresh, tracker, info.fps)
+            result.steadiness = steady_cache[key]
         emit(_progress(result))
     meta: dict[str, object] = {
         "input": info.name,
@@ -155,7 +163,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
         "height": info.height,
         "source_fps": info.fps,
         "frames": frames,
-        "steadiness_frames": steady_frames,
+        "steadiness_frames": steady_frames if opts.steadiness else 0,
+        "measure_step": step,
         "face": opts.face,
         "machine": {
             "cpus": os.cpu_count(),
@@ -176,6 +185,11 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                        "swap's edge, output / camera; occluders = edges around the eyes, output / camera; "
                        "under_nose = share of the band under the nose > 10 L* darker than the rest of the skin, output "
                        "minus camera",
+            "expression": "tools/bench/expression.py, on every measure_step-th frame: mouth_corr / eye_corr = "
+                          "Pearson r over the frames of the output's mouth opening (inner lips' gap / inter-ocular "
+                          "distance) / eye aspect ratio against the camera's (null: under 5 frames or constant); "
+                          "flicker = sum of mean |frame - previous| in the skin, output over camera, over frames "
+                          "one step apart (1 = changes as much as the camera's face, > 1 flickers)",
         },
         "notes": notes,
     }
@@ -270,7 +284,8 @@ def _progress(r: RunResult) -> str:
     if r.realism:
         q = r.realism
         parts.append(f"foreign {q.foreign_mean:.3f}/{q.foreign_max:.3f} tone dE {q.tone_delta_e:.1f} "
-                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} under nose {q.under_nose:.3f} ({q.landmarks})")
+                     f"seam {q.seam:.2f} occluders {q.occluders:.2f} under nose {q.under_nose:.3f} "
+                     f"mouth r {q.mouth_corr:.2f} eye r {q.eye_corr:.2f} flicker {q.flicker:.2f} ({q.landmarks})")
     if r.identity:
         parts.append(f"identity {r.identity.to_source:.3f}/{r.identity.to_target:.3f} "
                      f"closer {r.identity.closer_to_source:.0%}")
