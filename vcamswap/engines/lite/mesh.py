@@ -123,8 +123,17 @@ def texture_trust(index: np.ndarray, affines: np.ndarray, size: int = 0) -> np.n
     tri_trust = np.zeros(len(affines) + 1, np.float32)  # the last entry, 0, is what index -1 picks
     tri_trust[:-1] = np.clip((MAX_STRETCH + 1.0 - stretch) / 1.0, 0.0, 1.0)
     trust = tri_trust[index]
+    full = size or index.shape[0]
+    # Where a photo's far side is squeezed (a turned head in the photo), trusted and over-stretched slivers
+    # alternate across the camera's cheek: kept as they are, they show as horizontal streaks of the photo and the
+    # camera. Trust narrower than the erosion goes, so such a band is the camera's as a whole.
+    r = int(full * TRUST_ERODE)
+    trust = trust if r < 1 else cv2.erode(trust, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     k = trust_blur(size) if size else max(3, (index.shape[0] // 40) | 1)
     return cv2.GaussianBlur(trust, (k, k), 0)
+
+
+TRUST_ERODE = 1 / 64  # of the crop: the narrowest band of trusted triangles kept (texture_trust)
 
 
 def trust_blur(size: int) -> int:

@@ -168,7 +168,9 @@ def source_skin(
     # nose, read as a dark blob.
     nose = lower_nose(points, shape, 0.0)
     tolerance = SMUDGE_L + (NOSTRIL_L - SMUDGE_L) * nose
-    return shown.astype(np.float32), without_smudges(filled, np.maximum(1.0 - face, nose), tolerance)
+    smooth = without_smudges(filled, np.maximum(1.0 - face, nose), tolerance)
+    shine_free = (1.0 - protected(points, shape, EYES_AND_LIPS, grow=0.03)) * (1.0 - under_nose(points, shape))
+    return shown.astype(np.float32), without_glare(smooth, shine_free)
 
 
 def eye_sockets(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -199,6 +201,28 @@ def without_smudges(texture: np.ndarray, where: np.ndarray, tolerance: float | n
     lift = np.maximum(around - tolerance - patch, 0.0) * where
     gain = (patch + lift + 1.0) / (patch + 1.0)
     return np.clip(img * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
+GLARE_C = 3.0, 9.0  # a patch this much less saturated than the skin around it (Lab chroma) is shine: none .. all
+
+
+def without_glare(texture: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The skin's own colour given back to patches that are paler and brighter than the skin around them (a flash's
+    shine on a nose tip or a forehead: white light added to the skin), their lightness and texture kept; only
+    `where` (not the eyes' whites or the teeth). The relight's per-channel gain keeps a photo's colour contrasts,
+    so a child's shiny orange-pink nose tip showed blue-grey on a darker, matte camera face."""
+    size = texture.shape[0]
+    lab = cv2.cvtColor(texture, cv2.COLOR_BGR2LAB).astype(np.float32)
+    ab = lab[..., 1:] - 128.0
+    chroma = np.sqrt((ab * ab).sum(-1))
+    patch = cv2.GaussianBlur(chroma, (0, 0), 0.012 * size)
+    around = cv2.GaussianBlur(chroma, (0, 0), 0.05 * size)
+    lighter = cv2.GaussianBlur(lab[..., 0], (0, 0), 0.012 * size) > cv2.GaussianBlur(lab[..., 0], (0, 0), 0.05 * size)
+    lo, hi = GLARE_C
+    shine = np.clip((around - patch - lo) / (hi - lo), 0.0, 1.0) * lighter * where
+    boost = 1.0 + shine * (around / np.maximum(patch, 1.0) - 1.0)
+    lab[..., 1:] = np.clip(ab * boost[..., None] + 128.0, 0, 255)
+    return cv2.cvtColor(lab.round().astype(np.uint8), cv2.COLOR_LAB2BGR)
 
 
 def aligned_source(image: np.ndarray, face: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
