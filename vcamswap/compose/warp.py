@@ -11,10 +11,20 @@ import numpy as np
 from vcamswap.compose.align import Box, support
 from vcamswap.types import Warp
 
+# The last field worked out at a crop's size, with the grid it came from (held, so `is` cannot match another): the
+# engine moves the mouth's interior by it and compose the frame around the face, one frame after the other.
+_last: list[tuple[np.ndarray, int, np.ndarray]] = []
+
 
 def field_at(warp: Warp, size: int) -> np.ndarray:
-    """The displacement field at the crop's size: (S, S, 2) float32."""
-    return cv2.resize(warp.field, (size, size), interpolation=cv2.INTER_LINEAR)
+    """The displacement field at the crop's size: (S, S, 2) float32, not to be written to."""
+    last = _last[0] if _last else None
+    if last is not None and last[0] is warp.field and last[1] == size:
+        return last[2]
+    full = cv2.resize(warp.field, (size, size), interpolation=cv2.INTER_LINEAR)
+    full.flags.writeable = False
+    _last[:] = [(warp.field, size, full)]
+    return full
 
 
 @lru_cache(maxsize=8)
