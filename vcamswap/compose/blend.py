@@ -205,11 +205,10 @@ def finish_moved(
     own = moved_points(points, out.warp, crop.shape[0])
     done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion, own)
     box = support(done.mask)
-    face = backdrop.copy()
+    face = backdrop if backdrop is not crop else crop.copy()  # the moved crop is this call's own: drawn on
     if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere
-        r, alpha = box.region, np.ascontiguousarray(done.mask[box.region])
-        face[r] = cv2.blendLinear(np.ascontiguousarray(done.crop[r]), np.ascontiguousarray(backdrop[r]),
-                                  alpha, 1.0 - alpha)
+        r, alpha = box.region, done.mask[box.region]
+        face[r] = cv2.blendLinear(done.crop[r], backdrop[r], alpha, 1.0 - alpha)
     return SwapOutput(face, np.maximum(reach, done.mask))
 
 
