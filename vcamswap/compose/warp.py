@@ -55,8 +55,29 @@ def warped_crop(crop: np.ndarray, warp: Warp) -> tuple[np.ndarray, np.ndarray]:
     small = np.clip((amount - 0.1) / 0.3, 0.0, 1.0).astype(np.float32)
     small = cv2.GaussianBlur(cv2.dilate(small, np.ones((3, 3), np.uint8)), (0, 0), 0.5)
     reach = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
-    box = support(reach, 2)
+    box = within(support(reach, 2), moving(amount, size))
     return (moved(crop, full, box) if box.x1 > box.x0 else crop), reach
+
+
+def moving(amount: np.ndarray, size: int) -> Box:
+    """Where the field at the crop's size (bilinear from its grid) is not 0: past it the crop stays as it is, so
+    the remap is left out there. A pixel reads the two grid cells about it: a cell reaches 1.5 cells around."""
+    rows, cols = np.nonzero(amount.any(1))[0], np.nonzero(amount.any(0))[0]
+    if len(rows) == 0:
+        return Box(0, 0, 0, 0)
+    cell = size / amount.shape[0]
+
+    def span(lo: int, hi: int) -> tuple[int, int]:
+        return max(int(np.floor((lo - 0.5) * cell - 0.5)), 0), min(int(np.ceil((hi + 1.5) * cell - 0.5)) + 1, size)
+
+    (x0, x1), (y0, y1) = span(int(cols[0]), int(cols[-1])), span(int(rows[0]), int(rows[-1]))
+    return Box(x0, y0, x1, y1)
+
+
+def within(a: Box, b: Box) -> Box:
+    """The overlap of two boxes (empty when they do not meet)."""
+    x0, y0, x1, y1 = max(a.x0, b.x0), max(a.y0, b.y0), min(a.x1, b.x1), min(a.y1, b.y1)
+    return Box(x0, y0, x1, y1) if x1 > x0 and y1 > y0 else Box(0, 0, 0, 0)
 
 
 def moved_points(points: np.ndarray, warp: Warp, size: int, rounds: int = 4) -> np.ndarray:
