@@ -15,7 +15,6 @@ from vcamswap.engines.lite.masks import FEATURES, feature_box, feature_mask, ova
 from vcamswap.engines.lite.mesh import (
     mesh_box,
     mesh_maps,
-    mesh_warp,
     rasterize_indices,
     texture_trust,
     triangle_affines,
@@ -101,9 +100,13 @@ def swap_toward_source(
     index = rasterize_indices(shaped, source.triangles, size, box)
     affines = triangle_affines(shaped, src_pts, source.triangles)
     maps = mesh_maps(index, affines, box, size)  # shared by the skin's warp and the photo's
-    warped = mesh_warp(source.texture_at(size, moved=True), src_pts, shaped, source.triangles, box=box, maps=maps)
-    skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
-    src_skin = cv2.LUT(cv2.extractChannel(warped, 3), UNIT)
+    texture = source.texture_at(size, moved=True)
+    warped = cv2.remap(texture, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Colour and skin split in the box, the rest of the crop filled as the whole crop's warp fills it: the
+    # texture's first pixel.
+    corner = texture[0, 0]
+    skin = box.paste(cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR), size, corner[:3].tolist())
+    src_skin = box.paste(cv2.LUT(cv2.extractChannel(warped, 3), UNIT), size, float(UNIT[corner[3]]))
     # The photo as it is and where its own eyes and lips are: warped only in those features' box, and worked out
     # there only (its features' mask is 0 elsewhere).
     near, photo = own_photo(source.own_at(size), maps, box, own_box(shaped, size, box))
