@@ -27,6 +27,9 @@ def field_at(warp: Warp, size: int) -> np.ndarray:
     return full
 
 
+NO_MAP = np.empty(0, np.float32)  # remap's second map when the first holds x and y
+
+
 @lru_cache(maxsize=8)
 def _grid(size: int) -> np.ndarray:
     """(S, S, 2) float32: each pixel's own x, y."""
@@ -41,7 +44,7 @@ def moved(crop: np.ndarray, full: np.ndarray, box: Box | None = None) -> np.ndar
     r = box.region
     out = crop.copy()
     # One two-channel map (x, y per pixel): one sum instead of two strided ones, the same remap.
-    out[r] = cv2.remap(crop, _grid(size)[r] + full[r], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out[r] = cv2.remap(crop, _grid(size)[r] + full[r], NO_MAP, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
