@@ -112,8 +112,10 @@ def finish(
             w_src, w_cam = plain * small(out.skin), small(cam)
             if camera_points is not None:  # the camera's own brows (eyes, lips) are not its skin either
                 w_cam = w_cam * (1.0 - protected(own * (LIGHT_SIZE / mask.shape[0]), (LIGHT_SIZE,) * 2, regions))
-            sigma, keep = toward_source(out, preset, skin, crop, w_src, plain * w_cam)
-            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep)
+            # Both sides reduced once, for the tone's gap and the relight's low-pass alike.
+            reduced = small(skin), small(crop)
+            sigma, keep = toward_source(out, preset, *reduced, w_src, plain * w_cam)
+            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep, reduced)
             skin = soften_like(skin, crop, w_src * w_cam, brow_mask(points, mask.shape[0]))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
@@ -203,11 +205,10 @@ def finish_moved(
     own = moved_points(points, out.warp, crop.shape[0])
     done = finish(out._replace(warp=None), backdrop, preset, out.warp.points, occlusion, own)
     box = support(done.mask)
-    face = backdrop.copy()
+    face = backdrop if backdrop is not crop else crop.copy()  # the moved crop is this call's own: drawn on
     if box.x1 > box.x0:  # the face over the moved crop, where it shows: done.mask is 0 elsewhere
-        r, alpha = box.region, np.ascontiguousarray(done.mask[box.region])
-        face[r] = cv2.blendLinear(np.ascontiguousarray(done.crop[r]), np.ascontiguousarray(backdrop[r]),
-                                  alpha, 1.0 - alpha)
+        r, alpha = box.region, done.mask[box.region]
+        face[r] = cv2.blendLinear(done.crop[r], backdrop[r], alpha, 1.0 - alpha)
     return SwapOutput(face, np.maximum(reach, done.mask))
 
 

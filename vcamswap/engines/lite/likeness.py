@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcamswap.compose.align import similarity
+from vcamswap.compose.align import Box
 from vcamswap.compose.skin import UNIT, face_width, polygon
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from vcamswap.types import Warp
@@ -87,11 +87,14 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
+INNER_LIPS = np.array(LIPS_INNER)
+
+
 def closed_like(src: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """The source's points with its inner lips opened no further than the camera's neutral (both in the source's
     frame): a photo's smile with teeth must not keep the mouth open (the camera's closed lips would show, squeezed
     into the photo's opening); the camera's expression opens it from there."""
-    inner = list(LIPS_INNER)
+    inner = INNER_LIPS
     out = src.copy()
     own = src[inner, 1] - src[inner, 1].mean()
     cam = rest[inner, 1] - rest[inner, 1].mean()
@@ -118,12 +121,34 @@ def opened_like(shape: np.ndarray, cam: np.ndarray, likeness: float) -> np.ndarr
     return out
 
 
+def similar(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """compose.align.similarity in closed form for 2-D points: the least-squares rotation, scale and shift are
+    [[a, -b], [b, a]] from two sums, the same transform as Umeyama's without its SVD (a frame's fixed cost)."""
+    s = np.asarray(src, np.float64)
+    d = np.asarray(dst, np.float64)
+    mu_s, mu_d = s.mean(0), d.mean(0)
+    s, d = s - mu_s, d - mu_d
+    var = float((s * s).sum())
+    if var <= 0.0:
+        return np.hstack([np.eye(2), (mu_d - mu_s)[:, None]]).astype(np.float32)
+    a = float((s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum()) / var
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / var
+    lin = np.array([[a, -b], [b, a]])
+    return np.hstack([lin, (mu_d - lin @ mu_s)[:, None]]).astype(np.float32)
+
+
+OVAL = np.array(FACE_OVAL)
+GROUPS = tuple(np.array(g) for g in rigid_groups())
+
+
 def target_points(
     dst: np.ndarray, src: np.ndarray, blend: np.ndarray, likeness: float, neutral: Neutral
 ) -> tuple[np.ndarray, np.ndarray]:
     """(the reshaped points, how far each rigid group moved on average) at `likeness` > 0."""
-    affine, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
-    to_src = similarity(dst, src)
+    # At 1 the pose is the similarity alone: the affine fit (the camera's proportions) has no weight, so it is not
+    # worked out (zeros, in the fit's float64, so the pose comes out as it would with it).
+    affine = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)[0] if likeness < 1.0 else np.zeros((2, 3))
+    to_src = similar(dst, src)
     to_cam = cv2.invertAffineTransform(to_src)
     if affine is None:
         affine = to_cam
@@ -134,12 +159,9 @@ def target_points(
     target = apply(pose, opened_like(closed_like(src, rest) + likeness * expression, normalised, likeness))
     weights = blend + likeness * (1.0 - blend)
     shift = (target - dst) * weights[:, None]
-    outline = list(FACE_OVAL)
-    shift[outline] = capped(shift[outline], MAX_PULL * face_width(dst))
-    groups = rigid_groups()
-    moved = np.zeros((len(groups), 2), np.float32)
-    for g, group in enumerate(groups):
-        idx = list(group)
+    shift[OVAL] = capped(shift[OVAL], MAX_PULL * face_width(dst))
+    moved = np.zeros((len(GROUPS), 2), np.float32)
+    for g, idx in enumerate(GROUPS):
         moved[g] = shift[idx].mean(0)
         shift[idx] = (1.0 - likeness) * moved[g] + likeness * shift[idx]
     return (dst + shift).astype(np.float32), moved
@@ -173,10 +195,9 @@ def displacement(dst: np.ndarray, shaped: np.ndarray, size: int) -> np.ndarray:
     offsets = (dst - shaped).astype(np.float32)
     pos = np.clip(shaped / cell - 0.5, 0, g - 1)
     ij = np.round(pos).astype(int)
-    num = np.zeros((g, g, 2), np.float32)
-    den = np.zeros((g, g), np.float32)
-    np.add.at(num, (ij[:, 1], ij[:, 0]), offsets)
-    np.add.at(den, (ij[:, 1], ij[:, 0]), 1.0)
+    cells = ij[:, 1] * g + ij[:, 0]  # the points' moves and their count summed per cell
+    num = np.stack([np.bincount(cells, offsets[:, k], g * g) for k in (0, 1)], -1).astype(np.float32).reshape(g, g, 2)
+    den = np.bincount(cells, minlength=g * g).astype(np.float32).reshape(g, g)
     width = face_width(shaped) / cell
     near = max(0.6, 0.05 * width)
     field = cv2.GaussianBlur(num, (0, 0), near) / np.maximum(cv2.GaussianBlur(den, (0, 0), near), 1e-6)[..., None]
@@ -192,11 +213,19 @@ def warp_of(dst: np.ndarray, shaped: np.ndarray, size: int, likeness: float) -> 
 
 
 def mouth_opening(points: np.ndarray, size: int) -> np.ndarray:
-    """The inner-lip polygon, softened a little: where the camera's mouth interior (teeth, tongue) shows."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [polygon(points, LIPS_INNER)], 255, lineType=cv2.LINE_AA, shift=4)
-    soft = cv2.GaussianBlur(mask, (0, 0), max(0.8, size / 256))
-    return cv2.LUT(soft, UNIT)
+    """The inner-lip polygon, softened a little: where the camera's mouth interior (teeth, tongue) shows. Worked
+    out in the polygon's box grown past the blur's reach (it is 0 elsewhere)."""
+    sigma = max(0.8, size / 256)
+    inner = points[list(LIPS_INNER)]
+    lo = np.maximum(np.floor(inner.min(0)).astype(int) - int(np.ceil(4 * sigma)) - 2, 0)
+    hi = np.minimum(np.ceil(inner.max(0)).astype(int) + int(np.ceil(4 * sigma)) + 3, size)
+    box = Box(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
+    if box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
+        box = Box(0, 0, size, size)
+    mask = np.zeros(box.shape, np.uint8)
+    cv2.fillPoly(mask, [polygon(points, LIPS_INNER) - box.offset], 255, lineType=cv2.LINE_AA, shift=4)
+    soft = cv2.GaussianBlur(mask, (0, 0), sigma)
+    return box.paste(cv2.LUT(soft, UNIT), size)
 
 
 def source_features(points: np.ndarray, size: int) -> np.ndarray:

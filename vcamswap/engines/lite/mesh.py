@@ -74,24 +74,10 @@ def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def mesh_warp(
-    texture: np.ndarray,
-    src_pts: np.ndarray,
-    dst_pts: np.ndarray,
-    tris: np.ndarray,
-    index: np.ndarray | None = None,
-    affines: np.ndarray | None = None,
-    box: Box | None = None,
-) -> np.ndarray:
-    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts, in `box` when
-    given) and `affines` (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them
-    already. Only `box` is remapped: every pixel no triangle covers shows the texture's first pixel."""
-    size = texture.shape[0]
-    box = box or Box(0, 0, size, size)
-    if affines is None:
-        affines = triangle_affines(dst_pts, src_pts, tris)
-    if index is None:
-        index = rasterize_indices(dst_pts, tris, size, box)
+def mesh_maps(index: np.ndarray, affines: np.ndarray, box: Box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap's maps for `box` of a crop of `size` (`index` is rasterize_indices in it): per pixel, where its
+    triangle's affine takes it in the texture. A sub-box's maps are slices of these, so two textures warped by
+    one mesh (the likeness's photo beside the skin) share them."""
     xs, ys = _pixel_grid(size)
     xs, ys = xs[box.region], ys[box.region]
     # One plane per affine coefficient, looked up per pixel; the extra last entry (all 0) is what index -1
@@ -105,7 +91,32 @@ def mesh_warp(
     map_y = c[3] * xs
     map_y += c[4] * ys
     map_y += c[5]
-    warped = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return map_x, map_y
+
+
+def mesh_warp(
+    texture: np.ndarray,
+    src_pts: np.ndarray,
+    dst_pts: np.ndarray,
+    tris: np.ndarray,
+    index: np.ndarray | None = None,
+    affines: np.ndarray | None = None,
+    box: Box | None = None,
+    maps: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Warp `texture` so its src_pts land on dst_pts; `index` (rasterize_indices of dst_pts, in `box` when
+    given) and `affines` (triangle_affines(dst_pts, src_pts, tris)) may be passed in when the caller has them
+    already, or `maps` (mesh_maps in `box`). Only `box` is remapped: every pixel no triangle covers shows the
+    texture's first pixel."""
+    size = texture.shape[0]
+    box = box or Box(0, 0, size, size)
+    if maps is None:
+        if affines is None:
+            affines = triangle_affines(dst_pts, src_pts, tris)
+        if index is None:
+            index = rasterize_indices(dst_pts, tris, size, box)
+        maps = mesh_maps(index, affines, box, size)
+    warped = cv2.remap(texture, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return box.paste(warped, size, texture[0, 0].tolist())
 
 

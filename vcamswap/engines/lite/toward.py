@@ -21,7 +21,7 @@ from vcamswap.engines.lite.masks import (
 )
 from vcamswap.engines.lite.mesh import (
     mesh_box,
-    mesh_warp,
+    mesh_maps,
     rasterize_indices,
     triangle_affines,
     trust_blur,
@@ -48,12 +48,13 @@ def frontal(points: np.ndarray) -> float:
 def own_box(shaped: np.ndarray, size: int, box: Box) -> Box:
     """Where the photo's own eyes and lips can show: their points' box grown by a third of the face's width
     (past the mask's growth and blur in source_features), within the mesh's box."""
-    b = mesh_box(shaped[list(OWN_POINTS)], size, int(face_width(shaped) * 0.3) + 2)
+    b = mesh_box(shaped[OWN_POINTS], size, int(face_width(shaped) * 0.3) + 2)
     x0, y0, x1, y1 = max(b.x0, box.x0), max(b.y0, box.y0), min(b.x1, box.x1), min(b.y1, box.y1)
     return Box(x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else box
 
 
-OWN_POINTS = tuple(sorted(set(RIGHT_EYE) | set(LEFT_EYE) | set(LIPS_OUTER)))
+OWN_POINTS = np.array(sorted(set(RIGHT_EYE) | set(LEFT_EYE) | set(LIPS_OUTER)))
+EYES, OUTER_LIPS = np.array(RIGHT_EYE + LEFT_EYE), np.array(LIPS_OUTER)
 
 # Whose eyes show: the camera's below EYES_FROM, the source's above EYES_TO, a short smoothstep between (none of
 # the tray's steps, 0 / 0.25 / 0.5 / 0.75 / 1, falls in it). Mixed in proportion to the likeness, the camera's eye
@@ -83,8 +84,8 @@ def eyes_shown(likeness: float, openness: float) -> float:
 def own_weights(shaped: np.ndarray, size: int, likeness: float, eyes: float) -> np.ndarray:
     """(size, 1): per row of the crop, how much of the photo's own features show: the eyes' share above the
     middle between the eyes and the lips, the likeness below it (the crop is upright: rows part them)."""
-    low = float(shaped[list(RIGHT_EYE) + list(LEFT_EYE), 1].max())
-    lips = float(shaped[list(LIPS_OUTER), 1].min())
+    low = float(shaped[EYES, 1].max())
+    lips = float(shaped[OUTER_LIPS, 1].min())
     rows = np.full((size, 1), likeness, np.float32)
     rows[: int(np.clip(round((low + lips) / 2), 0, size))] = eyes
     return rows
@@ -108,6 +109,20 @@ def mouth_inside(crop: np.ndarray, dst: np.ndarray, shaped: np.ndarray, box: Box
     return out
 
 
+def own_photo(
+    texture: np.ndarray, maps: tuple[np.ndarray, np.ndarray], box: Box, near: Box
+) -> tuple[Box, np.ndarray]:
+    """(where, the photo's own features warped there): `near`, within the mesh's `box` whose `maps` are given; the
+    whole crop if the photo's first pixel (what an uncovered pixel shows) is part of a feature."""
+    rows, cols = slice(near.y0 - box.y0, near.y1 - box.y0), slice(near.x0 - box.x0, near.x1 - box.x0)
+    photo = cv2.remap(texture, maps[0][rows, cols], maps[1][rows, cols], cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)
+    if texture[0, 0, 3] == 0:
+        return near, photo
+    size = texture.shape[0]
+    return Box(0, 0, size, size), near.paste(photo, size, texture[0, 0].tolist())
+
+
 def swap_toward_source(
     crop: np.ndarray, face: FaceGeometry, source: LiteSource, preset: Preset, neutral: Neutral
 ) -> SwapOutput:
@@ -120,19 +135,25 @@ def swap_toward_source(
     box = mesh_box(shaped, size, max(feather_width(size, preset.mask_feather), trust_blur(size) // 2) + 2)
     index = rasterize_indices(shaped, source.triangles, size, box)
     affines = triangle_affines(shaped, src_pts, source.triangles)
-    warped = mesh_warp(source.texture_at(size, moved=True), src_pts, shaped, source.triangles, index, affines, box)
-    skin = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
-    # The photo as it is and where its own eyes and lips are: warped only in those features' box.
-    near = own_box(shaped, size, box)
-    sub = index[near.y0 - box.y0:near.y1 - box.y0, near.x0 - box.x0:near.x1 - box.x0]
-    photo = mesh_warp(source.own_at(size), src_pts, shaped, source.triangles, sub, affines, near)
+    maps = mesh_maps(index, affines, box, size)  # shared by the skin's warp and the photo's
+    texture = source.texture_at(size, moved=True)
+    warped = cv2.remap(texture, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Colour and skin split in the box, the rest of the crop filled as the whole crop's warp fills it: the
+    # texture's first pixel.
+    corner = texture[0, 0]
+    skin = box.paste(cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR), size, corner[:3].tolist())
+    src_skin = box.paste(cv2.LUT(cv2.extractChannel(warped, 3), UNIT), size, float(UNIT[corner[3]]))
+    # The photo as it is and where its own eyes and lips are: warped only in those features' box, and worked out
+    # there only (its features' mask is 0 elsewhere).
+    near, photo = own_photo(source.own_at(size), maps, box, own_box(shaped, size, box))
     eyes = eyes_shown(likeness, neutral.eyes_open)
-    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * own_weights(shaped, size, likeness, eyes)
+    own = cv2.LUT(cv2.extractChannel(photo, 3), UNIT) * own_weights(shaped, size, likeness, eyes)[near.y0:near.y1]
     b = support(own)  # blended in there only
     if b.x1 > b.x0:
         r, w = b.region, np.ascontiguousarray(own[b.region])
-        skin[r] = cv2.blendLinear(cv2.cvtColor(photo[r], cv2.COLOR_BGRA2BGR), skin[r], w, 1.0 - w)
-    src_skin = np.maximum(cv2.LUT(cv2.extractChannel(warped, 3), UNIT), own)
+        at = Box(near.x0 + b.x0, near.y0 + b.y0, near.x0 + b.x1, near.y0 + b.y1).region
+        skin[at] = cv2.blendLinear(cv2.cvtColor(photo[r], cv2.COLOR_BGRA2BGR), skin[at], w, 1.0 - w)
+    src_skin[near.region] = np.maximum(src_skin[near.region], own)
     warp = warp_of(dst_pts, shaped, size, likeness)
     # The camera's eyes and lips fade out as the source's come in; the camera's mouth interior stays inside the
     # opening, taken from the camera's crop moved by the same field as the frame around the face.
