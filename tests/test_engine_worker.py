@@ -20,6 +20,8 @@ from helpers.media import SOURCE, WEBCAM, media_path
 from helpers.pipeline import build
 
 from vcamswap.capture.source import Capture
+from vcamswap.compose.blend import finish
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.engines import SwapItem
 from vcamswap.engines.neural import face_mask, swap_template
 from vcamswap.faces.detector import BlazeFaceDetector
@@ -59,6 +61,12 @@ class SlowEngine:
 
     def swap(self, crop: np.ndarray, face: FaceGeometry, source: int, preset: Preset) -> SwapOutput:
         return SwapOutput(255 - crop, face_mask(crop.shape[0], preset.mask_feather).copy())
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        return finish(out, crop, preset, points, occlusion)
 
     def swap_many(self, items: Sequence[SwapItem[int]], preset: Preset) -> list[SwapOutput]:
         self.calls += 1

@@ -15,11 +15,10 @@ from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import build
 
-import vcamswap.live.pipeline as live
-from vcamswap.compose import blend, lighting
+from vcamswap.compose import lighting
 from vcamswap.compose.align import Box
 from vcamswap.compose.skin import face_width
-from vcamswap.engines.lite import toward
+from vcamswap.engines.lite import finish, toward
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource, morph
 from vcamswap.engines.lite.masks import shifted
 from vcamswap.engines.lite.mesh import mesh_warp, rasterize_indices, triangle_affines
@@ -72,7 +71,7 @@ def finished(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, face: st
              monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Per measured frame the engine's record and the finished face in the crop."""
     engine, done = Recording(), []
-    original = live.finish
+    original = engine.finish
 
     def keep(out: SwapOutput, crop: np.ndarray, *rest: Any) -> SwapOutput:
         final = original(out, crop, *rest)
@@ -80,7 +79,7 @@ def finished(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, face: st
         return final
 
     with monkeypatch.context() as m:
-        m.setattr(live, "finish", keep)
+        m.setattr(engine, "finish", keep)
         d = build(engine, detector, mesh, folder, str(media_path(face)), adjust=lambda p: p.with_knobs(likeness=level))
         for i, image in enumerate(read_frames(media_path(clip), FRAMES)):
             assert d.process(Frame(image, i, 0.0)).swapped, f"frame {i} not swapped"
@@ -192,7 +191,7 @@ def test_the_camera_s_brow_does_not_show_between_the_source_s_eye_and_brow(
     assert now < 1.0, now
     # Control: the camera's occluders found with the face's points on the moved crop, as before: the camera's
     # brow, moved less far than the source's, lay outside the brow outline and showed as a dark band.
-    monkeypatch.setattr(blend, "moved_points", lambda points, warp, size: warp.points)
+    monkeypatch.setattr(finish, "moved_points", lambda points, warp, size: warp.points)
     before = lines(1.0, "before")
     assert before > now + 0.3, (before, now)
 

@@ -14,9 +14,8 @@ from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import build
 
-from vcamswap.compose import blend
 from vcamswap.compose.skin import face_width, polygon
-from vcamswap.engines.lite import likeness, toward
+from vcamswap.engines.lite import finish, likeness, toward
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
@@ -75,8 +74,8 @@ def test_a_pale_source_on_a_dark_face_keeps_the_camera_tone(
 
     capped = gap(last_outputs(detector, mesh, tmp_path / "a", PALE, frames, 1.0, 3))
     # Control: the source's tone kept whatever the gap, as before the cap.
-    monkeypatch.setattr(blend, "TONE_NEAR", 1e6 - 1)
-    monkeypatch.setattr(blend, "TONE_FAR", 1e6)
+    monkeypatch.setattr(finish, "TONE_NEAR", 1e6 - 1)
+    monkeypatch.setattr(finish, "TONE_FAR", 1e6)
     uncapped = gap(last_outputs(detector, mesh, tmp_path / "b", PALE, frames, 1.0, 3))
     assert uncapped > 15.0, f"control: the pale source's own tone is {uncapped:.1f} dE from the camera's"
     assert capped < 8.0 and capped < 0.4 * uncapped, (capped, uncapped)

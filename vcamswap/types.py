@@ -76,7 +76,7 @@ class Warp(NamedTuple):
 
 class SwapOutput(NamedTuple):
     """What an engine returns, in the aligned crop's coordinates: the swapped face, not yet colour-matched
-    (compose.blend.finish applies the preset's colour match and lays `features` over it)."""
+    (the engine's finish, Engine.finish, applies the preset's colour match and lays `features` over it)."""
 
     crop: np.ndarray  # (S, S, 3) uint8 BGR
     mask: np.ndarray  # (S, S) float32 in [0, 1]; 0 keeps the camera's pixel

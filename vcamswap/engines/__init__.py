@@ -1,8 +1,9 @@
 """Swap engines behind one small interface.
 
 An engine works in an aligned crop: the pipeline warps the frame so the face's 5 keypoints land on the
-engine's template, the engine returns the swapped crop and its blend mask in the same coordinates, and the
-compositor pastes it back. Because the crop is face-aligned, a skipped frame can re-paste the last swap at
+engine's template, the engine returns the swapped crop and its blend mask in the same coordinates, makes that
+final in the crop (finish: colour, occluders; compose.blend.finish for an engine that paints the whole face),
+and the compositor pastes it back. Because the crop is face-aligned, a skipped frame can re-paste the last swap at
 the current pose.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.presets import Preset
 from vcamswap.types import FaceDetector, FaceGeometry, SwapOutput
 
@@ -40,8 +42,8 @@ class SwapItem(Generic[P]):
 
 
 class Engine(Protocol[P]):
-    """Everything the pipeline asks of an engine. The engine swaps; compositing policy (colour match,
-    laying the camera's features back, paste-back) is compose's, applied to what swap() returns."""
+    """Everything the pipeline asks of an engine. The engine swaps and says how its output is made final in the
+    crop (finish); what every engine shares (colour match, occluders, paste-back) is compose's."""
 
     name: str
     # How many swaps may run at once off the live loop: 0 runs swap() in the loop itself (measured cheaper for
@@ -67,6 +69,15 @@ class Engine(Protocol[P]):
 
     def swap_many(self, items: Sequence[SwapItem[P]], preset: Preset) -> list[SwapOutput]:
         """Every face of one frame, in order; one batched model call where the engine can."""
+        ...
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        """Make swap()'s output final in the crop it was swapped in: colour from the camera (when the preset
+        asks), what is in front of the camera's face (`occlusion`, None: nothing) kept in front. `points`: the
+        camera face's points in the crop, when known."""
         ...
 
     def make_detector(self, preset: Preset) -> FaceDetector | None:

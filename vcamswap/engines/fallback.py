@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from vcamswap.choices import REMOTE_FALLBACKS
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.engines import Engine, EngineError, EngineUnavailable, SwapItem, create_engine
 from vcamswap.engines.remote.codec import SWAP_SIZE
 from vcamswap.engines.remote.engine import RemoteEngine
@@ -43,6 +44,14 @@ class FallbackEngine:
 
     def template(self, size: int) -> np.ndarray:
         return self.remote.template(size) if size == SWAP_SIZE else self.lite.template(size)
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        """By the engine that swapped it, told by the crop's size as in swap_many."""
+        engine: Engine[Any] = self.remote if crop.shape[0] == SWAP_SIZE else self.lite
+        return engine.finish(out, crop, preset, points, occlusion)
 
     def make_detector(self, preset: Preset) -> FaceDetector | None:
         return None  # both engines use the embedded BlazeFace

@@ -18,6 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from vcamswap.choices import check_model
+from vcamswap.compose.blend import finish
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, boost, swapmodels
 from vcamswap.engines.ghost_swaps import GhostSwaps
 from vcamswap.engines.neural import (
@@ -246,6 +248,12 @@ class InswapperEngine(GhostSwaps):
 
     def template(self, size: int) -> np.ndarray:
         return swapmodels.template(size)
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        return finish(out, crop, preset, points, occlusion)  # it paints the whole face
 
     def make_detector(self, preset: Preset) -> ScrfdDetector:
         size = preset.det_size

@@ -1,4 +1,4 @@
-"""One frame through the stages: track -> align -> swap (or re-paste) -> compose (colour, features) -> paste back.
+"""One frame through the stages: track -> align -> swap (or re-paste) -> finish (the engine's) -> paste back.
 
 The loop never waits on a slow swap to publish: an engine with `in_flight` >= 1 runs in workers
 (live.worker) and the newest finished swap of each face is pasted at the face's current pose; no face, swap
@@ -20,7 +20,7 @@ import numpy as np
 
 from vcamswap.choices import OcclusionKind
 from vcamswap.compose.align import align
-from vcamswap.compose.blend import finish, paste_back
+from vcamswap.compose.blend import paste_back
 from vcamswap.compose.enhance import LiveEnhancer, make_enhancer
 from vcamswap.compose.occlusion import CameraSkin, Occluder, make_occluder
 from vcamswap.controls import ControlState
@@ -244,7 +244,7 @@ class Pipeline:
                     out = self._enhance(cut, out, preset.enhance_every)
                     self._time("enhance", time.perf_counter() - t0)
                 occluder = self._occluder(cut.face.track_id, preset.occlusion)
-                final = finish(out, cut.crop, preset, cut.in_crop.points, occluder)
+                final = self.engine.finish(out, cut.crop, preset, cut.in_crop.points, occluder)
                 if not _valid(final):
                     self._warn_once(f"engine {self.engine.name} returned an invalid image; passing frames through")
                     self._finished.pop(key, None)

@@ -19,9 +19,11 @@ import cv2
 import numpy as np
 
 from vcamswap.compose.blend import feather_width
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.parsing import FaceParser, installed_parser
 from vcamswap.compose.skin import UNIT
 from vcamswap.engines import SwapItem
+from vcamswap.engines.lite.finish import finish
 from vcamswap.engines.lite.likeness import Neutral
 from vcamswap.engines.lite.masks import (
     FEATURES,
@@ -125,6 +127,12 @@ class LiteEngine:
         parser = self.parser
         skin, texture = source_skin(raw, pts, None if parser is None else parser.face(raw))
         return LiteSource(texture, pts / SOURCE_SIZE, triangulate(pts), shape_weights(pts), skin, raw)
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        return finish(out, crop, preset, points, occlusion)
 
     def swap_many(self, items: Sequence[SwapItem[LiteSource]], preset: Preset) -> list[SwapOutput]:
         return [self.swap(i.crop, i.face, i.source, preset) for i in items]

@@ -6,7 +6,7 @@ expression: the camera's points, brought into the source's frame by a similarity
 neutral, added to the source's points (scaled by L), posed back by a pose that goes from today's affine fit
 (the camera's proportions) to a similarity (the source's). The outline moves too (its weight goes from 0 to L),
 so the camera frame around the face is warped by a smooth displacement field from the camera's points to the
-target points (compose.blend.finish applies it to its own crop): the cheek line and the jaw edge move with the
+target points (engines.lite.finish applies it to its own crop): the cheek line and the jaw edge move with the
 face, and nothing shows twice.
 """
 

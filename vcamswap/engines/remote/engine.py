@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from vcamswap.choices import CodecError, parse_codec
+from vcamswap.compose.blend import finish
+from vcamswap.compose.occlusion import Occluder
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem
 from vcamswap.engines.neural import arcface_crop, swap_mask, swap_template
 from vcamswap.engines.remote import codec
@@ -94,6 +96,12 @@ class RemoteEngine:
 
     def template(self, size: int) -> np.ndarray:
         return swap_template(size)
+
+    def finish(
+        self, out: SwapOutput, crop: np.ndarray, preset: Preset, points: np.ndarray | None,
+        occlusion: Occluder | None,
+    ) -> SwapOutput:
+        return finish(out, crop, preset, points, occlusion)  # the server paints the whole face
 
     def make_detector(self, preset: Preset) -> None:
         return None  # the embedded BlazeFace: detection stays on this machine
