@@ -15,10 +15,9 @@ from helpers.frames import read_frames
 from helpers.media import media_path
 from helpers.pipeline import build
 
-from vcamswap.compose import lighting
 from vcamswap.compose.align import Box
 from vcamswap.compose.skin import face_width
-from vcamswap.engines.lite import finish, toward
+from vcamswap.engines.lite import finish, relight, toward
 from vcamswap.engines.lite.engine import LiteEngine, LiteSource, morph
 from vcamswap.engines.lite.masks import shifted
 from vcamswap.engines.lite.mesh import mesh_warp, rasterize_indices, triangle_affines
@@ -220,7 +219,7 @@ def test_a_thick_brow_keeps_its_hair_through_the_softening(
     now, photo = detail("now")
     assert now > 0.55 * photo, (now, photo)
     # Control: the brows softened as much as the skin, as before.
-    monkeypatch.setattr(lighting, "BROW_SOFTEN", 1.0)
+    monkeypatch.setattr(relight, "BROW_SOFTEN", 1.0)
     before, _ = detail("before")
     assert before < 0.6 * photo, (before, photo)  # the measure sees the loss
     assert now > 1.3 * before, (now, before, photo)

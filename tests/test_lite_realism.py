@@ -14,10 +14,10 @@ from helpers.media import WEBCAM, media_path
 from helpers.pipeline import Driven, build, hand_over_face
 
 from vcamswap.compose import skin
-from vcamswap.compose.lighting import fine_detail
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.engines.lite.quality import photo_note, photo_report
+from vcamswap.engines.lite.relight import fine_detail
 from vcamswap.engines.lite.source import SOURCE_SIZE, LiteSource, aligned_source
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector

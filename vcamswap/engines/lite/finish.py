@@ -2,7 +2,7 @@
 
 The engine says where its crop is the source's skin (SwapOutput.skin), which camera features are laid back over
 it (SwapOutput.features) and how the camera's crop moves around a reshaped face (SwapOutput.warp): lighting and
-tone come from the camera's skin pixels only (compose.lighting), the camera's occluders (compose.occlusion) show
+tone come from the camera's skin pixels only (engines.lite.relight), the camera's occluders (compose.occlusion) show
 through, and the camera's eyes and lips are drawn over the skin.
 """
 
@@ -13,10 +13,10 @@ import numpy as np
 
 from vcamswap.compose.align import support
 from vcamswap.compose.blend import color_match
-from vcamswap.compose.lighting import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, face_width, polygon, protected
-from vcamswap.compose.warp import moved_points, warped_crop
+from vcamswap.engines.lite.relight import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
+from vcamswap.engines.lite.warp import moved_points, warped_crop
 from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
@@ -83,7 +83,7 @@ def finish(
 
 def brow_mask(points: np.ndarray, size: int) -> np.ndarray:
     """The brows (FaceMesh's outlines sit inside the hair: grown a little), softened: where the swap's skin is
-    softened less (compose.lighting.BROW_SOFTEN). Worked out in the brows' box only."""
+    softened less (engines.lite.relight.BROW_SOFTEN). Worked out in the brows' box only."""
     grow, blur = max(1, int(round(face_width(points) * 0.02))), max(1.0, size / 128)
     pad = grow + int(np.ceil(3 * blur)) + 2
     brows = points[list(RIGHT_EYEBROW) + list(LEFT_EYEBROW)]

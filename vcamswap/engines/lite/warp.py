@@ -1,5 +1,5 @@
-"""An engine's smooth move of the camera's crop (types.Warp): the frame around a face whose outline moved goes
-with it, so the old cheek line or jaw edge never shows beside the new one."""
+"""The lite engine's smooth move of the camera's crop (types.Warp, its likeness): the frame around a face whose
+outline moved goes with it, so the old cheek line or jaw edge never shows beside the new one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vcamswap.compose.align import Box, support
 from vcamswap.types import Warp
 
 # The last field worked out at a crop's size, with the grid it came from (held, so `is` cannot match another): the
-# engine moves the mouth's interior by it and compose the frame around the face, one frame after the other.
+# engine moves the mouth's interior by it and its finish the frame around the face, one frame after the other.
 _last: list[tuple[np.ndarray, int, np.ndarray]] = []
 
 

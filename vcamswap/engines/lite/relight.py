@@ -1,4 +1,4 @@
-"""Lighting and skin tone from the camera, features and fine texture from the source.
+"""The lite engine's relight: lighting and skin tone from the camera, features and fine texture from the source.
 
 A face's picture is roughly albedo times illumination. The low frequencies of skin pixels carry the
 illumination and the overall tone; the high ones carry pores, brows, wrinkles and the shape of the features.
