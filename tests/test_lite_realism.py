@@ -16,6 +16,7 @@ from helpers.pipeline import Driven, build, hand_over_face
 from vcamswap.compose import skin
 from vcamswap.compose.occlusion import CameraSkin
 from vcamswap.engines.lite.engine import LiteEngine
+from vcamswap.engines.lite.photo_skin import photo_skin_mask
 from vcamswap.engines.lite.quality import photo_note, photo_report
 from vcamswap.engines.lite.relight import fine_detail
 from vcamswap.engines.lite.source import SOURCE_SIZE, LiteSource, aligned_source
@@ -253,7 +254,7 @@ def test_the_band_from_eye_to_brow_is_always_the_source(detector: BlazeFaceDetec
     for eye, brow in ((RIGHT_EYE, RIGHT_EYEBROW), (LEFT_EYE, LEFT_EYEBROW)):
         cv2.fillConvexPoly(band, cv2.convexHull(np.round(points[list(eye + brow)]).astype(np.int32)), 255)
     lids = (band > 0) & (skin.protected(points, shape, (*skin.BROWS, RIGHT_EYE, LEFT_EYE), grow=0.01) < 0.5)
-    by_colour, _ = skin.skin_mask(texture, points, still=True)
+    by_colour, _ = photo_skin_mask(texture, points)
     # Control: by colour a good part of this photo's lids is not skin (it would go to the camera).
     assert float((by_colour[lids] < 0.5).mean()) > 0.2, float((by_colour[lids] < 0.5).mean())
     prepared = LiteEngine().prepare_source(image, face)

@@ -27,11 +27,9 @@ SAMPLE_POINTS: tuple[int, ...] = (
 # The lower nose, tip to nostrils (its hull): its shading and nostrils are not skin-coloured but are the face,
 # never an occluder. It stops below the bridge, where glasses rest.
 NOSE: tuple[int, ...] = (5, 4, 1, 129, 358, 98, 327, 64, 294, 97, 326, 2)
-# The nose's base along the nostrils' lower edge (subject's right to left) and the upper lip's outer edge (left to
-# right): between them a moustache, stubble or a nostril's shadow grows, which is not the nose and is decided
-# by colour and texture like the rest of the face.
+# The nose's base along the nostrils' lower edge (subject's right to left): below it a moustache, stubble or a
+# nostril's shadow grows, which is not the nose and is decided by colour and texture like the rest of the face.
 NOSE_BASE: tuple[int, ...] = (64, 98, 97, 2, 326, 327, 294)
-UPPER_LIP: tuple[int, ...] = (291, 409, 270, 269, 267, 0, 37, 39, 40, 185, 61)
 BROWS: tuple[tuple[int, ...], ...] = (RIGHT_EYEBROW, LEFT_EYEBROW)
 EYES_AND_LIPS: tuple[tuple[int, ...], ...] = (RIGHT_EYE, LEFT_EYE, LIPS_OUTER)
 
@@ -79,23 +77,6 @@ def detail_map(lab: np.ndarray, scale: float) -> np.ndarray:
     s = max(0.6, 1.2 * scale)
     high = np.abs(lum - cv2.GaussianBlur(lum, (0, 0), s))
     return cv2.GaussianBlur(high, (0, 0), 2.5 * s)
-
-
-def curl_ratio(lab: np.ndarray, points: np.ndarray, scale: float) -> np.ndarray:
-    """Local energy of the lightness at the scale of curls, locks and beard patches (a few pixels to a tenth of
-    the face), relative to this face's sampled cheeks: high on hair of any colour, about 1 on skin, whose
-    shading is broader and whose pores are finer."""
-    lum = lab[..., 0]
-    band = np.abs(cv2.GaussianBlur(lum, (0, 0), 1.5 * scale) - cv2.GaussianBlur(lum, (0, 0), 5.0 * scale))
-    curls = cv2.GaussianBlur(band, (0, 0), 4.0 * scale)
-    sampled = curls[sample_mask(points, lab.shape[:2]) > 0]
-    return (curls / max(float(np.median(sampled)) if sampled.size else 1.0, 1.0)).astype(np.float32)
-
-
-# A still photo's pixel whose curl ratio passes CURL_NEAR counts less as skin, from CURL_FAR not at all;
-# wrinkles and freckles stay well below. A patch of skin cut off from the cheeks (a forehead between curls or
-# above glasses) is kept only while its mean ratio stays under CURL_PLAIN: plain skin, not hair's highlights.
-CURL_NEAR, CURL_FAR, CURL_PLAIN = 2.5, 4.0, 1.3
 
 
 def to_lab(image: np.ndarray) -> np.ndarray:
@@ -177,17 +158,6 @@ def covered(prob: np.ndarray, region: np.ndarray, width: int) -> bool:
     return bool(ring.any()) and float(prob[ring].mean()) < 0.5
 
 
-def without_islands(mask: np.ndarray, seeds: np.ndarray, min_area: float, curls: np.ndarray) -> np.ndarray:
-    """The parts of a binary mask that touch `seeds`, or are large and plain: skin-coloured specks and
-    highlights in curly hair drop out, a forehead cut off from the cheeks by glasses stays."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
-    plain = np.bincount(labels.ravel(), curls.ravel(), n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < CURL_PLAIN
-    keep = (stats[:, cv2.CC_STAT_AREA] >= min_area) & plain
-    keep[np.unique(labels[(seeds > 0) & (mask > 0)])] = True
-    keep[0] = False
-    return keep[labels]
-
-
 # FaceMesh puts the nose's base on the skin just under the nostrils, further down on a moustache or the shadow under
 # a nose lit from one side: the lower nose's protection stops this share of the base-to-tip distance above it.
 NOSE_BASE_LIFT = 0.35
@@ -216,87 +186,45 @@ def lower_nose(points: np.ndarray, shape: tuple[int, int], grow: float = 0.02) -
     return protected(points, shape, (NOSE,), grow) * (1.0 - below_nose(points, shape))
 
 
-NOSTRIL_SIGMA, NOSTRIL_NEAR, NOSTRIL_FAR = 0.004, 0.0, 8.0  # the hole's softening (of the size) and its ramp
+class Likely(NamedTuple):
+    """How much each pixel of a face crop looks like this face's skin, with what that was worked out from."""
+
+    prob: np.ndarray  # (H, W) float32 0..1, closed over specks and softened
+    lab: np.ndarray  # the crop in LAB (to_lab)
+    model: SkinModel
 
 
-def nostrils(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """0..1 where the lower nose (and a little around it) is darker than the skin around it: the nostrils and the
-    shadow under and beside a nose lit from one side or below. A photo's are shaped by its own light and nose;
-    drawn over a camera's nose they sit beside the camera's own and read as a dark blob under it."""
-    size = image.shape[0]
-    lum = image.astype(np.float32).mean(2)
-    patch = cv2.GaussianBlur(lum, (0, 0), 0.008 * size)
-    around = cv2.GaussianBlur(lum, (0, 0), 0.04 * size)
-    dark = np.clip((around - patch - NOSTRIL_NEAR) / (NOSTRIL_FAR - NOSTRIL_NEAR), 0.0, 1.0)
-    hole = dark * lower_nose(points, image.shape[:2], 0.05)
-    return cv2.GaussianBlur(hole, (0, 0), NOSTRIL_SIGMA * size)
-
-
-def under_nose(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """1 from the nose's base down to the upper lip's outer edge (0..1, float32)."""
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [polygon(points, NOSE_BASE + UPPER_LIP)], 255, lineType=cv2.LINE_8, shift=4)
-    return cv2.LUT(mask, UNIT)
-
-
-def near_features(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Around the eyes, brows, nose and lips: where the likeness lives and a still photo's mask is lenient. Not
-    the band under the nose: a moustache or stubble there has the colour of a shadow and hair's texture."""
-    near = np.maximum(protected(points, shape, (*EYES_AND_LIPS, *BROWS), grow=0.08), lower_nose(points, shape, 0.08))
-    return (near > 0.5) & (under_nose(points, shape) < 0.5)
-
-
-def strict(prob: np.ndarray, points: np.ndarray, curls: np.ndarray) -> np.ndarray:
-    """A stricter skin mask for a still photo, where losing some skin costs nothing (the camera's face shows
-    there) and keeping a strand costs a stripe: only confident skin connected to the sampled cheeks, pulled
-    back from every edge, softened.
-
-    Away from the features, what has hair's texture (`curls`, see curl_ratio) does not count as skin, and a
-    patch it cuts off from the cheeks is kept only while plain: skin-coloured curls over a forehead drop out,
-    a forehead above glasses stays. Near the features (brows, lashes, nostrils have that texture too and carry
-    the likeness) only colour decides, and the mask is pulled back half as far: light hair next to skin (a
-    fringe's edge, a tuft on the forehead) is where a strand passes for skin."""
-    shape = prob.shape
-    area = float(cv2.countNonZero(oval(points, shape)))
-    seeds = sample_mask(points, shape)
-    features = near_features(points, shape)
-    hairy = np.clip((curls - CURL_NEAR) / (CURL_FAR - CURL_NEAR), 0.0, 1.0)
-    textured = prob * (1.0 - hairy) > 0.6
-    # Patches that only hair's texture separates from the cheeks, and that are not plain, drop out everywhere.
-    cut_off = textured & ~without_islands(textured, seeds, 0.03 * area, curls)
-    confident = (np.where(features, prob > 0.6, textured)) & ~cut_off
-    sure = without_islands(confident, seeds, 0.03 * area, curls).astype(np.uint8)
-    r = max(1, int(round(face_width(points) * 0.015)))
-    near = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    far = cv2.erode(sure, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
-    kept = np.where(features, near, far).astype(np.float32)
-    return cv2.GaussianBlur(kept, (0, 0), r)
-
-
-def skin_mask(
-    image: np.ndarray, points: np.ndarray, model: SkinModel | None = None, still: bool = False
-) -> tuple[np.ndarray, SkinModel | None]:
-    """Soft skin mask of a face crop (1 = this face's skin, its nose or brows) and the model it used."""
+def likely_skin(image: np.ndarray, points: np.ndarray, model: SkinModel | None = None) -> Likely | None:
+    """The skin likelihood of a face crop under `model` followed toward this crop's own sample (a fresh model
+    when `model` is None); None when no model can be fitted."""
     shape = image.shape[:2]
-    scale = shape[0] / 256.0
     lab = to_lab(image)
-    detail = detail_map(lab, scale)
+    detail = detail_map(lab, shape[0] / 256.0)
     fresh = fit(lab, detail, sample_mask(points, shape))
     model = fresh if model is None else (model if fresh is None else blend(model, fresh, 0.7))
     if model is None:
-        return np.ones(shape, np.float32), None
-    prob = clean(likelihood(lab, detail, model), shape[0])
-    if still:
-        # A photo is analysed once: it can afford a second texture test, which catches curls and locks
-        # whose colour passes for skin (light brown hair on light skin).
-        curls = curl_ratio(lab, points, scale)
-        prob = strict(prob, points, curls)
-    # The lower nose down to its base, and the eyelids just around each eye (lashes and shadow, not skin-coloured,
-    # yet the face: glasses rims sit further out).
+        return None
+    return Likely(clean(likelihood(lab, detail, model), shape[0]), lab, model)
+
+
+def with_features(prob: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A skin likelihood with the face's own parts that are not skin-coloured kept as face: the lower nose down
+    to its base, the eyelids just around each eye (lashes and shadow; glasses rims sit further out) and the brows
+    unless the skin around them is hidden too (then they are under a fringe or a hat, and what lies there is
+    hair, not brows)."""
+    shape = prob.shape[:2]
     keep = np.maximum(lower_nose(points, shape), protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=0.025))
     brows = protected(points, shape, BROWS)
-    # Brows count as face unless the skin around them is hidden too: then they are under a fringe or a hat,
-    # and what lies there is hair, not brows.
     if not covered(prob, brows, max(2, int(face_width(points) * 0.05))):
         keep = np.maximum(keep, brows)
-    return np.maximum(prob, keep), model
+    return np.maximum(prob, keep)
+
+
+def skin_mask(
+    image: np.ndarray, points: np.ndarray, model: SkinModel | None = None
+) -> tuple[np.ndarray, SkinModel | None]:
+    """Soft skin mask of a face crop (1 = this face's skin, its nose or brows) and the model it used."""
+    found = likely_skin(image, points, model)
+    if found is None:
+        return np.ones(image.shape[:2], np.float32), None
+    return with_features(found.prob, points), found.model

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import cv2
 import numpy as np
 
-from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected, skin_mask
+from vcamswap.compose.skin import EYES_AND_LIPS, oval, protected
+from vcamswap.engines.lite.photo_skin import photo_skin_mask
 from vcamswap.engines.lite.source import aligned_source, parsed_skin
 from vcamswap.faces.landmarks import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from vcamswap.types import FaceGeometry
@@ -58,7 +59,7 @@ def covered_share(texture: np.ndarray, points: np.ndarray, parsed: np.ndarray | 
     """Share of the face (oval less eyes and lips) that the engine will not take from this photo; `parsed`:
     the face parser's face map of the texture, when the parser is installed (engines.lite.source)."""
     shape = texture.shape[:2]
-    skin, _ = skin_mask(texture, points, still=True)
+    skin, _ = photo_skin_mask(texture, points)
     skin = parsed_skin(skin, parsed)
     face = (oval(points, shape) > 0) & (protected(points, shape, EYES_AND_LIPS, grow=0.03) < 0.5)
     return float((skin[face] < 0.5).mean()) if face.any() else 0.0

@@ -16,13 +16,11 @@ from vcamswap.compose.skin import (
     detail_map,
     likelihood,
     lower_nose,
-    nostrils,
     oval,
     protected,
-    skin_mask,
     to_lab,
-    under_nose,
 )
+from vcamswap.engines.lite.photo_skin import nostrils, photo_skin_mask, under_nose
 from vcamswap.faces.landmarks import ARCFACE_112, LEFT_EYE, LEFT_EYEBROW, RIGHT_EYE, RIGHT_EYEBROW
 from vcamswap.types import FaceGeometry
 
@@ -144,7 +142,7 @@ def source_skin(
     """
     size = texture.shape[0]
     shape = (size, size)
-    skin, model = skin_mask(texture, points, still=True)
+    skin, model = photo_skin_mask(texture, points)
     skin = parsed_skin(skin, parsed)
     features = protected(points, shape, EYES_AND_LIPS, grow=0.0)
     inside = cv2.erode(oval(points, shape), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2))
