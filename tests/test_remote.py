@@ -26,16 +26,18 @@ from helpers.server import Server, free_ports, token_file_with
 from helpers.tls import make_ca, make_server_cert
 
 from vcamswap.compose.align import align
+from vcamswap.compose.blend import finish
 from vcamswap.engines import EngineError, EngineUnavailable, SwapItem, create_engine
 from vcamswap.engines.fallback import FallbackEngine
 from vcamswap.engines.inswapper import InswapperEngine
 from vcamswap.engines.neural import swap_template
+from vcamswap.engines.remote import codec
 from vcamswap.engines.remote.engine import RemoteEngine
 from vcamswap.faces.analyzer import FaceAnalyzer
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.presets import get_preset
-from vcamswap.types import FaceGeometry, Frame
+from vcamswap.types import FaceGeometry, Frame, SwapOutput
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'vcamswap[remote]'")
 
@@ -420,6 +422,34 @@ def test_killing_the_server_mid_stream_keeps_publishing_and_resumes(
         resumed = step() == (True, 128)
         time.sleep(0.02)
     assert resumed, "the server's swaps never came back"
+
+
+def test_the_fallback_finishes_each_swap_as_the_engine_that_made_it(analyzer: FaceAnalyzer, media: Path) -> None:
+    """While the server is away the lite engine swaps, and its output is finished as the lite engine finishes
+    it (relit from the camera's skin, the camera's features laid back); a crop cut for the server is finished
+    as a whole-face swap. The control: the whole-face finish of the lite output is another picture."""
+    away = create_engine("remote", server=f"grpc://127.0.0.1:{free_ports(1)[0]}", timeout=AWAY_TIMEOUT_S)
+    assert isinstance(away, RemoteEngine)
+    engine = FallbackEngine(away, create_engine("lite"))
+    try:
+        preset = get_preset("fast")
+        size = engine.crop_size(preset)
+        assert size != codec.SWAP_SIZE  # the server is away: the crop is cut for the lite engine
+        image, source_image = read(media, TARGET), read(media, SOURCE)
+        face = face_of(analyzer, image)
+        crop, m = align(image, face.kps, engine.template(size), size)
+        in_crop = face.transformed(m)
+        out = engine.swap(crop, in_crop, engine.prepare_source(source_image, face_of(analyzer, source_image)), preset)
+        got = engine.finish(out, crop, preset, in_crop.points, None)
+        want = engine.lite.finish(out, crop, preset, in_crop.points, None)
+        assert np.array_equal(got.crop, want.crop) and np.array_equal(got.mask, want.mask)
+        assert not np.array_equal(got.crop, finish(out, crop, preset, in_crop.points, None).crop)
+        served, _ = target_crop(analyzer, media)
+        painted = SwapOutput(255 - served, np.ones(served.shape[:2], np.float32))
+        got = engine.finish(painted, served, preset, None, None)
+        assert np.array_equal(got.crop, finish(painted, served, preset, None, None).crop)
+    finally:
+        engine.close()
 
 
 AWAY_TIMEOUT_S = 3.0  # the remote engine's bound on a call in the test above, which the control call waits out
