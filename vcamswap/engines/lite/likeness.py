@@ -55,12 +55,12 @@ class Neutral:
         self.seen += 1
         rate = 1.0 / min(self.seen, NEUTRAL_FRAMES)
         rates = np.full((len(normalised), 1), rate, np.float32)
-        for group, grows in ((list(RIGHT_EYE), False), (list(LEFT_EYE), False), (self._lower(), True)):
+        for group, grows in ((EYE_POINTS[0], False), (EYE_POINTS[1], False), (self._lower(), True)):
             resting = (_opening(normalised[group]) > _opening(self.points[group])) != grows
-            rates[group] = rate * AWAY if not resting else max(rate, TOWARD)
+            rates[group] = max(rate, TOWARD) if resting else rate * AWAY
         self.points += (normalised - self.points) * rates
         self.eyes_open = float(np.mean([_opening(normalised[e]) / max(_opening(self.points[e]), 1e-3)
-                                        for e in (list(RIGHT_EYE), list(LEFT_EYE))]))
+                                        for e in EYE_POINTS]))
         return self.points
 
     def _lower(self) -> list[int]:
@@ -76,6 +76,7 @@ class Neutral:
 # follow an opening eye at once and a closing one hardly; its mouth the reverse.
 TOWARD, AWAY = 0.25, 0.1
 NOSE_BASE = 2
+EYE_POINTS = (np.array(RIGHT_EYE), np.array(LEFT_EYE))
 
 
 def _opening(points: np.ndarray) -> float:
@@ -87,7 +88,7 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
-INNER_LIPS = np.array(LIPS_INNER)
+INNER_LIPS, OUTER_LIPS = np.array(LIPS_INNER), np.array(LIPS_OUTER)
 
 
 def closed_like(src: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def opened_like(shape: np.ndarray, cam: np.ndarray, likeness: float) -> np.ndarr
     the nearest inner one, so the lips keep their thickness. The opening is measured absolutely, not against the
     running neutral: a neutral learned while the camera's person talks has the mouth half open, and the source's
     mouth then opened only half as far as the camera's."""
-    inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
+    inner, outer = INNER_LIPS, OUTER_LIPS
     own = shape[inner, 1]
     want = own.mean() + cam[inner, 1] - cam[inner, 1].mean()
     delta = likeness * (want - own)

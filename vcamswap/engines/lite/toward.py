@@ -9,7 +9,7 @@ import numpy as np
 from vcamswap.compose.align import Box, support
 from vcamswap.compose.blend import feather_width
 from vcamswap.compose.skin import UNIT, face_width
-from vcamswap.engines.lite.likeness import Neutral, mouth_opening, target_points, warp_of
+from vcamswap.engines.lite.likeness import INNER_LIPS, Neutral, mouth_opening, target_points, warp_of
 from vcamswap.engines.lite.masks import (
     FEATURES,
     feature_box,
@@ -27,7 +27,7 @@ from vcamswap.engines.lite.mesh import (
     trust_blur,
 )
 from vcamswap.engines.lite.source import LiteSource
-from vcamswap.faces.landmarks import LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+from vcamswap.faces.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from vcamswap.presets import Preset
 from vcamswap.types import FaceGeometry, FeatureLayer, SwapOutput
 
@@ -96,8 +96,7 @@ def mouth_inside(crop: np.ndarray, dst: np.ndarray, shaped: np.ndarray, box: Box
     the reshaped ones by one affine map. The smooth field that moves the frame is too coarse there: between a
     source's lips a few pixels from the camera's it sampled the camera's lips, and a mouth open as wide as the
     camera's showed as a flat dark slit."""
-    inner = list(LIPS_INNER)
-    m, _ = cv2.estimateAffine2D(shaped[inner], dst[inner], method=cv2.LMEDS)
+    m, _ = cv2.estimateAffine2D(shaped[INNER_LIPS], dst[INNER_LIPS], method=cv2.LMEDS)
     out = crop.copy()
     if m is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
         return out
