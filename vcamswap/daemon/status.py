@@ -24,10 +24,15 @@ PREVIEW = "preview"  # the preview window's output: shown in the tray, not among
 
 def state(st: DaemonState) -> tuple[str, str | None]:
     """(state, detail): starting | swapping | off | no-face | paused | error."""
+    return state_with(st, st.health.waiting_for_camera)
+
+
+def state_with(st: DaemonState, waiting: str | None) -> tuple[str, str | None]:
+    """The state given one read of the missing camera's error, so a reply never says two things at once."""
     snap = st.controls.snapshot()
     h = st.health
-    if h.waiting_for_camera:
-        return "error", "no camera: " + h.waiting_for_camera
+    if waiting:
+        return "error", "no camera: " + waiting
     if not st.ready.is_set() or not h.last_frame_t:
         return "starting", None
     if h.loop_error and time.monotonic() - h.loop_error_t < 10.0:
@@ -110,7 +115,10 @@ def tray_view(st: DaemonState) -> TrayView:
 
 def status(st: DaemonState) -> Reply:
     snap = st.controls.snapshot()
-    word, detail = state(st)
+    # the capture thread sets these while we read: one read each keeps the state and the camera in step
+    cap = st.capture
+    waiting = st.health.waiting_for_camera if cap is None else None
+    word, detail = state_with(st, waiting)
     reply: Reply = {
         "ok": True,
         "pid": os.getpid(),
@@ -146,7 +154,6 @@ def status(st: DaemonState) -> Reply:
         if urls:
             reply["preview_url"] = next(iter(urls.values()))
         reply["outputs_live"] = [x.name for x in outs if x.live]
-    cap = st.capture
     if cap is not None:
         i = cap.info
         reply["camera"] = {
@@ -154,6 +161,5 @@ def status(st: DaemonState) -> Reply:
             "fps": round(i.fps, 2), "error": cap.last_error,
         }
     else:
-        reply["camera"] = {"status": "waiting" if st.health.waiting_for_camera else "opening",
-                           "error": st.health.waiting_for_camera}
+        reply["camera"] = {"status": "waiting" if waiting else "opening", "error": waiting}
     return reply
