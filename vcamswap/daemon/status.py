@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vcamswap import __version__
 from vcamswap.control.intents import controls_dict
 from vcamswap.control.protocol import Reply
+from vcamswap.controls import ControlState
 from vcamswap.daemon.desktop.start import swap_mic_status
 from vcamswap.daemon.state import DaemonState
 from vcamswap.modelstore.installed import installed
 
 if TYPE_CHECKING:
+    from vcamswap.capture.source import Capture
     from vcamswap.daemon.desktop.tray import TrayView
     from vcamswap.engines.remote.health import RemoteHealth
 
@@ -22,25 +24,38 @@ NO_FACE_FRAMES = 10  # this many frames in a row without a face -> "no face foun
 PREVIEW = "preview"  # the preview window's output: shown in the tray, not among the outputs
 
 
+class Reading(NamedTuple):
+    """One read of what other threads change under a reply, so its parts never contradict each other."""
+
+    snap: ControlState
+    capture: Capture | None
+    camera: str | None  # the capture's status ("ok" | "lost" | "paused" | "ended")
+    waiting: str | None  # why no camera opened yet, while it is waited for
+
+
+def read(st: DaemonState) -> Reading:
+    cap = st.capture
+    return Reading(st.controls.snapshot(), cap, cap.status if cap is not None else None,
+                   st.health.waiting_for_camera if cap is None else None)
+
+
 def state(st: DaemonState) -> tuple[str, str | None]:
     """(state, detail): starting | swapping | off | no-face | paused | error."""
-    return state_with(st, st.health.waiting_for_camera)
+    return state_of(st, read(st))
 
 
-def state_with(st: DaemonState, waiting: str | None) -> tuple[str, str | None]:
-    """The state given one read of the missing camera's error, so a reply never says two things at once."""
-    snap = st.controls.snapshot()
+def state_of(st: DaemonState, r: Reading) -> tuple[str, str | None]:
+    snap = r.snap
     h = st.health
-    if waiting:
-        return "error", "no camera: " + waiting
+    if r.waiting:
+        return "error", "no camera: " + r.waiting
     if not st.ready.is_set() or not h.last_frame_t:
         return "starting", None
     if h.loop_error and time.monotonic() - h.loop_error_t < 10.0:
         return "error", h.loop_error
     if snap.paused:
         return "paused", None
-    cap = st.capture
-    if cap is not None and cap.status == "lost":
+    if r.camera == "lost":
         return "error", "camera lost; reconnecting"
     if st.sinks is not None:
         states = [x for x in st.sinks.states() if x.name != PREVIEW]
@@ -107,18 +122,17 @@ def tray_view(st: DaemonState) -> TrayView:
     # the tray loads PIL
     from vcamswap.daemon.desktop.tray import TrayView
 
-    word, detail = state(st)
-    snap = st.controls.snapshot()
+    r = read(st)
+    word, detail = state_of(st, r)
+    snap = r.snap
     server = remote(st)
     return TrayView(word, fps(st), snap.face, snap.preset, detail,
                     server.line() if server else None, server.short() if server else None)
 
 def status(st: DaemonState) -> Reply:
-    snap = st.controls.snapshot()
-    # the capture thread sets these while we read: one read each keeps the state and the camera in step
-    cap = st.capture
-    waiting = st.health.waiting_for_camera if cap is None else None
-    word, detail = state_with(st, waiting)
+    r = read(st)  # the capture thread changes these while we answer
+    snap, cap = r.snap, r.capture
+    word, detail = state_of(st, r)
     reply: Reply = {
         "ok": True,
         "pid": os.getpid(),
@@ -157,9 +171,9 @@ def status(st: DaemonState) -> Reply:
     if cap is not None:
         i = cap.info
         reply["camera"] = {
-            "status": cap.status, "kind": i.kind, "source": i.name, "width": i.width, "height": i.height,
+            "status": r.camera, "kind": i.kind, "source": i.name, "width": i.width, "height": i.height,
             "fps": round(i.fps, 2), "error": cap.last_error,
         }
     else:
-        reply["camera"] = {"status": "waiting" if waiting else "opening", "error": waiting}
+        reply["camera"] = {"status": "waiting" if r.waiting else "opening", "error": r.waiting}
     return reply
