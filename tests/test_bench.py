@@ -101,8 +101,9 @@ def test_bench_realtime_reports_latency(media: Path, tmp_path: Path) -> None:
     assert 0 < rt["latency_ms"]["p50"] <= rt["latency_ms"]["p95"] <= rt["latency_ms"]["p99"]
     assert rt["fps"] > 0
     # Paced like a camera: every frame the input gave was published or counted as dropped. At each end of a
-    # pass one frame can be in hand, and the counters are read a frame apart at most.
-    assert rt["captured"] >= rt["frames"] and abs(rt["captured"] - rt["frames"] - rt["dropped"]) <= 2 * 2, rt
+    # pass one frame can be in hand, and the counters are read a frame apart at most (on a busy machine the capture
+    # count of a pass was read one short of its published frames: 59 of 60).
+    assert rt["captured"] >= rt["frames"] - 2 and abs(rt["captured"] - rt["frames"] - rt["dropped"]) <= 2 * 2, rt
 
 
 def test_bench_realtime_counts_every_frame_it_could_not_publish_as_dropped(media: Path, tmp_path: Path) -> None:

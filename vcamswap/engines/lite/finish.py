@@ -15,13 +15,28 @@ from vcamswap.compose.align import support
 from vcamswap.compose.blend import color_match
 from vcamswap.compose.occlusion import Occluder
 from vcamswap.compose.skin import BROWS, EYES_AND_LIPS, UNIT, face_width, polygon, protected
-from vcamswap.engines.lite.relight import GRID, SIGMA, Keep, relight, soften_like, weighted_mean
+from vcamswap.engines.lite.photo_skin import under_nose
+from vcamswap.engines.lite.relight import (
+    GRID,
+    SIGMA,
+    Keep,
+    dark_patch_gain,
+    relight_gain,
+    soften_like,
+    weighted_mean,
+    with_gain,
+)
 from vcamswap.engines.lite.warp import moved_points, warped_crop
-from vcamswap.faces.landmarks import LEFT_EYEBROW, RIGHT_EYEBROW
+from vcamswap.faces.landmarks import LEFT_EYE, LEFT_EYEBROW, RIGHT_EYE, RIGHT_EYEBROW
 from vcamswap.presets import Preset
 from vcamswap.types import FeatureLayer, SwapOutput
 
 LIGHT_SIZE = 2 * GRID  # where the relight's weights are worked out
+# The eyes, brows and the camera's features laid over the skin are left as they are by the dark patches' lift, grown
+# by this share of the face's width: lifting the lids' surroundings toward the camera's skin changed how a shut eye
+# reads (dlib's blink correlation at likeness 1: 0.19 with the outlines alone spared, 0.91 grown, 0.83 unlifted).
+EYES_AND_BROWS = (RIGHT_EYE, LEFT_EYE, *BROWS)
+SPARE_GROW = 0.08
 
 
 def finish(
@@ -66,7 +81,12 @@ def finish(
             # Both sides reduced once, for the tone's gap and the relight's low-pass alike.
             reduced = small(skin), small(crop)
             sigma, keep = toward_source(out, preset, *reduced, w_src, plain * w_cam)
-            skin = relight(skin, crop, w_src, plain * w_cam, support(out.mask, 2), sigma, keep, reduced)
+            gain = relight_gain(*reduced, w_src, plain * w_cam, sigma, keep)
+            # One pass over the crop for both gains: the dark patches are found on the relit skin's reduced copy.
+            gain = cv2.resize(gain, (LIGHT_SIZE, LIGHT_SIZE), interpolation=cv2.INTER_LINEAR)
+            at_light = points * (LIGHT_SIZE / mask.shape[0])
+            gain *= dark_patch_gain(reduced[0] * gain, reduced[1], w_src * w_cam, *spared(at_light, small(holes)))
+            skin = with_gain(skin, gain, support(out.mask, 2))
             skin = soften_like(skin, crop, w_src * w_cam, brow_mask(points, mask.shape[0]))
         # The camera's eyes and lips are drawn whatever lies around them; elsewhere the camera shows where
         # the source is not skin or something is in front of the camera's face.
@@ -79,6 +99,18 @@ def finish(
     if layer is None:
         return SwapOutput(skin, mask)
     return SwapOutput(lay_features(skin, layer), mask)
+
+
+def spared(points: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where the dark patches' lift leaves the skin as it is, where it allows no darker patch at all) at the size of
+    `holes` (the features laid over the skin), `points` in its pixels: the eyes, brows and features grown by
+    SPARE_GROW; the band under the nose, which is never spared."""
+    shape = holes.shape[:2]
+    spare = np.maximum(protected(points, shape, EYES_AND_BROWS), holes)
+    r = max(1, int(round(face_width(points) * SPARE_GROW)))
+    grown = cv2.dilate(spare, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    strict = under_nose(points, shape)
+    return grown * (1.0 - strict), strict
 
 
 def brow_mask(points: np.ndarray, size: int) -> np.ndarray:

@@ -64,24 +64,26 @@ def weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return (sums[0] / total).astype(np.float32)
 
 
-def relight(
-    src: np.ndarray, ref: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
-    box: Box | None = None, sigma: float = SIGMA, keep: Keep | None = None,
-    small: tuple[np.ndarray, np.ndarray] | None = None,
+def relight_gain(
+    src_small: np.ndarray, ref_small: np.ndarray, w_src: np.ndarray, w_ref: np.ndarray,
+    sigma: float = SIGMA, keep: Keep | None = None,
 ) -> np.ndarray:
-    """`src` (uint8 BGR) with the low-frequency colour of `ref` where both are skin (weights at any size).
-    `box`: only there, where it will be seen; the rest of `src` is returned as it is. `sigma`: the low-pass's
-    scale in GRID cells; `keep`: how much of the source's own shading and tone stays, per cell. `small`: `src` and
-    `ref` already reduced to the weights' size (INTER_AREA), when the caller has them."""
-    size = src.shape[1], src.shape[0]
-    src_small, ref_small = (src, ref) if small is None else small
+    """The GRID x GRID per-channel gain that gives the source the low-frequency colour of `ref` where both are
+    skin: `src_small` and `ref_small` reduced to the weights' size (INTER_AREA). `sigma`: the low-pass's scale in
+    GRID cells; `keep`: how much of the source's own shading and tone stays, per cell."""
     gain = (weighted_lowpass(ref_small, w_ref, sigma) + 4.0) / (weighted_lowpass(src_small, w_src, sigma) + 4.0)
     gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     if keep is not None:
         mean = np.clip(keep.mean_gain, 1.0 / MAX_GAIN, MAX_GAIN).astype(np.float32)
         shading = np.power(gain / mean, 1.0 - keep.shading[..., None])
         gain = (shading * np.power(mean, 1.0 - keep.tone[..., None])).astype(np.float32)
-    full = cv2.resize(gain, size, interpolation=cv2.INTER_LINEAR)
+    return gain.astype(np.float32)
+
+
+def with_gain(src: np.ndarray, gain: np.ndarray, box: Box | None = None) -> np.ndarray:
+    """`src` (uint8 BGR) times a per-channel `gain` of any smaller size, resized smoothly; `box`: only there, where
+    it will be seen (the rest of `src` is returned as it is)."""
+    full = cv2.resize(gain, (src.shape[1], src.shape[0]), interpolation=cv2.INTER_LINEAR)
     if box is None:
         return np.clip(src.astype(np.float32) * full + 0.5, 0, 255).astype(np.uint8)
     r = box.region
@@ -148,3 +150,57 @@ def soften_like(
         r, w = box.region, np.ascontiguousarray(brows[box.region])
         out[r] = cv2.blendLinear(np.ascontiguousarray(inner), out[r], w, 1.0 - w)
     return out
+
+
+
+# A patch of the swapped skin this much darker, against the camera's skin under it, than the whole face is (its tone
+# kept), is lifted back to that: DARK_SIGMA cells of the weights' grid (1/64 of the crop) across, fine enough for a
+# beard's shadow at a cheek's edge or a photo's shadowed cheek beside a lit camera cheek, coarse enough that the
+# swap's own features and fine texture stay as they are (the gain is smooth).
+DARK_TOLERANCE = 0.1
+DARK_SIGMA = 1.0
+
+
+def weighted_median(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per channel, the median of `values` (H, W, C) weighted by `weight` (H, W)."""
+    w = weight.ravel()
+    out = np.empty(values.shape[-1], np.float32)
+    for c in range(values.shape[-1]):
+        v = values[..., c].ravel()
+        order = np.argsort(v)
+        cum = np.cumsum(w[order])
+        out[c] = v[order[min(int(np.searchsorted(cum, 0.5 * cum[-1])), len(v) - 1)]]
+    return out
+
+
+def dark_patch_gain(
+    lit_small: np.ndarray, ref_small: np.ndarray, weight: np.ndarray, spare: np.ndarray, strict: np.ndarray
+) -> np.ndarray:
+    """The per-channel gain (`weight`'s size) that brings the relit skin's patches that are darker than the camera's
+    skin beneath them, by more than the face as a whole is, toward the camera's colour there (in the face's tone).
+    `lit_small`: the relit skin, `ref_small`: the camera's crop, both at `weight`'s size; `weight`: where both sides
+    are skin, as the relight weighs them; `spare` (0..1): the features, left as they are (a lid or a lash lifted
+    toward the skin beside it loses the contrast that shows an eye shut); `strict` (0..1): where no patch may be
+    darker at all (the band under the nose, where a moustache's remains read as a blob first).
+
+    The relight's low-pass is coarse (SIGMA), and its source side sees only what the photo's skin mask keeps: a
+    photo's shadowed cheek, the stubble at a beard's edge or a glasses rim's shadow, part kept and part filled,
+    stayed as dark bands over the camera's evenly lit face."""
+    w = weight.astype(np.float32)
+    ones = np.ones((*w.shape, 3), np.float32)
+    if float(w.sum()) < 1.0:
+        return ones
+    src, ref = lit_small.astype(np.float32), ref_small.astype(np.float32)
+    den = np.maximum(cv2.GaussianBlur(w, (0, 0), DARK_SIGMA), 1e-3)[..., None]
+    a = cv2.GaussianBlur(src * w[..., None], (0, 0), DARK_SIGMA) / den
+    b = cv2.GaussianBlur(ref * w[..., None], (0, 0), DARK_SIGMA) / den
+    # The face-wide relation of the two sides, per channel: the tone the relight kept. The median over the skin, not
+    # the mean: the dark patches themselves must not darken the tone they are measured against.
+    target = b * weighted_median((a + 2.0) / (b + 2.0), w)
+    la, lt = a.mean(2), target.mean(2)
+    short = np.maximum(lt * (1.0 - DARK_TOLERANCE * (1.0 - strict)) - la, 0.0)
+    # The share of the way to the target that brings the patch within the tolerance; none where no skin is near.
+    frac = short / np.maximum(lt - la, 1e-3) * np.clip(den[..., 0] * 4.0, 0.0, 1.0) * (1.0 - spare)
+    if not frac.any():
+        return ones
+    return ((a + frac[..., None] * (target - a) + 2.0) / (a + 2.0)).astype(np.float32)

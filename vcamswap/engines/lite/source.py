@@ -57,7 +57,10 @@ class LiteSource:
         key = -size if moved else size
         if key not in self._scaled:
             skin = np.ones(self.texture.shape[:2], np.float32) if self.skin is None else self.skin
-            skin = soft_brow_ends(skin, self.points * SOURCE_SIZE) if moved and self.skin is not None else skin
+            if moved and self.skin is not None:
+                pts = self.points * SOURCE_SIZE
+                band = cv2.GaussianBlur(under_nose(pts, skin.shape), (0, 0), SOURCE_SIZE * 0.008)
+                skin = np.maximum(soft_brow_ends(skin, pts), band)
             bgra = np.dstack([self.texture, np.clip(skin * 255.0 + 0.5, 0, 255).astype(np.uint8)])
             interp = cv2.INTER_AREA if size < SOURCE_SIZE else cv2.INTER_LINEAR
             self._scaled[key] = cv2.resize(bgra, (size, size), interpolation=interp)

@@ -139,7 +139,7 @@ def _num(v: object, spec: str) -> str:
 
 
 MARKDOWN_COLUMNS = ("likeness", "id src", "id cam", "closer", "mouth r", "eye r", "foreign mean/max", "under nose",
-                    "tone dE", "seam", "occl", "flicker", "s")
+                    "dark mean/max", "tone dE", "seam", "occl", "flicker", "s")
 
 
 def markdown_row(record: dict[str, object]) -> str:
@@ -155,6 +155,7 @@ def markdown_row(record: dict[str, object]) -> str:
         _num(q.get("eye_corr"), ".2f"),
         f"{_num(q.get('foreign_mean'), '.3f')}/{_num(q.get('foreign_max'), '.3f')}",
         _num(q.get("under_nose"), ".3f"),
+        f"{_num(q.get('dark_mean'), '.3f')}/{_num(q.get('dark_max'), '.3f')}",
         _num(q.get("tone_delta_e"), ".1f"),
         _num(q.get("seam"), ".2f"),
         _num(q.get("occluders"), ".2f"),

@@ -175,6 +175,8 @@ class Realism:
     seam: float  # gradient along the swap's edge, output over camera
     occluders: float  # edges in a ring around the eyes, output over camera
     under_nose: float = 0.0  # share of the band under the nose far darker than the skin, output minus camera
+    dark_mean: float = 0.0  # share of the skin in dark patches the camera does not have (realism.dark_patches)
+    dark_max: float = 0.0
     # tools.bench.expression: the output's expression against the camera's, frame by frame (NaN: not measurable)
     mouth_corr: float = float("nan")  # Pearson r of the mouth's opening, output vs camera
     eye_corr: float = float("nan")  # Pearson r of the eyes' aspect ratio, output vs camera

@@ -12,6 +12,10 @@ the same regions hold in the output.
 * under_nose: the share of the band from the nose to the upper lip darker than the rest of the face's skin,
   output minus camera, each on its own landmarks: a source's moustache or nostril shadow pasted there shows
   as a dark blob.
+* dark: the share of the skin region whose lightness, smoothed over a fiftieth of the face's width, falls more
+  than DARK_PATCH_L below the camera's at the same place, beyond the whole face's shift (a darker or lighter tone
+  kept on purpose does not count): a photo's shadowed cheek, a beard's or a glasses rim's shadow laid over the
+  camera's lit face as a grey band. foreign misses these: a soft band is rarely 20 delta E from the median.
 * tone: CIE76 delta E between the output's cheeks and the camera's own cheeks (median Lab colour).
 * seam: mean gradient magnitude in a thin band along the edge of what the swap changed, output over camera.
 * occluders: mean edge magnitude in a ring around each eye (where glasses frames sit), output over camera.
@@ -51,6 +55,7 @@ class Measures(NamedTuple):
     seam: float
     occluders: float
     under_nose: float = 0.0
+    dark: float = 0.0
 
 
 def _poly(mask: np.ndarray, pts: np.ndarray) -> None:
@@ -127,6 +132,20 @@ def dark_under_nose(image: np.ndarray, lm: np.ndarray) -> float:
     return float((lum[r.under_nose] < np.median(lum[rest]) - DARK_L).mean())
 
 
+DARK_PATCH_L = 8.0  # CIE L* a smoothed patch may fall below the camera's there (beyond the face's shift)
+DARK_PATCH_SMOOTH = 0.02  # of the face's width: a patch, not a pore, a lash or an edge moved by a pixel
+
+
+def dark_patches(out: np.ndarray, cam: np.ndarray, skin: np.ndarray, width: float) -> float:
+    """Share of the `skin` pixels whose smoothed lightness is more than DARK_PATCH_L below the camera's at the
+    same place, beyond the median difference over the skin."""
+    if not skin.any():
+        return 0.0
+    s = max(1.0, DARK_PATCH_SMOOTH * width)
+    diff = cv2.GaussianBlur(_lab(out)[..., 0] - _lab(cam)[..., 0], (0, 0), s)[skin]
+    return float((diff < np.median(diff) - DARK_PATCH_L).mean())
+
+
 def _lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
 
@@ -185,6 +204,8 @@ def measure(cam: np.ndarray, out: np.ndarray, lm: np.ndarray, lm_out: np.ndarray
         seam=ratio(out, cam, band),
         occluders=ratio(out, cam, r.eye_rings),
         under_nose=dark_under_nose(out, lm if lm_out is None else lm_out) - dark_under_nose(cam, lm),
+        # Skin on both sides: a feature the swap moved (the source's nose, its brows) is not a patch.
+        dark=dark_patches(out, cam, r.skin if lm_out is None else r.skin & regions(lm_out, out.shape).skin, width),
     )
 
 
@@ -268,6 +289,8 @@ def summarize(shots: list[tuple[int, np.ndarray, np.ndarray]], landmarks: Landma
         seam=round(_finite(m[:, 2]), 3),
         occluders=round(_finite(m[:, 3]), 3),
         under_nose=round(_finite(m[:, 4]), 4),
+        dark_mean=round(_finite(m[:, 5]), 4),
+        dark_max=round(_finite(m[:, 5], "max"), 4),
         mouth_corr=round(correlation(mo[:, 1], mo[:, 0]), 3),
         eye_corr=round(correlation(ey[:, 1], ey[:, 0]), 3),
         flicker=round(flick, 3),

@@ -184,7 +184,8 @@ def run_bench(opts: BenchOptions, emit: Callable[[str], None] = print) -> tuple[
                        "output minus camera; tone = cheeks' delta E output vs camera; seam = gradient along the "
                        "swap's edge, output / camera; occluders = edges around the eyes, output / camera; "
                        "under_nose = share of the band under the nose > 10 L* darker than the rest of the skin, output "
-                       "minus camera",
+                       "minus camera; dark = share of the skin whose smoothed lightness is > 8 L* below the camera's "
+                       "there, beyond the face's median shift",
             "expression": "tools/bench/expression.py, on every measure_step-th frame: mouth_corr / eye_corr = "
                           "Pearson r over the frames of the output's mouth opening (inner lips' gap / inter-ocular "
                           "distance) / eye aspect ratio against the camera's (null: under 5 frames or constant); "
@@ -285,6 +286,7 @@ def _progress(r: RunResult) -> str:
         q = r.realism
         parts.append(f"foreign {q.foreign_mean:.3f}/{q.foreign_max:.3f} tone dE {q.tone_delta_e:.1f} "
                      f"seam {q.seam:.2f} occluders {q.occluders:.2f} under nose {q.under_nose:.3f} "
+                     f"dark {q.dark_mean:.3f}/{q.dark_max:.3f} "
                      f"mouth r {q.mouth_corr:.2f} eye r {q.eye_corr:.2f} flicker {q.flicker:.2f} ({q.landmarks})")
     if r.identity:
         parts.append(f"identity {r.identity.to_source:.3f}/{r.identity.to_target:.3f} "
