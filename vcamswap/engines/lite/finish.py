@@ -37,6 +37,7 @@ LIGHT_SIZE = 2 * GRID  # where the relight's weights are worked out
 # reads (dlib's blink correlation at likeness 1: 0.19 with the outlines alone spared, 0.91 grown, 0.83 unlifted).
 EYES_AND_BROWS = (RIGHT_EYE, LEFT_EYE, *BROWS)
 SPARE_GROW = 0.08
+NEAR_EYES = 0.12  # of the face's width: the features laid over the skin this near an eye are its lids
 
 
 def finish(
@@ -106,11 +107,14 @@ def spared(points: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     `holes` (the features laid over the skin), `points` in its pixels: the eyes, brows and features grown by
     SPARE_GROW; the band under the nose, which is never spared."""
     shape = holes.shape[:2]
-    spare = np.maximum(protected(points, shape, EYES_AND_BROWS), holes)
+    # The eyes with what is laid over them (the camera's lids while its eyes shut) are grown; the lips are not: grown,
+    # their spare covered the cheeks beside the mouth, where a photo's shadowed jaw lands.
+    near_eyes = protected(points, shape, (RIGHT_EYE, LEFT_EYE), grow=NEAR_EYES)
+    eyes = np.maximum(protected(points, shape, EYES_AND_BROWS), holes * near_eyes)
     r = max(1, int(round(face_width(points) * SPARE_GROW)))
-    grown = cv2.dilate(spare, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    grown = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     strict = under_nose(points, shape)
-    return grown * (1.0 - strict), strict
+    return np.maximum(grown, holes) * (1.0 - strict), strict
 
 
 def brow_mask(points: np.ndarray, size: int) -> np.ndarray:
