@@ -44,7 +44,7 @@ def test_a_side_lit_photo_leaves_no_grey_band_on_a_lit_face(
 ) -> None:
     share = dark_share(detector, mesh, tmp_path / "on")
     # The control: no patch is ever lifted (a tolerance of the whole lightness). It scored 0.053 (a band from the eye
-    # down the cheek to the jaw, and the nose's side), the lift 0.014.
+    # down the cheek to the jaw, and the nose's side), the lift 0.013.
     monkeypatch.setattr(relight, "DARK_TOLERANCE", 1.0)
     control = dark_share(detector, mesh, tmp_path / "off")
     print(f"dark {share:.3f}, control {control:.3f}")
