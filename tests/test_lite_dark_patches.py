@@ -18,7 +18,6 @@ from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.tools.bench.realism import Landmarks68, dark_patches, regions
-from vcamswap.types import Frame
 
 SHADOWED = "faces/hard/beanie_hat_man_eminem.jpg"  # lit from one side: his right cheek and the nose's side in shadow
 TURNED_CLIP = "videos/webcam/webcam_640x480_30fps_mix4.mp4"  # her near cheek, evenly lit, where his shadow lands
@@ -28,14 +27,11 @@ def dark_share(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path) -> flo
     landmarks = Landmarks68()
     driven = build(LiteEngine(), detector, mesh, folder, str(media_path(SHADOWED)))
     shares = []
-    for i, image in enumerate(read_frames(media_path(TURNED_CLIP), 24)):
-        result = driven.process(Frame(image, i, 0.0))
-        assert result.swapped
-        if i % 4 == 3:
-            lm = landmarks(image)
-            assert lm is not None
-            width = float(np.linalg.norm(lm[16] - lm[0]))
-            shares.append(dark_patches(result.image, image, regions(lm, image.shape).skin, width))
+    for image, output in driven.swap(read_frames(media_path(TURNED_CLIP), 24), every=4):
+        lm = landmarks(image)
+        assert lm is not None
+        width = float(np.linalg.norm(lm[16] - lm[0]))
+        shares.append(dark_patches(output, image, regions(lm, image.shape).skin, width))
     return float(np.mean(shares))
 
 

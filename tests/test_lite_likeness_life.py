@@ -18,7 +18,6 @@ from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.tools.bench.identity import Recognizer
 from vcamswap.tools.bench.realism import Landmarks68
-from vcamswap.types import Frame
 
 BLINKING = "videos/hard/glasses_hair_over_forehead_woman_mairead_mcguinness.mp4"  # eyes closing at frames 9-20
 OPEN_EYED = "faces/hard/dark_skin_man_barack_obama_official_portrait.jpg"
@@ -31,12 +30,7 @@ def swapped(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, source: s
     driven = build(LiteEngine(), detector, mesh, folder, str(media_path(source)),
                    adjust=lambda p: p.with_knobs(likeness=likeness))
     cams = read_frames(media_path(clip), frames)
-    outs = []
-    for i, image in enumerate(cams):
-        result = driven.process(Frame(image, i, 0.0))
-        assert result.swapped, f"frame {i} not swapped"
-        outs.append(result.image)
-    return cams, outs
+    return cams, [output for _, output in driven.swap(cams)]
 
 
 EYES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))

@@ -36,12 +36,7 @@ def last_outputs(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path, face
                  frames: list[np.ndarray], level: float, keep: int) -> list[np.ndarray]:
     d = build(LiteEngine(), detector, mesh, folder, str(media_path(face)),
               adjust=lambda p: p.with_knobs(likeness=level))
-    out = []
-    for i, image in enumerate(frames):
-        result = d.process(Frame(image, i, 0.0))
-        assert result.swapped, f"frame {i} not swapped"
-        out.append(result.image)
-    return out[-keep:]
+    return [output for _, output in d.swap(frames)][-keep:]
 
 
 def patch_lab(image: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:

@@ -79,13 +79,7 @@ def stages(
 
 def swap_clip(driven: Driven, clip: str, frames: int = FRAMES) -> list[tuple[np.ndarray, np.ndarray]]:
     """(camera frame, output) pairs of a real clip swapped with a real source."""
-    pairs = []
-    for i, image in enumerate(read_frames(media_path(clip), frames)):
-        result = driven.process(Frame(image, i, 0.0))
-        assert result.swapped, f"frame {i} of {clip}: not swapped"
-        if i % EVERY == EVERY - 1:
-            pairs.append((image, result.image))
-    return pairs
+    return driven.swap(read_frames(media_path(clip), frames), EVERY)
 
 
 def measures(pairs: list[tuple[np.ndarray, np.ndarray]], landmarks: Landmarks68) -> list[Measures]:

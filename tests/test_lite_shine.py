@@ -17,7 +17,6 @@ from vcamswap.engines.lite.engine import LiteEngine
 from vcamswap.faces.detector import BlazeFaceDetector
 from vcamswap.faces.landmarker import FaceMesh
 from vcamswap.tools.bench.realism import Landmarks68
-from vcamswap.types import Frame
 
 SHINY = "faces/hard/child_hair_over_face_brown_skin_ffhq00007.png"  # a shiny nose tip
 MATTE = "videos/hard/brown_skin_man_surprised_talking_mead_M024.mp4"
@@ -39,13 +38,10 @@ def pallor(detector: BlazeFaceDetector, mesh: FaceMesh, folder: Path) -> float:
     driven = build(LiteEngine(), detector, mesh, folder, str(media_path(SHINY)),
                    adjust=lambda p: p.with_knobs(likeness=1.0))  # where the photo's own light shows most
     gaps = []
-    for i, image in enumerate(read_frames(media_path(MATTE), 20)):
-        result = driven.process(Frame(image, i, 0.0))
-        assert result.swapped
-        if i % 4 == 3:
-            lm = landmarks(image)
-            assert lm is not None
-            gaps.append(nose_pallor(result.image, lm) - nose_pallor(image, lm))  # the camera's own nose: control
+    for image, output in driven.swap(read_frames(media_path(MATTE), 20), every=4):
+        lm = landmarks(image)
+        assert lm is not None
+        gaps.append(nose_pallor(output, lm) - nose_pallor(image, lm))  # the camera's own nose: control
     return float(np.mean(gaps))
 
 

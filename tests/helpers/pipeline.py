@@ -36,6 +36,17 @@ class Driven:
     def source(self, name: str) -> PreparedSource[Any] | None:
         return self.sources.current(name)
 
+    def swap(self, frames: list[np.ndarray], every: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every frame of a clip through the pipeline, each one swapped; (camera frame, output) of every
+        `every`-th frame (the last of each step, so the tracker has settled)."""
+        pairs = []
+        for i, image in enumerate(frames):
+            result = self.process(Frame(image, i, 0.0))
+            assert result.swapped, f"frame {i} not swapped"
+            if i % every == every - 1:
+                pairs.append((image, result.image))
+        return pairs
+
 
 def drive(
     engine: Engine[Any],
